@@ -1,0 +1,20 @@
+"""crossmap: compile ONNX networks to TrueNorth-like neuromorphic chips and emulate them."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .chip import ChipSpec, EnergyModel  # noqa: E402
+from .errors import CrossmapError  # noqa: E402
+from .program import Program, load  # noqa: E402
+
+
+def emulate(program, inputs, ticks=None, backend: str = "emulator", **options):
+    """Run ``program`` on input spikes ``inputs`` (batch, ticks, channels) or (batch, channels)
+    with the named backend (``emulator`` or ``reference``); returns a ``Result``."""
+    from .backends import get_backend
+
+    return get_backend(backend)(program, inputs, ticks=ticks, **options)
+
+
+__all__ = ["ChipSpec", "EnergyModel", "CrossmapError", "Program", "load", "emulate", "__version__"]

@@ -1,0 +1,1 @@
+"""Subcommands of the ``crossmap`` CLI, one module each."""

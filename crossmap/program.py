@@ -1,0 +1,384 @@
+"""The compiled program: every core as flat arrays (struct of arrays), the input map, the output
+ports, the chip spec and how the program was made. ``save`` writes a directory atomically;
+``load`` reads it back without pickle and validates it against its chip spec.
+
+On disk a program directory holds ``manifest.json`` (schema ``crossmap/schema/program.schema.json``)
+and ``arrays.npz``; crossbars are bit-packed and a SHA-256 of the arrays is kept in the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .chip import ChipSpec
+from .errors import OutputExistsError, ProgramError, ProgramFormatError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+ARRAYS = "arrays.npz"
+
+# name -> (dtype, shape in symbols: C cores, A axons, N neurons, G axon types, M input map, P ports)
+ARRAY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "crossbar": ("bool", ("C", "A", "N")),
+    "axon_type": ("int32", ("C", "A")),
+    "weight": ("int32", ("C", "N", "G")),
+    "alpha": ("int32", ("C", "N")),
+    "beta": ("int32", ("C", "N")),
+    "leak": ("int32", ("C", "N")),
+    "reset_mode": ("int32", ("C", "N")),
+    "reset_value": ("int32", ("C", "N")),
+    "initial_v": ("int32", ("C", "N")),
+    "threshold_mask": ("int32", ("C", "N")),
+    "stochastic_synapse": ("bool", ("C", "N", "G")),
+    "target_core": ("int32", ("C", "N")),
+    "target_axon": ("int32", ("C", "N")),
+    "target_delay": ("int32", ("C", "N")),
+    "output_port": ("int32", ("C", "N")),
+    "core_xy": ("int32", ("C", "2")),
+    "input_channel": ("int32", ("M",)),
+    "input_core": ("int32", ("M",)),
+    "input_axon": ("int32", ("M",)),
+    "port_class": ("int32", ("P",)),
+}
+
+RESET_TO_VALUE, RESET_LINEAR, RESET_NONE = 0, 1, 2
+
+
+@dataclass
+class Program:
+    """A compiled program for one chip spec (see DESIGN section 1 for the meaning of each array).
+
+    Neuron ``(c, j)`` sends its spikes to ``(target_core, target_axon)`` after ``target_delay``
+    ticks when ``target_core >= 0``, or records them on ``output_port`` when that is >= 0, or
+    nowhere. Input channel ``input_channel[m]`` drives axon ``input_axon[m]`` of core
+    ``input_core[m]``. Port ``p`` votes for class ``port_class[p]``.
+    """
+
+    chip: ChipSpec
+    crossbar: np.ndarray
+    axon_type: np.ndarray
+    weight: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    leak: np.ndarray
+    reset_mode: np.ndarray
+    reset_value: np.ndarray
+    initial_v: np.ndarray
+    threshold_mask: np.ndarray
+    stochastic_synapse: np.ndarray
+    target_core: np.ndarray
+    target_axon: np.ndarray
+    target_delay: np.ndarray
+    output_port: np.ndarray
+    core_xy: np.ndarray
+    input_channel: np.ndarray
+    input_core: np.ndarray
+    input_axon: np.ndarray
+    port_class: np.ndarray
+    num_inputs: int
+    num_classes: int
+    input_ticks: int = 1
+    latency: int = 0
+    encoding: dict[str, Any] = field(default_factory=lambda: {"kind": "spikes"})
+    core_labels: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def empty(cls, chip: ChipSpec, num_cores: int, num_inputs: int = 0, num_classes: int = 1,
+              **kwargs: Any) -> "Program":
+        """A program of ``num_cores`` idle cores: no synapses, no targets, alpha = alpha_min,
+        everything else zero. Fill the arrays in place, then call ``validate``."""
+        C, A, N, G = num_cores, chip.axons_per_core, chip.neurons_per_core, chip.axon_types
+        arrays = {
+            "crossbar": np.zeros((C, A, N), bool),
+            "axon_type": np.zeros((C, A), np.int32),
+            "weight": np.zeros((C, N, G), np.int32),
+            "alpha": np.full((C, N), chip.alpha_min, np.int32),
+            "beta": np.zeros((C, N), np.int32),
+            "leak": np.zeros((C, N), np.int32),
+            "reset_mode": np.zeros((C, N), np.int32),
+            "reset_value": np.zeros((C, N), np.int32),
+            "initial_v": np.zeros((C, N), np.int32),
+            "threshold_mask": np.zeros((C, N), np.int32),
+            "stochastic_synapse": np.zeros((C, N, G), bool),
+            "target_core": np.full((C, N), -1, np.int32),
+            "target_axon": np.zeros((C, N), np.int32),
+            "target_delay": np.ones((C, N), np.int32) * chip.delay_min,
+            "output_port": np.full((C, N), -1, np.int32),
+            "core_xy": np.stack([np.arange(C) % chip.grid_x, np.arange(C) // chip.grid_x], 1).astype(np.int32),
+            "input_channel": np.zeros(0, np.int32),
+            "input_core": np.zeros(0, np.int32),
+            "input_axon": np.zeros(0, np.int32),
+            "port_class": np.zeros(0, np.int32),
+        }
+        arrays.update(kwargs)
+        return cls(chip=chip, num_inputs=num_inputs, num_classes=num_classes, **arrays)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def num_cores(self) -> int:
+        """Number of cores the program uses."""
+        return int(self.crossbar.shape[0])
+
+    @property
+    def num_ports(self) -> int:
+        """Number of output ports."""
+        return int(self.port_class.shape[0])
+
+    @property
+    def total_ticks(self) -> int:
+        """Ticks an emulation runs by default: the input ticks plus the pipeline latency."""
+        return int(self.input_ticks) + int(self.latency)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The array fields by name."""
+        return {name: getattr(self, name) for name in ARRAY_FIELDS}
+
+    def checksum(self) -> str:
+        """SHA-256 over every array (name, dtype, shape, bytes) in a fixed order."""
+        digest = hashlib.sha256()
+        for name, (dtype, _) in ARRAY_FIELDS.items():
+            arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
+            digest.update(f"{name}:{dtype}:{arr.shape};".encode())
+            digest.update(arr.tobytes())
+        return digest.hexdigest()
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> "Program":
+        """Check every shape and range against the chip spec; raise ``ProgramError`` naming the
+        field, the offending core/neuron, the value and the allowed range. Returns self."""
+        chip = self.chip
+        C = self.crossbar.shape[0] if self.crossbar.ndim == 3 else -1
+        dims = {"C": C, "A": chip.axons_per_core, "N": chip.neurons_per_core, "G": chip.axon_types,
+                "M": self.input_channel.shape[0] if self.input_channel.ndim == 1 else -1,
+                "P": self.port_class.shape[0] if self.port_class.ndim == 1 else -1, "2": 2}
+        for name, (dtype, symbols) in ARRAY_FIELDS.items():
+            arr = getattr(self, name)
+            if not isinstance(arr, np.ndarray):
+                raise ProgramError(f"program field {name!r} must be a numpy array, got {type(arr).__name__}")
+            want = tuple(dims[s] for s in symbols)
+            if arr.shape != want:
+                raise ProgramError(f"program field {name!r} has shape {arr.shape}, the chip spec "
+                                   f"{chip.name!r} needs {want} ({' x '.join(symbols)})")
+            if dtype == "bool" and arr.dtype != bool:
+                raise ProgramError(f"program field {name!r} must be bool, got {arr.dtype}")
+            if dtype != "bool" and not np.issubdtype(arr.dtype, np.integer):
+                raise ProgramError(f"program field {name!r} must be integer, got {arr.dtype}")
+        if C > chip.max_cores:
+            raise ProgramError(f"program uses {C} cores, chip spec {chip.name!r} has {chip.max_cores} "
+                               f"({chip.board_x} x {chip.board_y} chips); use a larger board")
+
+        def check_range(name: str, lo: int, hi: int, mask: np.ndarray | None = None) -> None:
+            arr = getattr(self, name)
+            bad = (arr < lo) | (arr > hi)
+            if mask is not None:
+                bad &= mask
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ProgramError(f"program field {name!r} at {where} = {int(arr[where])} is outside "
+                                   f"[{lo}, {hi}] of chip spec {chip.name!r} ({int(bad.sum())} values out of range)")
+
+        check_range("axon_type", 0, chip.axon_types - 1)
+        check_range("weight", chip.weight_min, chip.weight_max)
+        check_range("alpha", chip.alpha_min, chip.alpha_max)
+        check_range("beta", chip.beta_min, chip.beta_max)
+        check_range("leak", chip.leak_min, chip.leak_max)
+        check_range("reset_mode", 0, 2)
+        check_range("reset_value", chip.v_min, chip.v_max)
+        check_range("initial_v", chip.v_min, chip.v_max)
+        check_range("threshold_mask", 0, chip.alpha_max)
+        check_range("target_core", -1, C - 1)
+        routed = self.target_core >= 0
+        check_range("target_axon", 0, chip.axons_per_core - 1, routed)
+        check_range("target_delay", chip.delay_min, chip.delay_max, routed)
+        check_range("output_port", -1, self.num_ports - 1)
+        both = routed & (self.output_port >= 0)
+        if both.any():
+            where = tuple(int(i) for i in np.argwhere(both)[0])
+            raise ProgramError(f"neuron {where} has both a target core and an output port; a neuron "
+                               f"has one target: a core axon, an output port, or none")
+        ports = self.output_port[self.output_port >= 0]
+        if np.unique(ports).size != ports.size:
+            raise ProgramError("several neurons write the same output port; give each neuron its own port "
+                               "and let ports share a class")
+        check_range("core_xy", 0, max(chip.grid_x, chip.grid_y) - 1)
+        if C and ((self.core_xy[:, 0] >= chip.grid_x).any() or (self.core_xy[:, 1] >= chip.grid_y).any()):
+            raise ProgramError(f"a core coordinate lies outside the {chip.grid_x} x {chip.grid_y} board mesh")
+        if C and np.unique(self.core_xy[:, 1] * chip.grid_x + self.core_xy[:, 0]).size != C:
+            raise ProgramError("two cores share a mesh position; every core needs its own (x, y)")
+        if self.num_inputs < 0 or self.num_classes < 1:
+            raise ProgramError(f"num_inputs = {self.num_inputs} must be >= 0 and num_classes = "
+                               f"{self.num_classes} >= 1")
+        check_range("input_channel", 0, self.num_inputs - 1)
+        check_range("input_core", 0, C - 1)
+        check_range("input_axon", 0, chip.axons_per_core - 1)
+        check_range("port_class", 0, self.num_classes - 1)
+        if self.input_ticks < 1 or self.latency < 0:
+            raise ProgramError(f"input_ticks = {self.input_ticks} must be >= 1 and latency = {self.latency} >= 0")
+        if self.core_labels and len(self.core_labels) != C:
+            raise ProgramError(f"core_labels has {len(self.core_labels)} entries for {C} cores")
+        return self
+
+    # ------------------------------------------------------------------ disk
+    def manifest(self) -> dict[str, Any]:
+        """The JSON manifest written beside the arrays."""
+        from . import __version__
+
+        meta = dict(self.metadata)
+        meta.setdefault("crossmap_version", __version__)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "format": "crossmap-program",
+            "chip": self.chip.to_dict(),
+            "num_cores": self.num_cores,
+            "num_inputs": int(self.num_inputs),
+            "num_classes": int(self.num_classes),
+            "num_ports": self.num_ports,
+            "input_ticks": int(self.input_ticks),
+            "latency": int(self.latency),
+            "encoding": self.encoding,
+            "core_labels": list(self.core_labels),
+            "metadata": meta,
+            "arrays": {name: {"dtype": dtype, "shape": list(getattr(self, name).shape)}
+                       for name, (dtype, _) in ARRAY_FIELDS.items()},
+            "checksum": self.checksum(),
+        }
+
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Validate, then write ``directory`` atomically (a temp dir renamed into place).
+        An existing directory is refused unless ``overwrite``."""
+        self.validate()
+        target = Path(directory)
+        if target.exists() and not overwrite:
+            raise OutputExistsError(f"output directory {str(target)!r} already exists; choose a new path "
+                                    f"or pass overwrite=True (--force on the command line)")
+        write_directory_atomically(target, self._write_into, overwrite)
+        return target
+
+    def _write_into(self, tmp: Path) -> None:
+        arrays = {}
+        for name, (dtype, _) in ARRAY_FIELDS.items():
+            arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
+            arrays[name] = np.packbits(arr.reshape(-1)) if name == "crossbar" else arr
+        with open(tmp / ARRAYS, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+        (tmp / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+
+
+def write_directory_atomically(target: Path, write: Any, overwrite: bool) -> None:
+    """Call ``write(tmp_dir)`` and move the result to ``target``; on any error nothing is left.
+    With ``overwrite`` an existing ``target`` is replaced only after the new one is complete."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
+        if target.exists():
+            if not overwrite:
+                raise OutputExistsError(f"output directory {str(target)!r} already exists; pass overwrite")
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.rename(target, trash / "old")
+            os.rename(tmp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _schema() -> dict[str, Any]:
+    return json.loads((Path(__file__).parent / "schema" / "program.schema.json").read_text())
+
+
+def load(directory: str | os.PathLike) -> Program:
+    """Read and validate a program directory written by ``Program.save``."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ProgramFormatError(f"program directory {str(root)!r} does not exist; compile one with "
+                                 f"'crossmap compile MODEL.onnx -o {root}'")
+    manifest_path = root / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except FileNotFoundError:
+        raise ProgramFormatError(f"{manifest_path}: file missing; the directory is not a crossmap program "
+                                 f"(recompile it)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProgramFormatError(f"{manifest_path}: not valid JSON ({exc}); the file is corrupt or "
+                                 f"truncated, recompile the program") from None
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ProgramFormatError(f"{manifest_path}: schema_version {version} was written by a newer crossmap; "
+                                 f"this one reads up to {SCHEMA_VERSION}. Upgrade crossmap or recompile")
+    _check_schema(manifest, manifest_path)
+    try:
+        chip = ChipSpec.from_dict(manifest["chip"])
+    except Exception as exc:
+        raise ProgramFormatError(f"{manifest_path}: field 'chip' is invalid: {exc}") from None
+    arrays = _read_arrays(root / ARRAYS, manifest, chip)
+    program = Program(
+        chip=chip, num_inputs=manifest["num_inputs"], num_classes=manifest["num_classes"],
+        input_ticks=manifest["input_ticks"], latency=manifest["latency"], encoding=manifest["encoding"],
+        core_labels=manifest["core_labels"], metadata=manifest["metadata"], **arrays)
+    if program.checksum() != manifest["checksum"]:
+        raise ProgramFormatError(f"{root / ARRAYS}: checksum mismatch (manifest {manifest['checksum'][:12]}..., "
+                                 f"arrays {program.checksum()[:12]}...); the file was modified or corrupted, "
+                                 f"recompile the program")
+    try:
+        return program.validate()
+    except ProgramError as exc:
+        raise ProgramError(f"{root}: {exc}") from None
+
+
+def _check_schema(manifest: Any, path: Path) -> None:
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - jsonschema is a dependency
+        return
+    try:
+        jsonschema.validate(manifest, _schema())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ProgramFormatError(f"{path}: field {where!r}: {exc.message}; the manifest does not match "
+                                 f"schema version {SCHEMA_VERSION}, recompile the program") from None
+
+
+def _read_arrays(path: Path, manifest: dict[str, Any], chip: ChipSpec) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise ProgramFormatError(f"{path}: file missing; the program directory is incomplete, recompile it")
+    try:
+        data = path.read_bytes()
+        npz = np.load(io.BytesIO(data), allow_pickle=False)
+        stored = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise ProgramFormatError(f"{path}: cannot read the arrays ({type(exc).__name__}: {exc}); the file is "
+                                 f"corrupt or truncated, recompile the program") from None
+    out = {}
+    for name, (dtype, _) in ARRAY_FIELDS.items():
+        if name not in stored:
+            raise ProgramFormatError(f"{path}: array {name!r} is missing; recompile the program")
+        shape = tuple(manifest["arrays"][name]["shape"])
+        arr = stored[name]
+        if name == "crossbar":
+            count = int(np.prod(shape))
+            if arr.dtype != np.uint8 or arr.size != (count + 7) // 8:
+                raise ProgramFormatError(f"{path}: array 'crossbar' holds {arr.size} packed bytes, shape "
+                                         f"{shape} needs {(count + 7) // 8}; recompile the program")
+            arr = np.unpackbits(arr, count=count).astype(bool).reshape(shape)
+        elif arr.shape != shape or arr.dtype != np.dtype(dtype):
+            raise ProgramFormatError(f"{path}: array {name!r} is {arr.dtype}{list(arr.shape)}, the manifest "
+                                     f"says {dtype}{list(shape)}; recompile the program")
+        out[name] = arr
+    return out
