@@ -50,6 +50,10 @@ ARRAY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "input_core": ("int32", ("M",)),
     "input_axon": ("int32", ("M",)),
     "port_class": ("int32", ("P",)),
+    # provenance, for debugging and `crossmap verify`: the deployed group (index into group_names)
+    # and neuron each chip neuron implements, -1 where none (idle, splitter, relay)
+    "neuron_group": ("int32", ("C", "N")),
+    "neuron_index": ("int32", ("C", "N")),
 }
 
 RESET_TO_VALUE, RESET_LINEAR, RESET_NONE = 0, 1, 2
@@ -92,7 +96,17 @@ class Program:
     latency: int = 0
     encoding: dict[str, Any] = field(default_factory=lambda: {"kind": "spikes"})
     core_labels: list[str] = field(default_factory=list)
+    group_names: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    neuron_group: np.ndarray | None = None
+    neuron_index: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.alpha.shape if isinstance(self.alpha, np.ndarray) else (0, 0)
+        if self.neuron_group is None:
+            self.neuron_group = np.full(shape, -1, np.int32)
+        if self.neuron_index is None:
+            self.neuron_index = np.full(shape, -1, np.int32)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -225,6 +239,7 @@ class Program:
         check_range("input_core", 0, C - 1)
         check_range("input_axon", 0, chip.axons_per_core - 1)
         check_range("port_class", 0, self.num_classes - 1)
+        check_range("neuron_group", -1, len(self.group_names) - 1)
         if self.input_ticks < 1 or self.latency < 0:
             raise ProgramError(f"input_ticks = {self.input_ticks} must be >= 1 and latency = {self.latency} >= 0")
         if self.core_labels and len(self.core_labels) != C:
@@ -250,6 +265,7 @@ class Program:
             "latency": int(self.latency),
             "encoding": self.encoding,
             "core_labels": list(self.core_labels),
+            "group_names": list(self.group_names),
             "metadata": meta,
             "arrays": {name: {"dtype": dtype, "shape": list(getattr(self, name).shape)}
                        for name, (dtype, _) in ARRAY_FIELDS.items()},
@@ -331,7 +347,7 @@ def load(directory: str | os.PathLike) -> Program:
     program = Program(
         chip=chip, num_inputs=manifest["num_inputs"], num_classes=manifest["num_classes"],
         input_ticks=manifest["input_ticks"], latency=manifest["latency"], encoding=manifest["encoding"],
-        core_labels=manifest["core_labels"], metadata=manifest["metadata"], **arrays)
+        core_labels=manifest["core_labels"], group_names=manifest["group_names"], metadata=manifest["metadata"], **arrays)
     if program.checksum() != manifest["checksum"]:
         raise ProgramFormatError(f"{root / ARRAYS}: checksum mismatch (manifest {manifest['checksum'][:12]}..., "
                                  f"arrays {program.checksum()[:12]}...); the file was modified or corrupted, "
