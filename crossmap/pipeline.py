@@ -121,12 +121,18 @@ def format_pipeline(passes: list[Any]) -> str:
     return ",".join(items)
 
 
-def run_pipeline(passes: list[Any], state: CompileState) -> CompileState:
-    """Run the passes in order, calling each stage's verifier after every pass."""
+def run_pipeline(passes: list[Any], state: CompileState,
+                 before_emit: Callable[[CompileState], None] | None = None) -> CompileState:
+    """Run the passes in order, calling each stage's verifier after every pass (and
+    ``before_emit(state)`` right before an ``emit`` pass)."""
     for p in passes:
         state.log(f"pass {p.name}")
+        if p.name == "emit" and before_emit is not None:
+            before_emit(state)
         state = p.run(state) or state
         for obj in (state.deployed, state.program):
             if obj is not None and hasattr(obj, "validate"):
                 obj.validate()
+    if before_emit is not None and not any(p.name == "emit" for p in passes):
+        before_emit(state)
     return state

@@ -1,0 +1,107 @@
+"""``crossmap.compile``: ONNX model -> placed, routed program on disk, through a pipeline of passes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .chip import ChipSpec
+from .errors import CrossmapError, OutputExistsError, PipelineError
+from .pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
+
+BINARIZE_METHODS = ("deterministic", "stochastic", "lsq")
+
+
+def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -> str:
+    """The pipeline spec for a binarization method, with the given options on the binarize pass
+    (options that method does not have are left out)."""
+    if binarize not in BINARIZE_METHODS:
+        raise PipelineError(f"unknown binarization {binarize!r}; choose one of {', '.join(BINARIZE_METHODS)}")
+    from .pipeline import pass_class
+
+    cls = pass_class(f"binarize_{binarize}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    wanted = {k: v for k, v in binarize_options.items() if v is not None}
+    unknown = sorted(set(wanted) - names)
+    if unknown:
+        raise PipelineError(f"binarization {binarize!r} has no option(s) {unknown}; its options: {sorted(names)}")
+    opts = ";".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in wanted.items())
+    return f"binarize_{binarize}" + (f"{{{opts}}}" if opts else "") + ",partition,place,route,emit"
+
+
+def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndarray:
+    """Float inputs to calibrate binarization and measure traffic: the bundled MNIST sample when
+    the network takes 28x28 images, else uniform random values in [0, 1)."""
+    shape = tuple(network.input.shape)
+    if int(np.prod(shape)) == 784:
+        try:
+            from .datasets import load_sample
+
+            images, _ = load_sample()
+            return images[:limit].reshape((-1,) + shape).astype(np.float32)
+        except (ImportError, CrossmapError):
+            pass
+    return np.random.default_rng(seed).random((min(limit, 64),) + shape).astype(np.float32)
+
+
+def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSpec | str = "truenorth",
+            binarize: str = "deterministic", ensemble: int | None = None, encoding: str | None = None,
+            ticks: int | None = None, pipeline: str | None = None, seed: int = 0,
+            time_limit: float | None = None, calibration: np.ndarray | None = None,
+            overwrite: bool = False, progress: Callable[[str], None] | None = None) -> Any:
+    """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
+    atomically (nothing is left behind on failure). Returns the Program (``.reports`` attached)."""
+    from .frontend import import_onnx
+
+    chip_spec = chip if isinstance(chip, ChipSpec) else ChipSpec.named(chip)
+    if output is not None and Path(output).exists() and not overwrite:
+        raise OutputExistsError(f"output directory {str(output)!r} already exists; choose a new path or "
+                                f"pass overwrite=True (--force on the command line)")
+    if pipeline is None:
+        pipeline = default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks)
+    passes = parse_pipeline(pipeline)
+    if time_limit is not None:
+        for p in passes:
+            if hasattr(p, "time_limit"):
+                p.time_limit = float(time_limit)
+    if output is None:
+        passes = [p for p in passes if p.name != "emit"]
+    source_sha = _sha256(model)
+    network = import_onnx(model)
+    state = CompileState(chip=chip_spec, seed=seed, network=network,
+                         calibration=calibration if calibration is not None else calibration_inputs(network, seed=seed),
+                         output_dir=Path(output) if output is not None else None, overwrite=overwrite,
+                         progress=progress)
+    state.metadata.update({"pipeline": format_pipeline(passes), "seed": int(seed), "source_sha256": source_sha,
+                           "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>"})
+    state = run_pipeline(passes, state, before_emit=_stamp)
+    program = state.program
+    program.reports = state.reports
+    return program
+
+
+def _stamp(state: CompileState) -> None:
+    """Write how the program was made into its metadata (runs before emit)."""
+    if state.program is not None:
+        state.program.metadata.update(state.metadata)
+
+
+def _sha256(model: Any) -> str:
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model)
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+        return ""
+    serialize = getattr(model, "SerializeToString", None)
+    return hashlib.sha256(serialize()).hexdigest() if serialize else ""
+
+
+def stderr_progress(message: str) -> None:
+    """A progress callback printing pass names to stderr."""
+    print(f"  {message}", file=sys.stderr, flush=True)
