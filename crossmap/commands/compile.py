@@ -1,0 +1,63 @@
+"""``crossmap compile MODEL.onnx -o OUT``: run the compiler pipeline and write the program."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ..compiler import BINARIZE_METHODS, compile as compile_model, stderr_progress
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``compile`` subcommand."""
+    p = sub.add_parser("compile", help="compile an ONNX model to core configurations")
+    p.add_argument("model", help="ONNX model file")
+    p.add_argument("-o", "--output", required=True, help="output program directory (must not exist)")
+    p.add_argument("--force", action="store_true", help="replace an existing output directory")
+    p.add_argument("--chip", default="truenorth", help="chip name (truenorth, truenorth-2x2) or JSON file")
+    p.add_argument("--binarize", default="deterministic", choices=BINARIZE_METHODS, help="binarization method")
+    p.add_argument("--ensemble", type=int, default=None, help="ensemble copies (stochastic binarization)")
+    p.add_argument("--encoding", default=None, help="input encoding: threshold or rate")
+    p.add_argument("--ticks", type=int, default=None, help="input ticks per sample (rate encoding)")
+    p.add_argument("--pipeline", default=None, help="full pipeline spec (overrides --binarize and friends)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--time-limit", type=float, default=None, help="solver time limit per pass, seconds")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compile and print a summary."""
+    start = time.perf_counter()
+    program = compile_model(args.model, args.output, chip=args.chip, binarize=args.binarize,
+                            ensemble=args.ensemble, encoding=args.encoding, ticks=args.ticks,
+                            pipeline=args.pipeline, seed=args.seed, time_limit=args.time_limit,
+                            overwrite=args.force,
+                            progress=None if (args.quiet or args.json) else stderr_progress)
+    used = program.chip.utilization(program)
+    summary = {
+        "output": str(args.output),
+        "cores": used["cores"][0],
+        "chips": used["chips"][0],
+        "neurons": used["neurons"][0],
+        "axons": used["axons"][0],
+        "synapses": used["synapses"][0],
+        "input_ticks": program.input_ticks,
+        "latency_ticks": program.latency,
+        "pipeline": program.metadata.get("pipeline"),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"compiled {args.model} -> {args.output} in {summary['seconds']} s")
+        print(f"  cores {summary['cores']} of {used['cores'][1]} ({summary['chips']} chip(s)), neurons "
+              f"{summary['neurons']}, axons {summary['axons']}, synapses {summary['synapses']}")
+        print(f"  ticks: {program.input_ticks} input + {program.latency} latency")
+        print(f"  pipeline: {summary['pipeline']}")
+        print(f"  next: crossmap report {args.output}   |   crossmap run {args.output} --dataset mnist",
+              file=sys.stdout)
+    return 0

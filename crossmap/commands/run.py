@@ -1,0 +1,44 @@
+"""``crossmap run OUT --dataset mnist``: emulated inference on a dataset: accuracy, spikes, energy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..program import load
+from ..runner import run_dataset
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand."""
+    p = sub.add_parser("run", help="emulate a compiled program on a dataset")
+    p.add_argument("program", help="compiled program directory")
+    p.add_argument("--dataset", default="mnist", choices=["mnist", "sample"],
+                   help="mnist (IDX files) or sample (the small MNIST sample bundled with crossmap)")
+    p.add_argument("--data-dir", default=None, help="MNIST directory (default: $CROSSMAP_DATA_DIR or the cache)")
+    p.add_argument("--split", default="test", choices=["test", "train"])
+    p.add_argument("--limit", type=int, default=None, help="use the first N samples")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--backend", default="emulator", choices=["emulator", "reference"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run and print accuracy, spikes and energy per sample, and throughput."""
+    program = load(args.program)
+    summary = run_dataset(program, args.dataset, data_dir=args.data_dir, split=args.split, limit=args.limit,
+                          batch_size=args.batch_size, backend=args.backend,
+                          show_progress=None if not (args.quiet or args.json) else False)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['samples']} samples of {summary['dataset']}: accuracy {100 * summary['accuracy']:.2f}%")
+    print(f"  spikes per sample {summary['spikes_per_sample']:.1f}, synaptic events per sample "
+          f"{summary['synaptic_events_per_sample']:.1f}, ticks {summary['ticks']}")
+    print(f"  energy per sample {summary['energy_per_sample_uj']:.4f} uJ:")
+    for key, value in summary["energy_breakdown_uj"].items():
+        print(f"    {key:<16}{value:.4f} uJ")
+    print(f"  throughput {summary['samples_per_second']:.1f} samples/s ({summary['seconds']:.1f} s)")
+    return 0
