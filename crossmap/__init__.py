@@ -17,4 +17,13 @@ def emulate(program, inputs, ticks=None, backend: str = "emulator", **options):
     return get_backend(backend)(program, inputs, ticks=ticks, **options)
 
 
-__all__ = ["ChipSpec", "EnergyModel", "CrossmapError", "Program", "load", "emulate", "__version__"]
+def compile(model, output=None, **options):
+    """Compile an ONNX model (path or ModelProto) to a Program, written to ``output`` if given.
+    Options: chip, binarize, ensemble, encoding, ticks, pipeline, seed, time_limit, calibration,
+    overwrite, progress (see ``crossmap.compiler.compile``)."""
+    from .compiler import compile as compile_model
+
+    return compile_model(model, output, **options)
+
+
+__all__ = ["compile", "ChipSpec", "EnergyModel", "CrossmapError", "Program", "load", "emulate", "__version__"]
