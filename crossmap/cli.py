@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except CrossmapError as exc:
         print(f"crossmap {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
