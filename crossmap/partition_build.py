@@ -1,0 +1,269 @@
+"""From a partition plan to a validated Program and its logical core graph.
+
+Cores are numbered in the network's topological order (a splitter-only core after the cores of
+its source group); axons of a core are its keys in ascending order, then its splitter axons;
+neuron slots hold the group members (group order, neuron order, copies adjacent), then splitter
+neurons. Each chip instance of a deployed neuron takes one role: an output port, one target axon
+(direct), or one splitter set. Delays come from the group shifts (``partition_timing``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from .deployed import DeployedNetwork
+from .errors import ResourceError
+from .partition_keys import GroupKeys, KeySpace
+from .partition_plan import Plan
+from .partition_timing import ShiftConstraints, pin_groups
+from .program import Program
+
+
+@dataclass
+class Built:
+    """The program, the core graph, and the figures the report needs."""
+
+    program: Program
+    graph: nx.DiGraph
+    shifts: list[int]
+    output_shift: int
+    copies: int
+    splitter_neurons: int
+    delays_changed: int
+    traffic: float
+
+
+def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[GroupKeys], topo: list[int],
+                  rates: dict[str, np.ndarray], input_rate: np.ndarray, input_fed: set[int]) -> Built:
+    """Lay out ``plan`` as a Program (provisional row-major coordinates) and its core graph."""
+    chip = net.chip
+    if len(plan.cores) > chip.max_cores:
+        raise ResourceError(f"the network needs {len(plan.cores)} cores, chip spec {chip.name!r} has "
+                            f"{chip.max_cores} ({chip.board_x} x {chip.board_y} chips of {chip.cores_per_chip}); "
+                            f"use a larger board (e.g. --chip truenorth-2x2) or a smaller network")
+    pos = {g: i for i, g in enumerate(topo)}
+    final = _core_order(plan, pos)
+    where = {old: new for new, old in enumerate(final)}
+    prog = Program.empty(chip, len(final), num_inputs=net.num_inputs, num_classes=net.num_classes,
+                         input_ticks=net.input_ticks, encoding=dict(net.encoding),
+                         group_names=[g.name for g in net.groups])
+    core_keys = {old: np.array(sorted(plan.cores[old].keys), np.int64) for old in final}
+    instances, split_slot = _fill_cores(prog, net, plan, space, keys, final, core_keys, pos)
+    split_axon = {s: len(core_keys[plan.splits[s].core]) + plan.cores[plan.splits[s].core].splitters.index(s)
+                  for s in range(len(plan.splits))}
+    _input_map(prog, space, final, core_keys)
+    readers = _readers(plan, keys)
+    roles = _roles(net, plan, space, topo)
+    shifts = _solve_shifts(net, plan, space, roles, readers, input_fed)
+    graph = _empty_graph(prog, plan, net, final, core_keys, space, input_rate)
+    counts = _wire(prog, net, plan, roles, instances, readers, shifts, where, core_keys, split_slot, split_axon,
+                   rates, graph)
+    out_groups = [i for i, g in enumerate(net.groups) if (g.output_class >= 0).any()]
+    output_shift = shifts[out_groups[0]] if out_groups else 0
+    prog.latency = int(net.latency()) + int(output_shift)
+    prog.core_labels = [_label(net, plan.cores[old]) for old in final]
+    prog.validate()
+    traffic = float(sum(d["traffic"] for _, _, d in graph.edges(data=True)) +
+                    sum(d["local_traffic"] for _, d in graph.nodes(data=True)))
+    return Built(program=prog, graph=graph, shifts=shifts, output_shift=int(output_shift), copies=counts[0],
+                 splitter_neurons=counts[1], delays_changed=counts[2], traffic=traffic)
+
+
+def _core_order(plan: Plan, pos: dict[int, int]) -> list[int]:
+    def key(c: int) -> tuple[int, int, int]:
+        core = plan.cores[c]
+        if core.members:
+            return (min(pos[g] for g, _, _ in core.members), 0, c)
+        return (min(pos[plan.splits[s].group] for s in core.splitters), 1, c)
+
+    return sorted(range(len(plan.cores)), key=key)
+
+
+def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[GroupKeys],
+                final: list[int], core_keys: dict[int, np.ndarray], pos: dict[int, int]) -> tuple[dict, dict]:
+    """Crossbars, axon types and neuron parameters; returns the instance slots of each (group,
+    neuron) in core order and the (core, first slot) of each splitter set."""
+    chip = net.chip
+    instances: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    split_slot: dict[int, tuple[int, int]] = {}
+    for fc, old in enumerate(final):
+        core = plan.cores[old]
+        ck = core_keys[old]
+        prog.axon_type[fc, :ck.size] = space.type_of(ck)
+        slot = 0
+        for g, n, count in sorted(core.members, key=lambda m: (pos[m[0]], m[1])):
+            group, gk = net.groups[g], keys[g]
+            row = gk.keys[gk.reads.indices[gk.reads.indptr[n]:gk.reads.indptr[n + 1]]]
+            span = slice(slot, slot + count)
+            prog.crossbar[fc, np.searchsorted(ck, row), span] = True
+            prog.weight[fc, span] = group.weight[n]
+            prog.stochastic_synapse[fc, span] = group.stochastic_synapse[n]
+            for name in ("alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v", "threshold_mask"):
+                getattr(prog, name)[fc, span] = getattr(group, name)[n]
+            prog.neuron_group[fc, span] = g
+            prog.neuron_index[fc, span] = n
+            instances.setdefault((g, n), []).extend((fc, j) for j in range(slot, slot + count))
+            slot += count
+        for i, s in enumerate(core.splitters):
+            size = len(plan.splits[s].targets)
+            axon, span = ck.size + i, slice(slot, slot + size)
+            prog.crossbar[fc, axon, span] = True
+            prog.axon_type[fc, axon] = 0
+            prog.weight[fc, span, 0] = _splitter_weight(chip)
+            prog.alpha[fc, span] = chip.alpha_min
+            split_slot[s] = (fc, slot)
+            slot += size
+    return instances, split_slot
+
+
+def _splitter_weight(chip: Any) -> int:
+    """The weight that makes a splitter (alpha = alpha_min) fire on every input spike."""
+    if chip.alpha_min > chip.weight_max:
+        raise ResourceError(f"chip spec {chip.name!r}: a splitter neuron needs a weight of alpha_min = "
+                            f"{chip.alpha_min}, but weight_max = {chip.weight_max}; use fanout=copy")
+    return max(1, chip.alpha_min)
+
+
+def _input_map(prog: Program, space: KeySpace, final: list[int], core_keys: dict[int, np.ndarray]) -> None:
+    """Every axon that carries an input channel gets an input-map entry (multicast)."""
+    channel, core, axon = [], [], []
+    for fc, old in enumerate(final):
+        source = space.source_of(core_keys[old])
+        hit = np.flatnonzero(source < space.num_inputs)
+        channel.append(source[hit])
+        core.append(np.full(hit.size, fc))
+        axon.append(hit)
+    prog.input_channel = np.concatenate(channel + [np.zeros(0)]).astype(np.int32)
+    prog.input_core = np.concatenate(core + [np.zeros(0)]).astype(np.int32)
+    prog.input_axon = np.concatenate(axon + [np.zeros(0)]).astype(np.int32)
+
+
+def _readers(plan: Plan, keys: list[GroupKeys]) -> dict[tuple[int, int], list[int]]:
+    """(plan core, key) -> the groups on that core that read the key."""
+    readers: dict[tuple[int, int], set[int]] = {}
+    for c, core in enumerate(plan.cores):
+        by_group: dict[int, list[int]] = {}
+        for g, n, _ in core.members:
+            by_group.setdefault(g, []).append(n)
+        for g, neurons in by_group.items():
+            gk = keys[g]
+            for key in gk.keys[np.unique(gk.reads[neurons].indices)].tolist():
+                readers.setdefault((c, key), set()).add(g)
+    return {k: sorted(v) for k, v in readers.items()}
+
+
+def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -> dict[tuple[int, int], list]:
+    """The job of each chip instance of each deployed neuron, in instance order:
+    ("port",), ("direct", (core, key)) or ("split", split index)."""
+    splits: dict[tuple[int, int], list[int]] = {}
+    for s, split in enumerate(plan.splits):
+        splits.setdefault((split.group, split.neuron), []).append(s)
+    roles = {}
+    for g in topo:
+        group = net.groups[g]
+        for n in range(group.size):
+            targets = sorted(plan.demands.get(int(space.offsets[g]) + n, []))
+            jobs: list[tuple] = [("port",)] if group.output_class[n] >= 0 else []
+            if plan.mode == "copy" or len(targets) == 1:
+                jobs += [("direct", t) for t in targets]
+            else:
+                jobs += [("split", s) for s in splits.get((g, n), [])]
+            roles[(g, n)] = jobs
+    return roles
+
+
+def _solve_shifts(net: DeployedNetwork, plan: Plan, space: KeySpace, roles: dict, readers: dict,
+                  input_fed: set[int]) -> list[int]:
+    """Group shifts that keep every path aligned (all zero without splitters)."""
+    cons = ShiftConstraints(num_groups=len(net.groups))
+    pin_groups(cons, net, input_fed)
+    cons.equal([i for i, g in enumerate(net.groups) if (g.output_class >= 0).any()])
+    for (g, n), jobs in roles.items():
+        delay = int(net.groups[g].delay[n])
+        for job in jobs:
+            if job[0] == "direct":
+                cons.direct(g, readers[job[1]], delay, net.chip)
+            elif job[0] == "split":
+                cons.split(g, [readers[t] for t in plan.splits[job[1]].targets], delay, net.chip)
+    return cons.solve([g.name for g in net.groups], net.chip)
+
+
+def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[int],
+                 core_keys: dict[int, np.ndarray], space: KeySpace, input_rate: np.ndarray) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    used = prog.crossbar.any(axis=1)
+    for fc, old in enumerate(final):
+        core = plan.cores[old]
+        source = space.source_of(core_keys[old])
+        inputs = source[source < space.num_inputs]
+        layers = sorted({net.groups[g].layer for g in core.groups}) or ["splitters"]
+        graph.add_node(fc, layer="+".join(layers), groups=[net.groups[g].name for g in core.groups],
+                       neurons=int(core.neurons), axons=int(core.axons),
+                       synapses=int(np.count_nonzero(prog.crossbar[fc])), used_neurons=int(used[fc].sum()),
+                       input_traffic=float(input_rate[inputs].sum()) if inputs.size else 0.0, local_traffic=0.0)
+    return graph
+
+
+def _add_traffic(graph: nx.DiGraph, u: int, v: int, rate: float) -> None:
+    if u == v:
+        graph.nodes[u]["local_traffic"] += rate
+    elif graph.has_edge(u, v):
+        graph.edges[u, v]["traffic"] += rate
+    else:
+        graph.add_edge(u, v, traffic=rate)
+
+
+def _wire(prog: Program, net: DeployedNetwork, plan: Plan, roles: dict, instances: dict, readers: dict,
+          shifts: list[int], where: dict[int, int], core_keys: dict[int, np.ndarray], split_slot: dict,
+          split_axon: dict, rates: dict[str, np.ndarray], graph: nx.DiGraph) -> tuple[int, int, int]:
+    """Targets, delays and output ports of every instance and splitter; traffic on the graph.
+    Returns (copies added, splitter neurons added, instances whose delay differs from deployed)."""
+    chip = net.chip
+    copies = splitters = changed = 0
+    ports: list[int] = []
+    for (g, n), jobs in roles.items():
+        group = net.groups[g]
+        slots = instances[(g, n)]
+        copies += len(slots) - 1
+        rate = float(rates[group.name][n])
+        delay = int(group.delay[n])
+        for (fc, j), job in zip(slots, jobs):
+            if job[0] == "port":
+                prog.output_port[fc, j] = len(ports)
+                ports.append(int(group.output_class[n]))
+                continue
+            if job[0] == "direct":
+                core, key = job[1]
+                d = delay + shifts[readers[job[1]][0]] - shifts[g]
+                _target(prog, fc, j, where[core], int(np.searchsorted(core_keys[core], key)), d)
+                changed += d != delay
+                _add_traffic(graph, fc, where[core], rate)
+                continue
+            split = plan.splits[job[1]]
+            totals = [delay + shifts[readers[t][0]] - shifts[g] for t in split.targets]
+            first = max(chip.delay_min, max(totals) - chip.delay_max)
+            hc, start = split_slot[job[1]]
+            _target(prog, fc, j, hc, split_axon[job[1]], first)
+            _add_traffic(graph, fc, hc, rate)
+            for i, ((core, key), total) in enumerate(zip(split.targets, totals)):
+                _target(prog, hc, start + i, where[core], int(np.searchsorted(core_keys[core], key)), total - first)
+                _add_traffic(graph, hc, where[core], rate)
+                splitters += 1
+                changed += total != delay
+    prog.port_class = np.array(ports, np.int32)
+    return copies, splitters, changed
+
+
+def _target(prog: Program, core: int, neuron: int, target_core: int, axon: int, delay: int) -> None:
+    prog.target_core[core, neuron] = target_core
+    prog.target_axon[core, neuron] = axon
+    prog.target_delay[core, neuron] = delay
+
+
+def _label(net: DeployedNetwork, core: Any) -> str:
+    names = [net.groups[g].name for g in core.groups]
+    return "+".join(names) if names else "splitters"

@@ -1,0 +1,125 @@
+"""Axon keys of a deployed network: what each chip neuron reads, as sets of global axon keys.
+
+An axon carries the spikes of one source (an input channel or a neuron) with one axon type. Its
+*key* is an integer that names (source, type, multiplicity): ``(source_id * G + type) * M + m``.
+``source_id`` is the input channel for inputs and ``num_inputs + offset[group] + neuron`` for
+neurons. ``m`` > 0 only when one target neuron reads the same (source, type) through several lines
+(the deployed IR adds the weight once per line, a crossbar adds it once per axon, so each repeat
+needs its own axon). Neurons on one core that read the same key share one axon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .deployed import INPUT, DeployedNetwork
+from .errors import UnsupportedModelError
+
+
+@dataclass
+class KeySpace:
+    """How keys are numbered for one deployed network."""
+
+    num_inputs: int
+    axon_types: int
+    multiplicity: int  # M: 1 + the largest repeat index m
+    offsets: np.ndarray  # first source id of each group
+
+    def source_of(self, keys: np.ndarray) -> np.ndarray:
+        """Source ids of keys."""
+        return np.asarray(keys, np.int64) // (self.axon_types * self.multiplicity)
+
+    def type_of(self, keys: np.ndarray) -> np.ndarray:
+        """Axon types of keys."""
+        return (np.asarray(keys, np.int64) // self.multiplicity) % self.axon_types
+
+    def group_of_source(self, sources: np.ndarray) -> np.ndarray:
+        """Group index of each source id, -1 for input channels."""
+        sources = np.asarray(sources, np.int64)
+        group = np.searchsorted(self.offsets, sources, side="right") - 1
+        return np.where(sources < self.num_inputs, -1, group)
+
+
+@dataclass
+class GroupKeys:
+    """The axon keys each neuron of one group reads: ``reads`` is a bool CSR matrix
+    (neurons x local keys) and ``keys[local]`` the global key of each column."""
+
+    group: int
+    reads: sp.csr_matrix
+    keys: np.ndarray
+
+    @property
+    def fan_in(self) -> np.ndarray:
+        """Distinct axons each neuron needs."""
+        return np.diff(self.reads.indptr)
+
+
+def topological_groups(net: DeployedNetwork) -> list[int]:
+    """Group indices in an order where every group comes after the groups that feed it.
+    Raises ``UnsupportedModelError`` for recurrent networks."""
+    import networkx as nx
+
+    index = net.group_index()
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(net.groups)))
+    for lines in net.lines:
+        if lines.source != INPUT and lines.num_lines:
+            graph.add_edge(index[lines.source], index[lines.target])
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = [net.groups[u].name for u, _ in nx.find_cycle(graph)]
+        raise UnsupportedModelError(f"the deployed network is recurrent (groups {cycle} form a cycle); the "
+                                    f"partition pass needs a feed-forward network, so its layers can be cut "
+                                    f"from the outputs backwards. Remove the recurrent connection")
+    return list(nx.lexicographical_topological_sort(graph))
+
+
+def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
+    """The key space of ``net`` and, per group, the keys each neuron reads."""
+    G = net.chip.axon_types
+    index = net.group_index()
+    sizes = np.array([g.size for g in net.groups], np.int64)
+    offsets = net.num_inputs + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    pairs: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))
+                                                  for _ in net.groups]
+    for lines in net.lines:
+        coo = lines.synapses.tocoo()
+        keep = np.asarray(coo.data, bool)
+        rows, cols = coo.row[keep], coo.col[keep]
+        if lines.source == INPUT:
+            source = lines.source_index.astype(np.int64)
+        else:
+            source = offsets[index[lines.source]] + lines.source_index.astype(np.int64)
+        base = source[rows] * G + lines.axon_type.astype(np.int64)[rows]
+        target = index[lines.target]
+        old_cols, old_base = pairs[target]
+        pairs[target] = (np.concatenate([old_cols, cols.astype(np.int64)]), np.concatenate([old_base, base]))
+    repeats = [_repeat_index(cols, base) for cols, base in pairs]
+    mult = 1 + max([int(r.max()) for r in repeats if r.size] + [0])
+    space = KeySpace(num_inputs=net.num_inputs, axon_types=G, multiplicity=mult, offsets=offsets)
+    result = []
+    for gi, ((cols, base), rep) in enumerate(zip(pairs, repeats)):
+        key = base * mult + rep
+        uniq, local = np.unique(key, return_inverse=True)
+        reads = sp.csr_matrix((np.ones(key.size, bool), (cols, local.reshape(-1))),
+                              shape=(net.groups[gi].size, uniq.size))
+        reads.sum_duplicates()
+        reads.sort_indices()
+        result.append(GroupKeys(group=gi, reads=reads, keys=uniq.astype(np.int64)))
+    return space, result
+
+
+def _repeat_index(cols: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """For each (target neuron, base key) pair, how many equal pairs come before it (0, 1, ...)."""
+    if cols.size == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((base, cols))
+    c, b = cols[order], base[order]
+    start = np.r_[True, (c[1:] != c[:-1]) | (b[1:] != b[:-1])]
+    run_start = np.maximum.accumulate(np.where(start, np.arange(c.size), 0))
+    rep = np.empty(c.size, np.int64)
+    rep[order] = np.arange(c.size) - run_start
+    return rep

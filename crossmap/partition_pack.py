@@ -1,0 +1,158 @@
+"""Packing items (neurons, or runs of copies of one neuron) into cores of at most A axons and N
+neurons, where an item needs a set of axons and items on one core share the axons they have in
+common.
+
+``greedy_pack`` is the fast packing used for every size: it opens a core with the first free item
+in structural order (smallest axon key first, so lowered convolutions are swept in raster order
+and neurons over one patch come together) and then keeps adding the item that brings the fewest
+new axons. ``solve_pack`` improves a packing of a small instance with OR-Tools CP-SAT: fewest
+cores first, then the fewest (traffic-weighted) axons.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def structural_order(reads: sp.csr_matrix) -> np.ndarray:
+    """Rank of each item: by its smallest key, then its largest key, then its index."""
+    n = reads.shape[0]
+    starts, ends = reads.indptr[:-1], reads.indptr[1:]
+    empty = starts == ends
+    first = np.full(n, reads.shape[1], np.int64)
+    last = first.copy()
+    first[~empty] = reads.indices[starts[~empty]]
+    last[~empty] = reads.indices[ends[~empty] - 1]
+    order = np.lexsort((np.arange(n), last, first))
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
+    return rank
+
+
+def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int) -> list[list[int]]:
+    """Items per core. ``reads`` (items x keys, sorted indices) gives the axons each item needs,
+    ``weights`` the neuron slots it takes; every item must fit an empty core on its own."""
+    reads = reads.tocsr()
+    reads.sort_indices()
+    n_items, n_keys = reads.shape
+    weights = np.asarray(weights, np.int64)
+    fan_in = np.diff(reads.indptr).astype(np.int64)
+    readers = reads.T.tocsr()
+    rank = structural_order(reads)
+    by_rank = np.argsort(rank)
+    assigned = np.zeros(n_items, bool)
+    cores: list[list[int]] = []
+    next_seed = 0
+    left = n_items
+    while left:
+        while assigned[by_rank[next_seed]]:
+            next_seed += 1
+        overlap = np.zeros(n_items, np.int64)
+        in_core = np.zeros(n_keys, bool)
+        axons = neurons = 0
+        members: list[int] = []
+        item = int(by_rank[next_seed])
+        while item >= 0:
+            members.append(item)
+            assigned[item] = True
+            left -= 1
+            keys = reads.indices[reads.indptr[item]:reads.indptr[item + 1]]
+            fresh = keys[~in_core[keys]]
+            in_core[fresh] = True
+            axons += fresh.size
+            neurons += int(weights[item])
+            if fresh.size:
+                touched = np.concatenate([readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh])
+                overlap += np.bincount(touched, minlength=n_items)
+            item = _best_addition(fan_in - overlap, rank, weights, assigned, max_axons - axons,
+                                  max_neurons - neurons)
+        cores.append(members)
+    return cores
+
+
+def _best_addition(new: np.ndarray, rank: np.ndarray, weights: np.ndarray, assigned: np.ndarray,
+                   free_axons: int, free_neurons: int) -> int:
+    """The free item that fits and adds the fewest new axons (ties: structural order), or -1."""
+    if free_neurons <= 0:
+        return -1
+    fits = ~assigned & (new <= free_axons) & (weights <= free_neurons)
+    if not fits.any():
+        return -1
+    score = np.where(fits, new * (rank.size + 1) + rank, np.iinfo(np.int64).max)
+    return int(np.argmin(score))
+
+
+@dataclass
+class SolveResult:
+    """Outcome of ``solve_pack``: the cores (or None when nothing better was proven or found)."""
+
+    cores: list[list[int]] | None
+    status: str
+    objective_before: int
+    objective_after: int
+
+
+def packing_cost(reads: sp.csr_matrix, cores: list[list[int]], key_cost: np.ndarray) -> int:
+    """Sum over cores of the cost of the distinct keys the core needs."""
+    total = 0
+    for members in cores:
+        keys = np.unique(reads[members].indices) if members else np.zeros(0, np.int64)
+        total += int(key_cost[keys].sum())
+    return total
+
+
+def solve_pack(reads: sp.csr_matrix, weights: np.ndarray, key_cost: np.ndarray, max_axons: int,
+               max_neurons: int, start: list[list[int]], time_limit: float, seed: int = 0) -> SolveResult:
+    """Improve the packing ``start`` with CP-SAT (fewest cores, then least summed key cost, where a
+    key used on two cores costs twice). Deterministic: one worker, fixed seed, deterministic time."""
+    from ortools.sat.python import cp_model
+
+    reads = reads.tocsr()
+    n_items, n_keys = reads.shape
+    K = len(start)
+    key_cost = np.asarray(key_cost, np.int64)
+    big = int(key_cost.sum()) * K + 1
+    before = K * big + packing_cost(reads, start, key_cost)
+    model = cp_model.CpModel()
+    x = [[model.NewBoolVar(f"x{i}_{c}") for c in range(K)] for i in range(n_items)]
+    used_keys = sorted(set(reads.indices.tolist()))
+    y = {(k, c): model.NewBoolVar(f"y{k}_{c}") for k in used_keys for c in range(K)}
+    u = [model.NewBoolVar(f"u{c}") for c in range(K)]
+    for i in range(n_items):
+        model.AddExactlyOne(x[i])
+        for k in reads.indices[reads.indptr[i]:reads.indptr[i + 1]]:
+            for c in range(K):
+                model.AddImplication(x[i][c], y[int(k), c])
+    for c in range(K):
+        model.Add(sum(int(weights[i]) * x[i][c] for i in range(n_items)) <= max_neurons * u[c])
+        model.Add(sum(y[k, c] for k in used_keys) <= max_axons * u[c])
+        if c + 1 < K:
+            model.AddImplication(u[c + 1], u[c])
+    model.Minimize(big * sum(u) + sum(int(key_cost[k]) * y[k, c] for k in used_keys for c in range(K)))
+    home = {i: c for c, members in enumerate(start) for i in members}
+    for i in range(n_items):
+        for c in range(K):
+            model.AddHint(x[i][c], home[i] == c)
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = int(seed)
+    solver.parameters.max_deterministic_time = float(time_limit)
+    status = solver.Solve(model)
+    name = solver.StatusName(status)
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return SolveResult(None, name, before, before)
+    cores = [[i for i in range(n_items) if solver.BooleanValue(x[i][c])] for c in range(K)]
+    cores = [members for members in cores if members]
+    after = len(cores) * big + packing_cost(reads, cores, key_cost)
+    if after >= before:
+        return SolveResult(None, name, before, before)
+    return SolveResult(cores, name, before, after)
+
+
+def lower_bound(neurons: int, distinct_axons: int, max_axons: int, max_neurons: int) -> int:
+    """Cores at least needed: every neuron takes a slot and every distinct axon appears on some core."""
+    return max(math.ceil(neurons / max_neurons), math.ceil(distinct_axons / max_axons))

@@ -1,0 +1,258 @@
+"""Which neurons go on which logical core: the groups are packed from the outputs backwards, so
+when a group is packed the cores that read its neurons are known and so is the number of places
+(core, axon) each neuron's spikes must reach.
+
+Fan-out: a chip neuron has one target. With ``copy`` a neuron that must reach k axons (plus an
+output port) is placed k times on its core (copies read the same axons, so they cost neuron slots
+only). With ``splitter`` it is placed once per N targets and drives a *splitter set*: one axon and
+one splitter neuron per target, put into spare room of an existing core or on new splitter cores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .deployed import INPUT, DeployedNetwork
+from .errors import ResourceError
+from .partition_keys import GroupKeys, KeySpace
+from .partition_pack import greedy_pack, lower_bound, solve_pack
+
+FANOUT_MODES = ("copy", "splitter", "auto")
+
+
+@dataclass
+class CoreContent:
+    """One logical core while planning: neuron instances, the keys its axons carry, and the
+    splitter sets it hosts (each takes one extra axon)."""
+
+    members: list[tuple[int, int, int]]  # (group, neuron, instances)
+    keys: set[int]
+    neurons: int
+    splitters: list[int] = field(default_factory=list)  # indices into Plan.splits
+
+    @property
+    def axons(self) -> int:
+        """Axons in use."""
+        return len(self.keys) + len(self.splitters)
+
+    @property
+    def groups(self) -> list[int]:
+        """Groups with neurons on this core, ascending."""
+        return sorted({g for g, _, _ in self.members})
+
+
+@dataclass
+class SplitSet:
+    """One instance of neuron (group, neuron) feeding ``size`` splitter neurons on ``core``, each
+    forwarding to one of ``targets`` (core, key)."""
+
+    group: int
+    neuron: int
+    targets: list[tuple[int, int]]
+    core: int = -1
+
+
+@dataclass
+class Plan:
+    """The outcome of packing: cores, where each neuron's spikes must go, and per-group figures."""
+
+    mode: str
+    cores: list[CoreContent] = field(default_factory=list)
+    demands: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # source id -> (core, key)
+    splits: list[SplitSet] = field(default_factory=list)
+    group_rows: list[dict[str, Any]] = field(default_factory=list)
+    solver_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_keys(self, core: int, keys: set[int], space: KeySpace) -> None:
+        """Give ``core`` the axons ``keys``; each new one is a place its source must reach."""
+        content = self.cores[core]
+        fresh = sorted(keys - content.keys)
+        content.keys |= set(fresh)
+        if fresh:
+            for key, source in zip(fresh, space.source_of(np.array(fresh, np.int64)).tolist()):
+                self.demands.setdefault(int(source), []).append((core, int(key)))
+
+
+def instance_count(targets: int, output: bool, mode: str, max_neurons: int) -> int:
+    """Chip neurons needed for one deployed neuron with ``targets`` axons to reach (and an output
+    port when ``output``): one per target with copies; with splitters one for the port, one for a
+    single target, one per ``max_neurons`` targets otherwise. At least one."""
+    if mode == "copy":
+        return max(1, targets + int(output))
+    count = int(output)
+    if targets == 1:
+        count += 1
+    elif targets > 1:
+        count += math.ceil(targets / max_neurons)
+    return max(1, count)
+
+
+@dataclass
+class PackOptions:
+    """Knobs of the packing."""
+
+    mode: str = "copy"
+    solver: bool = True
+    solver_max_items: int = 48
+    time_limit: float = 10.0
+    merge_groups: bool = True
+    seed: int = 0
+
+
+def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys], topo: list[int],
+                   key_rate: dict[int, float], options: PackOptions) -> Plan:
+    """Pack every group, outputs first, then place the splitter sets (splitter mode)."""
+    chip = net.chip
+    A, N = chip.axons_per_core, chip.neurons_per_core
+    plan = Plan(mode=options.mode)
+    small = [g for g in topo if options.solver and net.groups[g].size <= options.solver_max_items]
+    budget = options.time_limit / max(1, len(small))
+    for g in reversed(topo):
+        group, gk = net.groups[g], keys[g]
+        _check_fan_in(net, g, gk, A)
+        offset = int(space.offsets[g])
+        targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
+        counts = np.array([instance_count(int(k), bool(o >= 0), options.mode, N)
+                           for k, o in zip(targets, group.output_class)], np.int64)
+        item_neuron, item_count = _chunk(counts, N)
+        reads = gk.reads[item_neuron]
+        bins = greedy_pack(reads, item_count, A, N)
+        greedy_cores = len(bins)
+        if g in small and len(bins) > 1:
+            cost = np.array([1 + int(round(100 * key_rate.get(int(k), 0.0))) for k in gk.keys], np.int64)
+            result = solve_pack(reads, item_count, cost, A, N, bins, budget, options.seed)
+            plan.solver_runs.append({"group": group.name, "status": result.status, "improved": result.cores is not None,
+                                     "greedy_cores": len(bins),
+                                     "cores": len(result.cores) if result.cores is not None else len(bins)})
+            bins = result.cores if result.cores is not None else bins
+        first_new = len(plan.cores)
+        placed = _place_bins(plan, space, g, gk, reads, item_neuron, item_count, bins, options.merge_groups, A, N)
+        bound = lower_bound(group.size, gk.keys.size, A, N)
+        plan.group_rows.append({"group": group.name, "layer": group.layer, "neurons": group.size,
+                                "instances": int(counts.sum()), "fan_out_max": int(targets.max(initial=0)),
+                                "distinct_axons": int(gk.keys.size), "fan_in_max": int(gk.fan_in.max(initial=0)),
+                                "greedy_cores": greedy_cores, "cores": len(placed),
+                                "new_cores": len(plan.cores) - first_new, "lower_bound": bound})
+    plan.group_rows.reverse()
+    if options.mode == "splitter":
+        _make_splits(plan, net, space, topo, N)
+        _place_splits(plan, A, N)
+    return plan
+
+
+def _check_fan_in(net: DeployedNetwork, g: int, gk: GroupKeys, A: int) -> None:
+    fan_in = gk.fan_in
+    if fan_in.size and int(fan_in.max()) > A:
+        group = net.groups[g]
+        worst = int(np.argmax(fan_in))
+        raise ResourceError(
+            f"group {group.name!r} (layer {group.layer!r}): neuron {worst} reads {int(fan_in[worst])} distinct "
+            f"axons (fan-in), a core has {A} (axons_per_core); {int((fan_in > A).sum())} of its {group.size} "
+            f"neurons exceed it, so the layer cannot map exactly. Remedies: make the layer grouped or "
+            f"block-sparse so each neuron reads at most {A} inputs (as in Esser et al. 2016), or binarize "
+            f"with binarize_lsq and fewer inputs per neuron")
+
+
+def _chunk(counts: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items: each neuron's instances in runs of at most N."""
+    neuron, count = [], []
+    for n, c in enumerate(counts.tolist()):
+        while c > 0:
+            take = min(c, N)
+            neuron.append(n)
+            count.append(take)
+            c -= take
+    return np.array(neuron, np.int64), np.array(count, np.int64)
+
+
+def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, item_neuron: np.ndarray,
+                item_count: np.ndarray, bins: list[list[int]], merge: bool, A: int, N: int) -> list[int]:
+    """Add a group's bins as cores (merged into a partly used core of another group when both
+    fit) and record the demands; returns the cores that hold the group."""
+    contents = []
+    for members in bins:
+        keys = set(gk.keys[np.unique(reads[members].indices)].tolist()) if members else set()
+        contents.append((members, keys, int(item_count[members].sum())))
+    existing = len(plan.cores)
+    home = [-1] * len(contents)
+    if merge:  # emptiest bins first, each into the best partly used core of another group
+        for b in sorted(range(len(contents)), key=lambda b: (contents[b][2] + len(contents[b][1]), b)):
+            home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N)
+            if home[b] >= 0:
+                _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
+    for b in range(len(contents)):
+        if home[b] < 0:
+            plan.cores.append(CoreContent(members=[], keys=set(), neurons=0))
+            home[b] = len(plan.cores) - 1
+            _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
+    used = home
+    return sorted(set(used))
+
+
+def _fill(plan: Plan, space: KeySpace, core: int, g: int, content: tuple[list[int], set[int], int],
+          item_neuron: np.ndarray, item_count: np.ndarray) -> None:
+    members, keys, neurons = content
+    plan.cores[core].members.extend((g, int(item_neuron[i]), int(item_count[i])) for i in members)
+    plan.cores[core].neurons += neurons
+    plan.add_keys(core, keys, space)
+
+
+def _merge_host(plan: Plan, keys: set[int], neurons: int, existing: int, A: int, N: int) -> int:
+    """The core among the first ``existing`` (other groups) that can also take this bin, sharing
+    the most axons with it (then the fullest), or -1."""
+    best, best_score = -1, None
+    for c in range(existing):
+        core = plan.cores[c]
+        if core.neurons + neurons > N or max(core.axons, len(keys)) > A:
+            continue
+        shared = len(keys & core.keys)
+        if core.axons + len(keys) - shared > A:
+            continue
+        score = (-shared, N - core.neurons - neurons, c)
+        if best_score is None or score < best_score:
+            best, best_score = c, score
+    return best
+
+
+def _make_splits(plan: Plan, net: DeployedNetwork, space: KeySpace, topo: list[int], N: int) -> None:
+    """Splitter sets for every neuron with two or more targets, in chunks of N targets."""
+    for g in topo:
+        offset = int(space.offsets[g])
+        for n in range(net.groups[g].size):
+            targets = sorted(plan.demands.get(offset + n, []))
+            if len(targets) < 2:
+                continue
+            for start in range(0, len(targets), N):
+                plan.splits.append(SplitSet(group=g, neuron=n, targets=targets[start:start + N]))
+
+
+def _place_splits(plan: Plan, A: int, N: int) -> None:
+    """Put each splitter set on a core with one free axon and room for its neurons: a core it
+    feeds, else any core, else a new splitter core (largest sets first)."""
+    order = sorted(range(len(plan.splits)), key=lambda s: (-len(plan.splits[s].targets), s))
+    for s in order:
+        split = plan.splits[s]
+        size = len(split.targets)
+
+        def fits(c: int) -> bool:
+            core = plan.cores[c]
+            return core.axons + 1 <= A and core.neurons + size <= N
+
+        near = [c for c, _ in split.targets if fits(c)]
+        host = near[0] if near else next((c for c in range(len(plan.cores)) if fits(c)), -1)
+        if host < 0:
+            plan.cores.append(CoreContent(members=[], keys=set(), neurons=0))
+            host = len(plan.cores) - 1
+        plan.cores[host].splitters.append(s)
+        plan.cores[host].neurons += size
+        split.core = host
+
+
+def input_groups(net: DeployedNetwork) -> set[int]:
+    """Groups that read input channels directly."""
+    index = net.group_index()
+    return {index[l.target] for l in net.lines if l.source == INPUT and l.synapses.nnz}

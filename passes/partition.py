@@ -1,0 +1,167 @@
+"""The ``partition`` pass: deployed network -> logical cores (a Program with provisional
+coordinates) and the logical core graph with expected spike traffic.
+
+Every neuron goes on a core of at most N neurons whose neurons together read at most A axons
+(an axon is one source with one axon type; neurons on a core share it). A neuron whose spikes
+must reach several axons is copied (``fanout=copy``), feeds splitter neurons
+(``fanout=splitter``; one extra hop, the layers are realigned by delaying later groups), or the
+pass tries both and keeps the one with fewer cores, then less traffic (``fanout=auto``).
+Packing is greedy for every size (structural order, fewest new axons first) and improved with
+CP-SAT on groups of at most ``solver_max_items`` neurons within ``time_limit`` (deterministic
+time, one worker, fixed seed). Traffic is measured by simulating the deployed network on the
+calibration inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from crossmap.errors import CrossmapError, PipelineError, ResourceError
+from crossmap.partition_build import Built, build_program
+from crossmap.partition_keys import group_keys, topological_groups
+from crossmap.partition_plan import FANOUT_MODES, PackOptions, input_groups, plan_partition
+from crossmap.pipeline import CompileState
+
+
+@dataclass
+class Partition:
+    """Cut the deployed network into logical cores (see the module docstring)."""
+
+    fanout: str = "copy"
+    solver: bool = True
+    time_limit: float = 10.0
+    solver_max_items: int = 48
+    merge_groups: bool = True
+    traffic_samples: int = 32
+
+    name: ClassVar[str] = "partition"
+
+    def run(self, state: CompileState) -> CompileState:
+        """Write ``state.program``, ``state.core_graph`` and ``state.reports['partition']``."""
+        self._check_options()
+        net = state.deployed
+        if net is None:
+            raise PipelineError("pass 'partition' needs a deployed network, and none was made; put a binarize pass "
+                                "(binarize_deterministic, binarize_stochastic or binarize_lsq) before it")
+        if net.chip != state.chip:
+            net = dataclasses.replace(net, chip=state.chip)
+        net.validate()
+        space, keys = group_keys(net)
+        topo = topological_groups(net)
+        rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
+        key_rate = _key_rates(space, keys, rates, input_rate, net)
+        input_fed = input_groups(net)
+        modes = ["copy", "splitter"] if self.fanout == "auto" else [self.fanout]
+        candidates: list[dict[str, Any]] = []
+        best: tuple[Any, Built] | None = None
+        for mode in modes:
+            options = PackOptions(mode=mode, solver=self.solver, solver_max_items=self.solver_max_items,
+                                  time_limit=self.time_limit / len(modes), merge_groups=self.merge_groups,
+                                  seed=state.seed)
+            state.log(f"partition: packing with fanout={mode}")
+            try:
+                plan = plan_partition(net, space, keys, topo, key_rate, options)
+                built = build_program(net, plan, space, keys, topo, rates, input_rate, input_fed)
+            except ResourceError as exc:
+                if self.fanout != "auto" or mode == "copy":
+                    raise
+                candidates.append({"fanout": mode, "error": str(exc)})
+                continue
+            candidates.append({"fanout": mode, "cores": built.program.num_cores, "traffic": built.traffic,
+                               "latency": built.program.latency})
+            if best is None or (built.program.num_cores, built.traffic) < (best[1].program.num_cores, best[1].traffic):
+                best = (plan, built)
+        assert best is not None  # copy mode either succeeds or raised
+        plan, built = best
+        state.program = built.program
+        state.core_graph = built.graph
+        state.reports[self.name] = _report(self, net, plan, built, keys, candidates, traffic_source)
+        return state
+
+    def _check_options(self) -> None:
+        if self.fanout not in FANOUT_MODES:
+            raise PipelineError(f"pass 'partition' option fanout={self.fanout!r} is unknown; choose one of "
+                                f"{', '.join(FANOUT_MODES)}")
+        if self.time_limit < 0 or self.solver_max_items < 0 or self.traffic_samples < 1:
+            raise PipelineError(f"pass 'partition': time_limit = {self.time_limit} and solver_max_items = "
+                                f"{self.solver_max_items} must be >= 0 and traffic_samples = {self.traffic_samples} "
+                                f">= 1")
+
+
+def calibration_spikes(net: Any, calibration: np.ndarray | None, seed: int, samples: int) -> tuple[np.ndarray, str]:
+    """Input spikes (batch, ticks, channels) to measure traffic on, and where they came from: the
+    encoded calibration inputs, or a fixed random 0/1 input (seeded) when there are none."""
+    if calibration is not None:
+        try:
+            from crossmap.encoding import encode
+        except ImportError:
+            encode = None
+        if encode is not None:
+            spikes = np.asarray(encode(net.encoding, np.asarray(calibration)[:samples]))
+            if spikes.ndim == 2:
+                spikes = spikes[:, None, :]
+            return spikes.astype(bool), "calibration"
+    rng = np.random.default_rng(seed)
+    return rng.random((samples, int(net.input_ticks), int(net.num_inputs))) < 0.5, "random"
+
+
+def measure_rates(net: Any, calibration: np.ndarray | None, seed: int,
+                  samples: int) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
+    """Expected spikes per sample of every neuron (by group name) and every input channel, from
+    ``DeployedNetwork.simulate``; stochastic networks count one spike per neuron and sample."""
+    spikes, source = calibration_spikes(net, calibration, seed, samples)
+    input_rate = spikes.sum(axis=1).mean(axis=0).astype(np.float64)
+    try:
+        result = net.simulate(spikes, record=True)
+    except CrossmapError:
+        return {g.name: np.ones(g.size) for g in net.groups}, input_rate, "unit (stochastic network)"
+    rates = {name: s.sum(axis=0).mean(axis=0).astype(np.float64) for name, s in result["spikes"].items()}
+    return rates, input_rate, f"simulate ({source} input, {spikes.shape[0]} samples)"
+
+
+def _key_rates(space: Any, keys: list[Any], rates: dict[str, np.ndarray], input_rate: np.ndarray,
+               net: Any) -> dict[int, float]:
+    """Expected spikes per sample on each axon key."""
+    flat = np.concatenate([input_rate] + [rates[g.name] for g in net.groups])
+    out: dict[int, float] = {}
+    for gk in keys:
+        for key, source in zip(gk.keys.tolist(), space.source_of(gk.keys).tolist()):
+            out[key] = float(flat[source])
+    return out
+
+
+def _report(p: Partition, net: Any, plan: Any, built: Built, keys: list[Any], candidates: list[dict[str, Any]],
+            traffic_source: str) -> dict[str, Any]:
+    chip = net.chip
+    distinct = np.unique(np.concatenate([gk.keys for gk in keys] + [np.zeros(0, np.int64)])).size
+    neuron_bound = math.ceil(net.num_neurons / chip.neurons_per_core)
+    axon_bound = math.ceil(distinct / chip.axons_per_core)
+    bound = max(neuron_bound, axon_bound)
+    prog, graph = built.program, built.graph
+    shifts = {g.name: s for g, s in zip(net.groups, built.shifts) if s}
+    return {
+        "fanout": plan.mode,
+        "fanout_option": p.fanout,
+        "cores": prog.num_cores,
+        "lower_bound": {"cores": bound, "neurons": neuron_bound, "axons": axon_bound},
+        "gap": prog.num_cores - bound,
+        "neurons": net.num_neurons,
+        "distinct_axons": int(distinct),
+        "chip_neurons": int(np.count_nonzero(prog.crossbar.any(axis=1) | (prog.neuron_group >= 0))),
+        "copies": built.copies,
+        "splitter_neurons": built.splitter_neurons,
+        "splitter_cores": sum(1 for c in plan.cores if not c.members),
+        "delay": {"group_shifts": shifts, "added_latency": built.output_shift, "delays_changed": built.delays_changed},
+        "latency": int(prog.latency),
+        "traffic": {"source": traffic_source, "spikes_per_sample": round(built.traffic, 6),
+                    "between_cores": round(float(sum(d["traffic"] for _, _, d in graph.edges(data=True))), 6),
+                    "input": round(float(sum(d["input_traffic"] for _, d in graph.nodes(data=True))), 6)},
+        "groups": plan.group_rows,
+        "solver": plan.solver_runs,
+        "candidates": candidates,
+    }
