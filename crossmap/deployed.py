@@ -174,6 +174,13 @@ class DeployedNetwork:
                 raise CrossmapError(f"lines {l.source!r} -> {l.target!r}: synapses shape {l.synapses.shape}")
         return self
 
+    def to_onnx(self, ticks: int | None = None) -> Any:
+        """An ONNX model reproducing this network's tick dynamics: input spikes (batch, input_ticks,
+        num_inputs) float 0/1 -> class spike counts (batch, num_classes); see crossmap.deployed_onnx."""
+        from .deployed_onnx import deployed_to_onnx
+
+        return deployed_to_onnx(self, ticks=ticks)
+
     def simulate(self, spikes: np.ndarray, ticks: int | None = None, record: bool = False) -> dict[str, np.ndarray]:
         """Run the deterministic chip neuron model on input spikes (batch, T, num_inputs).
 

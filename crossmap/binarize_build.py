@@ -1,0 +1,218 @@
+"""Building a DeployedNetwork from integer layers: axon lines and types, step neuron parameters,
+tick alignment with relay neurons, and the always-on bias channel.
+
+Tick alignment. A layer of depth k fires on tick k - 1 of a frame (tick 0 = the frame's input
+tick) and its spikes arrive one tick later (delay 1). A layer reads every source on tick k - 1;
+a source that arrives earlier (a skip connection, or the input read by a deep layer) is delayed by
+a relay group: neurons with weight 1 and threshold 1 that copy their input and send it with the
+missing delay (chains of relays for more than ``delay_max`` ticks).
+
+Step neurons. A step neuron fires iff its integer synaptic sum s >= θ. With θ clamped to
+[s_min, s_max + 1] (the sums the neuron can see, which changes nothing), it is realized as:
+
+- 1 <= θ <= 1 - leak_min: alpha = 1, leak = 1 - θ, beta = 0, reset to 0. The neuron is memoryless:
+  after a tick V is 0 whether it fired or not (a sub-threshold V = s + 1 - θ <= 0 is floored at
+  -beta = 0), so every tick is an independent frame and rate-coded inputs stream through.
+- θ > 1 - leak_min: alpha = θ, leak = 0 (exact for one frame: the neuron sees input on one tick
+  only and V never rises afterwards; refused when several input ticks are asked for).
+- θ <= 0 (the neuron fires with zero input, e.g. a positive bias): a positive leak would make it
+  fire on every tick, before and after its frame. Instead it reads the always-on bias channel (an
+  extra input channel that spikes on every input tick, relayed to the layer's tick like any other
+  source) with a weight w_b >= 1 - θ and then uses θ + w_b as above. The bias line takes part in
+  the axon type assignment like any input; w_b reuses one of the neuron's existing positive weights
+  when one is large enough, so it rarely needs a type of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from .axon_types import TooManyValues, assign_axon_types
+from .chip import ChipSpec
+from .deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
+from .errors import BinarizeError, CrossmapError
+
+
+@dataclass
+class IntLayer:
+    """An integer layer ready to deploy: columns read sources, ``weights`` (size, columns)."""
+
+    name: str  # group name
+    layer: str  # the float layer it came from
+    depth: int
+    sources: list[tuple[str, np.ndarray]]  # (INPUT or group name, source indices) per column block
+    weights: sp.csr_matrix  # integer (size, columns)
+    params: dict[str, np.ndarray]  # alpha, beta, leak, reset_mode, reset_value, initial_v
+    output_class: np.ndarray
+    bias_weight: np.ndarray | None = None  # weight of the always-on bias line per neuron (0: none)
+    copy: int = 0
+
+    @property
+    def size(self) -> int:
+        """Number of neurons."""
+        return int(self.weights.shape[0])
+
+
+def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: ChipSpec, *,
+                 memoryless: bool, remedy: str) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+    """Parameters and bias-line weights of step neurons firing iff s >= theta (see module docstring)."""
+    w = sp.csr_matrix(weights, dtype=np.int64)
+    n = w.shape[0]
+    s_min = np.asarray(w.minimum(0).sum(axis=1)).ravel()
+    s_max = np.asarray(w.maximum(0).sum(axis=1)).ravel()
+    worst = int(np.argmax(np.maximum(s_max - chip.v_max, chip.v_min - s_min))) if n else 0
+    if n and (s_max[worst] > chip.v_max or s_min[worst] < chip.v_min):
+        raise BinarizeError(f"layer {layer!r}: neuron {worst} can sum {int(s_min[worst])}..{int(s_max[worst])}, "
+                            f"outside the membrane range [{chip.v_min}, {chip.v_max}]; {remedy}")
+    theta = np.clip(np.asarray(theta, np.int64), s_min, s_max + 1)
+    a0 = chip.alpha_min
+    leak_room = a0 - chip.leak_min  # largest θ' with leak a0 - θ' in range
+    alpha = np.full(n, a0, np.int64)
+    leak = np.zeros(n, np.int64)
+    bias = np.zeros(n, np.int64)
+    for j in np.flatnonzero(theta < a0):
+        need = int(a0 - theta[j])
+        row = w.data[w.indptr[j]:w.indptr[j + 1]]
+        fits = np.unique(row[(row >= need) & (row <= need + leak_room - a0)])
+        if fits.size:
+            bias[j] = int(fits[0])
+        elif need <= chip.weight_max:
+            bias[j] = need
+        else:
+            raise BinarizeError(f"layer {layer!r}: neuron {j} fires with zero input and needs a bias of "
+                                f"{need} weight units on the always-on line, above the chip's weight limit "
+                                f"{chip.weight_max}; {remedy}")
+    total = theta + bias  # >= a0 everywhere
+    small = (total <= leak_room) if a0 == 1 else np.zeros(n, bool)
+    leak[small] = a0 - total[small]
+    big = ~small
+    alpha[big] = total[big]
+    if np.any(alpha > chip.alpha_max):
+        j = int(np.argmax(alpha))
+        raise BinarizeError(f"layer {layer!r}: neuron {j} needs a threshold of {int(alpha[j])}, above the chip's "
+                            f"alpha limit {chip.alpha_max}; {remedy}")
+    if memoryless and big.any():
+        j = int(np.flatnonzero(big)[0])
+        raise BinarizeError(f"layer {layer!r}: {int(big.sum())} neuron(s) (e.g. neuron {j}, threshold "
+                            f"{int(total[j])}) need a threshold above {leak_room}, which a memoryless neuron "
+                            f"(alpha = {a0}, leak = {a0} - threshold >= {chip.leak_min}) cannot have, so several "
+                            f"input ticks would mix frames; use one input tick (threshold encoding, ticks=1), "
+                            f"or {remedy}")
+    params = {"alpha": alpha, "beta": np.zeros(n, np.int64), "leak": leak, "reset_mode": np.zeros(n, np.int64),
+              "reset_value": np.zeros(n, np.int64), "initial_v": np.zeros(n, np.int64)}
+    info = {"bias_neurons": int(np.count_nonzero(bias)), "one_shot_neurons": int(big.sum()),
+            "silent_neurons": int(np.sum(theta > s_max)), "always_on_neurons": int(np.sum(theta <= s_min))}
+    return params, bias, info
+
+
+class DeployedBuilder:
+    """Collects groups and lines; aligns ticks with relays; owns the bias channel."""
+
+    def __init__(self, chip: ChipSpec, data_channels: int, *, time_limit: float = 5.0, seed: int = 0) -> None:
+        self.chip = chip
+        self.data_channels = int(data_channels)
+        self.bias_channel = int(data_channels)  # index of the always-on channel, if it is used
+        self.uses_bias = False
+        self.groups: list[NeuronGroup] = []
+        self.lines: list[Lines] = []
+        self.arrival: dict[str, int] = {INPUT: 0}
+        self.sizes: dict[str, int] = {}
+        self._relays: dict[tuple[str, bytes, int], str] = {}
+        self.time_limit = time_limit
+        self.seed = seed
+
+    def add(self, layer: IntLayer, remedy: str) -> dict[str, Any]:
+        """Add an integer layer as a group with its lines; returns a report entry."""
+        want = layer.depth - 1
+        names: list[str] = []
+        indices: list[np.ndarray] = []
+        for src, idx in layer.sources:
+            name, index = self.at(src, np.asarray(idx, np.int64), want)
+            names.extend([name] * len(index))
+            indices.append(index)
+        weights = sp.csr_matrix(layer.weights, dtype=np.int64)
+        if layer.bias_weight is not None and np.any(layer.bias_weight):
+            self.uses_bias = True
+            name, index = self.at(INPUT, np.array([self.bias_channel]), want)
+            names.append(name)
+            indices.append(index)
+            weights = sp.hstack([weights, sp.csr_matrix(np.asarray(layer.bias_weight, np.int64)[:, None])],
+                                format="csr")
+        col_name = np.array(names, dtype=object)
+        col_index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+        try:
+            assignment = assign_axon_types(weights, self.chip.axon_types, time_limit=self.time_limit, seed=self.seed)
+        except TooManyValues as exc:
+            raise BinarizeError(f"layer {layer.layer!r}: neuron {exc.neuron} needs {len(exc.values)} distinct "
+                                f"integer weights {exc.values.tolist()[:8]}, but a chip neuron has one weight per "
+                                f"axon type ({self.chip.axon_types} types); {remedy}") from None
+        for src in dict.fromkeys(col_name[assignment.line_column].tolist()):
+            sel = np.flatnonzero(col_name[assignment.line_column] == src)
+            self.lines.append(Lines(source=src, target=layer.name,
+                                    source_index=col_index[assignment.line_column[sel]].astype(np.int64),
+                                    axon_type=assignment.line_type[sel].astype(np.int64),
+                                    synapses=sp.csr_matrix(assignment.synapses[sel], dtype=bool)))
+        self._group(layer.name, assignment.weight, layer.params, delay=1, output_class=layer.output_class,
+                    layer=layer.layer, copy=layer.copy)
+        self.arrival[layer.name] = want + 1
+        return {"lines": assignment.num_lines, "scheme": assignment.scheme,
+                "levels": sorted({int(v) for v in np.unique(weights.data)})[:64]}
+
+    def at(self, source: str, index: np.ndarray, want: int) -> tuple[str, np.ndarray]:
+        """(source, indices) whose spikes arrive on tick ``want``: the source itself, or a relay."""
+        have = self.arrival[source]
+        if have == want:
+            return source, index
+        if have > want:
+            raise CrossmapError(f"internal: source {source!r} arrives on tick {have}, after tick {want} where "
+                                f"a layer reads it")
+        delay = min(want - have, self.chip.delay_max)
+        key = (source, index.tobytes(), have + delay)
+        if key not in self._relays:
+            name = f"relay{len(self._relays)}:{source}@t{have + delay}"
+            n = index.size
+            weight = np.zeros((n, self.chip.axon_types), np.int64)
+            weight[:, 0] = 1
+            params = {"alpha": np.full(n, self.chip.alpha_min), "beta": np.zeros(n), "leak": np.zeros(n),
+                      "reset_mode": np.zeros(n), "reset_value": np.zeros(n), "initial_v": np.zeros(n)}
+            if self.chip.alpha_min != 1 or self.chip.weight_max < 1:
+                raise BinarizeError(f"chip {self.chip.name!r}: a relay neuron needs weight 1 and alpha 1 (alpha_min "
+                                    f"= {self.chip.alpha_min}); use a chip spec with alpha_min = 1")
+            self.lines.append(Lines(source=source, target=name, source_index=index.copy(),
+                                    axon_type=np.zeros(n, np.int64),
+                                    synapses=sp.identity(n, dtype=bool, format="csr")))
+            self._group(name, weight, params, delay=delay, output_class=-1, layer=name, copy=0)
+            self.arrival[name] = have + delay
+            self._relays[key] = name
+        return self.at(self._relays[key], np.arange(index.size, dtype=np.int64), want)
+
+    def _group(self, name: str, weight: np.ndarray, params: dict[str, np.ndarray], *, delay: int,
+               output_class: Any, layer: str, copy: int) -> None:
+        """Append a NeuronGroup after checking every parameter against the chip."""
+        group = NeuronGroup.make(name, weight, params["alpha"], chip=self.chip, beta=params["beta"],
+                                 leak=params["leak"], reset_mode=params["reset_mode"],
+                                 reset_value=params["reset_value"], initial_v=params["initial_v"], delay=delay,
+                                 output_class=output_class, layer=layer, copy=copy)
+        self.groups.append(group)
+        self.sizes[name] = group.size
+
+    def network(self, num_classes: int, encoding: dict[str, Any], metadata: dict[str, Any] | None = None
+                ) -> DeployedNetwork:
+        """The validated DeployedNetwork (with the bias channel when a layer uses it)."""
+        encoding = dict(encoding)
+        if self.uses_bias:
+            encoding["bias_channel"] = True
+        else:
+            encoding.pop("bias_channel", None)
+        num_inputs = self.data_channels + (1 if self.uses_bias else 0)
+        net = DeployedNetwork(chip=self.chip, num_inputs=num_inputs, groups=self.groups, lines=self.lines,
+                              num_classes=int(num_classes), input_ticks=int(encoding.get("ticks", 1)),
+                              encoding=encoding, metadata=dict(metadata or {}))
+        try:
+            return net.validate()
+        except CrossmapError as exc:
+            raise BinarizeError(f"the binarized network does not fit the chip: {exc}") from None

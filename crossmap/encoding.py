@@ -1,0 +1,170 @@
+"""Input encodings: float samples -> input spikes (batch, ticks, channels) for a deployed network.
+
+An encoding is a JSON-able dict stored in the deployed network and in the program manifest:
+
+- ``{"kind": "threshold", "threshold": t, "ticks": T}``: channel c spikes when x[c] > t (or
+  ``>= t`` with ``"inclusive": true``), the same frame repeated on each of the T ticks; ``t`` may be
+  a list with one threshold per channel.
+- ``{"kind": "rate", "ticks": T, "seed": s}``: Bernoulli rate coding, channel c spikes at tick k of
+  sample n when ``draw(s, INPUT, n, k, 0, c, 0) < x[c] * 2**32`` (crossmap.prng), so the spikes of a
+  sample do not depend on the batch it is in (pass the sample's global index as ``sample_offset``).
+  Values must lie in [0, 1].
+- ``{"kind": "spikes"}``: the input already is binary spikes, (batch, T, channels) or
+  (batch, channels) for one tick; values must be 0 or 1.
+
+Optional keys of every kind: ``"channels"`` (the number of data channels a sample must have) and
+``"bias_channel": true``, which appends one more channel that spikes on every input tick (the
+always-on source that binarization uses for neurons that must fire without input).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import prng
+from .errors import InputError
+
+KINDS = ("threshold", "rate", "spikes")
+_TWO32 = float(2**32)
+
+
+def make_encoding(kind: str, *, channels: int, ticks: int | None = None, threshold: Any = 0.5,
+                  inclusive: bool = False, seed: int = 0, bias_channel: bool = False) -> dict[str, Any]:
+    """A validated encoding dict (``ticks`` defaults to 1 for threshold and 16 for rate)."""
+    if kind not in KINDS:
+        raise InputError(f"unknown input encoding {kind!r}; available: {', '.join(KINDS)}")
+    enc: dict[str, Any] = {"kind": kind, "channels": int(channels)}
+    if kind == "threshold":
+        enc["threshold"] = float(threshold) if np.ndim(threshold) == 0 else [float(v) for v in np.ravel(threshold)]
+        enc["inclusive"] = bool(inclusive)
+        enc["ticks"] = int(ticks) if ticks is not None else 1
+    elif kind == "rate":
+        enc["ticks"] = int(ticks) if ticks is not None else 16
+        enc["seed"] = int(seed)
+    elif ticks is not None:
+        enc["ticks"] = int(ticks)
+    if bias_channel:
+        enc["bias_channel"] = True
+    return validate_encoding(enc)
+
+
+def validate_encoding(encoding: dict[str, Any]) -> dict[str, Any]:
+    """Check an encoding dict; raise ``InputError`` naming the bad key. Returns it unchanged."""
+    if not isinstance(encoding, dict) or encoding.get("kind") not in KINDS:
+        kind = encoding.get("kind") if isinstance(encoding, dict) else encoding
+        raise InputError(f"input encoding {kind!r} is not one of {', '.join(KINDS)}; give a dict such as "
+                         f"{{'kind': 'threshold', 'threshold': 0.5, 'ticks': 1}}")
+    ticks = encoding.get("ticks", 1)
+    if not isinstance(ticks, (int, np.integer)) or isinstance(ticks, bool) or ticks < 1:
+        raise InputError(f"input encoding {encoding['kind']!r}: ticks = {ticks!r} must be an integer >= 1")
+    channels = encoding.get("channels")
+    if channels is not None and (not isinstance(channels, (int, np.integer)) or channels < 0):
+        raise InputError(f"input encoding: channels = {channels!r} must be a non-negative integer")
+    if encoding["kind"] == "threshold":
+        t = np.asarray(encoding.get("threshold", 0.5), dtype=np.float64)
+        if not np.all(np.isfinite(t)):
+            raise InputError("threshold encoding: the threshold must be finite")
+        if t.ndim > 1 or (t.ndim == 1 and channels is not None and t.size != channels):
+            raise InputError(f"threshold encoding: {t.size} per-channel thresholds for {channels} channels; "
+                             f"give one threshold or one per channel")
+    if encoding["kind"] == "rate" and not isinstance(encoding.get("seed", 0), (int, np.integer)):
+        raise InputError(f"rate encoding: seed = {encoding.get('seed')!r} must be an integer")
+    return encoding
+
+
+def input_ticks(encoding: dict[str, Any]) -> int:
+    """Ticks of input per sample."""
+    return int(encoding.get("ticks", 1))
+
+
+def spike_channels(encoding: dict[str, Any], data_channels: int) -> int:
+    """Input channels of the spikes ``encode`` makes from ``data_channels`` values per sample."""
+    return int(data_channels) + (1 if encoding.get("bias_channel") else 0)
+
+
+def data_channels(encoding: dict[str, Any], num_inputs: int) -> int:
+    """Values per sample a network with ``num_inputs`` input channels takes under ``encoding``."""
+    return int(num_inputs) - (1 if encoding.get("bias_channel") else 0)
+
+
+def encode(encoding: dict[str, Any], x: np.ndarray, sample_offset: int = 0) -> np.ndarray:
+    """Input spikes (batch, T, channels) bool for float samples ``x`` (batch, ...) under ``encoding``.
+
+    ``sample_offset`` is the global index of ``x[0]`` (rate coding draws per global sample)."""
+    validate_encoding(encoding)
+    kind = encoding["kind"]
+    ticks = input_ticks(encoding)
+    x = np.asarray(x)
+    if kind == "spikes":
+        spikes = _check_spikes(encoding, x)
+    else:
+        flat = _flatten(encoding, x)
+        if kind == "threshold":
+            t = np.asarray(encoding.get("threshold", 0.5), dtype=np.float64)
+            hit = flat >= t if encoding.get("inclusive") else flat > t
+            spikes = np.repeat(hit[:, None, :], ticks, axis=1)
+        else:
+            spikes = _rate(flat, ticks, int(encoding.get("seed", 0)), int(sample_offset))
+    if encoding.get("bias_channel"):
+        spikes = np.concatenate([spikes, np.ones(spikes.shape[:2] + (1,), bool)], axis=2)
+    return spikes
+
+
+def _flatten(encoding: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """(batch, channels) float64 view of float samples, with shape and value checks."""
+    if x.ndim < 2:
+        raise InputError(f"input of shape {x.shape} has no batch dimension; give (batch, ...) samples, "
+                         f"e.g. x[None] for one sample")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise InputError(f"input dtype {x.dtype} is not numeric; give float values")
+    flat = x.reshape(x.shape[0], -1).astype(np.float64)
+    want = encoding.get("channels")
+    if want is not None and flat.shape[1] != want:
+        raise InputError(f"input samples have {flat.shape[1]} values ({x.shape[1:]}), the encoding takes "
+                         f"{want} channels; reshape or crop the inputs to the model's input size")
+    if not np.all(np.isfinite(flat)):
+        raise InputError(f"input contains {int(np.sum(~np.isfinite(flat)))} NaN or infinite values; "
+                         f"clean the data before encoding")
+    if encoding["kind"] == "rate" and flat.size and (flat.min() < 0 or flat.max() > 1):
+        raise InputError(f"rate encoding needs values in [0, 1], the input spans [{flat.min():g}, "
+                         f"{flat.max():g}]; scale the inputs to [0, 1] (e.g. divide pixels by 255)")
+    return flat
+
+
+def _rate(flat: np.ndarray, ticks: int, seed: int, offset: int) -> np.ndarray:
+    """Bernoulli spikes from the counter-based PRNG, chunked over samples to bound memory."""
+    batch, channels = flat.shape
+    out = np.zeros((batch, ticks, channels), bool)
+    chunk = max(1, 2_000_000 // max(1, ticks * channels))
+    tick = np.arange(ticks)[None, :, None]
+    channel = np.arange(channels)[None, None, :]
+    for lo in range(0, batch, chunk):
+        hi = min(batch, lo + chunk)
+        sample = (offset + np.arange(lo, hi))[:, None, None]
+        r = prng.draw(seed, prng.INPUT, sample, tick, 0, channel, 0)
+        out[lo:hi] = r.astype(np.float64) < flat[lo:hi, None, :] * _TWO32
+    return out
+
+
+def _check_spikes(encoding: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Validated binary spikes (batch, T, channels)."""
+    if x.ndim == 2:
+        x = x[:, None, :]
+    if x.ndim != 3:
+        raise InputError(f"spike input has shape {x.shape}; give (batch, ticks, channels) or (batch, channels)")
+    want = encoding.get("channels")
+    if want is not None and x.shape[2] != want:
+        raise InputError(f"spike input has {x.shape[2]} channels, the encoding takes {want}; give one "
+                         f"channel per model input")
+    if "ticks" in encoding and x.shape[1] != encoding["ticks"]:
+        raise InputError(f"spike input has {x.shape[1]} ticks, the encoding takes {encoding['ticks']}; "
+                         f"give exactly that many ticks per sample")
+    if x.dtype != bool:
+        values = np.unique(x)
+        if not np.all(np.isin(values, (0, 1))):
+            raise InputError(f"spike input must be 0 or 1, found values such as "
+                             f"{[v.item() for v in values[~np.isin(values, (0, 1))][:3]]}; "
+                             f"use the threshold or rate encoding for float data")
+    return x.astype(bool)
