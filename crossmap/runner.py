@@ -45,9 +45,12 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
     if n == 0:
         raise InputError("the dataset selection is empty; raise --limit or check the data directory")
     flat = images.reshape(n, -1)
-    if flat.shape[1] != program.num_inputs:
+    from .encoding import data_channels
+
+    channels = data_channels(program.encoding, program.num_inputs)  # without the always-on bias channel
+    if flat.shape[1] != channels:
         raise InputError(f"the dataset has {flat.shape[1]} values per sample, the program takes "
-                         f"{program.num_inputs} input channels; use a dataset that matches the model")
+                         f"{channels} input channels; use a dataset that matches the model")
     bar = Progress(n, "emulating", show_progress, unit="samples")
     correct = 0
     totals: dict[str, float] = {}
