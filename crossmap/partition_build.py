@@ -168,7 +168,7 @@ def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -
         for n in range(group.size):
             targets = sorted(plan.demands.get(int(space.offsets[g]) + n, []))
             jobs: list[tuple] = [("port",)] if group.output_class[n] >= 0 else []
-            if plan.mode == "copy" or len(targets) == 1:
+            if plan.group_mode[g] == "copy" or len(targets) == 1:
                 jobs += [("direct", t) for t in targets]
             else:
                 jobs += [("split", s) for s in splits.get((g, n), [])]

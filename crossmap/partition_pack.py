@@ -86,6 +86,58 @@ def _best_addition(new: np.ndarray, rank: np.ndarray, weights: np.ndarray, assig
     return int(np.argmin(score))
 
 
+def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int]], max_axons: int,
+                 max_neurons: int, tries: int = 4) -> list[list[int]]:
+    """Local search after ``greedy_pack``: try to empty one of the ``tries`` emptiest cores by
+    moving each of its items to the other core where it adds the fewest axons; repeat while a core
+    disappears. The result never has more cores."""
+    reads = reads.tocsr()
+    weights = np.asarray(weights, np.int64)
+    K = len(cores)
+    count = np.zeros((K, reads.shape[1]), np.int32)  # readers of each key on each core
+    neurons = np.zeros(K, np.int64)
+    for c, members in enumerate(cores):
+        for i in members:
+            count[c, reads.indices[reads.indptr[i]:reads.indptr[i + 1]]] += 1
+        neurons[c] = weights[members].sum() if members else 0
+    axons = (count > 0).sum(axis=1).astype(np.int64)
+    alive = np.ones(K, bool)
+    members_of = [list(m) for m in cores]
+    while alive.sum() > 1:
+        fill = neurons / max_neurons + axons / max_axons
+        order = [int(c) for c in np.lexsort((np.arange(K), fill)) if alive[c]][:tries]
+        if not any(_empty_core(b, reads, weights, members_of, count, neurons, axons, alive, max_axons, max_neurons)
+                   for b in order):
+            break
+    return [members_of[c] for c in range(K) if alive[c]]
+
+
+def _empty_core(b: int, reads: sp.csr_matrix, weights: np.ndarray, members_of: list[list[int]], count: np.ndarray,
+                neurons: np.ndarray, axons: np.ndarray, alive: np.ndarray, max_axons: int, max_neurons: int) -> bool:
+    """Move every item of core ``b`` elsewhere, or change nothing; True when ``b`` was emptied."""
+    moves: list[tuple[int, int, np.ndarray]] = []
+    for i in members_of[b]:
+        keys = reads.indices[reads.indptr[i]:reads.indptr[i + 1]]
+        new = keys.size - (count[:, keys] > 0).sum(axis=1)
+        ok = alive & (np.arange(alive.size) != b) & (neurons + weights[i] <= max_neurons) & (axons + new <= max_axons)
+        if not ok.any():
+            for c, j, k in reversed(moves):  # undo
+                count[c, k] -= 1
+                axons[c] = int((count[c] > 0).sum())
+                neurons[c] -= weights[j]
+            return False
+        c = int(np.argmin(np.where(ok, new * (max_neurons + 1) - neurons, np.iinfo(np.int64).max)))
+        count[c, keys] += 1
+        axons[c] += int(new[c])
+        neurons[c] += weights[i]
+        moves.append((c, i, keys))
+    for c, i, _ in moves:
+        members_of[c].append(i)
+    members_of[b] = []
+    alive[b] = False
+    return True
+
+
 @dataclass
 class SolveResult:
     """Outcome of ``solve_pack``: the cores (or None when nothing better was proven or found)."""

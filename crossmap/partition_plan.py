@@ -19,9 +19,9 @@ import numpy as np
 from .deployed import INPUT, DeployedNetwork
 from .errors import ResourceError
 from .partition_keys import GroupKeys, KeySpace
-from .partition_pack import greedy_pack, lower_bound, solve_pack
+from .partition_pack import compact_pack, greedy_pack, lower_bound, solve_pack
 
-FANOUT_MODES = ("copy", "splitter", "auto")
+FANOUT_MODES = ("copy", "splitter", "auto")  # auto: the best of copy, splitter and a per-group mix
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Plan:
     """The outcome of packing: cores, where each neuron's spikes must go, and per-group figures."""
 
     mode: str
+    group_mode: dict[int, str] = field(default_factory=dict)  # group -> "copy" or "splitter"
     cores: list[CoreContent] = field(default_factory=list)
     demands: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # source id -> (core, key)
     splits: list[SplitSet] = field(default_factory=list)
@@ -105,7 +106,9 @@ class PackOptions:
 
 def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys], topo: list[int],
                    key_rate: dict[int, float], options: PackOptions) -> Plan:
-    """Pack every group, outputs first, then place the splitter sets (splitter mode)."""
+    """Pack every group, outputs first, then place the splitter sets. Mode ``mixed`` chooses copy
+    or splitter per group by a local estimate: its cores, its splitter neurons, and the axons its
+    cores ask of the groups before it (each one later costs a copy or a splitter there)."""
     chip = net.chip
     A, N = chip.axons_per_core, chip.neurons_per_core
     plan = Plan(mode=options.mode)
@@ -116,11 +119,9 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         _check_fan_in(net, g, gk, A)
         offset = int(space.offsets[g])
         targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
-        counts = np.array([instance_count(int(k), bool(o >= 0), options.mode, N)
-                           for k, o in zip(targets, group.output_class)], np.int64)
-        item_neuron, item_count = _chunk(counts, N)
-        reads = gk.reads[item_neuron]
-        bins = greedy_pack(reads, item_count, A, N)
+        modes = ["copy", "splitter"] if options.mode == "mixed" else [options.mode]
+        packs = [_pack_group(net, space, gk, g, targets, mode, N, A) for mode in modes]
+        mode, counts, item_neuron, item_count, reads, bins = min(packs, key=lambda p: p[0])[1]
         greedy_cores = len(bins)
         if g in small and len(bins) > 1:
             cost = np.array([1 + int(round(100 * key_rate.get(int(k), 0.0))) for k in gk.keys], np.int64)
@@ -129,19 +130,36 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
                                      "greedy_cores": len(bins),
                                      "cores": len(result.cores) if result.cores is not None else len(bins)})
             bins = result.cores if result.cores is not None else bins
+        plan.group_mode[g] = mode
         first_new = len(plan.cores)
         placed = _place_bins(plan, space, g, gk, reads, item_neuron, item_count, bins, options.merge_groups, A, N)
         bound = lower_bound(group.size, gk.keys.size, A, N)
-        plan.group_rows.append({"group": group.name, "layer": group.layer, "neurons": group.size,
+        plan.group_rows.append({"group": group.name, "layer": group.layer, "fanout": mode, "neurons": group.size,
                                 "instances": int(counts.sum()), "fan_out_max": int(targets.max(initial=0)),
                                 "distinct_axons": int(gk.keys.size), "fan_in_max": int(gk.fan_in.max(initial=0)),
                                 "greedy_cores": greedy_cores, "cores": len(placed),
                                 "new_cores": len(plan.cores) - first_new, "lower_bound": bound})
     plan.group_rows.reverse()
-    if options.mode == "splitter":
-        _make_splits(plan, net, space, topo, N)
-        _place_splits(plan, A, N)
+    _make_splits(plan, net, space, topo, N)
+    _place_splits(plan, A, N)
     return plan
+
+
+def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, mode: str,
+                N: int, A: int) -> tuple[tuple[float, ...], tuple]:
+    """Greedy packing of one group in one fan-out mode, with its estimated cost (cores, plus
+    splitter neurons and the axons asked of earlier groups, in cores)."""
+    group = net.groups[g]
+    counts = np.array([instance_count(int(k), bool(o >= 0), mode, N) for k, o in zip(targets, group.output_class)],
+                      np.int64)
+    item_neuron, item_count = _chunk(counts, N)
+    reads = gk.reads[item_neuron]
+    bins = compact_pack(reads, item_count, greedy_pack(reads, item_count, A, N), A, N)
+    from_neurons = space.source_of(gk.keys) >= space.num_inputs
+    upstream = sum(int(from_neurons[np.unique(reads[b].indices)].sum()) for b in bins)
+    splitters = int(targets[targets >= 2].sum()) if mode == "splitter" else 0
+    cost = len(bins) + (splitters + upstream) / N
+    return (cost, len(bins)), (mode, counts, item_neuron, item_count, reads, bins)
 
 
 def _check_fan_in(net: DeployedNetwork, g: int, gk: GroupKeys, A: int) -> None:
@@ -219,8 +237,11 @@ def _merge_host(plan: Plan, keys: set[int], neurons: int, existing: int, A: int,
 
 
 def _make_splits(plan: Plan, net: DeployedNetwork, space: KeySpace, topo: list[int], N: int) -> None:
-    """Splitter sets for every neuron with two or more targets, in chunks of N targets."""
+    """Splitter sets for every neuron of a splitter-mode group with two or more targets, in chunks
+    of N targets."""
     for g in topo:
+        if plan.group_mode.get(g) != "splitter":
+            continue
         offset = int(space.offsets[g])
         for n in range(net.groups[g].size):
             targets = sorted(plan.demands.get(offset + n, []))

@@ -5,7 +5,8 @@ Every neuron goes on a core of at most N neurons whose neurons together read at 
 (an axon is one source with one axon type; neurons on a core share it). A neuron whose spikes
 must reach several axons is copied (``fanout=copy``), feeds splitter neurons
 (``fanout=splitter``; one extra hop, the layers are realigned by delaying later groups), or the
-pass tries both and keeps the one with fewer cores, then less traffic (``fanout=auto``).
+pass tries copies, splitters, and a per-group choice between them, and keeps the result with
+the fewest cores, then the least traffic (``fanout=auto``; the report's ``fanout`` says which won).
 Packing is greedy for every size (structural order, fewest new axons first) and improved with
 CP-SAT on groups of at most ``solver_max_items`` neurons within ``time_limit`` (deterministic
 time, one worker, fixed seed). Traffic is measured by simulating the deployed network on the
@@ -56,7 +57,7 @@ class Partition:
         rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
         key_rate = _key_rates(space, keys, rates, input_rate, net)
         input_fed = input_groups(net)
-        modes = ["copy", "splitter"] if self.fanout == "auto" else [self.fanout]
+        modes = ["copy", "splitter", "mixed"] if self.fanout == "auto" else [self.fanout]
         candidates: list[dict[str, Any]] = []
         best: tuple[Any, Built] | None = None
         for mode in modes:

@@ -1,0 +1,142 @@
+"""Packing, keys and timing helpers of the partition pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crossmap.chip import ChipSpec
+from crossmap.deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
+from crossmap.errors import ResourceError
+from crossmap.partition_keys import group_keys
+from crossmap.partition_pack import compact_pack, greedy_pack, lower_bound, packing_cost, solve_pack
+from crossmap.partition_plan import instance_count
+from crossmap.partition_timing import ShiftConstraints, at_rest
+
+CHIP = ChipSpec.truenorth().replace(axons_per_core=16, neurons_per_core=8)
+
+
+def check_packing(reads, weights, cores, A, N):
+    """Every item exactly once; every core within A distinct keys and N neuron slots."""
+    items = sorted(i for core in cores for i in core)
+    assert items == list(range(reads.shape[0]))
+    for core in cores:
+        assert core, "no empty cores"
+        assert np.unique(reads[core].indices).size <= A
+        assert weights[core].sum() <= N
+
+
+@st.composite
+def instances(draw):
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    n, k = int(rng.integers(1, 30)), int(rng.integers(1, 40))
+    dense = rng.random((n, k)) < rng.uniform(0.05, 0.5)
+    A = int(rng.integers(max(1, dense.sum(axis=1).max()), 45))
+    N = int(rng.integers(2, 9))
+    weights = rng.integers(1, N + 1, n)
+    return sp.csr_matrix(dense), weights, A, N
+
+
+@settings(max_examples=60, deadline=None)
+@given(instances())
+def test_greedy_and_compaction_are_valid(instance):
+    reads, weights, A, N = instance
+    greedy = greedy_pack(reads, weights, A, N)
+    check_packing(reads, weights, greedy, A, N)
+    compact = compact_pack(reads, weights, greedy, A, N)
+    check_packing(reads, weights, compact, A, N)
+    assert len(compact) <= len(greedy)
+    assert len(compact) >= lower_bound(int(weights.sum()), np.unique(reads.indices).size, A, N)
+
+
+def test_greedy_keeps_neurons_of_one_patch_together():
+    patches = [np.arange(0, 8), np.arange(4, 12), np.arange(8, 16)]
+    rng = np.random.default_rng(0)
+    owner = rng.permutation(np.repeat(np.arange(3), 4))  # 12 neurons, 4 per patch, shuffled
+    rows = [patches[p] for p in owner]
+    reads = sp.csr_matrix((np.ones(sum(r.size for r in rows), bool),
+                           (np.repeat(np.arange(12), [r.size for r in rows]), np.concatenate(rows))), shape=(12, 16))
+    cores = greedy_pack(reads, np.ones(12, int), 8, 4)
+    assert len(cores) == 3
+    assert sorted(sorted(set(owner[c].tolist())) for c in cores) == [[0], [1], [2]]
+
+
+def test_compaction_merges_a_bad_start():
+    reads = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], bool))
+    cores = compact_pack(reads, np.ones(3, int), [[0], [1], [2]], 3, 3)
+    assert len(cores) == 1
+
+
+def test_compaction_leaves_a_full_packing_alone():
+    reads = sp.csr_matrix(np.eye(4, dtype=bool))
+    start = [[0, 1], [2, 3]]
+    assert compact_pack(reads, np.ones(4, int), start, 2, 2) == start
+
+
+def test_solver_improves_a_bad_packing_and_reports_nothing_better_for_an_optimal_one():
+    reads = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 1, 1]], bool))
+    weights = np.ones(4, int)
+    cost = np.ones(4, int)
+    bad = [[0, 2], [1, 3]]  # two cores of 4 axons each; optimal puts twins together (2 + 2 axons)
+    result = solve_pack(reads, weights, cost, 4, 2, bad, time_limit=5.0)
+    assert result.cores is not None
+    check_packing(reads, weights, result.cores, 4, 2)
+    assert packing_cost(reads, result.cores, cost) == 4 < packing_cost(reads, bad, cost) == 8
+    again = solve_pack(reads, weights, cost, 4, 2, result.cores, time_limit=5.0)
+    assert again.cores is None and again.objective_after == again.objective_before
+
+
+def test_lower_bound():
+    assert lower_bound(17, 10, 16, 8) == 3
+    assert lower_bound(4, 40, 16, 8) == 3
+    assert lower_bound(0, 0, 16, 8) == 0
+
+
+def test_instance_counts():
+    assert [instance_count(k, False, "copy", 8) for k in (0, 1, 3)] == [1, 1, 3]
+    assert instance_count(3, True, "copy", 8) == 4
+    assert [instance_count(k, False, "splitter", 8) for k in (0, 1, 3, 8, 9)] == [1, 1, 1, 1, 2]
+    assert instance_count(1, True, "splitter", 8) == 2 and instance_count(0, True, "splitter", 8) == 1
+
+
+def test_keys_separate_types_and_repeats():
+    a = NeuronGroup.make("a", np.ones((2, 4), int), alpha=1, chip=CHIP)
+    syn = sp.csr_matrix(np.array([[1, 0], [1, 1], [1, 0], [0, 1]], bool))
+    # lines: input 0 type 0 (twice onto neuron 0), input 0 type 1, input 1 type 0
+    lines = Lines(INPUT, "a", np.array([0, 0, 0, 1]), np.array([0, 0, 1, 0]), syn)
+    net = DeployedNetwork(CHIP, 2, [a], [lines], num_classes=1).validate()
+    space, keys = group_keys(net)
+    assert space.multiplicity == 2
+    gk = keys[0]
+    assert gk.fan_in.tolist() == [3, 2]  # neuron 0: (in0,t0,#0), (in0,t0,#1), (in0,t1); neuron 1: (in0,t0), (in1,t0)
+    assert sorted(space.source_of(gk.keys).tolist()) == [0, 0, 0, 1]
+    assert sorted(space.type_of(gk.keys).tolist()) == [0, 0, 0, 1]
+
+
+def test_at_rest():
+    rest = NeuronGroup.make("r", np.zeros((2, 4), int), alpha=2, leak=[0, -1], chip=CHIP)
+    assert at_rest(rest, CHIP)  # V stays 0 (negative leak is floored at -beta = 0)
+    assert not at_rest(NeuronGroup.make("l", np.zeros((1, 4), int), alpha=2, leak=1, chip=CHIP), CHIP)
+    assert not at_rest(NeuronGroup.make("f", np.zeros((1, 4), int), alpha=1, initial_v=1, chip=CHIP), CHIP)
+    assert not at_rest(NeuronGroup.make("d", np.zeros((1, 4), int), alpha=2, leak=-1, beta=5, chip=CHIP), CHIP)
+
+
+def test_shift_constraints():
+    cons = ShiftConstraints(num_groups=3)
+    cons.split(0, [[1]], delay=1, chip=CHIP)  # 0 -> 1 through a splitter: needs 2 ticks, has 1
+    cons.direct(1, [2], delay=1, chip=CHIP)
+    cons.direct(0, [2], delay=1, chip=CHIP)  # a skip connection 0 -> 2 gets the extra tick too
+    assert cons.solve(["a", "b", "c"], CHIP) == [0, 1, 1]
+    cons.pinned[1] = "it is pinned for the test"
+    with pytest.raises(ResourceError, match="group 'b' would have to start 1 tick.*pinned for the test"):
+        cons.solve(["a", "b", "c"], CHIP)
+    narrow = CHIP.replace(delay_max=1)
+    cons = ShiftConstraints(num_groups=2)
+    cons.split(0, [[1]], delay=1, chip=narrow)
+    cons.within(0, 1, 0, 0)
+    with pytest.raises(ResourceError, match="cannot be balanced"):
+        cons.solve(["a", "b"], narrow)
