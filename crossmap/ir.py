@@ -5,6 +5,17 @@ A population's value is ``activation(reduce over incoming projections (W @ sourc
 where ``reduce`` is ``sum`` for ordinary layers and ``max`` for max pooling (then each target
 neuron takes the max over its connected sources of ``w * x``). The network input is the
 population named ``input``.
+
+Conventions the frontend guarantees (``crossmap.frontend.import_onnx``):
+
+- A population's neurons are in ONNX's flattened (C, H, W) order of the tensor it computes, so
+  ``shape`` is that tensor's per-sample shape (the batch axis is never part of it).
+- ``params`` hold floats; the one exception is ``leaky_relu``'s ``alpha``, which is an array of
+  length ``size`` when it came from a PRelu with a per-channel slope.
+- ``bias`` is a float64 array of length ``size`` (or None for the input).
+- Softmax, LogSoftmax and ArgMax at the model's output are not populations: they are listed in
+  ``metadata["output_ops"]`` and replayed by ``Network.apply_output_ops``; the predicted class is
+  the argmax of the output population either way.
 """
 
 from __future__ import annotations
@@ -14,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from .errors import InputError
 
 INPUT = "input"
 
@@ -88,6 +101,9 @@ class Projection:
         return int(self.weight.nnz)
 
 
+OUTPUT_OPS = ("Softmax", "LogSoftmax", "ArgMax")
+
+
 @dataclass
 class Network:
     """Populations in topological order (the first is ``input``), projections, and the output."""
@@ -109,6 +125,21 @@ class Network:
         """The input population."""
         return self.population(INPUT)
 
+    @property
+    def layers(self) -> list[Population]:
+        """Every population but the input, in topological order."""
+        return [p for p in self.populations if p.name != INPUT]
+
+    @property
+    def neurons(self) -> int:
+        """Number of neurons outside the input population."""
+        return sum(p.size for p in self.layers)
+
+    @property
+    def synapses(self) -> int:
+        """Number of stored connections over all projections."""
+        return sum(p.synapses for p in self.projections)
+
     def incoming(self, name: str) -> list[Projection]:
         """Projections whose target is ``name``."""
         return [p for p in self.projections if p.target == name]
@@ -117,10 +148,62 @@ class Network:
         """Projections whose source is ``name``."""
         return [p for p in self.projections if p.source == name]
 
+    def fan_in(self, name: str) -> np.ndarray:
+        """Per neuron of population ``name``: number of incoming synapses over all projections."""
+        counts = np.zeros(self.population(name).size, dtype=np.int64)
+        for proj in self.incoming(name):
+            counts += np.diff(proj.weight.indptr)
+        return counts
+
+    def fan_out(self, name: str) -> np.ndarray:
+        """Per neuron of population ``name``: number of outgoing synapses over all projections."""
+        counts = np.zeros(self.population(name).size, dtype=np.int64)
+        for proj in self.outgoing(name):
+            counts += np.bincount(proj.weight.indices, minlength=counts.size)
+        return counts
+
+    def validate(self) -> None:
+        """Check the IR's invariants (names, order, matrix shapes, activations); raise ValueError."""
+        names = [p.name for p in self.populations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate population names in {names}")
+        if not names or names[0] != INPUT:
+            raise ValueError(f"the first population must be {INPUT!r}, got {names[:1]}")
+        position = {n: i for i, n in enumerate(names)}
+        if self.output not in position:
+            raise ValueError(f"output {self.output!r} is not a population")
+        for pop in self.populations:
+            if pop.activation not in ACTIVATIONS:
+                raise ValueError(f"population {pop.name!r}: unknown activation {pop.activation!r}")
+            missing = [k for k in ACTIVATIONS[pop.activation] if k not in pop.params and pop.activation != "clip"]
+            if missing:
+                raise ValueError(f"population {pop.name!r}: activation {pop.activation} lacks {missing}")
+            if pop.reduce not in ("sum", "max"):
+                raise ValueError(f"population {pop.name!r}: reduce must be sum or max, got {pop.reduce!r}")
+            if pop.bias is not None and np.shape(pop.bias) != (pop.size,):
+                raise ValueError(f"population {pop.name!r}: bias shape {np.shape(pop.bias)} != ({pop.size},)")
+        for proj in self.projections:
+            if proj.source not in position or proj.target not in position:
+                raise ValueError(f"projection {proj.source!r}->{proj.target!r} names a missing population")
+            if position[proj.source] >= position[proj.target]:
+                raise ValueError(f"projection {proj.source!r}->{proj.target!r} goes against topological order")
+            want = (self.population(proj.target).size, self.population(proj.source).size)
+            if not sp.isspmatrix_csr(proj.weight) or proj.weight.shape != want:
+                raise ValueError(f"projection {proj.source!r}->{proj.target!r}: weight must be CSR of shape "
+                                 f"{want}, got {type(proj.weight).__name__} {proj.weight.shape}")
+            if proj.target == INPUT:
+                raise ValueError("the input population cannot have incoming projections")
+
     def evaluate(self, x: np.ndarray, keep: bool = False) -> Any:
-        """Run the network in float64 on ``x`` of shape (batch, *input shape). Returns the output
-        population's values (batch, size), or with ``keep`` a dict of every population's values."""
+        """Run the network in float64 on ``x`` of shape (batch, *input shape) or (batch, input size).
+        Returns the output population's values (batch, size), or with ``keep`` a dict of every
+        population's values."""
         x = np.asarray(x, dtype=np.float64)
+        shape = tuple(self.input.shape)
+        if x.ndim < 2 or (x.shape[1:] != shape and x.shape[1:] != (self.input.size,)):
+            raise InputError(f"network input: got an array of shape {x.shape}, needed (batch, "
+                             f"{', '.join(map(str, shape))}) or (batch, {self.input.size}); reshape the "
+                             f"samples to the model's input shape")
         batch = x.shape[0]
         values: dict[str, np.ndarray] = {INPUT: x.reshape(batch, -1)}
         for pop in self.populations:
@@ -146,6 +229,30 @@ class Network:
         if pop.bias is not None:
             acc = acc + pop.bias
         return apply_activation(pop.activation, acc, pop.params)
+
+    def apply_output_ops(self, y: np.ndarray) -> np.ndarray:
+        """Replay the output ops the frontend dropped (``metadata["output_ops"]``: Softmax,
+        LogSoftmax, ArgMax over the whole sample) on output values ``y`` (batch, size), giving the
+        original model's output (flattened per sample; ArgMax gives (batch,) class indices)."""
+        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        for op in self.metadata.get("output_ops", []):
+            kind = op["op"]
+            if kind == "ArgMax":
+                if op.get("select_last_index"):
+                    y = y.shape[1] - 1 - np.argmax(y[:, ::-1], axis=1)
+                else:
+                    y = np.argmax(y, axis=1)
+                y = y.reshape(len(y), 1)
+                continue
+            shifted = y - y.max(axis=1, keepdims=True)
+            log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            y = shifted - log_norm if kind == "LogSoftmax" else np.exp(shifted - log_norm)
+        ops = self.metadata.get("output_ops", [])
+        return y[:, 0] if ops and ops[-1]["op"] == "ArgMax" else y
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The class of each sample: argmax of the output population (ties to the lowest index)."""
+        return np.argmax(self.evaluate(x), axis=1)
 
 
 def _sparse_max(weight: sp.csr_matrix, x: np.ndarray) -> np.ndarray:

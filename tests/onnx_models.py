@@ -28,17 +28,20 @@ def make_model(nodes: Sequence[onnx.NodeProto], input_shape: Sequence[Any], outp
                input_name: str = "x", output_name: str = "y", input_type: int = TensorProto.FLOAT,
                output_type: int = TensorProto.FLOAT) -> onnx.ModelProto:
     """A checked model from ``nodes`` with one input and one output; ``initializers`` maps names
-    to numpy arrays. Shapes may hold strings (symbolic dims) or None (unknown)."""
+    to numpy arrays. Shapes may hold strings (symbolic dims) or None (unknown); ``output_shape=None`` lets
+    shape inference fill in the output."""
     inits = [numpy_helper.from_array(np.asarray(v), name=k) for k, v in (initializers or {}).items()]
+    output = (helper.make_tensor_value_info(output_name, output_type, list(output_shape))
+              if output_shape is not None else helper.make_empty_tensor_value_info(output_name))
     graph = helper.make_graph(
         list(nodes), "crossmap_test",
-        [helper.make_tensor_value_info(input_name, input_type, list(input_shape))],
-        [helper.make_tensor_value_info(output_name, output_type,
-                                       list(output_shape) if output_shape is not None else None)],
+        [helper.make_tensor_value_info(input_name, input_type, list(input_shape))], [output],
         initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="crossmap-tests")
     model.ir_version = 8
+    if output_shape is None:  # let shape inference fill in the output's type
+        model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model)
     return model
 
