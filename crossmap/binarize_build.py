@@ -18,9 +18,11 @@ Step neurons. A step neuron fires iff its integer synaptic sum s >= θ. With θ 
 - θ <= 0 (the neuron fires with zero input, e.g. a positive bias): a positive leak would make it
   fire on every tick, before and after its frame. Instead it reads the always-on bias channel (an
   extra input channel that spikes on every input tick, relayed to the layer's tick like any other
-  source) with a weight w_b >= 1 - θ and then uses θ + w_b as above. The bias line takes part in
-  the axon type assignment like any input; w_b reuses one of the neuron's existing positive weights
-  when one is large enough, so it rarely needs a type of its own.
+  source) with a weight w_b >= 1 - θ and then uses θ + w_b as above. The bias lines take part in
+  the axon type assignment like any input. w_b is one of the neuron's own positive weights when
+  one is large enough; else the bias channel is read on up to 8 axons that each give the neuron's
+  largest positive weight; only else a new weight value (if the neuron has a free axon type). So
+  the bias rarely needs a type of its own and never a fifth weight value.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class IntLayer:
     weights: sp.csr_matrix  # integer (size, columns)
     params: dict[str, np.ndarray]  # alpha, beta, leak, reset_mode, reset_value, initial_v
     output_class: np.ndarray
-    bias_weight: np.ndarray | None = None  # weight of the always-on bias line per neuron (0: none)
+    bias_weight: np.ndarray | None = None  # (size, lines) weights of always-on bias lines (0: none)
     copy: int = 0
 
     @property
@@ -73,19 +75,15 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
     leak_room = a0 - chip.leak_min  # largest θ' with leak a0 - θ' in range
     alpha = np.full(n, a0, np.int64)
     leak = np.zeros(n, np.int64)
-    bias = np.zeros(n, np.int64)
+    copies: list[list[int]] = [[] for _ in range(n)]
     for j in np.flatnonzero(theta < a0):
-        need = int(a0 - theta[j])
-        row = w.data[w.indptr[j]:w.indptr[j + 1]]
-        fits = np.unique(row[(row >= need) & (row <= need + leak_room - a0)])
-        if fits.size:
-            bias[j] = int(fits[0])
-        elif need <= chip.weight_max:
-            bias[j] = need
-        else:
-            raise BinarizeError(f"layer {layer!r}: neuron {j} fires with zero input and needs a bias of "
-                                f"{need} weight units on the always-on line, above the chip's weight limit "
-                                f"{chip.weight_max}; {remedy}")
+        copies[j] = _bias_copies(layer, j, int(a0 - theta[j]), w.data[w.indptr[j]:w.indptr[j + 1]], chip,
+                                 leak_room - a0, remedy)
+    width = max((len(c) for c in copies), default=0)
+    bias_matrix = np.zeros((n, width), np.int64)
+    for j, c in enumerate(copies):
+        bias_matrix[j, :len(c)] = c
+    bias = bias_matrix.sum(axis=1)
     total = theta + bias  # >= a0 everywhere
     small = (total <= leak_room) if a0 == 1 else np.zeros(n, bool)
     leak[small] = a0 - total[small]
@@ -104,9 +102,31 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
                             f"or {remedy}")
     params = {"alpha": alpha, "beta": np.zeros(n, np.int64), "leak": leak, "reset_mode": np.zeros(n, np.int64),
               "reset_value": np.zeros(n, np.int64), "initial_v": np.zeros(n, np.int64)}
-    info = {"bias_neurons": int(np.count_nonzero(bias)), "one_shot_neurons": int(big.sum()),
+    info = {"bias_neurons": int(np.count_nonzero(bias)), "bias_lines": width, "one_shot_neurons": int(big.sum()),
             "silent_neurons": int(np.sum(theta > s_max)), "always_on_neurons": int(np.sum(theta <= s_min))}
-    return params, bias, info
+    return params, bias_matrix, info
+
+
+def _bias_copies(layer: str, j: int, need: int, row: np.ndarray, chip: ChipSpec, slack: int,
+                 remedy: str, max_copies: int = 8) -> list[int]:
+    """Weights of the always-on lines neuron j reads (their sum >= need): one existing positive
+    weight w with need <= w <= need + slack, else copies of its largest positive weight, else a new
+    weight when the neuron has a free axon type."""
+    values = np.unique(row[row != 0])
+    pos = values[values > 0]
+    fits = pos[(pos >= need) & (pos <= need + slack)]
+    if fits.size:
+        return [int(fits[0])]
+    if pos.size and -(-need // int(pos.max())) <= max_copies:
+        return [int(pos.max())] * int(-(-need // int(pos.max())))
+    if values.size < chip.axon_types:
+        count = -(-need // chip.weight_max)
+        if count <= max_copies:
+            return [-(-need // count)] * count
+    raise BinarizeError(f"layer {layer!r}: neuron {j} fires with zero input and needs {need} weight units from "
+                        f"the always-on bias line, which its weights {values.tolist()[:8]} and the chip's "
+                        f"{chip.axon_types} axon types (weights up to {chip.weight_max}) cannot give with "
+                        f"{max_copies} lines; {remedy}")
 
 
 class DeployedBuilder:
@@ -135,13 +155,14 @@ class DeployedBuilder:
             names.extend([name] * len(index))
             indices.append(index)
         weights = sp.csr_matrix(layer.weights, dtype=np.int64)
-        if layer.bias_weight is not None and np.any(layer.bias_weight):
+        bias = None if layer.bias_weight is None else np.asarray(layer.bias_weight, np.int64)
+        if bias is not None and np.any(bias):
+            bias = bias.reshape(layer.size, -1)
             self.uses_bias = True
             name, index = self.at(INPUT, np.array([self.bias_channel]), want)
-            names.append(name)
-            indices.append(index)
-            weights = sp.hstack([weights, sp.csr_matrix(np.asarray(layer.bias_weight, np.int64)[:, None])],
-                                format="csr")
+            names.extend([name] * bias.shape[1])
+            indices.append(np.repeat(index, bias.shape[1]))
+            weights = sp.hstack([weights, sp.csr_matrix(bias)], format="csr")
         col_name = np.array(names, dtype=object)
         col_index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
         try:

@@ -114,8 +114,14 @@ def quantize_row(values: np.ndarray, levels: int, weight_max: int, tolerance: fl
     if found is not None:
         s, k = found
     else:
-        s = float(np.abs(centers).max()) / weight_max
-        k = np.rint(centers / s).astype(np.int64)
+        top = float(np.abs(centers).max())
+        # the coarsest integer grid that keeps the centres within 2% of the largest: small integers
+        # keep thresholds (and the bias lines of neurons that fire without input) small
+        for resolution in [r for r in (7, 15, 31, 63, 127) if r < weight_max] + [weight_max]:
+            s = top / resolution
+            k = np.rint(centers / s).astype(np.int64)
+            if np.abs(centers - s * k).max() <= 0.02 * top:
+                break
         k[k == 0] = np.where(centers[k == 0] >= 0, 1, -1)
     return s, k[assign]
 

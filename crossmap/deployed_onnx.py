@@ -150,15 +150,6 @@ class _Exporter:
         state: dict[str, str] = {}
         fired: dict[tuple[str, int], str] = {}
         counts: dict[str, str] = {}
-        mats: dict[tuple[str, str, int], tuple[str, str | None]] = {}
-        for g in net.groups:
-            p = g.name
-            for src, by_delay in self.sources[p].items():
-                for d, (idx, m) in by_delay.items():
-                    n_src = net.num_inputs if src == INPUT else self.index[src].size
-                    gather = None if idx.size == n_src and np.all(idx == np.arange(n_src)) else \
-                        self.const(f"{p}.{src}.d{d}.idx", idx, np.int64)
-                    mats[(p, src, d)] = (self.const(f"{p}.{src}.d{d}.w", m), gather)
         for t in range(self.total):
             for g in net.groups:
                 p = g.name
@@ -182,7 +173,7 @@ class _Exporter:
                             if key not in fired:
                                 continue  # nothing fired (pruned or before the run)
                             active = fired[key]
-                        weight, gather = mats[(p, src, d)]
+                        weight, gather = self._matrix(p, src, d)
                         if gather is not None:
                             active = self.op("Gather", [active, gather], axis=1)
                         terms.append(self.op("MatMul", [active, weight]))
@@ -204,6 +195,19 @@ class _Exporter:
                     state[p] = self.op("Where", [fire, self._reset(g, v, alpha),
                                                  self.op("Max", [v, self._vec(p, "neg_beta", -g.beta)])])
         return self._finish(counts, batch)
+
+    def _matrix(self, group: str, src: str, delay: int) -> tuple[str, str | None]:
+        """(weight initializer, gather indices or None) of one source and delay (created once)."""
+        idx, m = self.sources[group][src][delay]
+        name = f"{group}.{src}.d{delay}"
+        n_src = self.net.num_inputs if src == INPUT else self.index[src].size
+        full = idx.size == n_src and np.all(idx == np.arange(n_src))
+        if name not in self._made:
+            self.const(f"{name}.w", m)
+            if not full:
+                self.const(f"{name}.idx", idx, np.int64)
+            self._made.add(name)
+        return f"{name}.w", None if full else f"{name}.idx"
 
     def _vec(self, group: str, key: str, values: np.ndarray, dtype: Any = np.float32) -> str:
         """A per-neuron constant, created once per group and key."""

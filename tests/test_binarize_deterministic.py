@@ -1,0 +1,232 @@
+"""binarize_deterministic: exact on chip-ready step networks, clear errors on everything else."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from binarize_nets import binary_inputs, readout_matrix, state_for, step_mlp, step_pop, with_input_threshold
+
+from crossmap.chip import ChipSpec
+from crossmap.encoding import encode
+from crossmap.errors import BinarizeError
+from crossmap.ir import INPUT, Network, Population, Projection
+from crossmap.passes.binarize_deterministic import BinarizeDeterministic
+
+
+def deploy(net: Network, **options):
+    state = state_for(net)
+    BinarizeDeterministic(**options).run(state)
+    return state.deployed, state.reports["binarize_deterministic"]
+
+
+def class_counts(deployed, x):
+    return deployed.simulate(encode(deployed.encoding, x))["class_counts"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("levels", [(-1, 0, 1), (-2, -1, 0, 1, 2), (0, 1, 3)])
+def test_step_mlp_with_readout_is_exact(seed, levels):
+    net = step_mlp([20, 16, 12, 9], seed=seed, levels=levels, classes=3)
+    deployed, report = deploy(net)
+    x = binary_inputs(300, 20, seed=seed)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+    assert report["exact"] and all(layer["approximation_error"] < 1e-12 for layer in report["layers"])
+    assert deployed.num_classes == 3 and report["readout"] == "y"
+
+
+def test_last_step_layer_votes_one_neuron_per_class():
+    net = step_mlp([16, 12, 5], seed=4, classes=None)
+    deployed, _ = deploy(net)
+    assert deployed.num_classes == 5
+    x = binary_inputs(200, 16, seed=1)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+def test_spontaneous_neurons_use_the_bias_channel_not_a_leak():
+    net = step_mlp([10, 8, 6], seed=3, classes=2, bias_range=4)
+    deployed, report = deploy(net)
+    assert report["bias_channel"] and deployed.encoding["bias_channel"]
+    assert deployed.num_inputs == 11
+    assert all((g.leak <= 0).all() for g in deployed.groups)
+    # every spike comes from the one frame: a longer run adds nothing
+    x = binary_inputs(100, 10, seed=2)
+    spikes = encode(deployed.encoding, x)
+    long = deployed.simulate(spikes, ticks=deployed.latency() + 6)["class_counts"]
+    assert np.array_equal(long, net.evaluate(x))
+
+
+def test_model_input_threshold_is_the_encoding():
+    net = with_input_threshold(step_mlp([12, 10, 6], seed=5, classes=3), threshold=0.3)
+    deployed, report = deploy(net)
+    assert report["encoding"]["kind"] == "threshold" and report["encoding"]["threshold"] == pytest.approx(0.3)
+    assert "x_spikes" not in [g.name for g in deployed.groups]
+    x = np.random.default_rng(0).random((150, 12))
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+def test_rate_encoding_streams_frames_through_memoryless_neurons():
+    net = step_mlp([12, 10, 8, 6], seed=6, classes=3)
+    deployed, _ = deploy(net, encoding="rate", ticks=7)
+    x = np.random.default_rng(3).random((60, 12))
+    spikes = encode(deployed.encoding, x)
+    assert spikes.shape == (60, 7, 13)
+    expected = sum(net.evaluate(spikes[:, t, :12].astype(float)) for t in range(7))
+    assert np.array_equal(deployed.simulate(spikes)["class_counts"], expected)
+
+
+def test_esser_typed_inputs_get_one_axon_each():
+    """Esser 2015 layout: input i has a fixed type, each neuron one sign per type."""
+    rng = np.random.default_rng(0)
+    n_in, n_out = 64, 24
+    types = np.arange(n_in) % 4
+    sign = rng.choice([-1.0, 1.0], (n_out, 4))
+    w = (rng.random((n_out, n_in)) < 0.5) * sign[:, types]
+    net = Network([Population(INPUT, (n_in,)), step_pop("h", n_out, rng.integers(-3, 1, n_out) - 0.5),
+                   Population("y", (4,))],
+                  [Projection(INPUT, "h", sp.csr_matrix(w)), Projection("h", "y", readout_matrix(n_out, 4))], "y")
+    deployed, report = deploy(net)
+    assert report["layers"][0]["scheme"] == "shared" and report["layers"][0]["lines"] == n_in
+    x = binary_inputs(200, n_in)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+def test_probability_weights_threshold_at_one_half():
+    rng = np.random.default_rng(1)
+    p = rng.random((8, 10)) * rng.choice([-1, 1], (8, 10))
+    net = Network([Population(INPUT, (10,)), step_pop("h", 8, -rng.random(8)), Population("y", (2,))],
+                  [Projection(INPUT, "h", sp.csr_matrix(p)), Projection("h", "y", readout_matrix(8, 2))], "y")
+    with pytest.raises(BinarizeError, match="weights=probability"):
+        deploy(net)
+    deployed, report = deploy(net, weights="probability")
+    rounded = Network(net.populations, [Projection(INPUT, "h", sp.csr_matrix(np.sign(p) * (np.abs(p) > 0.5))),
+                                        net.projections[1]], "y")
+    x = binary_inputs(100, 10)
+    assert np.array_equal(class_counts(deployed, x), rounded.evaluate(x))
+    assert report["layers"][0]["approximation_error"] > 0 and not report["exact"]
+
+
+def test_skip_connection_is_realigned_by_relays():
+    rng = np.random.default_rng(2)
+    w1 = rng.integers(-1, 2, (8, 10)).astype(float)
+    w2 = rng.integers(-1, 2, (6, 8)).astype(float)
+    w3a = rng.integers(-1, 2, (4, 6)).astype(float)
+    w3b = rng.integers(-1, 2, (4, 10)).astype(float)  # layer 3 also reads the input directly
+    pops = [Population(INPUT, (10,)), step_pop("a", 8, rng.integers(-2, 2, 8) + 0.5),
+            step_pop("b", 6, rng.integers(-2, 2, 6) + 0.5), step_pop("c", 4, rng.integers(-2, 2, 4) + 0.5)]
+    projs = [Projection(INPUT, "a", sp.csr_matrix(w1)), Projection("a", "b", sp.csr_matrix(w2)),
+             Projection("b", "c", sp.csr_matrix(w3a)), Projection(INPUT, "c", sp.csr_matrix(w3b))]
+    net = Network(pops, projs, "c")
+    deployed, report = deploy(net)
+    assert report["relay_groups"] >= 1
+    x = binary_inputs(200, 10, seed=4)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+def test_max_pool_of_spikes_is_an_or_and_aliases_are_skipped():
+    rng = np.random.default_rng(3)
+    conv = rng.integers(-1, 2, (8, 12)).astype(float)
+    pool = np.zeros((4, 8))
+    pool[np.arange(8) // 2, np.arange(8)] = 1.0
+    flat = sp.identity(4, format="csr")
+    pops = [Population(INPUT, (12,)), step_pop("conv", 8, rng.integers(-1, 2, 8) - 0.5),
+            Population("pool", (4,), "identity", reduce="max"), Population("flat", (4,)),
+            step_pop("fc", 3, np.array([0.5, -0.5, -1.5]))]
+    projs = [Projection(INPUT, "conv", sp.csr_matrix(conv)), Projection("conv", "pool", sp.csr_matrix(pool)),
+             Projection("pool", "flat", flat), Projection("flat", "fc", sp.csr_matrix(rng.integers(-1, 2, (3, 4))))]
+    net = Network(pops, projs, "fc")
+    deployed, report = deploy(net)
+    names = [g.name for g in deployed.groups]
+    assert "flat" not in names and "pool" in names
+    assert [layer["kind"] for layer in report["layers"]] == ["step", "or", "step"]
+    x = binary_inputs(200, 12, seed=5)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+def test_inclusive_threshold_and_exact_ties():
+    w = np.array([[1.0, 1.0, -1.0], [0.5, 0.5, 0.5]])
+    pops = [Population(INPUT, (3,)), step_pop("h", 2, np.array([0.0, -0.5]), threshold=1.0, inclusive=True)]
+    net = Network(pops, [Projection(INPUT, "h", sp.csr_matrix(w))], "h")
+    deployed, _ = deploy(net)
+    x = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_relu_layer_is_refused_with_lsq_remedy():
+    net = step_mlp([6, 4, 2], seed=0)
+    net.populations[1].activation = "relu"
+    with pytest.raises(BinarizeError, match=r"layer 'h0' has activation 'relu'.*--binarize lsq"):
+        deploy(net)
+
+
+def test_float_output_is_refused():
+    net = step_mlp([6, 4, 2], seed=0)
+    net.populations[-1].activation = "sigmoid"
+    with pytest.raises(BinarizeError, match=r"output layer 'h1' has activation 'sigmoid'"):
+        deploy(net)
+
+
+def test_not_few_level_weights_are_refused_then_rescaled_with_reported_error():
+    rng = np.random.default_rng(0)
+    net = step_mlp([10, 6, 2], seed=1)
+    net.projections[0] = Projection(INPUT, "h0", sp.csr_matrix(rng.standard_normal((6, 10))))
+    with pytest.raises(BinarizeError, match=r"layer 'h0': neuron 0.*rescale=true"):
+        deploy(net)
+    deployed, report = deploy(net, rescale=True)
+    first = report["layers"][0]
+    assert first["rescaled_neurons"] == 6 and 0 < first["approximation_error"] < 1
+    assert not report["exact"]
+    for g in deployed.groups:
+        assert all(np.unique(row[row != 0]).size <= 4 for row in g.weight)
+
+
+def test_too_many_levels_per_neuron():
+    w = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, -1.0]])
+    net = Network([Population(INPUT, (6,)), step_pop("h", 1, np.array([-0.5]))],
+                  [Projection(INPUT, "h", sp.csr_matrix(w))], "h")
+    with pytest.raises(BinarizeError, match=r"neuron 0 needs 6 distinct integer weights.*4 types"):
+        deploy(net)
+
+
+def test_weights_beyond_the_chip_range():
+    w = np.array([[1.0, 300.0]])
+    net = Network([Population(INPUT, (2,)), step_pop("h", 1, np.array([-0.5]))],
+                  [Projection(INPUT, "h", sp.csr_matrix(w))], "h")
+    with pytest.raises(BinarizeError, match=r"\|integer\| <= 255"):
+        deploy(net)
+
+
+def test_large_threshold_with_several_ticks_is_refused():
+    w = np.full((1, 300), 1.0)
+    net = Network([Population(INPUT, (300,)), step_pop("h", 1, np.array([-280.5]))],
+                  [Projection(INPUT, "h", sp.csr_matrix(w))], "h")
+    deployed, report = deploy(net)  # one frame: alpha = 281 is exact
+    assert report["layers"][0]["one_shot_neurons"] == 1
+    x = np.zeros((2, 300))
+    x[0, :281] = 1
+    x[1, :280] = 1
+    assert class_counts(deployed, x).ravel().tolist() == [1, 0]
+    with pytest.raises(BinarizeError, match=r"memoryless.*one input tick"):
+        deploy(net, encoding="rate", ticks=4)
+
+
+def test_unknown_encoding_and_conflicting_rate():
+    net = step_mlp([6, 4, 2], seed=0)
+    with pytest.raises(BinarizeError, match="unknown encoding 'poisson'"):
+        deploy(net, encoding="poisson")
+    with pytest.raises(BinarizeError, match="thresholds its input itself"):
+        deploy(with_input_threshold(net), encoding="rate")
+
+
+def test_chip_with_two_axon_types():
+    chip = ChipSpec(axon_types=2)
+    net = step_mlp([10, 8, 4], seed=7, levels=(-1, 0, 1))
+    state = state_for(net, chip=chip)
+    BinarizeDeterministic().run(state)
+    x = binary_inputs(100, 10)
+    assert np.array_equal(class_counts(state.deployed, x), net.evaluate(x))
+    net3 = step_mlp([10, 8, 4], seed=7, levels=(-2, -1, 0, 1))
+    with pytest.raises(BinarizeError, match="2 types"):
+        BinarizeDeterministic().run(state_for(net3, chip=chip))
