@@ -38,7 +38,7 @@ def import_onnx(model: Any, input_shape: Sequence[int] | None = None, fuse: bool
     if fuse:
         fuse_relabels(network)
     network.metadata.update({
-        "source": loaded.source,
+        "source": loaded.path,
         "sha256": loaded.sha256,
         "opset": loaded.opset,
         "original_opset": loaded.original_opset,

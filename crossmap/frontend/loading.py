@@ -30,7 +30,8 @@ class LoadedModel:
 
     model: onnx.ModelProto  # converted and shape-inferred: what the lowering reads
     original: onnx.ModelProto  # as given: what onnxruntime should run for comparisons
-    source: str
+    source: str  # for messages: the quoted path, or <ModelProto> / <bytes>
+    path: str  # the file's path, or <ModelProto> / <bytes>
     sha256: str
     original_opset: int
     opset: int
@@ -76,7 +77,8 @@ def load_model(model: Any, input_shape: Sequence[int] | None = None) -> LoadedMo
     input_value, output_value = _interface(inferred, source)
     dtype = _input_dtype(input_value, source)
     shape, batch = _input_shape(input_value, source, input_shape)
-    return LoadedModel(model=inferred, original=original, source=source, sha256=digest,
+    path = str(model) if isinstance(model, (str, os.PathLike)) else source
+    return LoadedModel(model=inferred, original=original, source=source, path=path, sha256=digest,
                        original_opset=original_opset, opset=_default_opset(inferred), input_name=input_value.name,
                        input_dtype=dtype, output_name=output_value.name, sample_shape=shape, batch=batch)
 
@@ -187,9 +189,7 @@ def _input_shape(value: onnx.ValueInfoProto, source: str,
         raise ModelError(f"model {source}: input {value.name!r} has rank {len(dims)}, crossmap needs (batch, "
                          f"features...) with the batch first; remedy: export the network with a batch axis")
     batch = dims[0].dim_value if dims[0].HasField("dim_value") and dims[0].dim_value > 0 else None
-    sample = []
-    for axis, dim in enumerate(dims[1:], start=1):
-        sample.append(dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None)
+    sample = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None for dim in dims[1:]]
     if override is not None:
         override = tuple(int(d) for d in override)
         if len(override) != len(sample) or any(s is not None and s != o for s, o in zip(sample, override)):

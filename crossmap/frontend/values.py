@@ -76,7 +76,10 @@ class Affine:
 
     def with_nodes(self, *names: str) -> "Affine":
         """The same function with ``names`` added to its node history."""
-        return Affine(self.shape, self.terms, self.bias, self.nodes + [n for n in names if n], self.origin)
+        nodes = list(self.nodes)
+        for name in names:
+            nodes = _append(nodes, name)
+        return Affine(self.shape, self.terms, self.bias, nodes, self.origin)
 
     def linear(self, weight: sp.spmatrix, bias: np.ndarray | float, shape: tuple[int, ...], node: str,
                origin: str | None = None) -> "Affine":
@@ -84,32 +87,32 @@ class Affine:
         weight = sp.csr_matrix(weight)
         terms = {k: _clean(weight @ w) for k, w in self.terms.items()}
         new_bias = np.asarray(weight @ self.bias, dtype=np.float64) + np.broadcast_to(bias, (weight.shape[0],))
-        return Affine(tuple(shape), terms, new_bias, self.nodes + [node], self.origin or origin)
+        return Affine(tuple(shape), terms, new_bias, _append(self.nodes, node), self.origin or origin)
 
     def scale(self, factor: np.ndarray | float, node: str) -> "Affine":
         """Elementwise ``factor * self`` (factor broadcast to (size,))."""
         factor = np.broadcast_to(np.asarray(factor, dtype=np.float64), (self.size,))
         diag = sp.diags(factor, format="csr")
         terms = {k: _clean(diag @ w) for k, w in self.terms.items()}
-        return Affine(self.shape, terms, factor * self.bias, self.nodes + [node], self.origin)
+        return Affine(self.shape, terms, factor * self.bias, _append(self.nodes, node), self.origin)
 
     def shift(self, offset: np.ndarray | float, node: str) -> "Affine":
         """Elementwise ``self + offset``."""
-        return Affine(self.shape, self.terms, self.bias + offset, self.nodes + [node], self.origin)
+        return Affine(self.shape, self.terms, self.bias + offset, _append(self.nodes, node), self.origin)
 
     def plus(self, other: "Affine", node: str) -> "Affine":
         """``self + other`` (same shape)."""
         terms = dict(self.terms)
         for k, w in other.terms.items():
             terms[k] = _clean(terms[k] + w) if k in terms else w
-        nodes = self.nodes + [n for n in other.nodes if n not in self.nodes] + [node]
+        nodes = _append(self.nodes + [n for n in other.nodes if n not in self.nodes], node)
         return Affine(self.shape, terms, self.bias + other.bias, nodes, self.origin or other.origin)
 
     def rows(self, index: np.ndarray, shape: tuple[int, ...], node: str) -> "Affine":
         """Element ``i`` of the result is element ``index[i]`` of ``self``."""
         select = sp.csr_matrix((np.ones(index.size), (np.arange(index.size), index)), shape=(index.size, self.size))
         terms = {k: _clean(select @ w) for k, w in self.terms.items()}
-        return Affine(tuple(shape), terms, self.bias[index], self.nodes + [node], self.origin)
+        return Affine(tuple(shape), terms, self.bias[index], _append(self.nodes, node), self.origin)
 
 
 @dataclass
@@ -137,3 +140,8 @@ def _clean(matrix: sp.spmatrix) -> sp.csr_matrix:
     matrix.sum_duplicates()
     matrix.eliminate_zeros()
     return matrix
+
+
+def _append(nodes: list[str], node: str) -> list[str]:
+    """``nodes`` with ``node`` at the end, unless it is empty or already there."""
+    return nodes + [node] if node and node not in nodes else list(nodes)
