@@ -205,6 +205,27 @@ def solve_pack(reads: sp.csr_matrix, weights: np.ndarray, key_cost: np.ndarray, 
     return SolveResult(cores, name, before, after)
 
 
+def conflict_bound(reads: sp.csr_matrix, max_axons: int, limit: int = 2000) -> int:
+    """Cores at least needed because items conflict: two items whose axons together exceed A
+    cannot share a core, so a set of pairwise conflicting items (a clique, grown greedily from the
+    largest fan-in down over at most ``limit`` items) needs one core each. Only items with more
+    than A/2 axons can conflict with each other, plus at most one smaller item."""
+    reads = reads.tocsr().astype(np.int32)
+    fan_in = np.diff(reads.indptr)
+    if fan_in.size == 0:
+        return 0
+    order = np.argsort(-fan_in, kind="stable")
+    big = [int(i) for i in order[:limit] if 2 * fan_in[i] > max_axons]
+    clique: list[int] = []
+    for i in big:
+        if clique:
+            shared = (reads[clique] @ reads[i].T).toarray().reshape(-1)
+            if np.any(fan_in[clique] + fan_in[i] - shared <= max_axons):
+                continue
+        clique.append(i)
+    return max(len(clique), 1)
+
+
 def lower_bound(neurons: int, distinct_axons: int, max_axons: int, max_neurons: int) -> int:
     """Cores at least needed: every neuron takes a slot and every distinct axon appears on some core."""
     return max(math.ceil(neurons / max_neurons), math.ceil(distinct_axons / max_axons))

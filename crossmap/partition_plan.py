@@ -19,7 +19,7 @@ import numpy as np
 from .deployed import INPUT, DeployedNetwork
 from .errors import ResourceError
 from .partition_keys import GroupKeys, KeySpace
-from .partition_pack import compact_pack, greedy_pack, lower_bound, solve_pack
+from .partition_pack import compact_pack, conflict_bound, greedy_pack, lower_bound, solve_pack
 
 FANOUT_MODES = ("copy", "splitter", "auto")  # auto: the best of copy, splitter and a per-group mix
 
@@ -99,6 +99,7 @@ class PackOptions:
     mode: str = "copy"
     solver: bool = True
     solver_max_items: int = 48
+    solver_max_terms: int = 40_000  # cores x synapses of a group's packing model
     time_limit: float = 10.0
     merge_groups: bool = True
     seed: int = 0
@@ -123,17 +124,17 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         packs = [_pack_group(net, space, gk, g, targets, mode, N, A) for mode in modes]
         mode, counts, item_neuron, item_count, reads, bins = min(packs, key=lambda p: p[0])[1]
         greedy_cores = len(bins)
-        if g in small and len(bins) > 1:
+        bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), conflict_bound(gk.reads, A))
+        if g in small and bound < len(bins) and len(bins) * reads.nnz <= options.solver_max_terms:
             cost = np.array([1 + int(round(100 * key_rate.get(int(k), 0.0))) for k in gk.keys], np.int64)
             result = solve_pack(reads, item_count, cost, A, N, bins, budget, options.seed)
             plan.solver_runs.append({"group": group.name, "status": result.status, "improved": result.cores is not None,
-                                     "greedy_cores": len(bins),
+                                     "greedy_cores": len(bins), "lower_bound": bound,
                                      "cores": len(result.cores) if result.cores is not None else len(bins)})
             bins = result.cores if result.cores is not None else bins
         plan.group_mode[g] = mode
         first_new = len(plan.cores)
         placed = _place_bins(plan, space, g, gk, reads, item_neuron, item_count, bins, options.merge_groups, A, N)
-        bound = lower_bound(group.size, gk.keys.size, A, N)
         plan.group_rows.append({"group": group.name, "layer": group.layer, "fanout": mode, "neurons": group.size,
                                 "instances": int(counts.sum()), "fan_out_max": int(targets.max(initial=0)),
                                 "distinct_axons": int(gk.keys.size), "fan_in_max": int(gk.fan_in.max(initial=0)),

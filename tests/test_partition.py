@@ -178,7 +178,7 @@ def test_patches_pack_one_core_each_and_meet_the_bound():
                           num_classes=2).validate()
     state = partition(net, solver=False)
     report = state.reports["partition"]
-    assert report["lower_bound"] == {"cores": 4, "neurons": 4, "axons": 3}
+    assert report["lower_bound"] == {"cores": 4, "neurons": 4, "axons": 3, "conflicts": 4}
     assert report["cores"] == 4 and report["gap"] == 0
     assert_exact(net, state)
 
@@ -284,7 +284,27 @@ def test_solver_never_worse_than_greedy():
     greedy = partition(net, solver=False).program.num_cores
     state = partition(net, solver=True, time_limit=2.0)
     assert state.program.num_cores <= greedy
-    assert state.reports["partition"]["solver"], "small groups go to CP-SAT"
+    assert any(c["solver"] for c in state.reports["partition"]["candidates"]), "small groups go to CP-SAT"
+    assert_exact(net, state)
+
+
+def test_solver_beats_greedy_on_a_small_group():
+    """13 neurons over 19 inputs: greedy needs 3 cores of 16 axons, CP-SAT finds 2."""
+    rows = [[2, 6, 11, 17], [3, 9, 14, 18], [0, 3, 6, 7, 12, 16, 18], [7, 8, 12, 13, 16, 18], [1, 3, 11, 12, 13, 16],
+            [4, 5, 12, 13, 14], [1, 2, 6, 14], [2, 4, 6, 8, 10], [2, 13, 15], [2, 4, 8, 9, 11, 13, 15, 16],
+            [0, 2, 4, 6, 12], [0, 2, 4, 6, 8, 17], [3, 4, 5, 7, 11, 14, 15, 17, 18]]
+    src = np.concatenate([np.array(r) for r in rows])
+    tgt = np.repeat(np.arange(13), [len(r) for r in rows])
+    syn = sp.csr_matrix((np.ones(src.size, bool), (src, tgt)), shape=(19, 13))
+    rng = np.random.default_rng(1)
+    a = group(rng, "a", 13, output_class=np.arange(13) % 2)
+    net = DeployedNetwork(CHIP, 19, [a], [Lines(INPUT, "a", np.arange(19), np.zeros(19, int), syn)],
+                          num_classes=2).validate()
+    assert partition(net, solver=False).program.num_cores == 3
+    state = partition(net, solver=True, time_limit=5.0)
+    report = state.reports["partition"]
+    assert report["cores"] == 2 == report["lower_bound"]["cores"]
+    assert report["solver"][0]["greedy_cores"] == 3 and report["solver"][0]["cores"] == 2
     assert_exact(net, state)
 
 
