@@ -107,3 +107,17 @@ def test_stochastic_groups_are_refused():
     deployed.groups[0].threshold_mask[:] = 3
     with pytest.raises(CrossmapError, match="stochastic modes"):
         deployed.to_onnx()
+
+
+@pytest.mark.parametrize("encoding, ticks", [("threshold", None), ("rate", 5)])
+def test_stochastic_ensemble(encoding, ticks):
+    from crossmap.passes.binarize_stochastic import BinarizeStochastic
+
+    net = step_mlp([14, 10, 8], seed=9, classes=4, per_neuron_scale=False)
+    for p in net.projections[:2]:
+        p.weight = sp.csr_matrix(np.clip(p.weight.toarray() * 3.0, -1, 1) * 0.7)
+    state = state_for(net, seed=3)
+    BinarizeStochastic(ensemble=3, encoding=encoding, ticks=ticks).run(state)
+    x = np.random.default_rng(4).random((30, 14))
+    counts = assert_same(state.deployed, encode(state.deployed.encoding, x))
+    assert counts.sum() > 0
