@@ -5,6 +5,12 @@ its source group); axons of a core are its keys in ascending order, then its spl
 neuron slots hold the group members (group order, neuron order, copies adjacent), then splitter
 neurons. Each chip instance of a deployed neuron takes one role: an output port, one target axon
 (direct), or one splitter set. Delays come from the group shifts (``partition_timing``).
+
+The core graph: node = core index with attributes ``layer`` (layers on the core joined by "+",
+"splitters" for a splitter-only core), ``groups``, ``neurons`` and ``axons`` (slots taken),
+``used_neurons``, ``synapses``, ``input_traffic`` (expected input spikes per sample on its axons),
+``local_traffic`` and ``local_routes`` (spikes a core sends to its own axons); edge u -> v with
+``traffic`` (expected spikes per sample from u to v) and ``routes`` (neuron -> axon routes).
 """
 
 from __future__ import annotations
@@ -204,17 +210,22 @@ def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[in
         graph.add_node(fc, layer="+".join(layers), groups=[net.groups[g].name for g in core.groups],
                        neurons=int(core.neurons), axons=int(core.axons),
                        synapses=int(np.count_nonzero(prog.crossbar[fc])), used_neurons=int(used[fc].sum()),
-                       input_traffic=float(input_rate[inputs].sum()) if inputs.size else 0.0, local_traffic=0.0)
+                       input_traffic=float(input_rate[inputs].sum()) if inputs.size else 0.0, local_traffic=0.0,
+                       local_routes=0)
     return graph
 
 
 def _add_traffic(graph: nx.DiGraph, u: int, v: int, rate: float) -> None:
+    """One more route from core u to core v carrying ``rate`` spikes per sample (a route within a
+    core counts as local traffic on the node)."""
     if u == v:
         graph.nodes[u]["local_traffic"] += rate
+        graph.nodes[u]["local_routes"] += 1
     elif graph.has_edge(u, v):
         graph.edges[u, v]["traffic"] += rate
+        graph.edges[u, v]["routes"] += 1
     else:
-        graph.add_edge(u, v, traffic=rate)
+        graph.add_edge(u, v, traffic=rate, routes=1)
 
 
 def _wire(prog: Program, net: DeployedNetwork, plan: Plan, roles: dict, instances: dict, readers: dict,

@@ -64,6 +64,7 @@ class Partition:
         modes = ["copy", "splitter", "mixed"] if self.fanout == "auto" else [self.fanout]
         solver_runs = [False, True] if self.solver else [False]
         candidates: list[dict[str, Any]] = []
+        errors: list[ResourceError] = []
         best: tuple[Any, Built] | None = None
         for mode in modes:
             for use_solver in solver_runs:
@@ -75,8 +76,9 @@ class Partition:
                     plan = plan_partition(net, space, keys, topo, key_rate, options)
                     built = build_program(net, plan, space, keys, topo, rates, input_rate, input_fed)
                 except ResourceError as exc:
-                    if self.fanout != "auto" or mode == "copy":
+                    if self.fanout != "auto":
                         raise
+                    errors.append(exc)
                     candidates.append({"fanout": mode, "solver": use_solver, "error": str(exc)})
                     break
                 if use_solver and not plan.solver_runs:
@@ -86,7 +88,8 @@ class Partition:
                 score = (built.program.num_cores, built.traffic)
                 if best is None or score < (best[1].program.num_cores, best[1].traffic):
                     best = (plan, built)
-        assert best is not None  # copy mode either succeeds or raised
+        if best is None:
+            raise errors[0]
         plan, built = best
         state.program = built.program
         state.core_graph = built.graph

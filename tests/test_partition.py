@@ -116,6 +116,25 @@ def test_splitter_into_a_leaky_group_is_refused_and_auto_falls_back():
     assert_exact(net, state)
 
 
+def test_fan_out_beyond_a_core_uses_several_splitter_sets():
+    """Each 'a' neuron reaches 10 axons (5 cores x 2 types) > N = 8 splitters a set."""
+    rng = np.random.default_rng(9)
+    a = group(rng, "a", 2, delay=2)
+    b = group(rng, "b", 40, output_class=np.arange(40) % 4)
+    both = Lines("a", "b", np.array([0, 0, 1, 1]), np.array([0, 1, 2, 3]), sp.csr_matrix(np.ones((4, 40), bool)))
+    net = DeployedNetwork(CHIP, 5, [a, b], [lines(rng, INPUT, "a", 5, 2, 5, 0.8), both], num_classes=4,
+                          input_ticks=4).validate()
+    state = partition(net, fanout="splitter")
+    report = state.reports["partition"]
+    assert report["splitter_neurons"] == 20
+    assert report["copies"] == 2  # one extra instance per 'a' neuron: two splitter sets of <= 8
+    assert report["delay"]["added_latency"] == 0  # delay 2 absorbs the splitter hop
+    assert_exact(net, state)
+    copy = partition(net, fanout="copy")
+    assert copy.reports["partition"]["copies"] == 18
+    assert_exact(net, copy)
+
+
 def test_repeated_lines_need_separate_axons():
     """Two lines from the same neuron with the same type onto one target neuron add twice."""
     rng = np.random.default_rng(2)
@@ -308,7 +327,7 @@ def test_solver_beats_greedy_on_a_small_group():
     assert_exact(net, state)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), fanout=st.sampled_from(["copy", "splitter", "auto"]),
        merge=st.booleans())
 def test_random_networks_are_exact(seed, fanout, merge):
