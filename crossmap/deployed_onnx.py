@@ -143,9 +143,8 @@ class _Exporter:
         first, last = self._schedule()
         vmin = self.const("v_min", chip.v_min)
         vmax = self.const("v_max", chip.v_max)
-        batch = self.op("Slice", ["spikes", self.const("zero_i", [0], np.int64), self.const("one_i", [1], np.int64)])
-        batch = self.op("Shape", [batch])
-        batch = self.op("Slice", [batch, "zero_i", "one_i"])
+        batch = self.op("Shape", ["spikes"])
+        batch = self.op("Slice", [batch, self.const("zero_i", [0], np.int64), self.const("one_i", [1], np.int64)])
         inputs: dict[int, str] = {}
         state: dict[str, str] = {}
         fired: dict[tuple[str, int], str] = {}
