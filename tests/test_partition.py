@@ -291,6 +291,42 @@ def test_core_graph_traffic_matches_simulation():
         assert graph.nodes[c]["input_traffic"] == pytest.approx(want)
 
 
+def test_rate_coded_calibration_inputs_drive_the_traffic_figures():
+    from crossmap.encoding import encode, make_encoding
+
+    net = three_layer(ticks=5)
+    net.encoding = make_encoding("rate", channels=12, ticks=5, seed=2)
+    x = np.random.default_rng(0).random((10, 12))
+    state = CompileState(chip=CHIP, deployed=net, calibration=x)
+    state = Partition(time_limit=1.0).run(state)
+    report = state.reports["partition"]
+    assert report["traffic"]["source"].startswith("simulate (calibration input, 10 samples")
+    spikes = encode(net.encoding, x)
+    program, graph = state.program, state.core_graph
+    channel_rate = spikes.sum(axis=1).mean(axis=0)
+    assert report["traffic"]["input"] == pytest.approx(channel_rate[program.input_channel].sum())
+    want = net.simulate(spikes)["class_counts"]
+    np.testing.assert_array_equal(crossmap.emulate(program, spikes).class_counts, want)
+
+
+def test_stochastic_groups_are_partitioned_with_unit_traffic():
+    rng = np.random.default_rng(3)
+    a = group(rng, "a", 12, threshold_mask=3, stochastic_synapse=[True, False, False, False])
+    out = group(rng, "out", 4, output_class=[0, 1, 0, 1])
+    net = DeployedNetwork(CHIP, 6, [a, out], [lines(rng, INPUT, "a", 6, 12, 8, 0.4),
+                                              lines(rng, "a", "out", 12, 4, 10, 0.5)], num_classes=2).validate()
+    state = partition(net)
+    report = state.reports["partition"]
+    assert report["traffic"]["source"].startswith("unit")
+    program = state.program
+    on_chip = program.neuron_group == 0
+    assert (program.threshold_mask[on_chip] == 3).all()
+    assert program.stochastic_synapse[on_chip][:, 0].all() and not program.stochastic_synapse[on_chip][:, 1:].any()
+    # traffic counts one spike per routed neuron and sample
+    routed = int(((program.target_core >= 0) & (program.neuron_group >= 0)).sum())
+    assert report["traffic"]["spikes_per_sample"] == pytest.approx(routed)
+
+
 def test_determinism_same_checksum():
     net = three_layer(seed=11)
     first = partition(net, fanout="auto").program.checksum()
