@@ -31,13 +31,13 @@ def _lines(rng, source, target, src_idx, tgt_idx, n_target, types):
     return Lines(source, target, uniq // CHIP.axon_types, uniq % CHIP.axon_types, syn)
 
 
-def conv_net(seed=0):
-    """28x28 -> conv 3x3 x8 (26x26) -> conv 3x3 stride 2 x16 (12x12) -> 90 readout neurons over 4x4
-    blocks of all 16 channels (256 inputs each), 10 classes."""
+def conv_net(seed=0, c1=8, c2=16):
+    """28x28 -> conv 3x3 x c1 (26x26) -> conv 3x3 stride 2 x c2 (12x12) -> 90 readout neurons over
+    4x4 blocks of c2 channels (<= 256 inputs each), 10 classes."""
     rng = np.random.default_rng(seed)
     px_types = (np.arange(784) % 4)
     s1, t1 = [], []
-    for c in range(8):
+    for c in range(c1):
         for y in range(26):
             for x in range(26):
                 n = (c * 26 + y) * 26 + x
@@ -47,11 +47,11 @@ def conv_net(seed=0):
                             s1.append((y + dy) * 28 + x + dx)
                             t1.append(n)
     s2, t2 = [], []
-    for c in range(16):
+    for c in range(c2):
         for y in range(12):
             for x in range(12):
                 n = (c * 12 + y) * 12 + x
-                for ci in range(8):
+                for ci in range(c1):
                     for dy in range(3):
                         for dx in range(3):
                             if rng.random() < 0.6:
@@ -62,13 +62,13 @@ def conv_net(seed=0):
         for b in range(9):
             by, bx = divmod(b, 3)
             n = k * 9 + b
-            for c in range(16):
+            for c in range(min(c2, 16)):
                 for y in range(4):
                     for x in range(4):
                         if rng.random() < 0.5:
                             s3.append((c * 12 + 4 * by + y) * 12 + 4 * bx + x)
                             t3.append(n)
-    groups = [_group(rng, "conv1", 8 * 26 * 26), _group(rng, "conv2", 16 * 144),
+    groups = [_group(rng, "conv1", c1 * 26 * 26), _group(rng, "conv2", c2 * 144),
               _group(rng, "readout", 90, output_class=np.repeat(np.arange(10), 9))]
     lines = [_lines(rng, INPUT, "conv1", s1, t1, groups[0].size, px_types),
              _lines(rng, "conv1", "conv2", s2, t2, groups[1].size, np.arange(groups[0].size) % 4),
@@ -113,7 +113,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--solver", action="store_true", help="also run CP-SAT on small groups")
     args = parser.parse_args()
-    for name, make in [("patch (Esser 2015 layout)", patch_net), ("conv (lowered 3x3 convs)", conv_net)]:
+    nets = [("patch (Esser 2015 layout)", patch_net), ("conv 8/16 (lowered 3x3 convs)", conv_net),
+            ("conv 16/32 (lowered 3x3 convs)", lambda: conv_net(c1=16, c2=32))]
+    for name, make in nets:
         net = make()
         for fanout in ("copy", "splitter", "auto"):
             state = CompileState(chip=CHIP, deployed=net)

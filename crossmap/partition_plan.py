@@ -58,7 +58,9 @@ class SplitSet:
 
 @dataclass
 class Plan:
-    """The outcome of packing: cores, where each neuron's spikes must go, and per-group figures."""
+    """The outcome of packing: cores, where each neuron's spikes must go, and per-group figures
+    (``group_rows``; their ``lower_bound`` is the fewest cores the group's own instances need:
+    slots, distinct axons, and pairwise conflicting neurons)."""
 
     mode: str
     group_mode: dict[int, str] = field(default_factory=dict)  # group -> "copy" or "splitter"
@@ -208,8 +210,7 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
             plan.cores.append(CoreContent(members=[], keys=set(), neurons=0))
             home[b] = len(plan.cores) - 1
             _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
-    used = home
-    return sorted(set(used))
+    return sorted(set(home))
 
 
 def _fill(plan: Plan, space: KeySpace, core: int, g: int, content: tuple[list[int], set[int], int],
