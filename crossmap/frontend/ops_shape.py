@@ -101,7 +101,8 @@ def _decode(out: np.ndarray, ranges: list[tuple[int, int, int, int]], batch: int
             k: int) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
     """Per-sample source input and index of every element of an output id tensor."""
     if out.ndim == 0 or out.shape[0] != batch:
-        raise Unsupported(f"output {k} has shape {out.shape}: its axis 0 is no longer the batch of {batch} samples")
+        raise Unsupported(f"for a batch of {batch} samples its output {k} has shape {out.shape}: axis 0 no longer "
+                          f"holds the samples, the op mixes samples with features")
     flat = out.reshape(batch, -1)
     source = np.full(flat.shape, -1, dtype=np.int64)
     local = np.zeros(flat.shape, dtype=np.int64)
@@ -118,7 +119,13 @@ def _decode(out: np.ndarray, ranges: list[tuple[int, int, int, int]], batch: int
             local[hit] = rel[hit]
     if np.any((source == -1) & (flat != PAD_ID)):
         raise Unsupported(f"output {k} holds values that are not elements of its inputs")
-    if not (np.all(source == source[:1]) and np.all(local == local[:1])):
+    same_source = np.all(source == source[:1], axis=0)
+    same_local = np.all(local == local[:1], axis=0)
+    if not (np.all(same_source) and np.all(same_local)):
+        if np.all(same_source) and any(per_sample == 0 and np.any(~same_local & (source[0] == index))
+                                       for index, _, _, per_sample in ranges):
+            raise Unsupported(f"output {k} takes different elements of a constant input for different samples (the "
+                              f"constant differs between the samples of a batch)")
         raise Unsupported(f"output {k} arranges the elements of each sample differently")
     return tuple(int(d) for d in out.shape[1:]), source[0], local[0]
 
