@@ -162,3 +162,22 @@ def run_onnxruntime(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def torch_export(module: Any, example: Any, dynamic_batch: bool = True, opset: int = OPSET,
+                 fold_constants: bool = True) -> onnx.ModelProto:
+    """Export a torch module (put in eval mode) with the TorchScript exporter (dynamo=False) at
+    ``opset``; with ``fold_constants=False`` BatchNormalization stays a separate node."""
+    import io
+    import warnings
+
+    import torch
+
+    module = module.eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}} if dynamic_batch
+                          else None, do_constant_folding=fold_constants)
+    return onnx.load_from_string(buffer.getvalue())
