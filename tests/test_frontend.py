@@ -68,6 +68,15 @@ def test_lenet5_with_max_pooling_on_a_few_hundred_samples():
     assert set(net.fan_in("pool1")) == {4}
 
 
+def test_lenet5_on_real_digits():
+    from crossmap.datasets import load_sample
+
+    images, _ = load_sample()  # the bundled 300-image MNIST sample
+    for pool in ("MaxPool", "AveragePool"):
+        model = om.lenet5(seed=11, pool=pool, softmax=True)
+        check(model, images.astype(np.float32))
+
+
 def test_lenet5_with_average_pooling():
     model = om.lenet5(pool="AveragePool", softmax=True, batch=1)
     net = check(model, batch=1, kind="uniform")

@@ -81,6 +81,7 @@ class Lowerer:
         self.nodes = list(self.graph.node)
         self._labels = {id(n): n.name or f"{n.op_type}_{i}" for i, n in enumerate(self.nodes)}
         self._evaluators: dict[int, ReferenceEvaluator] = {}
+        self._read = {name for n in self.nodes for name in n.input} | {o.name for o in self.graph.output}
 
     # ------------------------------------------------------------------ naming and records
     def label(self, node: onnx.NodeProto) -> str:
@@ -255,14 +256,9 @@ class Lowerer:
 
     def unused(self, node: onnx.NodeProto, index: int, what: str) -> None:
         """``Unsupported`` when output ``index`` of ``node`` (``what``) is read by the model."""
-        if index < len(node.output) and node.output[index] and node.output[index] in self._read_tensors():
+        if index < len(node.output) and node.output[index] and node.output[index] in self._read:
             raise Unsupported(f"its output {index} ({what}) is used by the model; crossmap can only lower "
                               f"output 0")
-
-    def _read_tensors(self) -> set[str]:
-        if not hasattr(self, "_read"):
-            self._read = {name for n in self.nodes for name in n.input} | {o.name for o in self.graph.output}
-        return self._read
 
 
 def _live_nodes(nodes: list[onnx.NodeProto], output: str) -> set[int]:
