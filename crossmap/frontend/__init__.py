@@ -1,11 +1,33 @@
 """The ONNX frontend: ``import_onnx`` turns an ONNX model into the float Network IR.
 
-The model is parsed, checked with ``onnx.checker``, converted up to opset 17 when older, and
-shape-inferred. Constant subgraphs are folded with onnx's reference evaluator; linear ops are
-lowered to sparse projections (Conv and pooling as explicit connectivity, BatchNormalization and
-scaling folded into the projection before them); activations and max pooling make populations.
-A node that cannot be lowered does not stop the walk: one ``UnsupportedModelError`` lists them
-all, with the supported ops.
+Steps: parse (a path, bytes or ModelProto; external tensor data is read from next to the file),
+``onnx.checker``, conversion to opset 17 with ``onnx.version_converter`` when the model is older,
+strict shape inference, then a walk over the nodes the output depends on.
+
+Decisions (the contract a model must meet):
+
+- One float input of shape (batch, ...) and one output. The batch axis may be static or dynamic;
+  every other size must be fixed (or given with ``input_shape``). No op may mix samples: ops
+  that move data are checked by running them on element ids (for two batch sizes when the batch
+  is dynamic), so e.g. ``x.view(x.size(0), -1)`` works and ``Reshape(x, [1, -1])`` does not.
+- Constant subgraphs (also ``Shape`` of network tensors) are folded with onnx's reference
+  evaluator. Weights, biases, scales and thresholds must be constants.
+- Linear ops (Gemm, MatMul, Conv, AveragePool, ReduceSum/Mean, BatchNormalization, Add/Sub/Mul/
+  Div/Neg with constants, Add/Sub/Sum of branches, Concat, Slice, Split, Pad, Transpose, reshapes)
+  build up a pending affine function of populations; an activation (Relu, LeakyRelu, PRelu,
+  Sigmoid, HardSigmoid, Tanh, Sign, Clip, or a comparison with Cast to float as ``step``) or a
+  max pool turns it into a population. A weight layer is composed into the pending function only
+  when that is a (scaled) selection of neurons (reshapes, BN, input normalization), so two
+  convolutions without an activation between them stay two layers and fan-in never grows.
+- A population is named after the first weight node folded into it (Gemm, Conv, ...), else after
+  the node that made it; ``source_nodes`` lists every ONNX node folded in.
+- Softmax / LogSoftmax / ArgMax at the output, over the whole sample, are dropped and listed in
+  ``metadata["output_ops"]`` (``Network.apply_output_ops`` replays them); the class is the
+  argmax of the output population.
+- A node that cannot be lowered does not stop the walk: one ``UnsupportedModelError`` lists them
+  all (name, op, domain, opset, why; also on ``error.nodes``) with the supported ops.
+- After the walk, an identity population that its only consumer merely relabels (scaled
+  permutation, e.g. MaxPool then Relu) is merged into it (``optimize.fuse_relabels``).
 """
 
 from __future__ import annotations
