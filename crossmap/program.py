@@ -272,18 +272,30 @@ class Program:
             "checksum": self.checksum(),
         }
 
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(self, directory: str | os.PathLike, overwrite: bool = False,
+             extra_files: dict[str, str | bytes] | None = None) -> Path:
         """Validate, then write ``directory`` atomically (a temp dir renamed into place).
-        An existing directory is refused unless ``overwrite``."""
+        An existing directory is refused unless ``overwrite``. ``extra_files`` (plain file name ->
+        text or bytes, e.g. ``report.json``) are written in the same atomic step."""
         self.validate()
+        extra = dict(extra_files or {})
+        for name in extra:
+            if name in (MANIFEST, ARRAYS) or Path(name).name != name or name in ("", ".", ".."):
+                raise ProgramError(f"extra file name {name!r} must be a plain file name other than "
+                                   f"{MANIFEST} and {ARRAYS}; rename it")
         target = Path(directory)
         if target.exists() and not overwrite:
             raise OutputExistsError(f"output directory {str(target)!r} already exists; choose a new path "
                                     f"or pass overwrite=True (--force on the command line)")
-        write_directory_atomically(target, self._write_into, overwrite)
+        write_directory_atomically(target, lambda tmp: self._write_into(tmp, extra), overwrite)
         return target
 
-    def _write_into(self, tmp: Path) -> None:
+    def _write_into(self, tmp: Path, extra_files: dict[str, str | bytes] | None = None) -> None:
+        for name, content in (extra_files or {}).items():
+            if isinstance(content, bytes):
+                (tmp / name).write_bytes(content)
+            else:
+                (tmp / name).write_text(content)
         arrays = {}
         for name, (dtype, _) in ARRAY_FIELDS.items():
             arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
