@@ -1,0 +1,256 @@
+"""The fast emulator: the chip model of DESIGN section 1, vectorized over cores and samples, bit for
+bit equal to the ``reference`` backend (see its docstring for the rules).
+
+Layout: membrane potentials ``V`` are (cores, batch, neurons). Axon activity lives in a ring
+buffer of bit-packed rows, ``ring[(t + delay) % D]`` of (cores * axons, ceil(batch / 8)) bytes
+with ``D`` the longest delay: a spike ORs its bit into its target's row (OR-merge), and the slot
+of tick ``t`` is read and cleared at ``t``. Neuron spikes are packed the same way, one row per
+neuron, so routing moves a few bytes per neuron (see ``routing.Fanin``).
+
+Synaptic integration has two exact paths, chosen every tick from the measured activity (or forced
+with ``path="dense"`` / ``path="event"``):
+
+- dense: ``S[c] = x[c]^T @ W_eff[c]`` as a float32 batched matmul over cores, with
+  ``W_eff[c] = crossbar[c] * weight[c, :, axon_type[c]]`` (cores, axons, neurons). Exact: every
+  partial sum is an integer below 2^24 (the chip spec checks ``A * max|w| < 2^24``).
+- event: per core only the rows of ``W_eff`` of axons active in some sample are gathered (cores
+  grouped by their count of such axons, padded to a power of two) and multiplied; cores without
+  activity are skipped.
+
+Both run over blocks of cores sized to stay in cache; inside a block everything is vectorized.
+Stochastic synapses are left out of ``W_eff`` and added per active (axon, neuron, sample) from
+the PRNG; stochastic thresholds are drawn only for neurons whose mask is non-zero.
+
+Membrane potentials are held in float32, which is exact here: every intermediate value is an
+integer with ``|V + S + leak| <= max|v| + A * max|w| + max|leak|`` and thresholds below
+``2 * alpha_max``; when those bounds are below 2^24 (true for the TrueNorth spec) float32
+represents every one of them exactly. Chips with larger ranges get float64 state (exact to 2^53).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from crossmap import prng
+from crossmap.errors import CrossmapError
+
+from .bits import pack, pack_rows, packed_width, unpack_float, wide
+from .common import RunSpec, prepare_run
+from .result import Result, make_result
+from .tables import Tables, get_tables
+
+PATHS = ("auto", "dense", "event")
+# bytes of float32 (batch x neurons) state per block of cores
+BLOCK_BYTES = 1 << 20
+# auto: the event path when at most this fraction of (core, axon) pairs is active in some sample
+EVENT_MAX_ACTIVE_AXONS = 0.25
+
+
+def run(program: Any, inputs: Any, ticks: int | None = None, **options: Any) -> Result:
+    """Emulate ``program`` on input spikes (options: seed, sample_offset, record, and path =
+    auto | dense | event, the synaptic integration path)."""
+    path = options.pop("path", "auto")
+    if path not in PATHS:
+        raise CrossmapError(f"emulator option path = {path!r} is not one of {', '.join(PATHS)}")
+    spec = prepare_run(program, inputs, ticks, options, "emulator")
+    return _Run(program, get_tables(program), spec, path).execute()
+
+
+class _Run:
+    """One emulation: the state of a batch and the tick loop."""
+
+    def __init__(self, program: Any, tables: Tables, spec: RunSpec, path: str) -> None:
+        self.program, self.tab, self.spec, self.path = program, tables, spec, path
+        C, A, N, B = tables.num_cores, tables.num_axons, tables.num_neurons, spec.batch
+        self.shape = (C, A, N, B)
+        words = packed_width(B)
+        self.V = np.empty((C, B, N), tables.state_dtype)
+        self.V[...] = program.initial_v[:, None, :]
+        self.ring = np.zeros((tables.routing.ring_size, C * A, words), np.uint8)
+        self.fired = np.zeros((C * N, words), np.uint8)   # this tick's spikes, packed per neuron
+        self.port_counts = np.zeros((tables.routing.port_core.size, B), np.int64)  # in routing's port order
+        self.sent = np.zeros((B, 8), np.float64)   # spikes sent, hops, chip crossings (, padding)
+        self.events = np.zeros(B, np.float64)
+        self.block = max(1, BLOCK_BYTES // (N * B * 4))
+        nb = min(self.block, C)
+        self.unpacked = np.empty((nb, A, words, 8), np.float32)
+        self.S = np.empty((nb, B, N), np.float32)
+        self.fire_buf = np.zeros((nb, 8 * words, N), bool)  # samples padded to whole bytes (stay False)
+        self.f = np.empty((nb, B, N), tables.state_dtype)
+        self.T = np.empty((nb, B, N), tables.state_dtype)
+        self.samples = spec.sample_offset + np.arange(B, dtype=np.int64)
+        # input spikes packed per channel: (T, channels, bytes)
+        self.inputs = np.ascontiguousarray(pack(spec.spikes, axis=0).transpose(1, 2, 0))
+        self.recorded = np.zeros((spec.ticks, B, C, N), bool) if spec.record else None
+
+    # ------------------------------------------------------------------ tick loop
+    def execute(self) -> Result:
+        """Run every tick and assemble the result."""
+        for t in range(self.spec.ticks):
+            self.tick(t)
+        return self.result()
+
+    def tick(self, t: int) -> None:
+        """Steps 1-5 of one tick for every core and sample."""
+        tab = self.tab
+        C, A, N, B = self.shape
+        slot = self.ring[t % tab.routing.ring_size]
+        if t < self.spec.input_ticks:
+            tab.routing.inputs.deliver(wide(self.inputs[t]), wide(slot))
+        active = None
+        if self.path != "dense":  # (C, A): axons active in some sample
+            words = wide(slot)
+            active = (words[:, 0] != 0 if words.shape[1] == 1 else words.any(axis=1)).reshape(C, A)
+        event = self.path == "event" or (self.path == "auto" and active.mean() <= EVENT_MAX_ACTIVE_AXONS)
+        slot = slot.reshape(C, A, -1)
+        stoch_syn = self.stochastic_synapses(slot, t)
+        stoch_thr = self.stochastic_thresholds(t)
+        for c0 in range(0, C, self.block):
+            c1 = min(C, c0 + self.block)
+            S = self.S[: c1 - c0]
+            if event:
+                self.integrate_event(slot, active, c0, c1, S)
+            else:
+                self.integrate_dense(slot, c0, c1, S)
+            self.add_stochastic(S, c0, c1, stoch_syn)
+            self.update_neurons(S, c0, c1, stoch_thr, t)
+        slot[...] = 0
+        self.deliver(t)
+
+    # ------------------------------------------------------------------ step 2: integration
+    def integrate_dense(self, slot: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
+        """S = x^T W_eff for the block as one float32 batched matmul; counts synaptic events."""
+        x = unpack_float(slot[c0:c1], self.shape[3], out=self.unpacked[: c1 - c0])    # (nb, A, B)
+        np.matmul(x.transpose(0, 2, 1), self.tab.weights[c0:c1], out=S)
+        self.events += np.matmul(self.tab.fanout[c0:c1], x).sum(axis=(0, 1), dtype=np.float64)
+
+    def integrate_event(self, slot: np.ndarray, active: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
+        """S from the gathered rows of axons active in some sample; idle cores are skipped."""
+        S.fill(0)
+        active = active[c0:c1]
+        count = active.sum(axis=1)
+        cores = np.flatnonzero(count)
+        if cores.size == 0:
+            return
+        width = np.minimum(np.maximum(8, 1 << np.ceil(np.log2(count[cores])).astype(np.int64)), self.shape[1])
+        for k in np.unique(width).tolist():
+            sel = cores[width == k]
+            rows, axons = np.nonzero(active[sel])                  # sorted by row
+            position = np.arange(rows.size) - np.searchsorted(rows, np.arange(sel.size))[rows]
+            index = np.zeros((sel.size, k), np.int64)              # padding reads axon 0 ...
+            index[rows, position] = axons
+            packed = slot[c0 + sel[:, None], index]                # (n, k, bytes)
+            packed[np.arange(k)[None, :] >= count[sel][:, None]] = 0  # ... and is masked out
+            x = unpack_float(packed, self.shape[3])                # (n, k, B)
+            w = self.tab.weights[(c0 + sel)[:, None], index]      # (n, k, N)
+            S[sel] = np.matmul(x.transpose(0, 2, 1), w)
+            fan = np.take_along_axis(self.tab.fanout[c0 + sel, 0], index, axis=1)[:, None, :]
+            self.events += np.matmul(fan, x).sum(axis=(0, 1), dtype=np.float64)
+
+    def stochastic_synapses(self, slot: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This tick's stochastic synaptic inputs as (core, sample * N + neuron, +-1 or 0), sorted
+        by core: every active (axon, connected stochastic neuron) pair draws once per sample."""
+        tab = self.tab
+        if tab.ssy_core.size == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        B, N = self.shape[3], self.shape[2]
+        bits = np.unpackbits(slot[tab.ssy_core, tab.ssy_axon], axis=1, count=B, bitorder="little")
+        pair, b = np.nonzero(bits)                                 # sorted by pair, so by core
+        core, neuron, axon = tab.ssy_core[pair], tab.ssy_neuron[pair], tab.ssy_axon[pair]
+        r = prng.draw(self.spec.seed, prng.SYNAPSE, self.samples[b], t, core, neuron, axon)
+        hit = (r.astype(np.int64) % tab.synapse_prob_den) < tab.ssy_abs[pair]
+        return core, b * N + neuron, np.where(hit, tab.ssy_sign[pair], np.float32(0))
+
+    def add_stochastic(self, S: np.ndarray, c0: int, c1: int, stoch: tuple) -> None:
+        """Add the block's share of the stochastic synaptic inputs to S."""
+        core, offset, value = stoch
+        if core.size == 0:
+            return
+        lo, hi = np.searchsorted(core, [c0, c1])
+        if hi > lo:
+            per_core = self.shape[3] * self.shape[2]
+            np.add.at(S.reshape(-1), (core[lo:hi] - c0) * per_core + offset[lo:hi], value[lo:hi])
+
+    def stochastic_thresholds(self, t: int) -> np.ndarray | None:
+        """Thresholds alpha + (r & mask) of the neurons with a non-zero mask, (neurons, B)."""
+        tab = self.tab
+        if tab.sth_core.size == 0:
+            return None
+        r = prng.draw(self.spec.seed, prng.THRESHOLD, self.samples[None, :], t,
+                      tab.sth_core[:, None], tab.sth_neuron[:, None], 0)
+        return tab.sth_alpha[:, None] + (r.astype(np.int64) & tab.sth_mask[:, None])
+
+    # ------------------------------------------------------------------ steps 2-4: neurons
+    def update_neurons(self, S: np.ndarray, c0: int, c1: int, stoch_thr: np.ndarray | None, t: int) -> None:
+        """Saturating integration, leak, threshold, reset and negative floor for a block, then
+        record and pack its spikes."""
+        tab = self.tab
+        nb = c1 - c0
+        V, fire = self.V[c0:c1], self.fire_buf[:nb, :self.shape[3]]
+        V += S
+        if tab.leak is not None:
+            V += tab.leak[c0:c1]
+        # both saturations and the negative floor as one clip (see tables.clip_bounds)
+        np.minimum(V, tab.v_high[c0:c1], out=V)
+        np.maximum(V, tab.v_low[c0:c1], out=V)
+        alpha = tab.alpha[c0:c1]
+        np.greater_equal(V, alpha, out=fire)
+        if stoch_thr is not None:
+            lo, hi = np.searchsorted(tab.sth_core, [c0, c1])
+            if hi > lo:
+                c, n = tab.sth_core[lo:hi] - c0, tab.sth_neuron[lo:hi]
+                fire[c, :, n] = V[c, :, n] >= stoch_thr[lo:hi]
+        # reset as arithmetic (masked stores are slow): V -= f * (to_value * V + offset) with f the
+        # 0/1 spikes, offset = -reset_value (mode 0), alpha (mode 1), 0 (mode 2)
+        f, T = self.f[:nb], self.T[:nb]
+        np.copyto(f, fire)
+        if tab.reset_modes != {2}:
+            if tab.reset_modes == {1}:
+                np.multiply(f, alpha, out=T)
+            else:
+                np.multiply(V, tab.reset_to_value[c0:c1], out=T)
+                T += tab.reset_offset[c0:c1]
+                T *= f
+            V -= T
+        self.count_spikes(fire, f, c0, c1)
+        N = self.shape[2]
+        pack_rows(self.fire_buf[:nb], self.fired[c0 * N:c1 * N].reshape(nb, N, -1))
+        if self.recorded is not None:
+            self.recorded[t, :, c0:c1] = fire.transpose(1, 0, 2)
+
+    def count_spikes(self, fire: np.ndarray, f: np.ndarray, c0: int, c1: int) -> None:
+        """Add the block's spikes to the output ports and its spikes sent, hops and crossings."""
+        routing = self.tab.routing
+        # per core the sums stay below 2^24, exact in float32; the total adds up in float64
+        self.sent += np.matmul(f, routing.sender_costs[c0:c1]).sum(axis=0, dtype=np.float64)
+        lo, hi = np.searchsorted(routing.port_core, [c0, c1])
+        if hi > lo:
+            self.port_counts[lo:hi] += fire[routing.port_core[lo:hi] - c0, :, routing.port_neuron[lo:hi]]
+
+    # ------------------------------------------------------------------ step 5: routing
+    def deliver(self, t: int) -> None:
+        """OR this tick's spikes into the ring slots of their arrival ticks."""
+        routing = self.tab.routing
+        fired = wide(self.fired)
+        for group in routing.groups:
+            group.fanin.deliver(fired, wide(self.ring[(t + group.delay) % routing.ring_size]))
+
+    # ------------------------------------------------------------------ outcome
+    def result(self) -> Result:
+        """Port counts and activity counters."""
+        tab, spec = self.tab, self.spec
+        C, A, N, B = self.shape
+        port_counts = np.zeros((B, self.program.num_ports), np.int64)
+        port_counts[:, tab.routing.port_id] = self.port_counts.T
+        spikes, hops, crossings = np.rint(self.sent[:, :3].T).astype(np.int64)
+        activity = {
+            "synaptic_events": np.rint(self.events).astype(np.int64),
+            "neuron_updates": np.full(B, tab.neurons_in_use * spec.ticks, np.int64),
+            "spikes": spikes,
+            "hops": hops,
+            "chip_crossings": crossings,
+            "core_ticks": np.full(B, C * spec.ticks, np.int64),
+        }
+        return make_result(self.program, port_counts, activity, spec.ticks, "emulator", self.recorded)
