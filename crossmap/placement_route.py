@@ -96,10 +96,15 @@ def link_loads(chip: ChipSpec, core_xy: np.ndarray, src: np.ndarray, dst: np.nda
     np.add.at(south, (y2[go], x2[go]), t[go])
     np.add.at(south, (y1[go], x2[go]), -t[go])
     scale = 1.0 / max(1, int(ticks))
-    return LinkLoads(east=np.cumsum(east, axis=1)[:, :width - 1] * scale,
-                     west=np.cumsum(west, axis=1)[:, :width - 1] * scale,
-                     north=np.cumsum(north, axis=0)[:height - 1, :] * scale,
-                     south=np.cumsum(south, axis=0)[:height - 1, :] * scale)
+    tiny = 1e-9 * (float(np.abs(t).sum()) + 1.0)  # rounding left over by the cumulative sums
+
+    def settle(arr: np.ndarray) -> np.ndarray:
+        return np.where(np.abs(arr) < tiny, 0.0, arr) * scale
+
+    return LinkLoads(east=settle(np.cumsum(east, axis=1)[:, :width - 1]),
+                     west=settle(np.cumsum(west, axis=1)[:, :width - 1]),
+                     north=settle(np.cumsum(north, axis=0)[:height - 1, :]),
+                     south=settle(np.cumsum(south, axis=0)[:height - 1, :]))
 
 
 def chip_crossing_links(chip: ChipSpec, loads: LinkLoads) -> float:
