@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .axon_types import TooManyValues, assign_axon_types
+from .axon_types import TooManyValues, TypeAssignment, assign_axon_types
 from .chip import ChipSpec
 from .deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
 from .errors import BinarizeError, CrossmapError
@@ -52,6 +52,7 @@ class IntLayer:
     output_class: np.ndarray
     bias_weight: np.ndarray | None = None  # (size, lines) weights of always-on bias lines (0: none)
     copy: int = 0
+    assignment: TypeAssignment | None = None  # lines and types chosen by the method (else derived)
 
     @property
     def size(self) -> int:
@@ -166,7 +167,8 @@ class DeployedBuilder:
         col_name = np.array(names, dtype=object)
         col_index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
         try:
-            assignment = assign_axon_types(weights, self.chip.axon_types, time_limit=self.time_limit, seed=self.seed)
+            assignment = layer.assignment or assign_axon_types(weights, self.chip.axon_types,
+                                                               time_limit=self.time_limit, seed=self.seed)
         except TooManyValues as exc:
             raise BinarizeError(f"layer {layer.layer!r}: neuron {exc.neuron} needs {len(exc.values)} distinct "
                                 f"integer weights {exc.values.tolist()[:8]}, but a chip neuron has one weight per "
