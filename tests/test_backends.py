@@ -1,0 +1,151 @@
+"""The emulator against the reference loop on random programs (bit for bit), the backend registry,
+input checking, and the Result API."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import crossmap
+from crossmap.backends import get_backend
+from crossmap.backends.tables import clear_cache
+from crossmap.errors import CrossmapError, InputError
+from crossmap.testing import random_inputs, random_program, small_chip
+
+COUNTERS = ("port_counts", "class_counts", "predictions", "synaptic_events", "neuron_updates", "spike_count",
+            "hops", "chip_crossings", "core_ticks")
+
+
+def assert_same(expected, got):
+    """Every count and every recorded spike equal."""
+    for name in COUNTERS:
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+    if expected.spikes is not None:
+        diff = np.argwhere(expected.spikes != got.spikes)
+        assert diff.size == 0, f"first differing (tick, sample, core, neuron): {diff[0].tolist()}"
+
+
+chips = st.builds(
+    small_chip,
+    axons_per_core=st.sampled_from([4, 8]),
+    neurons_per_core=st.sampled_from([3, 8]),
+    axon_types=st.integers(1, 4),
+    v_min=st.sampled_from([-60, -300, -(2**19)]),
+    v_max=st.sampled_from([59, 299, 2**19 - 1]),
+    delay_max=st.sampled_from([1, 4, 15]),
+    mesh_x=st.sampled_from([2, 4]),
+    mesh_y=st.sampled_from([1, 3]),
+)
+
+
+@settings(max_examples=150)
+@given(chip=chips, cores=st.integers(1, 4), seed=st.integers(0, 2**16), recurrent=st.booleans(),
+       stochastic=st.booleans(), batch=st.sampled_from([1, 2, 3, 8, 9]), rate=st.sampled_from([0.05, 0.3, 0.8]),
+       extra_ticks=st.integers(0, 6), path=st.sampled_from(["auto", "dense", "event"]),
+       offset=st.integers(0, 1000), density=st.sampled_from([0.1, 0.4, 0.9]))
+def test_emulator_equals_reference(chip, cores, seed, recurrent, stochastic, batch, rate, extra_ticks, path, offset,
+                                   density):
+    prog = random_program(chip, cores, seed, recurrent=recurrent, stochastic=stochastic, density=density,
+                          input_ticks=3, latency=extra_ticks)
+    spikes = random_inputs(prog, batch, seed + 1, rate)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True, sample_offset=offset)
+    got = crossmap.emulate(prog, spikes, record=True, sample_offset=offset, path=path)
+    assert_same(expected, got)
+
+
+@pytest.mark.parametrize("path", ["dense", "event", "auto"])
+def test_busy_recurrent_program_all_paths(path):
+    """A denser, longer run than the hypothesis examples, with every rule switched on."""
+    prog = random_program(small_chip(), 5, 7, recurrent=True, stochastic=True, density=0.6, input_ticks=6,
+                          latency=10)
+    spikes = random_inputs(prog, 11, 3, 0.5)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=5)
+    got = crossmap.emulate(prog, spikes, record=True, seed=5, path=path)
+    assert expected.spikes.sum() > 100  # the comparison is not vacuous
+    assert_same(expected, got)
+
+
+def test_cached_tables_follow_program_changes():
+    """The emulator caches per-program tables; changing an array in place must not reuse them."""
+    clear_cache()
+    prog = random_program(small_chip(), 2, 1, input_ticks=2, latency=4)
+    spikes = random_inputs(prog, 2, 1, 0.5)
+    crossmap.emulate(prog, spikes)
+    prog.leak[:] = 7
+    prog.alpha[:] = 3
+    assert_same(crossmap.emulate(prog, spikes, backend="reference"), crossmap.emulate(prog, spikes))
+
+
+def test_get_backend_names_and_unknown():
+    assert callable(get_backend("emulator")) and callable(get_backend("reference"))
+    with pytest.raises(CrossmapError, match="available backends: emulator, reference"):
+        get_backend("gpu")
+
+
+@pytest.fixture
+def program():
+    return random_program(small_chip(), 2, 3, num_inputs=5, input_ticks=2, latency=3)
+
+
+@pytest.mark.parametrize("backend", ["emulator", "reference"])
+def test_input_shapes_and_dtypes_accepted(program, backend):
+    two_d = np.array([[1, 0, 1, 1, 0]], dtype=np.int64)
+    a = crossmap.emulate(program, two_d, backend=backend)
+    b = crossmap.emulate(program, two_d.astype(bool)[:, None, :], backend=backend)
+    assert a.ticks == program.total_ticks
+    np.testing.assert_array_equal(a.class_counts, b.class_counts)
+
+
+@pytest.mark.parametrize("backend", ["emulator", "reference"])
+@pytest.mark.parametrize("inputs, ticks, match", [
+    (np.zeros((2, 2, 4), bool), None, r"shape \(2, 2, 4\).*5 input channels"),
+    (np.zeros((2, 5), np.float32), None, "dtype float32; expected bool or integer"),
+    (np.full((1, 5), 2), None, "must be 0 or 1; found 2"),
+    (np.zeros((1, 6, 5), bool), None, "cover 6 ticks but the run is 5 ticks long"),
+    (np.zeros((1, 1, 5), bool), 0, "ticks = 0 must be an integer >= 1"),
+    (np.zeros((0, 1, 5), bool), None, "no samples"),
+    (np.zeros((2, 2, 2, 5), bool), None, "shape"),
+])
+def test_bad_inputs_raise_input_error(program, backend, inputs, ticks, match):
+    with pytest.raises(InputError, match=match):
+        crossmap.emulate(program, inputs, ticks=ticks, backend=backend)
+
+
+def test_bad_options(program):
+    spikes = np.zeros((1, 5), bool)
+    with pytest.raises(CrossmapError, match="no option colour; its options are: seed, sample_offset, record"):
+        crossmap.emulate(program, spikes, colour=1)
+    with pytest.raises(CrossmapError, match="path = 'fast' is not one of auto, dense, event"):
+        crossmap.emulate(program, spikes, path="fast")
+    with pytest.raises(CrossmapError, match="no option path"):
+        crossmap.emulate(program, spikes, backend="reference", path="dense")
+    with pytest.raises(InputError, match="seed = -1"):
+        crossmap.emulate(program, spikes, seed=-1)
+    with pytest.raises(InputError, match="sample_offset"):
+        crossmap.emulate(program, spikes, sample_offset=1.5)
+    with pytest.raises(InputError, match="record"):
+        crossmap.emulate(program, spikes, record="yes")
+
+
+def test_result_energy_and_summary(program):
+    result = crossmap.emulate(program, random_inputs(program, 4, 0, 0.6))
+    costs = program.chip.energy
+    energy = result.energy()
+    np.testing.assert_allclose(energy["synaptic_events"], result.synaptic_events * costs.synaptic_event_pj * 1e-12)
+    np.testing.assert_allclose(energy["hops"], result.hops * costs.hop_pj * 1e-12)
+    np.testing.assert_allclose(energy["static"], result.core_ticks * costs.static_core_tick_pj * 1e-12)
+    parts = sum(v for k, v in energy.items() if k != "total")
+    np.testing.assert_allclose(energy["total"], parts)
+    assert set(result.activity()) == {"synaptic_events", "neuron_updates", "spikes", "hops", "chip_crossings",
+                                      "core_ticks"}
+    summary = json.loads(json.dumps(result.summary()))
+    assert summary["samples"] == 4 and summary["backend"] == "emulator"
+    assert summary["energy_per_sample_j"] == pytest.approx(float(energy["total"].mean()))
+    assert summary["activity_per_sample"]["core_ticks"] == program.num_cores * program.total_ticks
+    assert sum(summary["prediction_histogram"]) == 4
+
+
+def test_recording_is_off_by_default(program):
+    assert crossmap.emulate(program, np.zeros((1, 5), bool)).spikes is None
