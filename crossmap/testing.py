@@ -9,6 +9,7 @@ stochastic thresholds and synapses. Use it with a small chip such as ``small_chi
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -200,11 +201,15 @@ def bars_program(chip: ChipSpec | None = None) -> Program:
     return prog.validate()
 
 
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, arr, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def write_bars_example(directory: str | Path, overwrite: bool = False) -> Path:
-    """Save the bars example program with 16 sample inputs (inputs.npy) and labels (labels.npy)."""
-    directory = Path(directory)
-    bars_program().save(directory, overwrite=overwrite)
+    """Save the bars example program with 16 sample inputs (inputs.npy) and their labels
+    (labels.npy); ``crossmap/examples/bars`` was written by this function."""
     spikes, labels = bars_samples(16, seed=0)
-    np.save(directory / "inputs.npy", spikes)
-    np.save(directory / "labels.npy", labels)
-    return directory
+    extra = {"inputs.npy": _npy_bytes(spikes), "labels.npy": _npy_bytes(labels)}
+    return bars_program().save(directory, overwrite=overwrite, extra_files=extra)

@@ -149,3 +149,70 @@ def test_result_energy_and_summary(program):
 
 def test_recording_is_off_by_default(program):
     assert crossmap.emulate(program, np.zeros((1, 5), bool)).spikes is None
+
+
+# ---------------------------------------------------------------------- crossmap emulate and the example
+from crossmap.cli import main  # noqa: E402
+from crossmap.commands.emulate import EXAMPLES_DIR  # noqa: E402
+from crossmap.program import load  # noqa: E402
+from crossmap.testing import bars_program, bars_samples  # noqa: E402
+
+
+def test_shipped_example_is_the_documented_builder():
+    shipped = load(EXAMPLES_DIR / "bars")
+    assert shipped.checksum() == bars_program().checksum()
+    spikes, labels = bars_samples(16, seed=0)
+    np.testing.assert_array_equal(np.load(EXAMPLES_DIR / "bars" / "inputs.npy"), spikes)
+    np.testing.assert_array_equal(np.load(EXAMPLES_DIR / "bars" / "labels.npy"), labels)
+
+
+def test_bars_example_classifies_new_samples():
+    spikes, labels = bars_samples(64, seed=123)
+    result = crossmap.emulate(bars_program(), spikes)
+    assert (result.predictions == labels).mean() >= 0.9
+
+
+def test_cli_emulate_example_json(capsys):
+    assert main(["emulate", "--example", "bars", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["summary"]["samples"] == 16 and out["summary"]["accuracy"] == 1.0
+    spikes = np.load(EXAMPLES_DIR / "bars" / "inputs.npy")
+    expected = crossmap.emulate(load(EXAMPLES_DIR / "bars"), spikes)
+    assert [s["class_counts"] for s in out["samples"]] == expected.class_counts.tolist()
+    assert [s["label"] for s in out["samples"]] == np.load(EXAMPLES_DIR / "bars" / "labels.npy").tolist()
+
+
+def test_cli_emulate_text_random_and_inputs(capsys, tmp_path):
+    prog_dir = bars_program().save(tmp_path / "prog")
+    assert main(["emulate", str(prog_dir), "--random", "3", "--seed", "2", "--backend", "reference"]) == 0
+    text = capsys.readouterr().out
+    assert "3 samples x 5 ticks on the reference backend" in text and "energy" in text
+    spikes = np.zeros((2, 4, 16), np.uint8)
+    spikes[:, :, [0, 1, 2, 3]] = 1  # a full top row: horizontal
+    np.save(tmp_path / "x.npy", spikes)
+    assert main(["emulate", str(prog_dir), "--inputs", str(tmp_path / "x.npy"), "--json", "--ticks", "6"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [s["prediction"] for s in out["samples"]] == [0, 0] and out["summary"]["ticks"] == 6
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["emulate"], "give a program directory or --example NAME (available: bars"),
+    (["emulate", "--example", "nope"], "unknown example 'nope'; available examples: bars"),
+    (["emulate", "--example", "bars", "--random", "2", "--inputs", "x.npy"], "not both"),
+    (["emulate", "--example", "bars", "--inputs", "missing.npy"], "inputs file 'missing.npy' does not exist"),
+    (["emulate", "--example", "bars", "--random", "0"], "need N >= 1"),
+    (["emulate", "--example", "bars", "--ticks", "2"], "cover 4 ticks but the run is 2 ticks long"),
+])
+def test_cli_emulate_errors_are_one_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_emulate_program_without_inputs(capsys, tmp_path):
+    prog_dir = bars_program().save(tmp_path / "prog")
+    assert main(["emulate", str(prog_dir)]) == 2
+    assert "ships no inputs.npy; give --inputs FILE.npy or --random N" in capsys.readouterr().err
+    np.save(tmp_path / "bad.npy", np.zeros((1, 16), np.float64))
+    assert main(["emulate", str(prog_dir), "--inputs", str(tmp_path / "bad.npy")]) == 2
+    assert "dtype float64" in capsys.readouterr().err
