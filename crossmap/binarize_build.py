@@ -124,10 +124,14 @@ def _bias_copies(layer: str, j: int, need: int, row: np.ndarray, chip: ChipSpec,
         count = -(-need // chip.weight_max)
         if count <= max_copies:
             return [-(-need // count)] * count
-    raise BinarizeError(f"layer {layer!r}: neuron {j} fires with zero input and needs {need} weight units from "
-                        f"the always-on bias line, which its weights {values.tolist()[:8]} and the chip's "
-                        f"{chip.axon_types} axon types (weights up to {chip.weight_max}) cannot give with "
-                        f"{max_copies} lines; {remedy}")
+    if not pos.size and values.size >= chip.axon_types:
+        why = (f"its {values.size} weights {values.tolist()[:8]} are all negative and use every one of the chip's "
+               f"{chip.axon_types} axon types, so no axon type is left for a positive always-on line")
+    else:
+        why = (f"its weights {values.tolist()[:8]} and the chip's {chip.axon_types} axon types (weights up to "
+               f"{chip.weight_max}) cannot give that on {max_copies} lines")
+    raise BinarizeError(f"layer {layer!r}: neuron {j} fires with zero input (it needs +{need} weight units from "
+                        f"the always-on bias channel) but {why}; {remedy}")
 
 
 class DeployedBuilder:

@@ -212,6 +212,17 @@ def test_large_threshold_with_several_ticks_is_refused():
         deploy(net, encoding="rate", ticks=4)
 
 
+def test_spontaneous_neuron_without_a_free_type_is_refused():
+    w = np.array([[-1.0, -2.0, -1.0]])
+    net = Network([Population(INPUT, (3,)), step_pop("h", 1, np.array([2.5]))],
+                  [Projection(INPUT, "h", sp.csr_matrix(w))], "h")
+    with pytest.raises(BinarizeError, match=r"layer 'h': neuron 0 fires with zero input.*no axon type is left"):
+        BinarizeDeterministic().run(state_for(net, chip=ChipSpec(axon_types=2)))
+    deployed, _ = deploy(net)  # with 4 types the bias line gets its own type
+    x = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
 def test_unknown_encoding_and_conflicting_rate():
     net = step_mlp([6, 4, 2], seed=0)
     with pytest.raises(BinarizeError, match="unknown encoding 'poisson'"):
@@ -230,3 +241,69 @@ def test_chip_with_two_axon_types():
     net3 = step_mlp([10, 8, 4], seed=7, levels=(-2, -1, 0, 1))
     with pytest.raises(BinarizeError, match="2 types"):
         BinarizeDeterministic().run(state_for(net3, chip=chip))
+
+
+# ------------------------------------------------------------------ through the ONNX frontend
+
+def test_chip_ready_onnx_model_matches_onnxruntime_on_float_images():
+    """Greater(x, 0.5) encoding, Gemm + Greater + Cast layers, a 0/1 readout with 3 neurons per class."""
+    from onnx import TensorProto, helper
+    from onnx_models import make_model, run_onnxruntime
+
+    from crossmap.frontend import import_onnx
+
+    rng = np.random.default_rng(0)
+    readout = np.zeros((12, 4), np.float32)
+    readout[np.arange(12), np.arange(12) % 4] = 1.0
+    inits = {"half": np.array(0.5, np.float32), "zero": np.array(0.0, np.float32),
+             "w1": rng.choice([-1.0, 0.0, 1.0], (36, 20)).astype(np.float32),
+             "b1": (rng.integers(-3, 3, 20) + 0.5).astype(np.float32),
+             "w2": rng.choice([-2.0, 0.0, 2.0], (20, 12)).astype(np.float32),
+             "b2": (rng.integers(-2, 4, 12) * 2 + 1.0).astype(np.float32), "r": readout}
+    mk = helper.make_node
+    nodes = [mk("Greater", ["x", "half"], ["g0"]), mk("Cast", ["g0"], ["s0"], to=TensorProto.FLOAT),
+             mk("Flatten", ["s0"], ["f"], axis=1),
+             mk("Gemm", ["f", "w1", "b1"], ["z1"]), mk("Greater", ["z1", "zero"], ["g1"]),
+             mk("Cast", ["g1"], ["s1"], to=TensorProto.FLOAT),
+             mk("Gemm", ["s1", "w2", "b2"], ["z2"]), mk("Greater", ["z2", "zero"], ["g2"]),
+             mk("Cast", ["g2"], ["s2"], to=TensorProto.FLOAT), mk("MatMul", ["s2", "r"], ["y"])]
+    model = make_model(nodes, ["N", 1, 6, 6], ["N", 4], inits)
+    deployed, report = deploy(import_onnx(model))
+    assert report["readout"] is not None and deployed.num_classes == 4
+    assert report["encoding"]["threshold"] == pytest.approx(0.5)
+    x = np.random.default_rng(1).random((300, 1, 6, 6)).astype(np.float32)
+    assert np.array_equal(class_counts(deployed, x), run_onnxruntime(model, x))
+
+
+# ------------------------------------------------------------------ random step networks
+
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), inclusive=st.booleans(), depth=st.integers(1, 3),
+       types=st.integers(2, 4))
+def test_random_step_networks_are_exact(seed, inclusive, depth, types):
+    """Random few-level weights (per-neuron power-of-two scales), thresholds and biases on dyadic
+    grids, strict or inclusive steps, 2 to 4 axon types: simulate == float evaluate."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(3, 12)) for _ in range(depth + 1)]
+    pops, projs, prev = [Population(INPUT, (sizes[0],))], [], INPUT
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        per_neuron = [np.sort(rng.choice(np.arange(-3, 4), size=types, replace=False)) for _ in range(b)]
+        k = np.stack([rng.choice(np.append(vals, 0), a) for vals in per_neuron])
+        scale = 2.0 ** rng.integers(-2, 3, (b, 1))
+        bias = rng.integers(-6, 7, b) * 0.5 * scale[:, 0]
+        pops.append(step_pop(f"l{i}", b, bias, threshold=float(rng.integers(-2, 3)) * 0.25, inclusive=inclusive))
+        projs.append(Projection(prev, f"l{i}", sp.csr_matrix(k * scale)))
+        prev = f"l{i}"
+    net = Network(pops, projs, prev)
+    state = state_for(net, chip=ChipSpec(axon_types=types))
+    try:
+        BinarizeDeterministic().run(state)
+    except BinarizeError as exc:  # the one documented gap: no type left for the bias line
+        assert "fires with zero input" in str(exc) and "no axon type is left" in str(exc)
+        assume(False)
+    x = binary_inputs(64, sizes[0], seed=seed)
+    assert np.array_equal(class_counts(state.deployed, x), net.evaluate(x))
