@@ -25,12 +25,12 @@ GLOBAL_MAX_CORES = 24
 # estimated cost of one annealing move: fixed part plus a part per neighbour visited (seconds),
 # measured on a 2-core machine shared with other work
 MOVE_SECONDS = 1.5e-6
-MOVE_SECONDS_PER_NEIGHBOUR = 0.3e-6
+MOVE_SECONDS_PER_NEIGHBOUR = 0.4e-6
 # estimated cost of a starting placement and of one sweep of moves and swaps, per core
 START_SECONDS_PER_CORE = 150e-6
 SWEEP_SECONDS_PER_CORE = 110e-6
-# CP-SAT's deterministic time advances about half as fast as wall time on these models
-DETERMINISTIC_PER_SECOND = 0.5
+# CP-SAT's deterministic time advances about a third as fast as wall time on these models (loaded machine)
+DETERMINISTIC_PER_SECOND = 0.35
 WINDOW_SIDE = 3
 WINDOW_DETERMINISTIC_TIME = 0.05
 WINDOW_OVERHEAD_SECONDS = 0.01
@@ -52,6 +52,9 @@ class SearchResult:
     windows_tried: int = 0
     windows_improved: int = 0
     warnings: list[str] = field(default_factory=list)
+    # wall-clock seconds per phase and the estimate charged for it (not part of any report:
+    # wall time differs from run to run)
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class Budget:
@@ -85,6 +88,7 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
     # 1. starting placements, each polished by a few sweeps of moves and swaps
     best_name, best, best_cost = "", np.zeros(0, np.int64), 0.0
     stages = []
+    clock, charged = time.perf_counter(), budget.charged
     for name, cells in starting_placements(mesh, edges, seed).items():
         cells = improve_by_swaps(mesh, adj, cells, sweeps=3, seed=seed)
         cost = placement_cost(mesh, edges, cells)
@@ -93,6 +97,7 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
         if not best_name or cost < best_cost - 1e-9:
             best_name, best, best_cost = name, cells, cost
     result = SearchResult(best, best_cost, best_cost, best_name, "heuristic", stages)
+    result.timings["starts"] = (time.perf_counter() - clock, budget.charged - charged)
     if n < 2 or edges.u.size == 0:
         result.optimal = True
         return result
@@ -109,19 +114,23 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
     if small:
         moves = min(moves, 2000 * n)
     if moves > 0:
+        clock, charged = time.perf_counter(), budget.charged
         annealed = anneal(mesh, adj, result.cells, moves, seed=seed)
         annealed = improve_by_swaps(mesh, adj, annealed, sweeps=4, seed=seed + 1)
         budget.charge(moves * move_cost + 4 * n * SWEEP_SECONDS_PER_CORE)
         _keep_if_better(result, mesh, edges, annealed, "anneal")
+        result.timings["anneal"] = (time.perf_counter() - clock, budget.charged - charged)
     if method == "heuristic":
         result.strategy = "heuristic"
         return result
 
     # 3. CP-SAT on the whole problem, or on windows of the board
+    clock, charged = time.perf_counter(), budget.charged
     if use_global:
         _solve_whole(result, mesh, edges, budget, reproducible, seed, workers)
     else:
         _solve_windows(result, mesh, adj, edges, budget, reproducible, seed, workers)
+    result.timings["cpsat"] = (time.perf_counter() - clock, budget.charged - charged)
     return result
 
 

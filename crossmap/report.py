@@ -445,6 +445,7 @@ def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
     image = ax.imshow(util, origin="lower", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
     fig.colorbar(image, ax=ax, label="neurons used / neurons per core")
     _chip_grid(ax, chip)
+    _zoom(ax, program)
     ax.set_title(f"core utilization ({program.num_cores} cores; empty cells blank)")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
@@ -468,10 +469,9 @@ def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
         ax.add_collection(lines)
         fig.colorbar(lines, ax=ax, label="spikes per tick (both directions)")
     _chip_grid(ax, chip)
-    ax.set_xlim(-0.5, chip.grid_x - 0.5)
-    ax.set_ylim(-0.5, chip.grid_y - 0.5)
+    _zoom(ax, program)
     ax.set_aspect("equal")
-    ax.set_title(f"link load (max {_fmt(report['routing']['link_load_max'])} spikes/link/tick)")
+    ax.set_title(f"link load (busiest directed link {_fmt(report['routing']['link_load_max'])} spikes/tick)")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     paths.update(_save(fig, directory / "link_load"))
@@ -481,6 +481,19 @@ def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
     html.write_text(format_html(report, {name: paths[f"{name}.svg"].read_text() for name in ("utilization", "link_load")}))
     paths["report.html"] = html
     return paths
+
+
+def _zoom(ax: Any, program: Any) -> None:
+    """Show the used part of the board (a margin of one core), or all of it when empty."""
+    chip = program.chip
+    if program.num_cores == 0:
+        x0, x1, y0, y1 = 0, chip.grid_x - 1, 0, chip.grid_y - 1
+    else:
+        xy = program.core_xy
+        x0, x1 = max(0, int(xy[:, 0].min()) - 1), min(chip.grid_x - 1, int(xy[:, 0].max()) + 1)
+        y0, y1 = max(0, int(xy[:, 1].min()) - 1), min(chip.grid_y - 1, int(xy[:, 1].max()) + 1)
+    ax.set_xlim(x0 - 0.5, x1 + 0.5)
+    ax.set_ylim(y0 - 0.5, y1 + 0.5)
 
 
 def _chip_grid(ax: Any, chip: Any) -> None:

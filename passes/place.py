@@ -70,7 +70,12 @@ class Place:
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)
         program.core_xy = mesh.coordinates(result.cells)
-        state.reports["place"] = self._report(mesh, edges, measured, result, provisional, budget, state.seed)
+        report = self._report(mesh, edges, measured, result, provisional, budget, state.seed)
+        state.reports["place"] = report
+        seconds = sum(wall for wall, _ in result.timings.values())
+        ratio = report["ratio_to_bound"]
+        state.log(f"place: cost {result.cost:.6g} ({ratio:.3f} x lower bound) by {result.strategy} in {seconds:.1f} s"
+                  if ratio is not None else f"place: cost {result.cost:.6g} in {seconds:.1f} s")
         return state
 
     def _check_options(self) -> None:
