@@ -2,9 +2,10 @@
 cost against its bound and against random and row-major placements, link loads, latency and an
 energy estimate per sample; as text tables, JSON, pictures (PNG and SVG) and one HTML page.
 
-Figures come from the program itself (so a program without ``report.json`` still gets a
-report); the compiler's ``report.json`` adds the measured traffic (spikes per sample between
-cores), which the link loads and the energy estimate need, and the passes' own reports.
+Figures come from the program itself, so a program without ``report.json`` still gets a report.
+The compiler's ``report.json`` adds the measured traffic (spikes per sample between cores), which
+the link loads and the energy estimate need, and the passes' own reports. Pictures and the HTML
+page are in ``crossmap.report_pictures``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from .errors import ProgramError
 from .placement_cost import (Mesh, default_crossing_penalty, edges_from_arrays, lower_bound, placement_cost,
                              program_connections, random_cells, row_major_cells)
-from .placement_route import latency_ticks, link_loads, route_summary
+from .placement_route import latency_ticks, route_summary
 
 REPORT_FILE = "report.json"
 MEASURED = "spikes per sample"
@@ -90,7 +91,7 @@ def build_report(program: Any, reports: dict[str, Any] | None = None, source: st
     """Every figure of the report as one JSON-able dict."""
     reports = reports or {}
     chip = program.chip
-    src, dst, traffic, measured = _traffic(program, reports)
+    src, dst, traffic, measured = report_traffic(program, reports)
     util = chip.utilization(program)
     out: dict[str, Any] = {
         "program": {
@@ -117,9 +118,9 @@ def build_report(program: Any, reports: dict[str, Any] | None = None, source: st
     return jsonable(out)
 
 
-def _traffic(program: Any, reports: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """(src, dst, traffic, measured): the route report's traffic when it was measured, else the
-    routed neurons per core pair."""
+def report_traffic(program: Any, reports: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(src, dst, traffic, measured) of a program: the route report's traffic when it was
+    measured, else the routed neurons per core pair."""
     route = reports.get("route") or {}
     edges = route.get("edges")
     if route.get("traffic") == MEASURED and isinstance(edges, list):
@@ -293,7 +294,8 @@ def _summary(report: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- text
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A number or value for a text table: thousands separators, at most 3 decimals."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -311,7 +313,7 @@ def _fmt(value: Any) -> str:
 
 def text_table(headers: list[str], rows: list[list[Any]]) -> str:
     """Rows under headers, columns aligned (numbers right, text left)."""
-    cells = [[_fmt(v) for v in row] for row in rows]
+    cells = [[format_value(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) and rows != []
                for i in range(len(headers))]
@@ -372,15 +374,15 @@ def _placement_text(pl: dict[str, Any]) -> list[str]:
             ["lower bound", pl["lower_bound"], ratio(pl["lower_bound"])],
             ["random placement", pl["random"], ratio(pl["random"])],
             ["row-major placement", pl["row_major"], ratio(pl["row_major"])]]
-    lines = [f"placement cost = sum of traffic x (hops + {_fmt(pl['chip_crossing_penalty'])} x chip crossings); "
+    lines = [f"placement cost = sum of traffic x (hops + {format_value(pl['chip_crossing_penalty'])} x chip crossings); "
              f"traffic: {pl['traffic']}",
              text_table(["placement", "cost", "vs placed"], rows)]
     info = pl.get("pass")
     if info:
         lines.append(f"  place pass: method {info.get('method')}, strategy {info.get('strategy')} (start "
-                     f"{info.get('start')}), solver {info.get('solver_status')}, optimal {_fmt(info.get('optimal'))}, "
-                     f"gap to bound {_fmt(info.get('gap'))}, windows {info.get('windows_tried')} "
-                     f"({info.get('windows_improved')} improved), budget {_fmt(info.get('time_budget_s'))} s")
+                     f"{info.get('start')}), solver {info.get('solver_status')}, optimal {format_value(info.get('optimal'))}, "
+                     f"gap to bound {format_value(info.get('gap'))}, windows {info.get('windows_tried')} "
+                     f"({info.get('windows_improved')} improved), budget {format_value(info.get('time_budget_s'))} s")
         for w in info.get("warnings") or []:
             lines.append(f"  warning: {w}")
     return lines
@@ -416,119 +418,5 @@ def _energy_text(en: dict[str, Any]) -> list[str]:
             for k in en["counts_per_sample"]]
     return [f"energy per sample (estimate, {en['note']})",
             text_table(["event", "count", "pJ each", "uJ"], rows),
-            f"  total {_fmt(en['total_uj_per_sample'])} uJ per sample" + ("" if en["complete"] else
+            f"  total {format_value(en['total_uj_per_sample'])} uJ per sample" + ("" if en["complete"] else
                                                                            " (activity-independent part only)")]
-
-
-# ---------------------------------------------------------------------------------------- pictures
-def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
-                   reports: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Write ``utilization.png/.svg``, ``link_load.png/.svg`` and ``report.html`` (pictures
-    inlined) into ``directory``; ``reports`` are the passes' reports (for measured traffic).
-    Returns the paths by file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    chip = program.chip
-    plt.rcParams["svg.hashsalt"] = "crossmap"
-    paths: dict[str, Path] = {}
-
-    util = np.full((chip.grid_y, chip.grid_x), np.nan)
-    usage = [r["neurons"] / chip.neurons_per_core for r in report["cores"]]
-    util[program.core_xy[:, 1], program.core_xy[:, 0]] = usage
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    image = ax.imshow(util, origin="lower", cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="neurons used / neurons per core")
-    _chip_grid(ax, chip)
-    _zoom(ax, program)
-    ax.set_title(f"core utilization ({program.num_cores} cores; empty cells blank)")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    paths.update(_save(fig, directory / "utilization"))
-    plt.close(fig)
-
-    src, dst, weight, _ = _traffic(program, reports or {})
-    loads = link_loads(chip, program.core_xy, src, dst, weight, program.total_ticks)
-    horizontal, vertical = loads.undirected()
-    segments, values = [], []
-    for (ys, xs), (dx, dy), arr in (((np.nonzero(horizontal > 0)), (1, 0), horizontal),
-                                    ((np.nonzero(vertical > 0)), (0, 1), vertical)):
-        for y, x in zip(ys.tolist(), xs.tolist()):
-            segments.append([(x, y), (x + dx, y + dy)])
-            values.append(arr[y, x])
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    ax.scatter(program.core_xy[:, 0], program.core_xy[:, 1], s=4, c="0.6", marker="s", linewidths=0)
-    if segments:
-        lines = LineCollection(segments, cmap="inferno_r", linewidths=2)
-        lines.set_array(np.asarray(values))
-        ax.add_collection(lines)
-        fig.colorbar(lines, ax=ax, label="spikes per tick (both directions)")
-    _chip_grid(ax, chip)
-    _zoom(ax, program)
-    ax.set_aspect("equal")
-    ax.set_title(f"link load (busiest directed link {_fmt(report['routing']['link_load_max'])} spikes/tick)")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    paths.update(_save(fig, directory / "link_load"))
-    plt.close(fig)
-
-    html = directory / "report.html"
-    html.write_text(format_html(report, {name: paths[f"{name}.svg"].read_text() for name in ("utilization", "link_load")}))
-    paths["report.html"] = html
-    return paths
-
-
-def _zoom(ax: Any, program: Any) -> None:
-    """Show the used part of the board (a margin of one core), or all of it when empty."""
-    chip = program.chip
-    if program.num_cores == 0:
-        x0, x1, y0, y1 = 0, chip.grid_x - 1, 0, chip.grid_y - 1
-    else:
-        xy = program.core_xy
-        x0, x1 = max(0, int(xy[:, 0].min()) - 1), min(chip.grid_x - 1, int(xy[:, 0].max()) + 1)
-        y0, y1 = max(0, int(xy[:, 1].min()) - 1), min(chip.grid_y - 1, int(xy[:, 1].max()) + 1)
-    ax.set_xlim(x0 - 0.5, x1 + 0.5)
-    ax.set_ylim(y0 - 0.5, y1 + 0.5)
-
-
-def _chip_grid(ax: Any, chip: Any) -> None:
-    for x in range(1, chip.board_x):
-        ax.axvline(x * chip.mesh_x - 0.5, color="red", linewidth=0.8)
-    for y in range(1, chip.board_y):
-        ax.axhline(y * chip.mesh_y - 0.5, color="red", linewidth=0.8)
-
-
-def _save(fig: Any, stem: Path) -> dict[str, Path]:
-    png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    return {png.name: png, svg.name: svg}
-
-
-def format_html(report: dict[str, Any], svgs: dict[str, str]) -> str:
-    """One self-contained HTML page: the text report's tables and the pictures inlined as SVG."""
-    from html import escape
-
-    def inline(svg: str) -> str:
-        start = svg.find("<svg")
-        return svg[start:] if start >= 0 else ""
-
-    text = format_text(report, max_cores=-1)
-    p = report["program"]
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
-        f"<title>crossmap report {escape(str(p['path']))}</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1100px}pre{background:#f6f6f6;padding:1em;"
-        "overflow-x:auto;font-size:12px}figure{display:inline-block;margin:0 1em 1em 0}svg{max-width:520px;"
-        "height:auto}</style></head><body>\n"
-        f"<h1>crossmap report</h1><p>{escape(str(p['path']))}: {p['cores']} cores, chip {escape(p['chip'])} "
-        f"({escape(p['board'])})</p>\n"
-        f"<figure>{inline(svgs['utilization'])}<figcaption>core utilization</figcaption></figure>\n"
-        f"<figure>{inline(svgs['link_load'])}<figcaption>link load</figcaption></figure>\n"
-        f"<h2>tables</h2><pre>{escape(text)}</pre>\n"
-        "</body></html>\n")

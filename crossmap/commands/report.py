@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from ..program import load
-from ..report import build_report, format_text, load_reports, write_pictures
+from ..report import build_report, format_text, load_reports
+from ..report_pictures import write_pictures
 
 
 def register(sub: argparse._SubParsersAction) -> None:
