@@ -110,7 +110,7 @@ class Place:
             "traffic_chip_crossings": crossings,
             "chip_crossing_penalty": mesh.penalty,
             "lower_bound": bound,
-            "lower_bound_kind": "each core's heaviest edges on its nearest cells, halved",
+            "lower_bound_kind": "each core's heaviest edges on its nearest cells, halved (chip crossings not bounded)",
             "gap": _ratio(result.cost - bound, result.cost),
             "ratio_to_bound": _ratio(result.cost, bound),
             "heuristic": result.heuristic_cost,

@@ -194,3 +194,19 @@ def test_lower_bound_counts_nearest_cells():
         warnings.simplefilter("error")
         report = run_place(ChipSpec.truenorth(), graph, "place{time_limit=20;seconds_per_core=3}").reports["place"]
     assert report["objective"] == pytest.approx(8.0)
+
+
+def test_non_reproducible_mode_places_validly():
+    graph = conv_like_graph(40, seed=6)
+    state = run_place(ChipSpec.truenorth(), graph, "place{time_limit=1;reproducible=false}")
+    report = state.reports["place"]
+    assert report["reproducible"] is False
+    assert report["objective"] <= report["heuristic"] + 1e-9
+    assert len({tuple(r) for r in state.program.core_xy.tolist()}) == 40
+
+
+def test_crossings_are_avoided_when_the_graph_fits_one_chip():
+    chip = tiny_chip(mesh=4, board=2)  # 8 x 8 cells in 2 x 2 chips of 4 x 4
+    graph = mlp_like_graph(16, layers=4, fan_in=2, seed=3)
+    report = run_place(chip, graph, "place{time_limit=2}").reports["place"]
+    assert report["chips_used"] == 1 and report["traffic_chip_crossings"] == 0
