@@ -170,3 +170,12 @@ def test_format_text_limits_the_core_table():
     program = Program.empty(tiny_program().chip, 12)
     text = format_text(build_report(program), max_cores=5)
     assert "first 5 of 12" in text
+
+
+def test_pictures_into_an_unwritable_place_is_one_line_error(tmp_path, capsys):
+    out = tmp_path / "prog"
+    compile_tiny(out)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["report", str(out), "--pictures", str(blocker / "pics")]) == 2
+    assert "cannot write the pictures" in capsys.readouterr().err

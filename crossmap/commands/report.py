@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import InputError
 from ..program import load
 from ..report import build_report, format_text, load_reports
 from ..report_pictures import write_pictures
@@ -32,7 +33,11 @@ def run(args: argparse.Namespace) -> int:
     written = {}
     if args.pictures is not None:
         directory = Path(args.pictures) if args.pictures else Path(args.program) / "report"
-        written = write_pictures(program, report, directory, reports)
+        try:
+            written = write_pictures(program, report, directory, reports)
+        except OSError as exc:
+            raise InputError(f"cannot write the pictures to {str(directory)!r} ({exc.strerror or exc}); pass "
+                             f"--pictures DIR with a writable directory") from None
         report["pictures"] = {name: str(path) for name, path in written.items()}
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))
