@@ -66,7 +66,7 @@ def program_edges(directory: str) -> tuple[Mesh, Edges, str]:
 def main() -> int:
     """Print the table (and JSON with --json)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000, 4096])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000, 4096])
     parser.add_argument("--kinds", nargs="+", default=["conv", "mlp"], choices=["conv", "mlp"])
     parser.add_argument("--time-limit", type=float, default=30.0, help="the place pass's time_limit")
     parser.add_argument("--program", nargs="*", default=[], help="compiled program directories to place again")
