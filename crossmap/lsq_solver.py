@@ -24,9 +24,10 @@ Steps (``fit_layer``):
    connections of the ``free`` most ambiguous inputs and B are re-chosen for the exact calibration
    samples (integer residuals sum_i k N_si + B - round(T u (z_s - z0))) on an L1 surrogate, first by
    the LP relaxation (GLOP) rounded at 1/2 (``solver=lp``), then by CP-SAT from the best solution so
-   far as a hint (``solver=cpsat``, single worker, fixed seed, deterministic time limit). A neuron
-   keeps a new solution only when its squared error is lower, so a better solver never does worse
-   than the rounding solution (``solver=round``).
+   far as a hint (``solver=cpsat``, single worker, fixed seed, deterministic time limit). The
+   solvers see at most half of the samples; a neuron keeps a new solution only when its squared
+   error is lower on all samples and not higher on the unseen half (a guard against overfitting),
+   so a better solver never does worse than the rounding solution (``solver=round``).
 """
 
 from __future__ import annotations
@@ -342,7 +343,8 @@ def _lp_round(coef: np.ndarray, fixed: np.ndarray, target: np.ndarray, capacity:
     return choice.astype(np.int64), int(round(bias.solution_value()))
 
 
-LP_COST = 0.03  # budgeted seconds of one LP per neuron
+LP_COST = 0.04  # seconds one neuron's LP takes (model building included), for the budget
+CPSAT_OVERHEAD = 3.0  # wall seconds per deterministic second of a small CP-SAT model (building, presolve)
 
 
 @dataclass
@@ -357,8 +359,8 @@ class FitOptions:
     free: int = 32  # inputs per neuron the solvers may rewire (the most ambiguous ones)
     samples: int = 64  # calibration samples in an LP / CP-SAT model
     neuron_time: float = 0.1  # CP-SAT deterministic seconds per neuron
-    budget: float = 10.0  # seconds for the layer: LP on budget / LP_COST neurons, CP-SAT on
-    #                       budget / neuron_time of them (most erroneous neurons first)
+    budget: float = 10.0  # about the seconds the layer's LP and CP-SAT stages may take (most
+    #                       erroneous neurons first; a count of neurons, so results are reproducible)
     seed: int = 0
     max_fan_in: int = 0  # axons a neuron may read (0: no limit)
 
@@ -446,13 +448,16 @@ def _refine(fit: LayerFit, counts: np.ndarray, target: np.ndarray, a: sp.csr_mat
             options: FitOptions, bias_bound: int) -> None:
     """Improve the connections of the most erroneous neurons (LP rounding, then CP-SAT within the
     layer budget); a neuron keeps a new solution only when its squared error is lower."""
-    n_s = min(options.samples, counts.shape[0])
+    n_s = min(options.samples, max(1, counts.shape[0] // 2))  # the solvers see at most half the samples
     every = counts.astype(np.int64)
     cnt, tgt = every[:n_s], target[:n_s]
     residual = cnt @ fit.integer_matrix().T.toarray() + fit.bias[None, :] - tgt
     order = np.argsort(-(residual.astype(np.float64) ** 2).sum(axis=0), kind="stable")
-    count = min(len(order), max(1, int(options.budget / LP_COST)))  # LP on these neurons
-    deep = max(1, int(options.budget / max(options.neuron_time, 1e-3))) if options.solver == "cpsat" else 0
+    # half the budget for the LP stage, half for CP-SAT (on the worst of the LP neurons); the LP
+    # stage is the same for solver=lp and solver=cpsat, so cpsat never ends worse than lp
+    count = min(len(order), max(1, int(0.5 * options.budget / LP_COST)))
+    deep = max(1, int(0.5 * options.budget / (CPSAT_OVERHEAD * max(options.neuron_time, 1e-3)))) \
+        if options.solver == "cpsat" else 0
     conn = fit.connect.tolil()
     L = fit.line_types.shape[1]
     for rank, j in enumerate(order[:count]):
@@ -475,11 +480,12 @@ def _refine(fit: LayerFit, counts: np.ndarray, target: np.ndarray, a: sp.csr_mat
         def weights_of(choice: np.ndarray) -> np.ndarray:
             return np.where(choice >= 0, levels[rows_idx, np.maximum(choice, 0)], 0)
 
-        def squared(choice: np.ndarray) -> tuple[float, int]:
-            """Squared error on all calibration samples (the solvers see a subset)."""
+        def squared(choice: np.ndarray) -> tuple[float, int, float]:
+            """Squared error on all calibration samples and on those the solvers did not see."""
             drive = every[:, cols] @ weights_of(choice)
             bias = int(np.clip(np.rint((target[:, j] - drive).mean()), -bias_bound, bias_bound))
-            return float(((drive + bias - target[:, j]).astype(np.float64) ** 2).sum()), bias
+            err = (drive + bias - target[:, j]).astype(np.float64) ** 2
+            return float(err.sum()), bias, float(err[n_s:].sum())
 
         fixed = cnt[:, cols[fixed_mask]] @ weights_of(current)[fixed_mask]
         capacity = None
@@ -488,7 +494,7 @@ def _refine(fit: LayerFit, counts: np.ndarray, target: np.ndarray, a: sp.csr_mat
             others = int(np.sum(np.asarray(fit.connect[j].todense()).ravel() > 0)) - int(np.sum(current >= 0))
             capacity = options.max_fan_in - others - int(np.sum(current[fixed_mask] >= 0))
         coef = cnt[:, cols[free], None] * levels[free][None, :, :]
-        best, (best_err, best_bias) = current, squared(current)
+        best, (best_err, best_bias, best_held) = current, squared(current)
         methods = ["lp"] + (["cpsat"] if rank < deep else [])
         for method in methods:
             found = l1_connections(coef, fixed, tgt[:, j], best[free], best_bias, bias_bound, method=method,
@@ -497,9 +503,9 @@ def _refine(fit: LayerFit, counts: np.ndarray, target: np.ndarray, a: sp.csr_mat
                 continue
             trial = best.copy()
             trial[free] = found[0]
-            err, bias = squared(trial)
-            if err < best_err:
-                best, best_err, best_bias = trial, err, bias
+            err, bias, held = squared(trial)
+            if err < best_err and held <= best_held:  # better overall and not worse on unseen samples
+                best, best_err, best_bias, best_held = trial, err, bias, held
         if not np.array_equal(best, current):
             for i, c in zip(cols, best):
                 conn[j, i] = c + 1

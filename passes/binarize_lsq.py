@@ -50,7 +50,7 @@ class BinarizeLsq:
     threshold: float = 0.5  # input threshold of the threshold encoding
     lines_per_input: int = 2  # axons per input: 2 = positive and negative copies, 1 = one typed axon
     solver: str = "cpsat"  # cpsat (LP rounding, then CP-SAT) | lp (GLOP relaxation + rounding) | round
-    time_limit: float = 20.0  # CP-SAT deterministic seconds for the whole network
+    time_limit: float = 20.0  # about the seconds the LP / CP-SAT stages may take for the whole network
     samples: int = 128  # calibration samples used
     percentile: float = 99.5  # activation percentile that maps to one spike per tick
     iterations: int = 10  # alternations of the type / level fit
@@ -127,6 +127,8 @@ class BinarizeLsq:
         mu = np.concatenate([represent[s][1] for s in layer.sources]) if layer.sources else np.zeros(0)
         cols = np.hstack([counts[s] for s in layer.sources]) if layer.sources else np.zeros((len(floats[INPUT]), 0))
         prior = sp.csr_matrix(w.multiply(lam[None, :]))
+        if layer.pop.reduce == "max":  # start a max from the mean of its window, not the sum
+            prior = sp.csr_matrix(sp.diags(1.0 / np.maximum(np.diff(w.indptr), 1)) @ prior)
         prior_bias = layer.bias() + (w @ mu if w.shape[1] else 0)
         z = pre_activation(layer, floats)
         is_output = (layer.output_class >= 0).any()
@@ -243,7 +245,10 @@ def highs(layer: Layer, zhat: np.ndarray, z0: np.ndarray, rule: tuple, percentil
         span = np.maximum(RAMP * (peak - z0), 1e-6)
         lo = rule[1]
         return z0 + span, np.full(n, 1.0 - lo), np.full(n, lo)
-    z1 = np.maximum(peak, z0 + 1e-6)
+    span = peak - z0
+    alive = span > 1e-9
+    # a neuron silent on every calibration sample gets the layer's typical range, not alpha = 1
+    z1 = np.where(alive, peak, z0 + (float(np.median(span[alive])) if alive.any() else 1.0))
     if kind == "relu":
         return z1, z1, np.zeros(n)
     return z1, z1 - z0, z0.copy()  # identity
