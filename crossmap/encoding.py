@@ -43,8 +43,8 @@ def make_encoding(kind: str, *, channels: int, ticks: int | None = None, thresho
     elif kind == "rate":
         enc["ticks"] = int(ticks) if ticks is not None else 16
         enc["seed"] = int(seed)
-    elif ticks is not None:
-        enc["ticks"] = int(ticks)
+    else:
+        enc["ticks"] = int(ticks) if ticks is not None else 1
     if bias_channel:
         enc["bias_channel"] = True
     return validate_encoding(enc)

@@ -57,6 +57,10 @@ def test_spikes_are_validated_and_bias_channel_appended():
         encode(enc, np.array([[0.5, 0, 1]]))
     with pytest.raises(InputError, match="4 channels, the encoding takes 3"):
         encode(enc, np.zeros((1, 2, 4)))
+    made = make_encoding("spikes", channels=2, ticks=3)
+    assert encode(made, np.ones((1, 3, 2))).shape == (1, 3, 2)
+    with pytest.raises(InputError, match="2 ticks, the encoding takes 3"):
+        encode(made, np.ones((1, 2, 2)))
 
 
 @pytest.mark.parametrize("encoding, x, message", [
