@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -109,7 +108,8 @@ def lsq_part(data_dir: str | None, n_test: int, time_limit: float) -> None:
             deployed = state.deployed
             counts = deployed.simulate(encode(deployed.encoding, xte))["class_counts"]
             pred = counts.argmax(1)
-            errors = " ".join(f"{layer['approximation_error']:.3f}" for layer in state.reports["binarize_lsq"]["layers"])
+            layers = state.reports["binarize_lsq"]["layers"]
+            errors = " ".join(f"{layer['approximation_error']:.3f}" for layer in layers)
             print(f"{kind:>6} {solver:>7} {seconds:>8.1f} {float_acc:>10.4f} {float((pred == yte).mean()):>13.4f} "
                   f"{float((pred == net.evaluate(xte).argmax(1)).mean()):>10.4f} {errors:>30}")
 

@@ -34,6 +34,7 @@ from .errors import CrossmapError
 
 OPSET = 17
 INPUT = "input"
+ZERO = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])  # ConstantOfShape fill value
 
 
 def deployed_to_onnx(net: Any, ticks: int | None = None) -> onnx.ModelProto:
@@ -156,7 +157,7 @@ class _Exporter:
                     continue
                 if p not in state:
                     shape = self.op("Concat", [batch, self.const(f"{p}.size", [g.size], np.int64)], axis=0)
-                    zeros = self.op("ConstantOfShape", [shape], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
+                    zeros = self.op("ConstantOfShape", [shape], value=ZERO)
                     state[p] = self.op("Add", [zeros, self.const(f"{p}.initial_v", g.initial_v)])
                 terms = []
                 for src, by_delay in self.sources[p].items():
@@ -243,12 +244,13 @@ class _Exporter:
             term = self.op("MatMul", [c, self.const(f"{p}.classes", onehot)])
             total = term if total is None else self.op("Add", [total, term])
         shape = self.op("Concat", [batch, self.const("num_classes", [net.num_classes], np.int64)], axis=0)
-        zeros = self.op("ConstantOfShape", [shape], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
+        zeros = self.op("ConstantOfShape", [shape], value=ZERO)
         out = zeros if total is None else self.op("Add", [zeros, total])
         self.nodes.append(helper.make_node("Identity", [out], ["class_counts"], name="class_counts"))
         graph = helper.make_graph(
             self.nodes, "crossmap_deployed",
-            [helper.make_tensor_value_info("spikes", TensorProto.FLOAT, ["batch", int(net.input_ticks), net.num_inputs])],
+            [helper.make_tensor_value_info("spikes", TensorProto.FLOAT,
+                                           ["batch", int(net.input_ticks), net.num_inputs])],
             [helper.make_tensor_value_info("class_counts", TensorProto.FLOAT, ["batch", net.num_classes])],
             self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="crossmap")

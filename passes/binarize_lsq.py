@@ -149,11 +149,12 @@ class BinarizeLsq:
         assignment = lines_of(fit)
         entry = builder.add(IntLayer(name=layer.name, layer=layer.name, depth=layer.depth, sources=sources,
                                      weights=fit.integer_matrix(), params=params, output_class=layer.output_class,
-                                     assignment=assignment), "lower the weight precision")
+                                     assignment=assignment), "use fewer lines_per_input")
         entry.update({"layer": layer.name, "method": "lsq", "neurons": n, "activation": layer.pop.activation,
                       "approximation_error": fit.error, "approximation_error_rounding": fit.error_round,
                       "improved_neurons": fit.improved, "pruned_synapses": fit.pruned,
-                      "max_fan_in": int(np.diff(fit.connect.indptr).max()) if n else 0, "solver_cpu_seconds": round(fit.solver_seconds, 3),
+                      "max_fan_in": int(np.diff(fit.connect.indptr).max()) if n else 0,
+                      "solver_cpu_seconds": round(fit.solver_seconds, 3),
                       "synapses": int(fit.connect.nnz), "float_synapses": int(w.nnz),
                       "alpha_range": [int(alpha.min()), int(alpha.max())] if n else [],
                       "scale_range": [float(fit.scale.min()), float(fit.scale.max())] if n else [],
