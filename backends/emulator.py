@@ -206,13 +206,15 @@ class _Run:
         # 0/1 spikes, offset = -reset_value (mode 0), alpha (mode 1), 0 (mode 2)
         f, T = self.f[:nb], self.T[:nb]
         np.copyto(f, fire)
+        if tab.reset_modes == {1}:            # V -= f * alpha
+            np.multiply(f, alpha, out=T)
+        elif tab.reset_modes == {0} and tab.reset_to_zero:  # V -= f * V
+            np.multiply(V, f, out=T)
+        elif tab.reset_modes != {2}:
+            np.multiply(V, tab.reset_to_value[c0:c1], out=T)
+            T += tab.reset_offset[c0:c1]
+            T *= f
         if tab.reset_modes != {2}:
-            if tab.reset_modes == {1}:
-                np.multiply(f, alpha, out=T)
-            else:
-                np.multiply(V, tab.reset_to_value[c0:c1], out=T)
-                T += tab.reset_offset[c0:c1]
-                T *= f
             V -= T
         self.count_spikes(fire, f, c0, c1)
         N = self.shape[2]
@@ -242,8 +244,9 @@ class _Run:
         """Port counts and activity counters."""
         tab, spec = self.tab, self.spec
         C, A, N, B = self.shape
-        port_counts = np.zeros((B, self.program.num_ports), np.int64)
-        port_counts[:, tab.routing.port_id] = self.port_counts.T
+        by_port = np.zeros((self.program.num_ports, B), np.int64)
+        by_port[tab.routing.port_id] = self.port_counts
+        port_counts = by_port.T  # (B, P), a transposed view
         spikes, hops, crossings = np.rint(self.sent[:, :3].T).astype(np.int64)
         activity = {
             "synaptic_events": np.rint(self.events).astype(np.int64),

@@ -115,11 +115,13 @@ class Result:
 def make_result(program: Any, port_counts: np.ndarray, activity: dict[str, np.ndarray], ticks: int,
                 backend: str, spikes: np.ndarray | None = None) -> Result:
     """Assemble a ``Result``: class counts from the ports' classes, predictions by argmax."""
+    import scipy.sparse as sp
+
     port_counts = np.asarray(port_counts, dtype=np.int64)
-    batch = port_counts.shape[0]
-    votes = np.zeros((program.num_ports, program.num_classes), np.float64)
-    votes[np.arange(program.num_ports), program.port_class] = 1   # port -> its class
-    class_counts = np.rint(port_counts @ votes).astype(np.int64)  # exact: sums far below 2^53
+    batch, ports = port_counts.shape
+    votes = sp.csr_matrix((np.ones(ports, np.int64), (program.port_class, np.arange(ports))),
+                          shape=(program.num_classes, ports))  # class x port: 1 where the port votes
+    class_counts = np.ascontiguousarray((votes @ port_counts.T).T, dtype=np.int64)
     predictions = np.argmax(class_counts, axis=1).astype(np.int64)  # first maximum: ties to the lowest class
     counters = {k: np.asarray(activity[k], dtype=np.int64).reshape(batch) for k in ACTIVITY_KEYS}
     return Result(port_counts=port_counts, class_counts=class_counts, predictions=predictions,

@@ -41,6 +41,7 @@ class Tables:
     reset_modes: frozenset[int]  # modes that occur
     reset_to_value: np.ndarray   # 1 for reset mode 0, else 0
     reset_offset: np.ndarray     # -reset_value (mode 0), alpha (mode 1), 0 (mode 2)
+    reset_to_zero: bool          # every reset value is 0
     neurons_in_use: int          # neurons with a synapse or a target
     # stochastic thresholds, sorted by core
     sth_core: np.ndarray
@@ -66,10 +67,12 @@ def clear_cache() -> None:
 
 
 def _fingerprint(program: Any) -> tuple:
+    """Chip, sizes, and a CRC-32 of every array (bool arrays bit-packed first, which is faster)."""
     parts: list[Any] = [program.chip.to_json(), program.num_inputs, program.num_classes]
     for name in ARRAY_FIELDS:
         arr = np.ascontiguousarray(getattr(program, name))
-        parts.append((name, arr.dtype.str, arr.shape, zlib.adler32(memoryview(arr).cast("B"))))
+        data = np.packbits(arr.reshape(-1)) if arr.dtype == bool else arr
+        parts.append((name, arr.dtype.str, arr.shape, zlib.crc32(memoryview(data).cast("B"))))
     return tuple(parts)
 
 
@@ -163,5 +166,6 @@ def build_tables(program: Any) -> Tables:
         fanout=program.crossbar.sum(axis=2, dtype=np.int32).astype(np.float32)[:, None, :],
         alpha=row(program.alpha), leak=row(program.leak) if program.leak.any() else None,
         v_low=row(low), v_high=row(high), reset_modes=frozenset(np.unique(mode).tolist()),
-        reset_to_value=row(mode == RESET_TO_VALUE), reset_offset=row(offset), neurons_in_use=int(in_use.sum()),
+        reset_to_value=row(mode == RESET_TO_VALUE), reset_offset=row(offset),
+        reset_to_zero=not program.reset_value.any(), neurons_in_use=int(in_use.sum()),
         synapse_prob_den=int(program.chip.synapse_prob_den), routing=build_routing(program, dtype), **_stochastic(program))

@@ -7,8 +7,9 @@ measured in the same run; and the peak memory of 4096 cores at batch 64.
 
 Input channel k drives axon k of every core, so every axon is driven at the given rate and the
 activity is at least that rate (neuron spikes add to it; the table prints the measured fraction of active
-(axon, sample) pairs). ``--threads`` sets the BLAS threads (before numpy loads); by default the
-BLAS library's own default is used. Targets: dense <= 1.5x the matmul at 4096 cores batch 64;
+(axon, sample) pairs). ``--threads`` sets the BLAS threads before numpy loads (default 1: the
+emulator's own work is single-threaded, and the matmul it is compared with runs under the same
+setting). Targets: dense <= 1.5x the matmul at 4096 cores batch 64;
 event faster than dense at 5% activity; 4096 cores at batch 64 under 4 GiB.
 """
 
@@ -21,8 +22,11 @@ import sys
 
 def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: the library default)")
-    p.add_argument("--ticks", type=int, default=None, help="ticks per timed run (default 8, 3 at 4096 cores)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1; 0 keeps the library default, which on a shared, loaded "
+                        "machine makes OpenBLAS spin and the timings noise)")
+    p.add_argument("--ticks", type=int, default=None,
+                   help="ticks of the long timed run (default 12, 5 at 4096 cores; the short run has a third)")
     p.add_argument("--quick", action="store_true", help="16 and 256 cores only")
     return p.parse_args()
 
@@ -92,36 +96,54 @@ def peak_memory(cores: int, batch: int, ticks: int) -> tuple[float, float]:
     return peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
 
 
+def per_tick_seconds(prog, spikes, short: int, long: int, path: str, repeats: int):
+    """Marginal seconds per tick, (t(long ticks) - t(short ticks)) / (long - short), the fixed
+    per-call seconds (checks, table lookup, allocation, result), and the long run's Result."""
+    runs = {}
+
+    def go(ticks):
+        runs[ticks] = emulate(prog, spikes[:, :ticks], ticks=ticks, path=path)
+
+    t_short = timed(lambda: go(short), repeats)
+    t_long = timed(lambda: go(long), repeats)
+    tick = max(t_long - t_short, 1e-9) / (long - short)
+    return tick, max(t_short - short * tick, 0.0), runs[long]
+
+
 def main() -> int:
     """Run the grid and print the table."""
-    args = ARGS or argparse.Namespace(threads=None, ticks=None, quick=False)
+    args = ARGS or argparse.Namespace(threads=1, ticks=None, quick=False)
     sizes = [16, 256] if args.quick else [16, 256, 4096]
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "library default")
     print(f"emulator benchmark: numpy {np.__version__}, BLAS threads {threads}, {os.cpu_count()} CPUs")
+    print("s/tick = marginal time of one more tick; setup = fixed time per emulate call (dense path)")
     header = (f"{'cores':>5} {'batch':>5} {'input':>5} {'active':>6} {'dense s/tick':>12} {'event s/tick':>12} "
-              f"{'dense ev/s':>10} {'event ev/s':>10} {'event/dense':>11} {'matmul s':>9} {'dense/matmul':>12}")
+              f"{'dense ev/s':>10} {'event ev/s':>10} {'event/dense':>11} {'setup s':>8} {'matmul s':>9} "
+              f"{'dense/matmul':>12}")
     print(header)
     print("-" * len(header))
     start = time.perf_counter()
     for cores in sizes:
-        ticks = args.ticks or (3 if cores >= 4096 else 8)
-        prog = bench_program(cores, ticks)
+        short, long = (2, 5) if cores >= 4096 else (4, 12)
+        if args.ticks:
+            short, long = max(1, args.ticks // 3), args.ticks
+        repeats = 1 if cores >= 4096 else 3
+        prog = bench_program(cores, long)
         tables.clear_cache()
         for batch in (1, 64):
             for rate in (0.05, 0.5):
-                spikes = input_spikes(prog, batch, ticks, rate)
-                emulate(prog, spikes[:, :1], ticks=1)  # tables, warm caches
-                seconds, results = {}, {}
+                spikes = input_spikes(prog, batch, long, rate)
+                emulate(prog, spikes[:, :1], ticks=1)  # build the tables
+                tick, setup, results = {}, {}, {}
                 for path in ("dense", "event"):
-                    run = lambda: results.__setitem__(path, emulate(prog, spikes, ticks=ticks, path=path))  # noqa
-                    seconds[path] = timed(run, repeats=1 if cores >= 4096 else 2) / ticks
-                events = results["dense"].synaptic_events.sum()
-                synapses = float(prog.crossbar.sum()) * batch * ticks
+                    tick[path], setup[path], results[path] = per_tick_seconds(prog, spikes, short, long, path, repeats)
+                events = results["dense"].synaptic_events.sum() / long  # per tick
+                synapses = float(prog.crossbar.sum()) * batch
                 matmul = plain_matmul_seconds(prog, batch, rate)
-                print(f"{cores:>5} {batch:>5} {rate:>5.0%} {events / synapses:>6.1%} {seconds['dense']:>12.4f} "
-                      f"{seconds['event']:>12.4f} {events / ticks / seconds['dense']:>10.3g} "
-                      f"{events / ticks / seconds['event']:>10.3g} {seconds['event'] / seconds['dense']:>11.2f} "
-                      f"{matmul:>9.4f} {seconds['dense'] / matmul:>12.2f}", flush=True)
+                print(f"{cores:>5} {batch:>5} {rate:>5.0%} {events / synapses:>6.1%} {tick['dense']:>12.4f} "
+                      f"{tick['event']:>12.4f} {events / tick['dense']:>10.3g} {events / tick['event']:>10.3g} "
+                      f"{tick['event'] / tick['dense']:>11.2f} {setup['dense']:>8.3f} {matmul:>9.4f} "
+                      f"{tick['dense'] / matmul:>12.2f}", flush=True)
                 assert np.array_equal(results["dense"].spike_count, results["event"].spike_count)
         del prog
         tables.clear_cache()

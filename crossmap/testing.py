@@ -37,14 +37,16 @@ def _mix_in(rng: np.random.Generator, small: np.ndarray, lo: int, hi: int, fract
 def random_program(chip: ChipSpec, cores: int, seed: int, *, recurrent: bool = False, stochastic: bool = False,
                    density: float = 0.4, num_inputs: int | None = None, num_classes: int = 3,
                    input_ticks: int = 3, routed_fraction: float = 0.6, output_fraction: float = 0.2,
-                   latency: int | None = None) -> Program:
+                   latency: int | None = None, reset_modes: tuple[int, ...] = (0, 1, 2),
+                   reset_values: bool = True) -> Program:
     """A random valid program of ``cores`` cores on ``chip`` (see the module docstring).
 
     ``density`` is the crossbar fill; each neuron targets a core axon with probability
     ``routed_fraction`` (a later core when feed-forward, any core including its own when
     ``recurrent``), an output port with probability ``output_fraction``, else nothing.
     ``latency`` defaults to the longest delay path for feed-forward programs and to twice the
-    longest delay for recurrent ones."""
+    longest delay for recurrent ones. Neurons draw their reset mode from ``reset_modes``; without
+    ``reset_values`` every reset value is 0."""
     rng = np.random.default_rng(seed)
     A, N, G = chip.axons_per_core, chip.neurons_per_core, chip.axon_types
     C = cores
@@ -69,8 +71,9 @@ def random_program(chip: ChipSpec, cores: int, seed: int, *, recurrent: bool = F
                      chip.beta_min, chip.beta_max)
     prog.leak = clip(_mix_in(rng, rng.integers(-3, 4, (C, N)), chip.leak_min, chip.leak_max, 0.1),
                      chip.leak_min, chip.leak_max)
-    prog.reset_mode = rng.integers(0, 3, (C, N)).astype(np.int32)
-    prog.reset_value = clip(rng.integers(-2 * scale, 2 * scale + 1, (C, N)), chip.v_min, chip.v_max)
+    prog.reset_mode = rng.choice(np.asarray(reset_modes, np.int32), (C, N)).astype(np.int32)
+    values = rng.integers(-2 * scale, 2 * scale + 1, (C, N))
+    prog.reset_value = clip(values if reset_values else 0 * values, chip.v_min, chip.v_max)
     extremes = rng.choice([chip.v_min, chip.v_max], (C, N))
     prog.initial_v = clip(np.where(rng.random((C, N)) < 0.1, extremes, rng.integers(-scale, scale + 1, (C, N))),
                           chip.v_min, chip.v_max)

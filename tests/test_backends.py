@@ -44,11 +44,12 @@ chips = st.builds(
 @given(chip=chips, cores=st.integers(1, 4), seed=st.integers(0, 2**16), recurrent=st.booleans(),
        stochastic=st.booleans(), batch=st.sampled_from([1, 2, 3, 8, 9]), rate=st.sampled_from([0.05, 0.3, 0.8]),
        extra_ticks=st.integers(0, 6), path=st.sampled_from(["auto", "dense", "event"]),
-       offset=st.integers(0, 1000), density=st.sampled_from([0.1, 0.4, 0.9]))
+       offset=st.integers(0, 1000), density=st.sampled_from([0.1, 0.4, 0.9]),
+       modes=st.sampled_from([(0, 1, 2), (0,), (1,), (2,), (0, 2)]), reset_values=st.booleans())
 def test_emulator_equals_reference(chip, cores, seed, recurrent, stochastic, batch, rate, extra_ticks, path, offset,
-                                   density):
+                                   density, modes, reset_values):
     prog = random_program(chip, cores, seed, recurrent=recurrent, stochastic=stochastic, density=density,
-                          input_ticks=3, latency=extra_ticks)
+                          input_ticks=3, latency=extra_ticks, reset_modes=modes, reset_values=reset_values)
     spikes = random_inputs(prog, batch, seed + 1, rate)
     expected = crossmap.emulate(prog, spikes, backend="reference", record=True, sample_offset=offset)
     got = crossmap.emulate(prog, spikes, record=True, sample_offset=offset, path=path)
