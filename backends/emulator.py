@@ -14,8 +14,8 @@ with ``path="dense"`` / ``path="event"``):
   ``W_eff[c] = crossbar[c] * weight[c, :, axon_type[c]]`` (cores, axons, neurons). Exact: every
   partial sum is an integer below 2^24 (the chip spec checks ``A * max|w| < 2^24``).
 - event: per core only the rows of ``W_eff`` of axons active in some sample are gathered (cores
-  grouped by their count of such axons, padded to a power of two) and multiplied; cores without
-  activity are skipped.
+  grouped by their count of such axons, padded to one of ``EVENT_WIDTHS``) and multiplied; cores
+  without activity are skipped.
 
 Both run over blocks of cores sized to stay in cache; inside a block everything is vectorized.
 Stochastic synapses are left out of ``W_eff`` and added per active (axon, neuron, sample) from
@@ -46,6 +46,9 @@ PATHS = ("auto", "dense", "event")
 BLOCK_BYTES = 1 << 20
 # auto: the event path when at most this fraction of (core, axon) pairs is active in some sample
 EVENT_MAX_ACTIVE_AXONS = 0.25
+# the event path pads each core's active axons to the next of these widths (cores of one width
+# share a matmul): fine steps keep the padding small, few steps keep the numpy calls few
+EVENT_WIDTHS = np.array([8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2**62])
 
 
 def run(program: Any, inputs: Any, ticks: int | None = None, **options: Any) -> Result:
@@ -134,7 +137,7 @@ class _Run:
         cores = np.flatnonzero(count)
         if cores.size == 0:
             return
-        width = np.minimum(np.maximum(8, 1 << np.ceil(np.log2(count[cores])).astype(np.int64)), self.shape[1])
+        width = np.minimum(EVENT_WIDTHS[np.searchsorted(EVENT_WIDTHS, count[cores])], self.shape[1])
         for k in np.unique(width).tolist():
             sel = cores[width == k]
             rows, axons = np.nonzero(active[sel])                  # sorted by row

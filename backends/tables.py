@@ -168,4 +168,5 @@ def build_tables(program: Any) -> Tables:
         v_low=row(low), v_high=row(high), reset_modes=frozenset(np.unique(mode).tolist()),
         reset_to_value=row(mode == RESET_TO_VALUE), reset_offset=row(offset),
         reset_to_zero=not program.reset_value.any(), neurons_in_use=int(in_use.sum()),
-        synapse_prob_den=int(program.chip.synapse_prob_den), routing=build_routing(program, dtype), **_stochastic(program))
+        synapse_prob_den=int(program.chip.synapse_prob_den), routing=build_routing(program, dtype),
+        **_stochastic(program))

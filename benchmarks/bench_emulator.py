@@ -26,7 +26,7 @@ def _parse() -> argparse.Namespace:
                    help="BLAS threads (default 1; 0 keeps the library default, which on a shared, loaded "
                         "machine makes OpenBLAS spin and the timings noise)")
     p.add_argument("--ticks", type=int, default=None,
-                   help="ticks of the long timed run (default 12, 5 at 4096 cores; the short run has a third)")
+                   help="ticks of the long timed run (default 12, 6 at 4096 cores; the short run has a third)")
     p.add_argument("--quick", action="store_true", help="16 and 256 cores only")
     return p.parse_args()
 
@@ -124,10 +124,10 @@ def main() -> int:
     print("-" * len(header))
     start = time.perf_counter()
     for cores in sizes:
-        short, long = (2, 5) if cores >= 4096 else (4, 12)
+        short, long = (2, 6) if cores >= 4096 else (4, 12)
         if args.ticks:
             short, long = max(1, args.ticks // 3), args.ticks
-        repeats = 1 if cores >= 4096 else 3
+        repeats = 2 if cores >= 4096 else 3
         prog = bench_program(cores, long)
         tables.clear_cache()
         for batch in (1, 64):
