@@ -217,3 +217,13 @@ def test_cli_emulate_program_without_inputs(capsys, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((1, 16), np.float64))
     assert main(["emulate", str(prog_dir), "--inputs", str(tmp_path / "bad.npy")]) == 2
     assert "dtype float64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("batch", [64, 130])
+def test_wide_batches(batch):
+    """Spike rows of several bytes (8 per uint64 word at 64, 17 single bytes at 130)."""
+    prog = random_program(small_chip(), 2, 4, recurrent=True, stochastic=True, input_ticks=2, latency=3)
+    spikes = random_inputs(prog, batch, 5, 0.4)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True)
+    for path in ("dense", "event"):
+        assert_same(expected, crossmap.emulate(prog, spikes, record=True, path=path))
