@@ -5,6 +5,6 @@ import os
 
 from hypothesis import settings
 
-settings.register_profile("crossmap", deadline=None, print_blob=True)
+settings.register_profile("crossmap", deadline=None, print_blob=True, derandomize=True, database=None)
 settings.register_profile("thorough", deadline=None, print_blob=True, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "crossmap"))
