@@ -1,0 +1,106 @@
+"""The MNIST results table: every shipped model compiled, emulated on the MNIST test set, with
+ensembles of 1, 4, 16 and 64 copies where the model is a probabilistic one, printed beside the
+papers' figures.
+
+    python benchmarks/mnist_table.py --data-dir ../shared/data/mnist            # all 10,000 images
+    python benchmarks/mnist_table.py --data-dir ../shared/data/mnist --limit 1000 --models esser2015_small
+
+Columns: test accuracy of the emulated chip program, float accuracy of the ONNX model (onnxruntime)
+on the same images, cores, input ticks + latency, estimated energy per image (chip energy model of
+crossmap/chip.py), and the compile and emulation times. Targets (issue 7): one copy of the small
+network >= 95.98% in one tick; >= 99.42% with no more than 16 copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import crossmap
+from crossmap.datasets import load_mnist
+from crossmap.runner import run_arrays
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+
+# (row name, model file, binarization, ensembles, paper figure)
+ROWS = [
+    ("esser2015_small", "esser2015_small.onnx", "deterministic", [1], "Esser 2015: 92.7% (1 copy)"),
+    ("esser2015_small_prob", "esser2015_small_prob.onnx", "stochastic", [1, 4, 16, 64],
+     "Esser 2015: 92.7% (1), 99.42% (64 copies, larger net)"),
+    ("esser2015_binary", "esser2015_binary.onnx", "deterministic", [1], "1605.07740: 95.98% (1 small copy, 1 tick)"),
+    ("esser2015_large", "esser2015_large.onnx", "deterministic", [1], "1605.07740: 99.45% (large)"),
+    ("eedn_cnn", "eedn_cnn.onnx", "deterministic", [1], "Esser 2016: 99.42% (trinary CNN)"),
+    ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018 lsq"),
+    ("lenet", "lenet.onnx", "lsq", [1], "Mern 2018 lsq"),
+]
+
+
+def float_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of the ONNX model itself in onnxruntime."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    correct = 0
+    for lo in range(0, len(images), 1000):
+        y = session.run(None, {name: images[lo:lo + 1000].astype(np.float32)})[0]
+        correct += int((y.argmax(1) == labels[lo:lo + 1000]).sum())
+    return correct / len(images)
+
+
+def main() -> int:
+    """Compile, emulate and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=None, help="MNIST directory (or $CROSSMAP_DATA_DIR)")
+    parser.add_argument("--limit", type=int, default=None, help="first N test images (default all 10,000)")
+    parser.add_argument("--models", default=None, help="comma-separated row names (default all)")
+    parser.add_argument("--ensembles", default=None, help="comma-separated ensemble sizes for stochastic rows")
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    args = parser.parse_args()
+    images, labels = load_mnist("test", data_dir=args.data_dir, limit=args.limit)
+    wanted = set(args.models.split(",")) if args.models else None
+    rows = []
+    header = (f"{'model':<22}{'binarize':<14}{'copies':>6}{'chip acc':>10}{'float acc':>10}{'cores':>7}"
+              f"{'ticks':>7}{'uJ/image':>10}{'compile s':>10}{'emulate s':>10}  paper")
+    print(header)
+    print("-" * len(header))
+    for name, file, method, ensembles, paper in ROWS:
+        path = MODELS / file
+        if (wanted and name not in wanted) or not path.is_file():
+            if not path.is_file():
+                print(f"{name:<22}(missing {path.name}; train it with models/train_*.py)")
+            continue
+        if args.ensembles and method == "stochastic":
+            ensembles = [int(e) for e in args.ensembles.split(",")]
+        float_acc = float_accuracy(path, images, labels)
+        for copies in ensembles:
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                program = crossmap.compile(path, Path(tmp) / "p", binarize=method,
+                                           ensemble=copies if method == "stochastic" else None, seed=0)
+                compile_s = time.perf_counter() - start
+            summary = run_arrays(program, images, labels, batch_size=args.batch_size, name="mnist/test")
+            row = {"model": name, "binarize": method, "copies": copies, "accuracy": summary["accuracy"],
+                   "float_accuracy": float_acc, "cores": program.num_cores, "input_ticks": program.input_ticks,
+                   "latency": program.latency, "energy_uj": summary["energy_per_sample_uj"],
+                   "compile_s": compile_s, "emulate_s": summary["seconds"], "images": len(images), "paper": paper}
+            rows.append(row)
+            ticks = f"{program.input_ticks}+{program.latency}"
+            print(f"{name:<22}{method:<14}{copies:>6}{100 * row['accuracy']:>9.2f}%{100 * float_acc:>9.2f}%"
+                  f"{program.num_cores:>7}{ticks:>7}{row['energy_uj']:>10.3f}{compile_s:>10.1f}"
+                  f"{row['emulate_s']:>10.1f}  {paper}", flush=True)
+    print(f"\n{len(images)} MNIST test images; energy from the chip energy model (crossmap info).")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
