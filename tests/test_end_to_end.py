@@ -1,0 +1,126 @@
+"""Compile -> load -> emulate -> verify, through the Python API and the CLI, on small inline models.
+
+The oracle: the emulated compiled program equals onnxruntime on the deployed model, sample by
+sample, for deterministic and stochastic binarization and both input encodings, on chips small
+enough that layers split over many cores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+import crossmap
+from crossmap.chip import ChipSpec
+from crossmap.cli import main
+from crossmap.errors import BinarizeError, CrossmapError, OutputExistsError
+from crossmap.encoding import encode
+from crossmap.runner import run_arrays
+from crossmap.verify import verify
+
+from onnx_models import binary_mlp, mlp
+
+SMALL_CHIP = ChipSpec.truenorth().replace(axons_per_core=160, neurons_per_core=8, mesh_x=8, mesh_y=8)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "bmlp.onnx"
+    onnx.save(binary_mlp((64, 32, 10), seed=3), str(path))
+    return path
+
+
+def binary_images(n: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((n, 64)) > 0.5).astype(np.float32)
+
+
+@pytest.mark.parametrize("pipeline", [
+    "binarize_deterministic,partition,place,route,emit",
+    "binarize_deterministic{encoding=rate;ticks=4},partition{fanout=splitter},place,route,emit",
+    "binarize_stochastic{ensemble=3},partition,place,route,emit",
+])
+def test_compiled_program_equals_onnxruntime_on_deployed_model(model_path, tmp_path, pipeline):
+    program = crossmap.compile(model_path, tmp_path / "out", chip=SMALL_CHIP, pipeline=pipeline, seed=5)
+    assert program.num_cores > 4  # the layers really split over cores
+    loaded = crossmap.load(tmp_path / "out")
+    assert loaded.checksum() == program.checksum()
+    assert loaded.metadata["pipeline"].startswith(pipeline.split(",")[0].split("{")[0])
+    report = verify(loaded, model_path, inputs=binary_images(48), limit=48)
+    assert report.ok, report.detail
+    assert report.samples == 48
+
+
+def test_verify_names_the_diverging_layer_and_core(model_path, tmp_path):
+    crossmap.compile(model_path, tmp_path / "out", chip=SMALL_CHIP, seed=1)
+    program = crossmap.load(tmp_path / "out")
+    # sabotage one neuron of the output layer: it can never fire
+    gid = program.group_names.index(program.group_names[-1])
+    cores, neurons = np.nonzero(program.neuron_group == gid)
+    program.alpha[cores[0], neurons[0]] = program.chip.alpha_max
+    report = verify(program, model_path, inputs=binary_images(64), limit=64)
+    assert not report.ok
+    assert report.diverging_group == program.group_names[gid]
+    assert int(cores[0]) in report.diverging_cores
+
+
+def test_same_seed_gives_byte_identical_programs(model_path, tmp_path):
+    for name in ("a", "b"):
+        crossmap.compile(model_path, tmp_path / name, chip=SMALL_CHIP, binarize="stochastic", ensemble=2, seed=9)
+    for file in ("manifest.json", "arrays.npz"):
+        assert (tmp_path / "a" / file).read_bytes() == (tmp_path / "b" / file).read_bytes()
+
+
+def test_existing_output_refused_and_failed_compile_leaves_nothing(model_path, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OutputExistsError, match="already exists"):
+        crossmap.compile(model_path, out, chip=SMALL_CHIP)
+    float_model = tmp_path / "float.onnx"
+    onnx.save(mlp((16, 8, 4), softmax=False), str(float_model))
+    with pytest.raises(BinarizeError):
+        crossmap.compile(float_model, tmp_path / "never", chip=SMALL_CHIP)
+    assert not (tmp_path / "never").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.onnx", "out"]  # no temp dirs left
+
+
+def test_lsq_compiles_a_float_mlp(tmp_path):
+    path = tmp_path / "float.onnx"
+    onnx.save(mlp((16, 12, 4), seed=2), str(path))
+    calibration = np.random.default_rng(0).random((64, 16)).astype(np.float32)
+    program = crossmap.compile(path, tmp_path / "out", chip=SMALL_CHIP, binarize="lsq", calibration=calibration,
+                               time_limit=2)
+    assert program.input_ticks > 1 and "binarize_lsq" in program.reports
+
+
+def test_run_arrays_reports_accuracy_and_energy(model_path, tmp_path):
+    program = crossmap.compile(model_path, None, chip=SMALL_CHIP)
+    x = binary_images(40)
+    labels = crossmap.emulate(program, encode(program.encoding, x)).predictions
+    summary = run_arrays(program, x, labels, batch_size=16, show_progress=False)
+    assert summary["accuracy"] == 1.0 and summary["samples"] == 40
+    assert summary["energy_per_sample_uj"] > 0 and summary["spikes_per_sample"] > 0
+    assert summary["energy_per_sample_uj"] == pytest.approx(sum(summary["energy_breakdown_uj"].values()))
+
+
+def test_cli_compile_report_verify(model_path, tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["compile", str(model_path), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["cores"] >= 1 and summary["latency_ticks"] >= 1
+    assert main(["compile", str(model_path), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["compile", str(model_path), "-o", str(out), "--force", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), str(model_path), "--json", "--limit", "16"]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert main(["report", str(out), "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+
+
+def test_cli_missing_model_is_a_clear_error(tmp_path, capsys):
+    code = main(["compile", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code != 0 and "nope.onnx" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
