@@ -205,6 +205,8 @@ class DeployedNetwork:
         counts = {g.name: np.zeros((batch, g.size), np.int64) for g in self.groups if (g.output_class >= 0).any()}
         recorded = {g.name: [] for g in self.groups}
         incoming = {g.name: self.incoming(g.name) for g in self.groups}
+        # per line, the weight its type gives each target neuron (transposed: target x line)
+        weights = {id(l): _line_weights(l, g.weight) for g in self.groups for l in incoming[g.name]}
         for t in range(total):
             new_fired = {}
             for g in self.groups:
@@ -218,11 +220,7 @@ class DeployedNetwork:
                         active = fired[l.source][(t - d) % history, :, l.source_index].T if t >= 1 else \
                             np.zeros((batch, l.num_lines), bool)
                         active = active & (t - d >= 0)[None, :]
-                    # per line, the weight its type gives each target neuron
-                    syn = l.synapses.tocoo()
-                    w = g.weight[syn.col, l.axon_type[syn.row]].astype(np.int64)
-                    contrib = sp.csr_matrix((w, (syn.row, syn.col)), shape=l.synapses.shape)
-                    acc += np.asarray(contrib.T @ active.astype(np.int64).T).T
+                    acc += np.asarray(weights[id(l)] @ active.astype(np.int64).T).T
                 v = np.clip(volt[g.name] + acc, chip.v_min, chip.v_max)
                 v = np.clip(v + g.leak, chip.v_min, chip.v_max)
                 fire = v >= g.alpha
@@ -245,6 +243,13 @@ class DeployedNetwork:
         if record:
             out["spikes"] = {k: np.stack(v) if v else np.zeros((0, batch, 0), bool) for k, v in recorded.items()}
         return out
+
+
+def _line_weights(lines: Lines, weight: np.ndarray) -> sp.csr_matrix:
+    """(target size, lines) int64: the weight each line's type gives each target neuron it reaches."""
+    syn = lines.synapses.tocoo()
+    w = weight[syn.col, lines.axon_type[syn.row]].astype(np.int64)
+    return sp.csr_matrix((w, (syn.col, syn.row)), shape=(lines.synapses.shape[1], lines.synapses.shape[0]))
 
 
 def _check(owner: str, name: str, arr: np.ndarray, lo: int, hi: int) -> None:
