@@ -1,0 +1,395 @@
+"""Shared pieces of the training recipes: arguments, data, straight-through estimators, the
+training loop, an ONNX graph builder for the chip-ready contract, and onnxruntime checks.
+
+Every recipe imports this file as ``common`` (run the recipes as ``python models/train_<name>.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from crossmap.datasets import load_mnist  # noqa: E402
+
+OPSET = 17
+IR_VERSION = 8
+
+
+# ---------------------------------------------------------------- arguments, data, loop
+
+def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
+               extra: Callable[[argparse.ArgumentParser], None] | None = None,
+               min_threshold: str | None = None) -> argparse.Namespace:
+    """The common command line of a recipe: epochs, output path, data dir, seed, threads."""
+    parser = argparse.ArgumentParser(description=f"train {name} on MNIST and export it as ONNX")
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / f"{name}.onnx"))
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX directory (default: crossmap's lookup)")
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads, at most 2 (default 1: on a shared machine 2 threads can be far slower)")
+    parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images (smoke tests)")
+    if min_threshold is not None:
+        parser.add_argument("--min-threshold", default=min_threshold,
+                            help="lowest real firing threshold of a step neuron (0.5: every neuron needs an "
+                                 "integer input >= 1 to fire), or 'none' (neurons may fire without input)")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args()
+    if min_threshold is not None:
+        args.min_threshold = None if args.min_threshold.lower() == "none" else float(args.min_threshold)
+    args.name = name
+    args.command = "python models/" + Path(sys.argv[0]).name + " " + " ".join(sys.argv[1:])
+    return args
+
+
+def setup(args: argparse.Namespace) -> None:
+    """Thread count and seeds."""
+    torch.set_num_threads(max(1, min(args.threads, 2)))
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+
+
+def load_data(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """MNIST float images (n, 1, 28, 28) in [0, 1] and int64 labels, train and test."""
+    xtr, ytr = load_mnist("train", data_dir=args.data_dir)
+    xte, yte = load_mnist("test", data_dir=args.data_dir)
+    if args.train_limit:
+        keep = np.random.default_rng(args.seed).permutation(len(ytr))[: args.train_limit]
+        xtr, ytr = xtr[keep], ytr[keep]
+    return {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte}
+
+
+def binarize_input(x: torch.Tensor) -> torch.Tensor:
+    """The chip's threshold input encoding: a pixel spikes when its value is above 0.5."""
+    return (x > 0.5).float()
+
+
+def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Random translations by up to ``max_shift`` pixels in each axis (zero fill), one per image."""
+    if max_shift <= 0:
+        return x
+    n = x.shape[0]
+    pad = torch.nn.functional.pad(x, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(28)[None, :])[:, None, :, None].expand(n, x.shape[1], 28, pad.shape[3])
+    out = torch.gather(pad, 2, rows)
+    cols = (dx[:, None] + torch.arange(28)[None, :])[:, None, None, :].expand(n, x.shape[1], 28, 28)
+    return torch.gather(out, 3, cols)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Class predictions of ``model`` (in eval mode) on float images; ties go to the lowest class."""
+    model.eval()
+    out = []
+    for lo in range(0, len(x), batch):
+        scores = model(binarize_input(torch.from_numpy(x[lo:lo + batch])))
+        out.append(scores.argmax(1).numpy())
+    return np.concatenate(out)
+
+
+def param_groups(model: torch.nn.Module, lr: float, fast: tuple[str, ...] = ("bias", "theta"),
+                 factor: float = 10.0) -> list[dict]:
+    """Optimizer groups: thresholds and biases (in units of integer sums) learn ``factor`` times faster."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    quick = [p for n, p in named if n.rsplit(".", 1)[-1] in fast]
+    slow = [p for n, p in named if n.rsplit(".", 1)[-1] not in fast]
+    return [{"params": slow, "lr": lr}, {"params": quick, "lr": factor * lr}]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> None:
+    """Replace the running statistics of every batch norm by exact averages over ``x`` (binarized
+    images) under the current weights. Binary networks move fast; a running average lags behind
+    and flips many step neurons at test time."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    model.train()
+    for lo in range(0, len(x), batch):
+        model(x[lo:lo + batch])
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    if hasattr(model, "constrain"):
+        model.constrain()
+
+
+def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Namespace,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: torch.optim.Optimizer, after_step: Callable[[], None] | None = None,
+        max_shift: int = 0) -> dict[str, float]:
+    """Train for ``args.epochs`` with a cosine learning-rate schedule, printing loss, train and
+    test accuracy and time per epoch. Returns the final test accuracy and the training time."""
+    xtr, ytr = torch.from_numpy(data["xtr"]), torch.from_numpy(data["ytr"])
+    n = len(ytr)
+    steps = args.epochs * math.ceil(n / args.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                    total_steps=steps, pct_start=0.15, anneal_strategy="cos",
+                                                    div_factor=10.0, final_div_factor=100.0,
+                                                    cycle_momentum=False)
+    generator = torch.Generator().manual_seed(args.seed)
+    start = time.perf_counter()
+    test_acc = 0.0
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = torch.randperm(n, generator=generator)
+        total_loss, correct = 0.0, 0
+        for lo in range(0, n, args.batch_size):
+            idx = order[lo:lo + args.batch_size]
+            xb = binarize_input(shift_images(xtr[idx], max_shift, generator))
+            scores = model(xb)
+            loss = loss_fn(scores, ytr[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if after_step is not None:
+                after_step()
+            total_loss += float(loss.detach()) * len(idx)
+            correct += int((scores.argmax(1) == ytr[idx]).sum())
+        recalibrate_batchnorm(model, binarize_input(xtr[order[:10000]]))
+        test_acc = float((predict(model, data["xte"]) == data["yte"]).mean())
+        print(f"epoch {epoch:3d}/{args.epochs}  loss {total_loss / n:.4f}  train acc {100 * correct / n:.2f}%  "
+              f"test acc {100 * test_acc:.2f}%  [{time.perf_counter() - start:.0f} s]", flush=True)
+    return {"test_accuracy": test_acc, "train_seconds": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------- straight-through estimators
+
+class StepSTE(torch.autograd.Function):
+    """Forward: 1 where z > 0 else 0. Backward: the gradient passes where |z| < 1 (hard tanh)."""
+
+    @staticmethod
+    def forward(ctx, z):  # type: ignore[override]
+        ctx.save_for_backward(z)
+        return (z > 0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        return grad * (z.abs() < 1).to(grad.dtype)
+
+
+class RoundSTE(torch.autograd.Function):
+    """Forward: a function of the latent value (given by ``kind``). Backward: identity."""
+
+    @staticmethod
+    def forward(ctx, w, kind: str):  # type: ignore[override]
+        if kind == "binary":  # {0, 1}: connected when the latent probability exceeds 1/2
+            return (w > 0.5).to(w.dtype)
+        if kind == "sign":  # {-1, +1}
+            return torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
+        if kind == "ternary":  # {-1, 0, +1}: zero inside the dead zone |w| <= 1/2
+            return (torch.sign(w) * (w.abs() > 0.5)).to(w.dtype)
+        raise ValueError(kind)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad, None
+
+
+def step(z: torch.Tensor) -> torch.Tensor:
+    """Binary step neuron with a straight-through gradient."""
+    return StepSTE.apply(z)
+
+
+def quantize(w: torch.Tensor, kind: str) -> torch.Tensor:
+    """``binary``, ``sign`` or ``ternary`` values of a latent weight with a straight-through gradient."""
+    return RoundSTE.apply(w, kind)
+
+
+OUTPUT_SHIFT = -1.28  # initial BN shift of output (voting) neurons: P(z > 0) ~ 10% at the start
+
+
+class ThresholdNorm(torch.nn.Module):
+    """Batch norm with its scale fixed at 1 in front of a step neuron: in eval the neuron fires
+    iff its integer sum s exceeds the threshold c = running_mean - shift * running_std (see
+    ``threshold``). ``constrain`` keeps c >= ``floor`` (default 1/2: the neuron needs an integer sum
+    >= 1 to fire, so it is silent without input) by lowering the shift. Features on dimension 1.
+    ``shift`` is the initial BN shift: -1.28 makes a neuron fire for ~10% of the inputs at the
+    start (output neurons voting for one of 10 classes learn much faster from there)."""
+
+    def __init__(self, features: int, floor: float | None = 0.5, spatial: bool = False, shift: float = 0.0) -> None:
+        super().__init__()
+        self.bn = (torch.nn.BatchNorm2d if spatial else torch.nn.BatchNorm1d)(features)
+        self.bn.weight.requires_grad_(False)
+        with torch.no_grad():
+            self.bn.bias.fill_(shift)
+        self.floor = floor
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        """The batch-normalised sum; its sign decides firing."""
+        return self.bn(s)
+
+    def threshold(self) -> np.ndarray:
+        """c per neuron (float64): the neuron fires iff s > c."""
+        return bn_threshold(self.bn)
+
+    def constrain(self) -> None:
+        """Lower the shift where the threshold would fall below the floor."""
+        if self.floor is None:
+            return
+        with torch.no_grad():
+            std = torch.sqrt(self.bn.running_var + self.bn.eps)
+            self.bn.bias.copy_(torch.minimum(self.bn.bias, (self.bn.running_mean - self.floor) / std))
+
+
+def bn_threshold(bn: torch.nn.BatchNorm1d | torch.nn.BatchNorm2d) -> np.ndarray:
+    """The integer-sum threshold of ``step(BN(s))`` in eval mode: the neuron fires iff s > c.
+
+    Requires a positive BN scale (the recipes fix it at 1)."""
+    var = bn.running_var.detach().double().numpy()
+    mean = bn.running_mean.detach().double().numpy()
+    scale = bn.weight.detach().double().numpy() if bn.affine else np.ones_like(mean)
+    shift = bn.bias.detach().double().numpy() if bn.affine else np.zeros_like(mean)
+    if np.any(scale <= 0):
+        raise ValueError("BN scale must be positive to fold into a threshold")
+    return mean - shift * np.sqrt(var + bn.eps) / scale
+
+
+def integer_bias(threshold: np.ndarray) -> np.ndarray:
+    """For integer sums s, ``s > c`` equals ``s + b > 0`` with b = -floor(c) - 0.5 (a half-integer,
+    so no sum ever sits exactly on the decision boundary). The integer firing threshold is -b + 0.5."""
+    return (-np.floor(threshold) - 0.5).astype(np.float32)
+
+
+# ---------------------------------------------------------------- ONNX building
+
+class GraphBuilder:
+    """Builds a chip-ready ONNX graph with onnx.helper from numpy weights."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self.count = 0
+
+    def const(self, name: str, value: np.ndarray | float) -> str:
+        """Add an initializer (float32 unless given an integer array) and return its name."""
+        array = np.asarray(value)
+        if array.dtype.kind == "f":
+            array = array.astype(np.float32)
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], name: str | None = None, **attrs) -> str:
+        """Add one node with a single output; return the output name."""
+        self.count += 1
+        out = name or f"{op_type.lower()}_{self.count}"
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{self.count}", **attrs))
+        return out
+
+    def encode_input(self) -> str:
+        """x -> Greater(x, 0.5) -> Cast(FLOAT): the threshold input encoding."""
+        half = self.const("input_threshold", np.array(0.5, np.float32))
+        spikes = self.op("Greater", ["x", half])
+        return self.op("Cast", [spikes], name="x_spikes", to=TensorProto.FLOAT)
+
+    def step(self, h: str, name: str) -> str:
+        """Greater(h, 0) -> Cast(FLOAT): a step neuron layer."""
+        if "step_zero" not in {t.name for t in self.initializers}:
+            self.const("step_zero", np.array(0.0, np.float32))
+        fired = self.op("Greater", [h, "step_zero"])
+        return self.op("Cast", [fired], name=name, to=TensorProto.FLOAT)
+
+    def flatten(self, h: str) -> str:
+        """Flatten to (batch, features)."""
+        return self.op("Flatten", [h], axis=1)
+
+    def gemm(self, h: str, weight: np.ndarray, bias: np.ndarray | None, prefix: str) -> str:
+        """h @ weight (+ bias); weight is (inputs, outputs)."""
+        inputs = [h, self.const(f"{prefix}.weight", weight)]
+        if bias is not None:
+            inputs.append(self.const(f"{prefix}.bias", bias))
+        return self.op("Gemm", inputs, name=f"{prefix}.out")
+
+    def conv(self, h: str, weight: np.ndarray, bias: np.ndarray | None, prefix: str, *, stride: int = 1,
+             pad: int = 0, group: int = 1) -> str:
+        """A 2-D convolution, weight (out, in/group, k, k)."""
+        inputs = [h, self.const(f"{prefix}.weight", weight)]
+        if bias is not None:
+            inputs.append(self.const(f"{prefix}.bias", bias))
+        k = weight.shape[-1]
+        return self.op("Conv", inputs, name=f"{prefix}.out", kernel_shape=[k, k], strides=[stride, stride],
+                       pads=[pad] * 4, group=group)
+
+    def readout(self, spikes: str, classes: np.ndarray, num_classes: int = 10) -> str:
+        """The class readout: spikes (batch, n) @ a fixed 0/1 matrix (n, classes) -> counts ``y``."""
+        matrix = np.zeros((len(classes), num_classes), np.float32)
+        matrix[np.arange(len(classes)), classes] = 1.0
+        return self.op("MatMul", [spikes, self.const("readout.weight", matrix)], name="y")
+
+    def model(self, output: str, output_shape: list, metadata: dict[str, str]) -> onnx.ModelProto:
+        """The checked ModelProto with input ``x`` (batch, 1, 28, 28) and the given output."""
+        graph = helper.make_graph(
+            self.nodes, self.name,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 28, 28])],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch"] + output_shape)],
+            self.initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                                  producer_name="crossmap-models")
+        model.ir_version = IR_VERSION
+        for key, value in metadata.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def onnx_predict(model: onnx.ModelProto, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Class predictions of an ONNX model with onnxruntime (argmax, ties to the lowest class)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[lo:lo + batch]})[0].argmax(1)
+                           for lo in range(0, len(x), batch)])
+
+
+def save_checked(model: onnx.ModelProto, path: str | Path, data: dict[str, np.ndarray],
+                 reference: np.ndarray | None, label: str) -> float:
+    """Run ``model`` with onnxruntime on the 10,000 test images, compare its predictions with
+    ``reference`` (the torch model's), save it, and return its test accuracy."""
+    pred = onnx_predict(model, data["xte"])
+    acc = float((pred == data["yte"]).mean())
+    line = f"{label}: onnxruntime test accuracy {100 * acc:.2f}% on {len(pred)} images"
+    if reference is not None:
+        line += f"; predictions differing from torch: {int((pred != reference).sum())}"
+    print(line, flush=True)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "crossmap.test_accuracy", f"{acc:.4f}"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    print(f"wrote {path} ({Path(path).stat().st_size / 1024:.0f} KiB)", flush=True)
+    return acc
+
+
+def training_metadata(args: argparse.Namespace, result: dict[str, float], **extra: object) -> dict[str, str]:
+    """ONNX metadata recording how a model was trained."""
+    meta = {"crossmap.model": args.name, "crossmap.command": args.command.strip(),
+            "crossmap.epochs": str(args.epochs), "crossmap.train_seconds": f"{result['train_seconds']:.0f}",
+            "crossmap.torch_test_accuracy": f"{result['test_accuracy']:.4f}"}
+    meta.update({f"crossmap.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
+    return meta
