@@ -169,6 +169,7 @@ def _cpsat_coloring(adj: sp.csr_matrix, colors: int, clique: list[int], time_lim
                     seed: int, max_edges: int = 200_000) -> np.ndarray | None:
     """An exact colouring by CP-SAT within ``time_limit`` (deterministic time), or None."""
     from ortools.sat.python import cp_model
+    from .solvers import reproducible_solver
 
     upper = sp.triu(adj, k=1).tocoo()
     if upper.nnz > max_edges:
@@ -183,10 +184,7 @@ def _cpsat_coloring(adj: sp.csr_matrix, colors: int, clique: list[int], time_lim
             model.AddBoolOr([x[i][c].Not(), x[k][c].Not()])
     for c, v in enumerate(clique[:colors]):
         model.Add(x[v][c] == 1)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = float(time_limit)
-    solver.parameters.num_workers = 1
-    solver.parameters.random_seed = int(seed)
+    solver = reproducible_solver(time_limit, seed)
     status = solver.Solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None

@@ -36,6 +36,7 @@ def l1_connections(coef: np.ndarray, fixed: np.ndarray, target: np.ndarray, hint
     if method == "lp":
         return _lp_round(coef, fixed, target, capacity)
     from ortools.sat.python import cp_model
+    from .solvers import reproducible_solver
 
     n_s, n_i, n_c = coef.shape
     model = cp_model.CpModel()
@@ -61,10 +62,7 @@ def l1_connections(coef: np.ndarray, fixed: np.ndarray, target: np.ndarray, hint
         for c in range(n_c):
             model.AddHint(b[i][c], int(hint[i] == c))
     model.AddHint(bias, int(bias_hint))
-    solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = float(time_limit)
-    solver.parameters.num_workers = 1
-    solver.parameters.random_seed = int(seed)
+    solver = reproducible_solver(time_limit, seed)
     status = solver.Solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None

@@ -162,6 +162,7 @@ def solve_pack(reads: sp.csr_matrix, weights: np.ndarray, key_cost: np.ndarray, 
     """Improve the packing ``start`` with CP-SAT (fewest cores, then least summed key cost, where a
     key used on two cores costs twice). Deterministic: one worker, fixed seed, deterministic time."""
     from ortools.sat.python import cp_model
+    from .solvers import reproducible_solver
 
     reads = reads.tocsr()
     n_items, n_keys = reads.shape
@@ -189,10 +190,7 @@ def solve_pack(reads: sp.csr_matrix, weights: np.ndarray, key_cost: np.ndarray, 
     for i in range(n_items):
         for c in range(K):
             model.AddHint(x[i][c], home[i] == c)
-    solver = cp_model.CpSolver()
-    solver.parameters.num_workers = 1
-    solver.parameters.random_seed = int(seed)
-    solver.parameters.max_deterministic_time = float(time_limit)
+    solver = reproducible_solver(time_limit, seed)
     status = solver.Solve(model)
     name = solver.StatusName(status)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):

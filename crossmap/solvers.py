@@ -1,0 +1,15 @@
+"""OR-Tools settings shared by the passes."""
+
+from __future__ import annotations
+
+from ortools.sat.python import cp_model
+
+
+def reproducible_solver(time_limit: float, seed: int) -> cp_model.CpSolver:
+    """A CP-SAT solver that gives the same answer on every run: one worker, a fixed seed, and a
+    deterministic time limit (in CP-SAT's deterministic seconds)."""
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = int(seed)
+    solver.parameters.max_deterministic_time = float(time_limit)
+    return solver
