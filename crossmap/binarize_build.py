@@ -15,7 +15,15 @@ Step neurons. A step neuron fires iff its integer synaptic sum s >= θ. With θ 
   -beta = 0), so every tick is an independent frame and rate-coded inputs stream through.
 - θ > 1 - leak_min: alpha = θ, leak = 0 (exact for one frame: the neuron sees input on one tick
   only and V never rises afterwards; refused when several input ticks are asked for).
-- θ <= 0 (the neuron fires with zero input, e.g. a positive bias): a positive leak would make it
+- θ < alpha_min with one input tick (the neuron fires with zero input, e.g. a positive bias), when
+  the layer's read tick l is known ("timed"): leak λ = max(0, 1 - θ), alpha = alpha_min,
+  initial_v = alpha_min - θ - (l + 1) λ and beta = max(0, -initial_v). V climbs by λ per tick and
+  reaches alpha_min - θ exactly on tick l, so the neuron fires on tick l iff s >= θ; before l it
+  stays below alpha_min because λ > -θ, and no input reaches it before l. After l it may fire again
+  on its own, but those spikes reach each later layer after that layer's read tick, so they never
+  change an output inside the run window (input ticks + latency); they do count as activity. No
+  axon is spent; the partition pass refuses to shift such a layer's tick with splitters.
+- θ <= 0 otherwise (several input ticks, or λ beyond the leak range): a positive leak would make it
   fire on every tick, before and after its frame. Instead it reads the always-on bias channel (an
   extra input channel that spikes on every input tick, relayed to the layer's tick like any other
   source) with a weight w_b >= 1 - θ and then uses θ + w_b as above. The bias lines take part in
@@ -61,8 +69,11 @@ class IntLayer:
 
 
 def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: ChipSpec, *,
-                 memoryless: bool, remedy: str) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
-    """Parameters and bias-line weights of step neurons firing iff s >= theta (see module docstring)."""
+                 memoryless: bool, remedy: str, read_tick: int | None = None
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
+    """Parameters and bias-line weights of step neurons firing iff s >= theta (see module docstring).
+    With ``read_tick`` (the tick the layer reads its single frame) neurons that fire with zero
+    input are timed by initial_v and leak instead of reading the bias channel, where possible."""
     w = sp.csr_matrix(weights, dtype=np.int64)
     n = w.shape[0]
     s_min = np.asarray(w.minimum(0).sum(axis=1)).ravel()
@@ -77,7 +88,12 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
     alpha = np.full(n, a0, np.int64)
     leak = np.zeros(n, np.int64)
     copies: list[list[int]] = [[] for _ in range(n)]
-    for j in np.flatnonzero(theta < a0):
+    timed_leak = np.maximum(0, 1 - theta)
+    timed = (theta < a0) & (timed_leak <= chip.leak_max) if (read_tick is not None and not memoryless) \
+        else np.zeros(n, bool)
+    timed_v0 = a0 - theta - (int(read_tick or 0) + 1) * timed_leak
+    timed &= (timed_v0 >= chip.v_min) & (-timed_v0 <= chip.beta_max)
+    for j in np.flatnonzero((theta < a0) & ~timed):
         copies[j] = _bias_copies(layer, j, int(a0 - theta[j]), w.data[w.indptr[j]:w.indptr[j + 1]], chip,
                                  leak_room - a0, remedy)
     width = max((len(c) for c in copies), default=0)
@@ -101,9 +117,15 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
                             f"(alpha = {a0}, leak = {a0} - threshold >= {chip.leak_min}) cannot have, so several "
                             f"input ticks would mix frames; use one input tick (threshold encoding, ticks=1), "
                             f"or {remedy}")
-    params = {"alpha": alpha, "beta": np.zeros(n, np.int64), "leak": leak, "reset_mode": np.zeros(n, np.int64),
-              "reset_value": np.zeros(n, np.int64), "initial_v": np.zeros(n, np.int64)}
-    info = {"bias_neurons": int(np.count_nonzero(bias)), "bias_lines": width, "one_shot_neurons": int(big.sum()),
+    beta = np.zeros(n, np.int64)
+    initial_v = np.zeros(n, np.int64)
+    alpha[timed] = a0
+    leak[timed] = timed_leak[timed]
+    initial_v[timed] = timed_v0[timed]
+    beta[timed] = np.maximum(0, -timed_v0[timed])
+    params = {"alpha": alpha, "beta": beta, "leak": leak, "reset_mode": np.zeros(n, np.int64),
+              "reset_value": np.zeros(n, np.int64), "initial_v": initial_v}
+    info = {"timed_neurons": int(timed.sum()), "bias_neurons": int(np.count_nonzero(bias)), "bias_lines": width, "one_shot_neurons": int(big.sum()),
             "silent_neurons": int(np.sum(theta > s_max)), "always_on_neurons": int(np.sum(theta <= s_min))}
     return params, bias_matrix, info
 

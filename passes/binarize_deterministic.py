@@ -41,6 +41,7 @@ class BinarizeDeterministic:
     tolerance: float = 1e-4  # how far w / scale may be from an integer
     rescale: bool = False  # quantize neurons without an exact form (error reported) instead of failing
     time_limit: float = 5.0  # CP-SAT seconds (deterministic time) per layer for the axon type grouping
+    timed: bool = True  # one input tick: time zero-input neurons by initial_v + leak, not the bias channel
 
     def run(self, state: CompileState) -> CompileState:
         """Binarize ``state.network`` into ``state.deployed``; report per layer."""
@@ -58,7 +59,7 @@ class BinarizeDeterministic:
             ints = integer_step_layer(layer, chip, mode=self.weights, tolerance=self.tolerance,
                                       rescale=self.rescale)
             params, bias, info = step_neurons(layer.name, ints.theta, ints.weights, chip, memoryless=memoryless,
-                                              remedy=REMEDY)
+                                              remedy=REMEDY, read_tick=layer.depth - 1 if self.timed else None)
             offsets = np.cumsum([0] + [b.shape[1] for b in layer.blocks])
             sources = [(src, np.arange(offsets[i + 1] - offsets[i])) for i, src in enumerate(layer.sources)]
             entry = builder.add(IntLayer(name=layer.name, layer=layer.name, depth=layer.depth, sources=sources,

@@ -43,9 +43,29 @@ def test_last_step_layer_votes_one_neuron_per_class():
     assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
 
 
+def test_spontaneous_neurons_are_timed_in_one_tick_without_a_bias_channel():
+    net = step_mlp([10, 8, 7, 6], seed=3, classes=2, bias_range=4)
+    deployed, report = deploy(net)
+    assert not report["bias_channel"] and deployed.num_inputs == 10
+    assert sum(layer["timed_neurons"] for layer in report["layers"]) > 0
+    timed = [g for g in deployed.groups if (g.leak > 0).any()]
+    assert timed and all((g.initial_v[g.leak > 0] <= 0).all() for g in timed)
+    x = binary_inputs(200, 10, seed=4)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+    # through partition and the emulator, on a chip small enough to split every layer
+    from crossmap import emulate
+    from crossmap.passes.partition import Partition
+
+    state = state_for(net, chip=ChipSpec(axons_per_core=32, neurons_per_core=3))
+    BinarizeDeterministic().run(state)
+    Partition().run(state)
+    spikes = encode(state.deployed.encoding, x)
+    assert np.array_equal(emulate(state.program, spikes).class_counts, net.evaluate(x))
+
+
 def test_spontaneous_neurons_use_the_bias_channel_not_a_leak():
     net = step_mlp([10, 8, 6], seed=3, classes=2, bias_range=4)
-    deployed, report = deploy(net)
+    deployed, report = deploy(net, timed=False)
     assert report["bias_channel"] and deployed.encoding["bias_channel"]
     assert deployed.num_inputs == 11
     assert all((g.leak <= 0).all() for g in deployed.groups)
@@ -150,6 +170,8 @@ def test_inclusive_threshold_and_exact_ties():
     deployed, _ = deploy(net)
     x = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
     assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+    timed, _ = deploy(net)  # one input tick: timed by initial_v and leak, no type needed
+    assert timed.num_inputs == 3 and np.array_equal(class_counts(timed, x), net.evaluate(x))
 
 
 # ------------------------------------------------------------------ bad input
@@ -217,8 +239,8 @@ def test_spontaneous_neuron_without_a_free_type_is_refused():
     net = Network([Population(INPUT, (3,)), step_pop("h", 1, np.array([2.5]))],
                   [Projection(INPUT, "h", sp.csr_matrix(w))], "h")
     with pytest.raises(BinarizeError, match=r"layer 'h': neuron 0 fires with zero input.*no axon type is left"):
-        BinarizeDeterministic().run(state_for(net, chip=ChipSpec(axon_types=2)))
-    deployed, _ = deploy(net)  # with 4 types the bias line gets its own type
+        BinarizeDeterministic(timed=False).run(state_for(net, chip=ChipSpec(axon_types=2)))
+    deployed, _ = deploy(net, timed=False)  # with 4 types the bias line gets its own type
     x = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], float)
     assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
 
