@@ -59,13 +59,13 @@ def main() -> int:
     """Compile, emulate and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="MNIST directory (or $CROSSMAP_DATA_DIR)")
-    parser.add_argument("--limit", type=int, default=None, help="first N test images (default all 10,000)")
+    parser.add_argument("--limit", type=int, default=None, help="a fixed random subset of N test images (default all 10,000)")
     parser.add_argument("--models", default=None, help="comma-separated row names (default all)")
     parser.add_argument("--ensembles", default=None, help="comma-separated ensemble sizes for stochastic rows")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = parser.parse_args()
-    images, labels = load_mnist("test", data_dir=args.data_dir, limit=args.limit)
+    images, labels = load_mnist("test", data_dir=args.data_dir, limit=args.limit, seed=0 if args.limit else None)
     wanted = set(args.models.split(",")) if args.models else None
     rows = []
     header = (f"{'model':<22}{'binarize':<14}{'copies':>6}{'chip acc':>10}{'float acc':>10}{'cores':>7}"

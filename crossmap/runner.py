@@ -12,14 +12,16 @@ from .errors import InputError
 
 def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of ``mnist`` (IDX files) or ``sample`` (the bundled MNIST sample)."""
+    """Images and labels of ``mnist`` (IDX files; with ``limit`` a seeded random subset) or
+    ``sample`` (the bundled MNIST sample)."""
     from .datasets import load_mnist, load_sample
 
     if name == "sample":
         images, labels = load_sample()
         return (images[:limit], labels[:limit]) if limit else (images, labels)
     if name == "mnist":
-        return load_mnist(split=split, data_dir=data_dir, limit=limit)
+        # a seeded random subset: some copies of MNIST are sorted by label, so the first N would not do
+        return load_mnist(split=split, data_dir=data_dir, limit=limit, seed=0 if limit else None)
     raise InputError(f"unknown dataset {name!r}; available: mnist, sample")
 
 

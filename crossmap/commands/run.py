@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mnist (IDX files) or sample (the small MNIST sample bundled with crossmap)")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $CROSSMAP_DATA_DIR or the cache)")
     p.add_argument("--split", default="test", choices=["test", "train"])
-    p.add_argument("--limit", type=int, default=None, help="use the first N samples")
+    p.add_argument("--limit", type=int, default=None, help="use N samples (a fixed random subset: MNIST copies may be sorted by label)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--backend", default="emulator", choices=["emulator", "reference"])
     p.add_argument("--json", action="store_true", help="print JSON")
