@@ -74,16 +74,23 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
         passes = [p for p in passes if p.name != "emit"]
     source_sha = _sha256(model)
     network = import_onnx(model)
+    custom = calibration is not None
     state = CompileState(chip=chip_spec, seed=seed, network=network,
-                         calibration=calibration if calibration is not None else calibration_inputs(network, seed=seed),
+                         calibration=calibration if custom else calibration_inputs(network, seed=seed),
                          output_dir=Path(output) if output is not None else None, overwrite=overwrite,
                          progress=progress)
     state.metadata.update({"pipeline": format_pipeline(passes), "seed": int(seed), "source_sha256": source_sha,
-                           "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>"})
+                           "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>",
+                           "calibration": calibration_digest(state.calibration) if custom else "default"})
     state = run_pipeline(passes, state, before_emit=_stamp)
     program = state.program
     program.reports = state.reports
     return program
+
+
+def calibration_digest(calibration: np.ndarray) -> str:
+    """SHA-256 of calibration inputs (float32, C order), recorded so ``verify`` can check them."""
+    return hashlib.sha256(np.ascontiguousarray(calibration, dtype=np.float32).tobytes()).hexdigest()
 
 
 def _stamp(state: CompileState) -> None:

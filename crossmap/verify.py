@@ -41,9 +41,10 @@ class VerifyReport:
                 "diverging_cores": self.diverging_cores, "detail": self.detail}
 
 
-def rebuild_deployed(program: Any, model: Any) -> Any:
-    """The deployed network of ``model`` made by the binarize pass recorded in ``program``."""
-    from .compiler import calibration_inputs
+def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = None) -> Any:
+    """The deployed network of ``model`` made by the binarize pass recorded in ``program``
+    (with the calibration inputs it was compiled with, if they were not the default ones)."""
+    from .compiler import calibration_digest, calibration_inputs
     from .frontend import import_onnx
     from .pipeline import CompileState, parse_pipeline
 
@@ -56,21 +57,31 @@ def rebuild_deployed(program: Any, model: Any) -> Any:
         raise CrossmapError(f"pipeline {spec!r} has no binarize pass; nothing to verify against")
     network = import_onnx(model)
     seed = int(program.metadata.get("seed", 0))
+    recorded = program.metadata.get("calibration", "default")
+    if calibration is None and recorded != "default":
+        raise CrossmapError(f"the program was compiled with custom calibration inputs (sha256 {recorded[:12]}...), "
+                            f"so its deployed network cannot be rebuilt without them; pass the same array as "
+                            f"verify(..., calibration=...)")
+    if calibration is not None and calibration_digest(calibration) != recorded:
+        raise CrossmapError(f"the calibration inputs given (sha256 {calibration_digest(calibration)[:12]}...) are "
+                            f"not those the program was compiled with ({recorded[:12]}...); pass the same array")
     state = CompileState(chip=program.chip, seed=seed, network=network,
-                         calibration=calibration_inputs(network, seed=seed))
+                         calibration=calibration if calibration is not None else calibration_inputs(network, seed=seed))
     state = binarize[0].run(state) or state
     return state.deployed, network
 
 
-def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: int = 64) -> VerifyReport:
-    """Compare the emulator on ``program`` with onnxruntime on the deployed ONNX of ``model``."""
+def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: int = 64,
+           calibration: np.ndarray | None = None) -> VerifyReport:
+    """Compare the emulator on ``program`` with onnxruntime on the deployed ONNX of ``model`` on
+    ``inputs`` (default: calibration-like inputs); ``calibration`` as given to compile, if any."""
     import onnxruntime as ort
 
     from . import emulate
     from .compiler import calibration_inputs
     from .encoding import encode
 
-    deployed, network = rebuild_deployed(program, model)
+    deployed, network = rebuild_deployed(program, model, calibration)
     x = calibration_inputs(network, limit=limit, seed=1) if inputs is None else inputs[:limit]
     spikes = encode(program.encoding, x)
     onnx_model = deployed.to_onnx(ticks=program.total_ticks)

@@ -92,6 +92,12 @@ def test_lsq_compiles_a_float_mlp(tmp_path):
     program = crossmap.compile(path, tmp_path / "out", chip=SMALL_CHIP, binarize="lsq", calibration=calibration,
                                time_limit=2)
     assert program.input_ticks > 1 and "binarize_lsq" in program.reports
+    with pytest.raises(CrossmapError, match="custom calibration inputs"):
+        verify(program, path, limit=8)
+    with pytest.raises(CrossmapError, match="not those the program was compiled with"):
+        verify(program, path, limit=8, calibration=calibration[:10])
+    report = verify(program, path, inputs=calibration, limit=16, calibration=calibration)
+    assert report.ok, report.detail
 
 
 def test_run_arrays_reports_accuracy_and_energy(model_path, tmp_path):
