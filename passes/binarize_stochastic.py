@@ -48,6 +48,7 @@ class BinarizeStochastic:
     threshold: float = 0.5  # input threshold when the model has no Greater input layer
     scaling: str = "neuron"  # neuron: divide by max(1, max|w|) per neuron; none: |w| > 1 is an error
     time_limit: float = 5.0  # CP-SAT seconds (deterministic time) per layer for the axon type grouping
+    timed: bool = True  # one input tick: time zero-input neurons by initial_v + leak, not the bias channel
 
     def run(self, state: CompileState) -> CompileState:
         """Sample the ensemble into ``state.deployed``; report per layer."""
@@ -71,7 +72,8 @@ class BinarizeStochastic:
                 weights, theta, info = sample_layer(layer, chip, seed=state.seed, copy=copy, layer_index=index,
                                                     scaling=self.scaling)
                 params, bias, neuron_info = step_neurons(layer.name, theta, weights, chip, memoryless=memoryless,
-                                                         remedy=REMEDY)
+                                                         remedy=REMEDY,
+                                                         read_tick=layer.depth - 1 if self.timed else None)
                 offsets = np.cumsum([0] + [b.shape[1] for b in layer.blocks])
                 sources = [(group(src), np.arange(offsets[i + 1] - offsets[i])) for i, src in enumerate(layer.sources)]
                 entry = builder.add(IntLayer(name=group(layer.name), layer=layer.name, depth=layer.depth,
