@@ -116,7 +116,7 @@ def lloyd_types(a: sp.csr_matrix, d: np.ndarray, plan: TypePlan, iterations: int
     rows = np.repeat(np.arange(a.shape[0]), np.diff(a.indptr))
     cols, vals = a.indices, a.data
     wts = d[cols]
-    n_cols, G, L = a.shape[1], plan.types, plan.copies
+    n_cols, L = a.shape[1], plan.copies
     types, levels = _initial(a, rows, cols, vals, wts, plan)
     option = _assign(vals, rows, cols, types, levels, L)
     for _ in range(iterations):

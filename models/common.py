@@ -393,3 +393,17 @@ def training_metadata(args: argparse.Namespace, result: dict[str, float], **extr
             "crossmap.torch_test_accuracy": f"{result['test_accuracy']:.4f}"}
     meta.update({f"crossmap.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
+
+
+def train_float(name: str, make_model: Callable[[], torch.nn.Module]) -> None:
+    """The recipe of the float models (mlp, lenet): Adam with cross-entropy, then a checked ONNX
+    export; ``make_model()`` builds the torch module (after the seed is set) with ``to_onnx``."""
+    args = parse_args(name, epochs=10, lr=0.003)
+    setup(args)
+    data = load_data(args)
+    model = make_model()
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
+    result = fit(model, data, args, torch.nn.functional.cross_entropy, optimizer)
+    meta = training_metadata(args, result, weights="float")
+    save_checked(model.to_onnx(meta, args.name), args.out, data, predict(model, data["xte"]), "float")
+    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")

@@ -50,15 +50,7 @@ class LeNet(nn.Module):
 
 def main() -> None:
     """Train, evaluate, export."""
-    args = common.parse_args("lenet", epochs=10, lr=0.003)
-    common.setup(args)
-    data = common.load_data(args)
-    model = LeNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
-    result = common.fit(model, data, args, nn.functional.cross_entropy, optimizer)
-    meta = common.training_metadata(args, result, weights="float")
-    common.save_checked(model.to_onnx(meta, args.name), args.out, data, common.predict(model, data["xte"]), "float")
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    common.train_float("lenet", LeNet)
 
 
 if __name__ == "__main__":

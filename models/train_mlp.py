@@ -31,22 +31,14 @@ class MLP(nn.Module):
         h = builder.flatten(builder.encode_input())
         with torch.no_grad():
             h = builder.op("Relu", [builder.gemm(h, self.fc1.weight.T.numpy(), self.fc1.bias.numpy(), "fc1")])
-            y = builder.gemm(h, self.fc2.weight.T.numpy(), self.fc2.bias.numpy(), "fc2")
+            builder.gemm(h, self.fc2.weight.T.numpy(), self.fc2.bias.numpy(), "fc2")
         builder.nodes[-1].output[0] = "y"
         return builder.model("y", [10], metadata)
 
 
 def main() -> None:
     """Train, evaluate, export."""
-    args = common.parse_args("mlp", epochs=10, lr=0.003)
-    common.setup(args)
-    data = common.load_data(args)
-    model = MLP()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
-    result = common.fit(model, data, args, nn.functional.cross_entropy, optimizer)
-    meta = common.training_metadata(args, result, weights="float")
-    common.save_checked(model.to_onnx(meta, args.name), args.out, data, common.predict(model, data["xte"]), "float")
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    common.train_float("mlp", MLP)
 
 
 if __name__ == "__main__":
