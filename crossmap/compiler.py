@@ -72,14 +72,14 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
                 p.time_limit = float(time_limit)
     if output is None:
         passes = [p for p in passes if p.name != "emit"]
-    source_sha = _sha256(model)
     network = import_onnx(model)
     custom = calibration is not None
     state = CompileState(chip=chip_spec, seed=seed, network=network,
                          calibration=calibration if custom else calibration_inputs(network, seed=seed),
                          output_dir=Path(output) if output is not None else None, overwrite=overwrite,
                          progress=progress)
-    state.metadata.update({"pipeline": format_pipeline(passes), "seed": int(seed), "source_sha256": source_sha,
+    state.metadata.update({"pipeline": format_pipeline(passes), "seed": int(seed),
+                           "source_sha256": network.metadata["sha256"],
                            "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>",
                            "calibration": calibration_digest(state.calibration) if custom else "default"})
     state = run_pipeline(passes, state, before_emit=_stamp)
@@ -97,16 +97,6 @@ def _stamp(state: CompileState) -> None:
     """Write how the program was made into its metadata (runs before emit)."""
     if state.program is not None:
         state.program.metadata.update(state.metadata)
-
-
-def _sha256(model: Any) -> str:
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model)
-        if path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-        return ""
-    serialize = getattr(model, "SerializeToString", None)
-    return hashlib.sha256(serialize()).hexdigest() if serialize else ""
 
 
 def stderr_progress(message: str) -> None:
