@@ -33,15 +33,26 @@ def structural_order(reads: sp.csr_matrix) -> np.ndarray:
     return rank
 
 
-def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int) -> list[list[int]]:
+def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int,
+                targets: sp.csr_matrix | None = None) -> list[list[int]]:
     """Items per core. ``reads`` (items x keys, sorted indices) gives the axons each item needs,
-    ``weights`` the neuron slots it takes; every item must fit an empty core on its own."""
+    ``weights`` the neuron slots it takes; every item must fit an empty core on its own.
+
+    With ``targets`` (items x reader cores), the next item is the one that adds the fewest reader
+    cores the core does not feed yet, then the fewest new axons: neurons read by the same core
+    come together (a core feeds few cores, so the core graph has few edges), at the price of
+    more axons per core."""
     reads = reads.tocsr()
     reads.sort_indices()
     n_items, n_keys = reads.shape
     weights = np.asarray(weights, np.int64)
     fan_in = np.diff(reads.indptr).astype(np.int64)
     readers = reads.T.tocsr()
+    if targets is not None:
+        targets = sp.csr_matrix(targets, dtype=np.int64)
+        targets.data[:] = 1
+        target_deg = np.diff(targets.indptr).astype(np.int64)
+        fed_by = targets.T.tocsr()
     rank = structural_order(reads)
     by_rank = np.argsort(rank)
     assigned = np.zeros(n_items, bool)
@@ -53,6 +64,8 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             next_seed += 1
         overlap = np.zeros(n_items, np.int64)
         in_core = np.zeros(n_keys, bool)
+        fed = np.zeros(targets.shape[1] if targets is not None else 0, bool)
+        shared_targets = np.zeros(n_items, np.int64)
         axons = neurons = 0
         members: list[int] = []
         item = int(by_rank[next_seed])
@@ -68,21 +81,34 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             if fresh.size:
                 touched = np.concatenate([readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh])
                 overlap += np.bincount(touched, minlength=n_items)
+            new_targets = None
+            if targets is not None:
+                outs = targets.indices[targets.indptr[item]:targets.indptr[item + 1]]
+                fresh_out = outs[~fed[outs]]
+                fed[fresh_out] = True
+                if fresh_out.size:
+                    touched = np.concatenate([fed_by.indices[fed_by.indptr[t]:fed_by.indptr[t + 1]] for t in fresh_out])
+                    shared_targets += np.bincount(touched, minlength=n_items)
+                new_targets = target_deg - shared_targets
             item = _best_addition(fan_in - overlap, rank, weights, assigned, max_axons - axons,
-                                  max_neurons - neurons)
+                                  max_neurons - neurons, new_targets)
         cores.append(members)
     return cores
 
 
 def _best_addition(new: np.ndarray, rank: np.ndarray, weights: np.ndarray, assigned: np.ndarray,
-                   free_axons: int, free_neurons: int) -> int:
-    """The free item that fits and adds the fewest new axons (ties: structural order), or -1."""
+                   free_axons: int, free_neurons: int, new_targets: np.ndarray | None = None) -> int:
+    """The free item that fits and adds the fewest new reader cores (when given), then the fewest
+    new axons (ties: structural order), or -1."""
     if free_neurons <= 0:
         return -1
     fits = ~assigned & (new <= free_axons) & (weights <= free_neurons)
     if not fits.any():
         return -1
-    score = np.where(fits, new * (rank.size + 1) + rank, np.iinfo(np.int64).max)
+    score = new * (rank.size + 1) + rank
+    if new_targets is not None:
+        score = score + new_targets * ((int(new.max()) + 1) * (rank.size + 1))
+    score = np.where(fits, score, np.iinfo(np.int64).max)
     return int(np.argmin(score))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from .deployed import INPUT, DeployedNetwork
 from .errors import ResourceError
@@ -123,7 +124,9 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         offset = int(space.offsets[g])
         targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
         modes = ["copy", "splitter"] if options.mode == "mixed" else [options.mode]
-        packs = [_pack_group(net, space, gk, g, targets, mode, N, A) for mode in modes]
+        readers = _reader_cores(plan, offset, group.size)
+        packs = [_pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)
+                 for mode in modes for by_reader in ((False, True) if readers.nnz else (False,))]
         mode, counts, item_neuron, item_count, reads, bins = min(packs, key=lambda p: p[0])[1]
         greedy_cores = len(bins)
         bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), conflict_bound(gk.reads, A))
@@ -148,21 +151,36 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
     return plan
 
 
+def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
+    """(neurons x cores) 1 where the core reads the neuron (known: readers are packed first)."""
+    rows, cols = [], []
+    for n in range(size):
+        for core, _ in plan.demands.get(offset + n, []):
+            rows.append(n)
+            cols.append(core)
+    return sp.csr_matrix((np.ones(len(rows), np.int64), (rows, cols)), shape=(size, max(1, len(plan.cores))))
+
+
 def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, mode: str,
-                N: int, A: int) -> tuple[tuple[float, ...], tuple]:
+                N: int, A: int, by_reader: bool = False,
+                readers: sp.csr_matrix | None = None) -> tuple[tuple[float, ...], tuple]:
     """Greedy packing of one group in one fan-out mode, with its estimated cost (cores, plus
-    splitter neurons and the axons asked of earlier groups, in cores)."""
+    splitter neurons and the axons asked of earlier groups, in cores; ties: fewest core-to-reader
+    links). ``by_reader`` packs neurons read by the same cores together (see ``greedy_pack``)."""
     group = net.groups[g]
     counts = np.array([instance_count(int(k), bool(o >= 0), mode, N) for k, o in zip(targets, group.output_class)],
                       np.int64)
     item_neuron, item_count = _chunk(counts, N)
     reads = gk.reads[item_neuron]
-    bins = compact_pack(reads, item_count, greedy_pack(reads, item_count, A, N), A, N)
+    item_readers = readers[item_neuron] if readers is not None else None
+    start = greedy_pack(reads, item_count, A, N, item_readers if by_reader else None)
+    bins = compact_pack(reads, item_count, start, A, N)
     from_neurons = space.source_of(gk.keys) >= space.num_inputs
     upstream = sum(int(from_neurons[np.unique(reads[b].indices)].sum()) for b in bins)
     splitters = int(targets[targets >= 2].sum()) if mode == "splitter" else 0
     cost = len(bins) + (splitters + upstream) / N
-    return (cost, len(bins)), (mode, counts, item_neuron, item_count, reads, bins)
+    links = sum(np.unique(item_readers[b].indices).size for b in bins) if item_readers is not None else 0
+    return (cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins)
 
 
 def _check_fan_in(net: DeployedNetwork, g: int, gk: GroupKeys, A: int) -> None:

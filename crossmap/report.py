@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ProgramError
-from .placement_cost import (Mesh, default_crossing_penalty, edges_from_arrays, lower_bound, placement_cost,
+from .placement_bound import placement_lower_bound
+from .placement_cost import (Mesh, default_crossing_penalty, edges_from_arrays, placement_cost,
                              program_connections, random_cells, row_major_cells)
 from .placement_route import latency_ticks, route_summary
 
@@ -197,7 +198,7 @@ def placement_figures(program: Any, src: np.ndarray, dst: np.ndarray, traffic: n
     edges = edges_from_arrays(n, src, dst, traffic)
     cells = mesh.cell(program.core_xy[:, 0], program.core_xy[:, 1]).astype(np.int64)
     cost = placement_cost(mesh, edges, cells)
-    bound = lower_bound(mesh, edges)
+    bound, _ = placement_lower_bound(mesh, edges)
     random = placement_cost(mesh, edges, random_cells(mesh, n, 0))
     row_major = placement_cost(mesh, edges, row_major_cells(mesh, n))
     out = {

@@ -22,8 +22,9 @@ import numpy as np
 from crossmap.chip import ChipSpec
 from crossmap.errors import PipelineError, ResourceError
 from crossmap.pipeline import CompileState
+from crossmap.placement_bound import placement_lower_bound
 from crossmap.placement_cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
-                                     lower_bound, placement_cost, program_connections, random_cells,
+                                     placement_cost, program_connections, random_cells,
                                      row_major_cells, traffic_hops)
 from crossmap.placement_search import METHODS, search
 
@@ -94,7 +95,7 @@ class Place:
     def _report(self, mesh: Mesh, edges: Edges, measured: bool, result: Any, provisional: float, budget: float,
                 seed: int) -> dict[str, Any]:
         n = edges.num_nodes
-        bound = lower_bound(mesh, edges)
+        bound, bound_kind = placement_lower_bound(mesh, edges)
         random = placement_cost(mesh, edges, random_cells(mesh, n, seed))
         row_major = placement_cost(mesh, edges, row_major_cells(mesh, n))
         hops, crossings = traffic_hops(mesh, edges, result.cells)
@@ -110,7 +111,7 @@ class Place:
             "traffic_chip_crossings": crossings,
             "chip_crossing_penalty": mesh.penalty,
             "lower_bound": bound,
-            "lower_bound_kind": "each core's heaviest edges on its nearest cells, halved (chip crossings not bounded)",
+            "lower_bound_kind": bound_kind + " (chip crossings not bounded)",
             "gap": _ratio(result.cost - bound, result.cost),
             "ratio_to_bound": _ratio(result.cost, bound),
             "heuristic": result.heuristic_cost,

@@ -1,0 +1,155 @@
+"""A linear-programming lower bound on the placement cost, tighter than the star bound.
+
+Every placement gives each edge e a hop distance d_e >= 1. Write z[e, D] = 1 when d_e > D
+(D = 1 .. L-1), so that d_e >= 1 + sum_D z[e, D]. Any placement satisfies:
+
+- monotone: z[e, D] >= z[e, D + 1];
+- per core v: at most c(D) = 2 D (D + 1) cells lie within D hops of a cell, so at most c(D) of
+  v's edges have d <= D:  sum_{e at v} z[e, D] >= degree(v) - c(D);
+- globally: n cells span at most 2 n - ceil(2 sqrt n) adjacent pairs (Harary and Harborth,
+  1976), and at most n c(D) / 2 pairs within D hops, so  sum_e z[e, D] >= m - P_D(n).
+
+The minimum of sum_e w_e (1 + sum_D z[e, D]) over 0 <= z <= 1 under these constraints is a lower
+bound on every placement's cost (crossing penalties left out). Unlike the star bound, an edge
+has one distance for both its ends, and the global count catches graphs denser than a mesh
+(a core graph with more than about 2 edges per core cannot have all its edges one hop long).
+The LP is solved with HiGHS (scipy); above ``max_variables`` the star bound is used alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from .placement_cost import Edges, Mesh, lower_bound as star_bound
+
+MAX_VARIABLES = 400_000
+MAX_WORK = 20_000_000
+
+
+def cells_within(distance: int) -> int:
+    """Cells other than the centre within ``distance`` hops on an unbounded mesh."""
+    return 2 * distance * (distance + 1)
+
+
+def pairs_within(n: int, distance: int, cells: int) -> int:
+    """An upper bound on the pairs of ``n`` distinct cells (of a board of ``cells``) at most
+    ``distance`` hops apart."""
+    reach = min(cells_within(distance), n - 1, cells - 1)
+    bound = n * reach // 2
+    if distance == 1:
+        bound = min(bound, 2 * n - math.ceil(2 * math.sqrt(n)))
+    return max(bound, 0)
+
+
+def dense_neighbourhoods(edges: Edges, cells: int, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, int]]:
+    """Core sets denser than any set of cells can be. For each core u: u, its neighbours, and the
+    cores sharing at least two neighbours with u (in a layered network, the other readers of
+    the same inputs: the two sides of a biclique). A set is kept (once) when the edges inside it
+    outnumber the adjacent pairs its cells can have. Returns (edge indices inside S, |S|) per
+    kept set; empty when scanning would take more than ``max_work`` steps."""
+    n, m = edges.num_nodes, int(edges.u.size)
+    if m == 0:
+        return []
+    adj = sp.csr_matrix((np.ones(2 * m), (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])), shape=(n, n))
+    adj.data[:] = 1.0
+    degree = np.diff(adj.indptr)
+    if float(np.sum(degree.astype(np.float64) ** 2) * degree.max()) > max_work:
+        return []
+    common = (adj @ adj).tocsr()  # common[u, w] = number of shared neighbours
+    edge_id = sp.csr_matrix((np.r_[np.arange(m), np.arange(m)] + 1, (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])),
+                            shape=(n, n))
+    seen: set[tuple[int, ...]] = set()
+    found = []
+    for u in range(n):
+        row = slice(common.indptr[u], common.indptr[u + 1])
+        twins = common.indices[row][common.data[row] >= 2]
+        nodes = np.unique(np.r_[u, adj.indices[adj.indptr[u]:adj.indptr[u + 1]], twins])
+        key = tuple(nodes.tolist())
+        if len(nodes) < 4 or key in seen:
+            continue
+        seen.add(key)
+        inside = edge_id[nodes][:, nodes]
+        members = np.unique(inside.data) - 1
+        if members.size > pairs_within(len(nodes), 1, cells):
+            found.append((members.astype(np.int64), len(nodes)))
+    return found
+
+
+def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_limit: float = 20.0) -> float | None:
+    """The LP lower bound described in the module docstring, or None when the LP would have more
+    than ``max_variables`` variables or HiGHS does not finish within ``time_limit`` seconds."""
+    m, n = int(edges.u.size), edges.num_nodes
+    if m == 0:
+        return 0.0
+    degree = np.bincount(np.concatenate([edges.u, edges.v]), minlength=n)
+    dense = dense_neighbourhoods(edges, mesh.size)
+    levels = 1 if dense else 0  # z[e, D] for D = 1 .. levels: only where some constraint can bind
+    while degree.max() > cells_within(levels + 1) or m > pairs_within(n, levels + 1, mesh.size):
+        levels += 1
+    if levels == 0:
+        return float(edges.w.sum())
+    if m * levels > max_variables:
+        return None
+
+    def var(e: np.ndarray, level: int) -> np.ndarray:  # level is 1-based
+        return e * levels + (level - 1)
+
+    rows, cols, vals, rhs = [], [], [], []  # A_ub z <= b_ub, written as -sum z <= -(needed)
+    row = 0
+    everything = np.arange(m)
+    for level in range(1, levels + 1):
+        need = degree - cells_within(level)
+        for v in np.flatnonzero(need > 0):
+            at_v = np.flatnonzero((edges.u == v) | (edges.v == v))
+            rows.append(np.full(at_v.size, row))
+            cols.append(var(at_v, level))
+            vals.append(-np.ones(at_v.size))
+            rhs.append(-float(need[v]))
+            row += 1
+        short = m - pairs_within(n, level, mesh.size)
+        if short > 0:
+            rows.append(np.full(m, row))
+            cols.append(var(everything, level))
+            vals.append(-np.ones(m))
+            rhs.append(-float(short))
+            row += 1
+        if level == 1:
+            for members, size in dense:
+                rows.append(np.full(members.size, row))
+                cols.append(var(members, 1))
+                vals.append(-np.ones(members.size))
+                rhs.append(-float(members.size - pairs_within(size, 1, mesh.size)))
+                row += 1
+        if level < levels:  # z[e, level + 1] - z[e, level] <= 0
+            rows.append(np.repeat(np.arange(row, row + m), 2))
+            cols.append(np.stack([var(everything, level + 1), var(everything, level)], 1).reshape(-1))
+            vals.append(np.tile([1.0, -1.0], m))
+            rhs.extend([0.0] * m)
+            row += m
+    a_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                         shape=(row, m * levels))
+    cost = np.repeat(edges.w.astype(np.float64), levels)
+    result = linprog(cost, A_ub=a_ub, b_ub=np.asarray(rhs), bounds=(0.0, 1.0), method="highs",
+                     options={"time_limit": time_limit})
+    if result.status != 0:
+        return None
+    # the LP optimum minus a hair for the solver's tolerance, so the bound stays a bound
+    return float(edges.w.sum() + result.fun - 1e-7 * max(1.0, abs(result.fun)))
+
+
+STAR = "star: each core's heaviest edges on its nearest cells, halved"
+LP = "LP: one distance per edge, cells within D hops of a core and pairs of cells within D hops counted"
+
+
+def placement_lower_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES) -> tuple[float, str]:
+    """The best lower bound available and which one it is: the LP bound when it is small enough
+    and higher, else the star bound of ``placement_cost.lower_bound`` (chip crossings not bounded)."""
+    star = star_bound(mesh, edges)
+    lp = lp_bound(mesh, edges, max_variables)
+    if lp is not None and lp > star:
+        return lp, LP
+    return star, STAR

@@ -1,0 +1,179 @@
+"""An Eedn-style CNN whose filter groups are shaped like cores (Esser et al. 2016).
+
+A TrueNorth core reads at most 128 input lines with ternary weights (two axons per line, one per
+sign) and holds 256 neurons. The cost of a layer on the chip is therefore set by how many cores
+read each input neuron, not by the layer's own size: an input neuron read by k cores must be
+copied k times. This network is built so that every hidden neuron is read by exactly one core:
+
+  c1  4x4 conv, stride 2, pad 1,        1 ->  64   14x14   fan-in  16
+  c2  2x2 conv, stride 2,    groups  2, 64 -> 256    7x7   fan-in 128
+  c3  1x1 conv,              groups  2, 256 -> 256   7x7   fan-in 128
+  c4  2x2 conv, stride 2, pad 1, groups 8, 256 -> 512  4x4  fan-in 128
+  c5  1x1 conv,              groups  4, 512 -> 512   4x4   fan-in 128
+  c6  2x2 conv, stride 2,    groups 16, 512 -> 320   2x2   fan-in 128 (the voters)
+
+The 2x2 stride-2 kernels do not overlap and the 1x1 kernels read one position, so a neuron has
+one reader position; each group's outputs at one position fit one core, so it has one reader
+core. Channels are shuffled between grouped layers (ShuffleNet style) so that information
+crosses groups; the shuffle is free on the chip (a neuron's target is any axon) and is exported
+as a dense Conv whose zero weights are not connections. Output channel c votes for class c % 10.
+
+Training as ``train_eedn_cnn.py``: latent weights in [-1, 1] ternarised at |w| > 1/2 with a
+straight-through gradient, a batch norm with scale 1 folded into an integer threshold, a
+straight-through step, random shifts (``--shift``, default 2 pixels).
+
+Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--out models/eedn_groups.onnx]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+import common
+
+# (out channels, kernel, stride, pad, groups): every group reads at most 256 lines
+LAYERS = [(128, 4, 2, 1, 1), (256, 2, 2, 0, 2), (256, 1, 1, 0, 1), (512, 2, 2, 1, 4), (512, 1, 1, 0, 2),
+          (320, 2, 2, 0, 8)]
+TYPES = 4
+MAX_FAN_IN = 256
+
+
+def line_types(per_group: int, k: int, stride: int, pad: int) -> np.ndarray:
+    """(per_group, k, k) axon type of each input line of a group. With an even stride the row and
+    column parity of the line's input position is fixed by the tap, so a core holding several
+    output positions still sees one type per line: type = (channel + 2 row parity + column
+    parity) mod 4 (for the pixels of c1, Esser 2015's checkerboard types). A 1x1 kernel reads one
+    position: type = channel mod 4."""
+    channel = np.arange(per_group)[:, None, None]
+    if k == 1:
+        return np.broadcast_to(channel % TYPES, (per_group, 1, 1)).copy()
+    if stride % 2:
+        raise ValueError("kernels larger than 1x1 need an even stride for position-independent line types")
+    tap = np.arange(k)
+    row, col = ((tap - pad) % 2)[None, :, None], ((tap - pad) % 2)[None, None, :]
+    return (channel + 2 * row + col) % TYPES
+
+
+class CoreConv(nn.Module):
+    """A grouped conv in TrueNorth's native form: binary connections (latent p > 1/2) times one
+    sign per (neuron, axon type), so each input line needs one axon and a core reads 256 lines;
+    followed by a foldable batch norm and a step neuron."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, pad: int, groups: int, floor: float | None,
+                 shift: float = 0.0) -> None:
+        super().__init__()
+        per_group = cin // groups
+        if per_group * k * k > MAX_FAN_IN or cin % groups or cout % groups:
+            raise ValueError(f"conv {cin}->{cout} k{k} groups {groups}: fan-in {per_group * k * k} "
+                             f"(max {MAX_FAN_IN}), channels must divide by the groups")
+        self.stride, self.pad, self.groups = stride, pad, groups
+        self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
+        self.p = nn.Parameter(torch.rand(cout, per_group, k, k))
+        sign = torch.ones(cout, TYPES)
+        sign[torch.rand(cout, TYPES).argsort(1) >= TYPES // 2] = -1.0  # two + and two - types
+        self.sign = nn.Parameter(sign * 0.1)
+        self.norm = common.ThresholdNorm(cout, floor, spatial=True, shift=shift)
+
+    def weight(self) -> torch.Tensor:
+        """(cout, cin / groups, k, k) weights in {-1, 0, 1}: connection times its type's sign."""
+        signs = common.quantize(self.sign, "sign")[:, self.types]
+        return common.quantize(self.p, "binary") * signs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Spikes of the layer."""
+        s = nn.functional.conv2d(x, self.weight(), stride=self.stride, padding=self.pad, groups=self.groups)
+        return common.step(self.norm(s))
+
+    def constrain(self) -> None:
+        """Latent parameters in range; threshold floor."""
+        with torch.no_grad():
+            self.p.clamp_(0.0, 1.0)
+            self.sign.clamp_(-1.0, 1.0)
+        self.norm.constrain()
+
+
+def shuffle_order(channels: int, groups: int) -> np.ndarray:
+    """The channel order that deals the channels of ``groups`` consecutive groups out in turn:
+    the next layer's groups (contiguous blocks of this order) each read from every group."""
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+
+
+class EednGroups(nn.Module):
+    """Ternary grouped convolutions with channel shuffles, step neurons and a class readout."""
+
+    def __init__(self, floor: float | None) -> None:
+        super().__init__()
+        self.specs, self.orders, cin, size, prev_groups = [], [], 1, 28, 1
+        for cout, k, stride, pad, groups in LAYERS:
+            self.specs.append((cin, cout, k, stride, pad, groups))
+            self.orders.append(shuffle_order(cin, prev_groups))
+            cin, size, prev_groups = cout, (size + 2 * pad - k) // stride + 1, groups
+        shifts = [0.0] * (len(self.specs) - 1) + [common.OUTPUT_SHIFT]
+        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift) for spec, shift in zip(self.specs, shifts))
+        for i, order in enumerate(self.orders):
+            self.register_buffer(f"order{i}", torch.from_numpy(order))
+        self.classes = np.repeat(np.arange(cin) % 10, size * size)  # flattened (c, h, w) order
+        readout = np.zeros((len(self.classes), 10), np.float32)
+        readout[np.arange(len(self.classes)), self.classes] = 1.0
+        self.register_buffer("readout", torch.from_numpy(readout))
+        self.log_scale = nn.Parameter(torch.tensor(np.log(0.1), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Spike counts per class."""
+        for i, conv in enumerate(self.convs):
+            x = conv(x.index_select(1, getattr(self, f"order{i}")))
+        return x.flatten(1) @ self.readout
+
+    def constrain(self) -> None:
+        """Project parameters into range."""
+        for conv in self.convs:
+            conv.constrain()
+
+    def dense_weight(self, i: int) -> np.ndarray:
+        """Layer i's ternary weights as a dense (out, in, k, k) array on the unshuffled channels:
+        output o of group g reads input ``order[g * per_group + j]`` with weight w[o, j]."""
+        cin, cout, k, _, _, groups = self.specs[i]
+        w = self.convs[i].weight().detach().numpy()
+        per_group, order = cin // groups, self.orders[i]
+        dense = np.zeros((cout, cin, k, k), np.float32)
+        for o in range(cout):
+            g = o // (cout // groups)
+            dense[o, order[g * per_group:(g + 1) * per_group]] = w[o]
+        return dense
+
+    def to_onnx(self, metadata: dict[str, str], name: str):
+        """Chip-ready ONNX: encoding, dense Conv (ternary, zeros outside the group) + step, readout."""
+        builder = common.GraphBuilder(name)
+        h = builder.encode_input()
+        with torch.no_grad():
+            for i, (conv, (_, _, _, stride, pad, _)) in enumerate(zip(self.convs, self.specs)):
+                bias = common.integer_bias(conv.norm.threshold())
+                h = builder.step(builder.conv(h, self.dense_weight(i), bias, f"c{i + 1}", stride=stride, pad=pad),
+                                 name=f"c{i + 1}.spikes")
+        counts = builder.readout(builder.flatten(h), self.classes)
+        return builder.model(counts, [10], metadata)
+
+
+def main() -> None:
+    """Train, evaluate, export."""
+    def extra(parser):
+        parser.add_argument("--shift", type=int, default=2, help="random shift augmentation in pixels")
+
+    args = common.parse_args("eedn_groups", epochs=20, lr=0.01, batch_size=200, min_threshold="none", extra=extra)
+    common.setup(args)
+    data = common.load_data(args)
+    model = EednGroups(args.min_threshold)
+    print("layers (cin, cout, k, stride, pad, groups):", model.specs, flush=True)
+    optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0))
+    loss = lambda counts, y: torch.nn.functional.cross_entropy(model.log_scale.exp() * counts, y)  # noqa: E731
+    result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain, max_shift=args.shift)
+    torch_pred = common.predict(model, data["xte"])
+    meta = common.training_metadata(args, result, layers=model.specs, weights="binary connections x sign per axon type", shuffle="ShuffleNet")
+    common.save_checked(model.to_onnx(meta, args.name), args.out, data, torch_pred, "binary connections")
+    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

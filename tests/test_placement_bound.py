@@ -1,0 +1,73 @@
+"""The LP lower bound on placement cost: never above the optimum (brute force), exact on graphs
+where the counting arguments are tight, and never below the star bound."""
+
+import itertools
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from crossmap.chip import ChipSpec
+from crossmap.placement_bound import dense_neighbourhoods, lp_bound, pairs_within, placement_lower_bound
+from crossmap.placement_cost import Mesh, edges_from_graph, lower_bound
+
+
+def graph_of(pairs, weight=1.0) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_edges_from((u, v, {"traffic": weight}) for u, v in pairs)
+    return graph
+
+
+def brute_force(mesh: Mesh, graph: nx.DiGraph) -> float:
+    edges = edges_from_graph(graph)
+    perms = np.array(list(itertools.permutations(range(mesh.size), graph.number_of_nodes())))
+    return float((mesh.dist(perms[:, edges.u], perms[:, edges.v]) * edges.w).sum(axis=1).min())
+
+
+@pytest.mark.parametrize("n,m,seed", [(5, 8, 0), (6, 10, 1), (6, 14, 2), (5, 10, 3), (6, 12, 4)])
+def test_bound_never_exceeds_the_optimum(n, m, seed):
+    rng = np.random.default_rng(seed)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(n))
+    for _ in range(m):
+        u, v = rng.choice(n, 2, replace=False)
+        graph.add_edge(int(u), int(v), traffic=float(rng.integers(1, 20)))
+    mesh = Mesh(ChipSpec(name="tiny", axons_per_core=4, neurons_per_core=4, mesh_x=3, mesh_y=3))
+    best = brute_force(mesh, graph)
+    edges = edges_from_graph(graph)
+    assert lp_bound(mesh, edges) <= best + 1e-6
+    assert lower_bound(mesh, edges) <= placement_lower_bound(mesh, edges)[0] <= best + 1e-6
+
+
+def test_a_hub_has_one_distance_per_edge():
+    # the star bound halves: (4*1 + 2*2 + 6) / 2 = 7; one distance per edge gives the optimum 8
+    edges = edges_from_graph(graph_of((0, k) for k in range(1, 7)))
+    mesh = Mesh(ChipSpec.truenorth())
+    assert lower_bound(mesh, edges) == pytest.approx(7.0)
+    assert lp_bound(mesh, edges) == pytest.approx(8.0, abs=1e-5)
+
+
+def test_a_biclique_cannot_have_all_edges_one_hop():
+    # K(4,4): 16 edges, but 8 cells have at most 2*8 - ceil(2 sqrt 8) = 10 adjacent pairs
+    edges = edges_from_graph(graph_of((a, b) for a in range(4) for b in range(4, 8)))
+    mesh = Mesh(ChipSpec.truenorth())
+    assert pairs_within(8, 1, mesh.size) == 10
+    assert lower_bound(mesh, edges) == pytest.approx(16.0)
+    assert lp_bound(mesh, edges) == pytest.approx(22.0, abs=1e-5)
+    assert dense_neighbourhoods(edges, mesh.size)  # the biclique is found as a dense set
+
+
+def test_a_mesh_shaped_graph_is_bounded_exactly():
+    grid = nx.grid_2d_graph(3, 4)
+    index = {node: i for i, node in enumerate(grid.nodes)}
+    edges = edges_from_graph(graph_of((index[a], index[b]) for a, b in grid.edges))
+    mesh = Mesh(ChipSpec.truenorth())
+    assert lp_bound(mesh, edges) == pytest.approx(float(edges.u.size), abs=1e-5)
+
+
+def test_too_large_falls_back_to_the_star_bound():
+    edges = edges_from_graph(graph_of((0, k) for k in range(1, 7)))
+    mesh = Mesh(ChipSpec.truenorth())
+    assert lp_bound(mesh, edges, max_variables=1) is None
+    bound, kind = placement_lower_bound(mesh, edges, max_variables=1)
+    assert bound == pytest.approx(lower_bound(mesh, edges)) and kind.startswith("star")
