@@ -50,6 +50,19 @@ def deployed_to_onnx(net: Any, ticks: int | None = None) -> onnx.ModelProto:
     return _Exporter(net, total).build()
 
 
+def export_bytes(net: Any) -> int:
+    """Bytes of the dense weight blocks ``deployed_to_onnx`` would write: per layer and source,
+    the source neurons that reach the layer times the layer's size, float32."""
+    total = 0
+    for g in net.groups:
+        rows: dict[str, set[int]] = {}
+        for lines in net.incoming(g.name):
+            used = np.unique(lines.source_index[np.diff(sp.csr_matrix(lines.synapses).indptr) > 0])
+            rows.setdefault(lines.source, set()).update(used.tolist())
+        total += 4 * g.size * sum(len(r) for r in rows.values())
+    return total
+
+
 class _Exporter:
     """Unrolls the ticks of one deployed network into an ONNX graph."""
 

@@ -369,14 +369,14 @@ def onnx_predict(model: onnx.ModelProto, x: np.ndarray, batch: int = 1000) -> np
 
 
 def save_checked(model: onnx.ModelProto, path: str | Path, data: dict[str, np.ndarray],
-                 reference: np.ndarray | None, label: str) -> float:
+                 reference: np.ndarray | None, label: str, reference_name: str = "torch") -> float:
     """Run ``model`` with onnxruntime on the 10,000 test images, compare its predictions with
-    ``reference`` (the torch model's), save it, and return its test accuracy."""
+    ``reference`` (by default the torch model's), save it, and return its test accuracy."""
     pred = onnx_predict(model, data["xte"])
     acc = float((pred == data["yte"]).mean())
     line = f"{label}: onnxruntime test accuracy {100 * acc:.2f}% on {len(pred)} images"
     if reference is not None:
-        line += f"; predictions differing from torch: {int((pred != reference).sum())}"
+        line += f"; predictions differing from {reference_name}: {int((pred != reference).sum())}"
     print(line, flush=True)
     entry = model.metadata_props.add()
     entry.key, entry.value = "crossmap.test_accuracy", f"{acc:.4f}"

@@ -16,7 +16,7 @@ The 2x2 stride-2 kernels do not overlap and the 1x1 kernels read one position, s
 one reader position; each group's outputs at one position fit one core, so it has one reader
 core. Channels are shuffled between grouped layers (ShuffleNet style) so that information
 crosses groups; the shuffle is free on the chip (a neuron's target is any axon) and is exported
-as a dense Conv whose zero weights are not connections. Output channel c votes for class c % 10.
+as a ``Gather`` on the channel axis in front of the grouped Conv. Output channel c votes for class c % 10.
 
 Training as ``train_eedn_cnn.py``: latent weights in [-1, 1] ternarised at |w| > 1/2 with a
 straight-through gradient, a batch norm with scale 1 folded into an integer threshold, a
@@ -131,26 +131,20 @@ class EednGroups(nn.Module):
         for conv in self.convs:
             conv.constrain()
 
-    def dense_weight(self, i: int) -> np.ndarray:
-        """Layer i's ternary weights as a dense (out, in, k, k) array on the unshuffled channels:
-        output o of group g reads input ``order[g * per_group + j]`` with weight w[o, j]."""
-        cin, cout, k, _, _, groups = self.specs[i]
-        w = self.convs[i].weight().detach().numpy()
-        per_group, order = cin // groups, self.orders[i]
-        dense = np.zeros((cout, cin, k, k), np.float32)
-        for o in range(cout):
-            g = o // (cout // groups)
-            dense[o, order[g * per_group:(g + 1) * per_group]] = w[o]
-        return dense
-
     def to_onnx(self, metadata: dict[str, str], name: str):
-        """Chip-ready ONNX: encoding, dense Conv (ternary, zeros outside the group) + step, readout."""
+        """Chip-ready ONNX: encoding, then per layer the channel shuffle (``Gather`` on the channel
+        axis), a grouped Conv (weights in {-1, 0, 1}, integer-threshold bias) and a step; readout."""
         builder = common.GraphBuilder(name)
         h = builder.encode_input()
         with torch.no_grad():
-            for i, (conv, (_, _, _, stride, pad, _)) in enumerate(zip(self.convs, self.specs)):
+            for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(self.convs, self.specs)):
+                order = self.orders[i]
+                if np.any(order != np.arange(order.size)):
+                    h = builder.op("Gather", [h, builder.const(f"c{i + 1}.shuffle", order.astype(np.int64))],
+                                   name=f"c{i + 1}.shuffled", axis=1)
                 bias = common.integer_bias(conv.norm.threshold())
-                h = builder.step(builder.conv(h, self.dense_weight(i), bias, f"c{i + 1}", stride=stride, pad=pad),
+                weight = conv.weight().numpy()
+                h = builder.step(builder.conv(h, weight, bias, f"c{i + 1}", stride=stride, pad=pad, group=groups),
                                  name=f"c{i + 1}.spikes")
         counts = builder.readout(builder.flatten(h), self.classes)
         return builder.model(counts, [10], metadata)

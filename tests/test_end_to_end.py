@@ -65,6 +65,18 @@ def test_verify_names_the_diverging_layer_and_core(model_path, tmp_path):
     assert int(cores[0]) in report.diverging_cores
 
 
+def test_verify_against_the_deployed_simulation_when_the_export_is_too_big(model_path, tmp_path):
+    crossmap.compile(model_path, tmp_path / "out", chip=SMALL_CHIP, seed=1)
+    program = crossmap.load(tmp_path / "out")
+    report = verify(program, model_path, inputs=binary_images(32), limit=32, max_onnx_bytes=0)
+    assert report.ok and report.reference.startswith("the deployed network's simulation")
+    gid = len(program.group_names) - 1
+    cores, neurons = np.nonzero(program.neuron_group == gid)
+    program.alpha[cores[0], neurons[0]] = program.chip.alpha_max
+    report = verify(program, model_path, inputs=binary_images(64), limit=64, max_onnx_bytes=0)
+    assert not report.ok and report.diverging_group == program.group_names[gid]
+
+
 def test_same_seed_gives_byte_identical_programs(model_path, tmp_path):
     for name in ("a", "b"):
         crossmap.compile(model_path, tmp_path / name, chip=SMALL_CHIP, binarize="stochastic", ensemble=2, seed=9)

@@ -302,7 +302,7 @@ def test_rate_coded_calibration_inputs_drive_the_traffic_figures():
     report = state.reports["partition"]
     assert report["traffic"]["source"].startswith("simulate (calibration input, 10 samples")
     spikes = encode(net.encoding, x)
-    program, graph = state.program, state.core_graph
+    program = state.program
     channel_rate = spikes.sum(axis=1).mean(axis=0)
     assert report["traffic"]["input"] == pytest.approx(channel_rate[program.input_channel].sum())
     want = net.simulate(spikes)["class_counts"]

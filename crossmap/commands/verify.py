@@ -25,10 +25,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     elif report.ok:
-        print(f"OK: emulator equals onnxruntime on the deployed model on all {report.samples} samples")
+        print(f"OK: the emulator equals {report.reference} on all {report.samples} samples")
     else:
         print(f"MISMATCH on {report.samples - report.matching} of {report.samples} samples "
-              f"(first: sample {report.first_bad_sample})")
+              f"(first: sample {report.first_bad_sample}); reference: {report.reference}")
         if report.diverging_group:
             print(f"  first diverging layer: {report.diverging_group}, cores {report.diverging_cores[:10]}")
         print(f"  {report.detail}")
