@@ -45,7 +45,7 @@ class BinarizeLsq:
     """Rate-neuron layers with synapses fitted to calibration data (OR-Tools CP-SAT)."""
 
     name: ClassVar[str] = "binarize_lsq"
-    encoding: str = "rate"  # rate | threshold (a Greater input layer forces threshold)
+    encoding: str = "auto"  # auto (threshold when the model thresholds its input, else rate) | rate | threshold
     ticks: int | None = None  # input ticks per sample (default 32 for rate, 16 for threshold)
     threshold: float = 0.5  # input threshold of the threshold encoding
     lines_per_input: int = 2  # axons per input: 2 = positive and negative copies, 1 = one typed axon
@@ -69,8 +69,11 @@ class BinarizeLsq:
         if x.shape[1] != plan.data_channels:
             raise BinarizeError(f"calibration inputs have {x.shape[1]} values per sample, the network's input has "
                                 f"{plan.data_channels}; give calibration samples of the model's input shape")
-        ticks = self.ticks or (32 if self.encoding == "rate" else 16)
-        encoding = choose_encoding(plan, self.encoding, ticks=ticks, threshold=self.threshold, seed=state.seed,
+        kind = self.encoding
+        if kind == "auto":
+            kind = "threshold" if plan.input_threshold is not None else "rate"
+        ticks = self.ticks or (32 if kind == "rate" else 16)
+        encoding = choose_encoding(plan, kind, ticks=ticks, threshold=self.threshold, seed=state.seed,
                                    method="lsq")
         spikes = encode(encoding, x)
         values = net.evaluate(x, keep=True)
@@ -107,9 +110,9 @@ class BinarizeLsq:
         if self.lines_per_input < 1 or self.lines_per_input > state.chip.axon_types:
             raise BinarizeError(f"binarize_lsq: lines_per_input={self.lines_per_input}; need 1 to "
                                 f"{state.chip.axon_types} (the chip's axon types)")
-        if self.encoding not in ("rate", "threshold"):
+        if self.encoding not in ("auto", "rate", "threshold"):
             raise BinarizeError(f"binarize_lsq: encoding={self.encoding!r}; lsq needs float inputs encoded as "
-                                f"rate or threshold spikes")
+                                f"rate or threshold spikes (or auto)")
         if state.calibration is None or len(state.calibration) == 0:
             raise BinarizeError("binarize_lsq needs calibration inputs (state.calibration, float samples of the "
                                 "model's input); crossmap.compile supplies MNIST or random samples, or pass "

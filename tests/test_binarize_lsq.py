@@ -131,3 +131,18 @@ def test_bad_inputs():
         fit(net, calib(), lines_per_input=5)
     with pytest.raises(BinarizeError, match="rate or threshold"):
         fit(net, calib(), encoding="spikes")
+
+
+def test_a_model_that_thresholds_its_input_gets_the_threshold_encoding_by_default():
+    rng = np.random.default_rng(3)
+    nodes = [helper.make_node("Greater", ["x", "half"], ["g"]), helper.make_node("Cast", ["g"], ["s"], to=1),
+             helper.make_node("Gemm", ["s", "w1", "b1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"])]
+    inits = {"half": np.array(0.5, np.float32), "w1": rng.standard_normal((10, 8)).astype(np.float32),
+             "b1": np.zeros(8, np.float32), "w2": rng.standard_normal((8, 3)).astype(np.float32),
+             "b2": np.zeros(3, np.float32)}
+    net = import_onnx(make_model(nodes, ["N", 10], ["N", 3], inits))
+    deployed, _ = fit(net, calib(), solver="round")
+    assert deployed.encoding["kind"] == "threshold" and deployed.input_ticks == 16
+    with pytest.raises(BinarizeError, match="thresholds its input itself"):
+        fit(net, calib(), solver="round", encoding="rate")
