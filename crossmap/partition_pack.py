@@ -135,7 +135,34 @@ def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int
         if not any(_empty_core(b, reads, weights, members_of, count, neurons, axons, alive, max_axons, max_neurons)
                    for b in order):
             break
+    _free_shared_axons(reads, weights, members_of, count, neurons, alive, max_neurons)
     return [members_of[c] for c in range(K) if alive[c]]
+
+
+def _free_shared_axons(reads: sp.csr_matrix, weights: np.ndarray, members_of: list[list[int]], count: np.ndarray,
+                       neurons: np.ndarray, alive: np.ndarray, max_neurons: int) -> None:
+    """Move an item to another core that already has every axon it reads (and room for it)
+    when that frees axons on its own core. Greedy packing can strand a few neurons of one patch
+    on a core beside another patch; each stranded neuron makes every input it reads reach two
+    cores (an extra instance upstream). Axon counts never grow, core counts never change."""
+    for c in range(len(members_of)):
+        if not alive[c]:
+            continue
+        for i in list(members_of[c]):
+            keys = reads.indices[reads.indptr[i]:reads.indptr[i + 1]]
+            if keys.size == 0 or not (count[c, keys] == 1).any():
+                continue
+            hosts = alive & (neurons + weights[i] <= max_neurons) & (count[:, keys] > 0).all(axis=1)
+            hosts[c] = False
+            if not hosts.any():
+                continue
+            d = int(np.argmax(hosts))
+            count[c, keys] -= 1
+            count[d, keys] += 1
+            neurons[c] -= weights[i]
+            neurons[d] += weights[i]
+            members_of[c].remove(i)
+            members_of[d].append(i)
 
 
 def _empty_core(b: int, reads: sp.csr_matrix, weights: np.ndarray, members_of: list[list[int]], count: np.ndarray,

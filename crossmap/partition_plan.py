@@ -125,8 +125,9 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
         modes = ["copy", "splitter"] if options.mode == "mixed" else [options.mode]
         readers = _reader_cores(plan, offset, group.size)
-        packs = [_pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)
-                 for mode in modes for by_reader in ((False, True) if readers.nnz else (False,))]
+        packs = [pack for mode in modes
+                 for by_reader in ((False, True) if readers.nnz else (False,))
+                 for pack in _pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)]
         mode, counts, item_neuron, item_count, reads, bins = min(packs, key=lambda p: p[0])[1]
         greedy_cores = len(bins)
         bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), conflict_bound(gk.reads, A))
@@ -161,12 +162,18 @@ def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
     return sp.csr_matrix((np.ones(len(rows), np.int64), (rows, cols)), shape=(size, max(1, len(plan.cores))))
 
 
+COPY_WEIGHT = 4.0  # an extra instance of an upstream neuron, in neuron slots (see _pack_group)
+
+
 def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, mode: str,
                 N: int, A: int, by_reader: bool = False,
-                readers: sp.csr_matrix | None = None) -> tuple[tuple[float, ...], tuple]:
-    """Greedy packing of one group in one fan-out mode, with its estimated cost (cores, plus
-    splitter neurons and the axons asked of earlier groups, in cores; ties: fewest core-to-reader
-    links). ``by_reader`` packs neurons read by the same cores together (see ``greedy_pack``)."""
+                readers: sp.csr_matrix | None = None) -> list[tuple[tuple[float, ...], tuple]]:
+    """Greedy packings of one group in one fan-out mode (as packed, and compacted to fewer cores),
+    each with its estimated cost: cores, plus splitter neurons and the axons asked of earlier
+    groups, in cores; ties: fewest core-to-reader links. An upstream neuron asked for by two cores
+    needs a second instance, which costs more than its neuron slot (the copy must sit on a core
+    holding all the lines it reads, often a new core), so extra instances weigh ``COPY_WEIGHT``
+    slots. ``by_reader`` packs neurons read by the same cores together (see ``greedy_pack``)."""
     group = net.groups[g]
     counts = np.array([instance_count(int(k), bool(o >= 0), mode, N) for k, o in zip(targets, group.output_class)],
                       np.int64)
@@ -174,13 +181,17 @@ def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, ta
     reads = gk.reads[item_neuron]
     item_readers = readers[item_neuron] if readers is not None else None
     start = greedy_pack(reads, item_count, A, N, item_readers if by_reader else None)
-    bins = compact_pack(reads, item_count, start, A, N)
+    compacted = compact_pack(reads, item_count, start, A, N)
     from_neurons = space.source_of(gk.keys) >= space.num_inputs
-    upstream = sum(int(from_neurons[np.unique(reads[b].indices)].sum()) for b in bins)
+    distinct = int(from_neurons[np.unique(reads.indices)].sum())
     splitters = int(targets[targets >= 2].sum()) if mode == "splitter" else 0
-    cost = len(bins) + (splitters + upstream) / N
-    links = sum(np.unique(item_readers[b].indices).size for b in bins) if item_readers is not None else 0
-    return (cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins)
+    out = []
+    for bins in ([start, compacted] if len(compacted) < len(start) else [compacted]):
+        upstream = sum(int(from_neurons[np.unique(reads[b].indices)].sum()) for b in bins)
+        cost = len(bins) + (splitters + distinct + COPY_WEIGHT * (upstream - distinct)) / N
+        links = sum(np.unique(item_readers[b].indices).size for b in bins) if item_readers is not None else 0
+        out.append(((cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins)))
+    return out
 
 
 def _check_fan_in(net: DeployedNetwork, g: int, gk: GroupKeys, A: int) -> None:

@@ -7,6 +7,7 @@ Every recipe imports this file as ``common`` (run the recipes as ``python models
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -33,7 +34,7 @@ IR_VERSION = 8
 
 def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
                extra: Callable[[argparse.ArgumentParser], None] | None = None,
-               min_threshold: str | None = None) -> argparse.Namespace:
+               min_threshold: str | None = None, val: int = 0) -> argparse.Namespace:
     """The common command line of a recipe: epochs, output path, data dir, seed, threads."""
     parser = argparse.ArgumentParser(description=f"train {name} on MNIST and export it as ONNX")
     parser.add_argument("--epochs", type=int, default=epochs)
@@ -45,6 +46,9 @@ def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads, at most 2 (default 1: on a shared machine 2 threads can be far slower)")
     parser.add_argument("--train-limit", type=int, default=None, help="train on the first N images (smoke tests)")
+    parser.add_argument("--val", type=int, default=val,
+                        help="hold out N training images and keep the epoch with the best accuracy on them "
+                             "(binary networks' test accuracy swings by a percent from epoch to epoch)")
     if min_threshold is not None:
         parser.add_argument("--min-threshold", default=min_threshold,
                             help="lowest real firing threshold of a step neuron (0.5: every neuron needs an "
@@ -140,9 +144,17 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         optimizer: torch.optim.Optimizer, after_step: Callable[[], None] | None = None,
         max_shift: int = 0) -> dict[str, float]:
-    """Train for ``args.epochs`` with a cosine learning-rate schedule, printing loss, train and
-    test accuracy and time per epoch. Returns the final test accuracy and the training time."""
+    """Train for ``args.epochs`` with a one-cycle learning-rate schedule, printing loss, train and
+    test accuracy and time per epoch. With ``args.val`` > 0 the last ``val`` images of a fixed
+    shuffle of the training set are held out and the model ends in the state of the epoch with the
+    best accuracy on them (ties: the later epoch). Returns the final test accuracy, the training
+    time and the chosen epoch."""
     xtr, ytr = torch.from_numpy(data["xtr"]), torch.from_numpy(data["ytr"])
+    val = int(getattr(args, "val", 0) or 0)
+    if val:
+        split = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(args.seed + 12345))
+        xval, yval = data["xtr"][split[-val:].numpy()], data["ytr"][split[-val:].numpy()]
+        xtr, ytr = xtr[split[:-val]], ytr[split[:-val]]
     n = len(ytr)
     steps = args.epochs * math.ceil(n / args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
@@ -151,7 +163,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
                                                     cycle_momentum=False)
     generator = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
-    test_acc = 0.0
+    test_acc, best = 0.0, (-1.0, 0, None)
     for epoch in range(1, args.epochs + 1):
         model.train()
         order = torch.randperm(n, generator=generator)
@@ -171,9 +183,20 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
             correct += int((scores.argmax(1) == ytr[idx]).sum())
         recalibrate_batchnorm(model, binarize_input(xtr[order[:10000]]))
         test_acc = float((predict(model, data["xte"]) == data["yte"]).mean())
-        print(f"epoch {epoch:3d}/{args.epochs}  loss {total_loss / n:.4f}  train acc {100 * correct / n:.2f}%  "
-              f"test acc {100 * test_acc:.2f}%  [{time.perf_counter() - start:.0f} s]", flush=True)
-    return {"test_accuracy": test_acc, "train_seconds": time.perf_counter() - start}
+        line = (f"epoch {epoch:3d}/{args.epochs}  loss {total_loss / n:.4f}  train acc {100 * correct / n:.2f}%  "
+                f"test acc {100 * test_acc:.2f}%")
+        if val:
+            val_acc = float((predict(model, xval) == yval).mean())
+            line += f"  val acc {100 * val_acc:.2f}%"
+            if val_acc >= best[0]:
+                best = (val_acc, epoch, copy.deepcopy(model.state_dict()))
+        print(f"{line}  [{time.perf_counter() - start:.0f} s]", flush=True)
+    if val:
+        model.load_state_dict(best[2])
+        test_acc = float((predict(model, data["xte"]) == data["yte"]).mean())
+        print(f"kept epoch {best[1]} (val acc {100 * best[0]:.2f}%): test acc {100 * test_acc:.2f}%", flush=True)
+    return {"test_accuracy": test_acc, "train_seconds": time.perf_counter() - start,
+            "epoch": best[1] if val else args.epochs}
 
 
 # ---------------------------------------------------------------- straight-through estimators
@@ -390,7 +413,8 @@ def training_metadata(args: argparse.Namespace, result: dict[str, float], **extr
     """ONNX metadata recording how a model was trained."""
     meta = {"crossmap.model": args.name, "crossmap.command": args.command.strip(),
             "crossmap.epochs": str(args.epochs), "crossmap.train_seconds": f"{result['train_seconds']:.0f}",
-            "crossmap.torch_test_accuracy": f"{result['test_accuracy']:.4f}"}
+            "crossmap.torch_test_accuracy": f"{result['test_accuracy']:.4f}",
+            "crossmap.kept_epoch": str(result.get("epoch", args.epochs))}
     meta.update({f"crossmap.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
 

@@ -1,26 +1,35 @@
 """An Eedn-style CNN whose filter groups are shaped like cores (Esser et al. 2016).
 
-A TrueNorth core reads at most 128 input lines with ternary weights (two axons per line, one per
-sign) and holds 256 neurons. The cost of a layer on the chip is therefore set by how many cores
-read each input neuron, not by the layer's own size: an input neuron read by k cores must be
-copied k times. This network is built so that every hidden neuron is read by exactly one core:
+A TrueNorth core reads at most 256 input lines and holds 256 neurons. Its synapses are binary and
+each neuron has one integer weight per axon type, so a layer in the chip's native form has
+binary connections times one sign per (neuron, axon type): weights in {-1, 0, 1}, one axon per
+input line. The cost of a layer on the chip is set by how many cores read each input neuron (a
+neuron read by k cores must be copied k times), so the network is built so that each hidden
+neuron is read by exactly one core:
 
-  c1  4x4 conv, stride 2, pad 1,        1 ->  64   14x14   fan-in  16
-  c2  2x2 conv, stride 2,    groups  2, 64 -> 256    7x7   fan-in 128
-  c3  1x1 conv,              groups  2, 256 -> 256   7x7   fan-in 128
-  c4  2x2 conv, stride 2, pad 1, groups 8, 256 -> 512  4x4  fan-in 128
-  c5  1x1 conv,              groups  4, 512 -> 512   4x4   fan-in 128
-  c6  2x2 conv, stride 2,    groups 16, 512 -> 320   2x2   fan-in 128 (the voters)
+  layer  kernel  stride pad  groups  channels     output  fan-in per filter
+  c1     4x4     2      1    1         1 ->  128  14x14    16
+  c2     2x2     2      0    2       128 ->  256   7x7    256 (64 channels x 4 taps)
+  c3     1x1     1      0    1       256 ->  256   7x7    256
+  c4     2x2     2      1    4       256 ->  512   4x4    256
+  c5     2x2     2      0    8       512 ->  512   2x2    256
+  c6     2x2     2      0    8       512 ->  512   1x1    256 (sees the whole image)
+  c7     1x1     1      0    2       512 ->  500   1x1    256 (the voters)
 
 The 2x2 stride-2 kernels do not overlap and the 1x1 kernels read one position, so a neuron has
-one reader position; each group's outputs at one position fit one core, so it has one reader
-core. Channels are shuffled between grouped layers (ShuffleNet style) so that information
-crosses groups; the shuffle is free on the chip (a neuron's target is any axon) and is exported
-as a ``Gather`` on the channel axis in front of the grouped Conv. Output channel c votes for class c % 10.
+one reader position, and one group's filters at one position fit one core. Channels are shuffled
+between grouped layers (ShuffleNet style) so that information crosses groups; the shuffle is
+free on the chip (a neuron's target is any axon) and is exported as a ``Gather`` on the channel
+axis in front of the grouped Conv. Voter c counts for class c % 10 (50 voters per class).
 
-Training as ``train_eedn_cnn.py``: latent weights in [-1, 1] ternarised at |w| > 1/2 with a
-straight-through gradient, a batch norm with scale 1 folded into an integer threshold, a
-straight-through step, random shifts (``--shift``, default 2 pixels).
+Axon types: 1x1 kernels give input channel j type j mod 4; larger kernels with an even stride
+add the parity of the input row and column (the checkerboard of Esser et al. 2015 for pixels),
+which every output position sees the same way.
+
+Training: latent connection probabilities p in [0, 1] (connected when p > 1/2) and latent signs,
+both with straight-through gradients; a batch norm with scale 1 folded into an integer
+threshold; a straight-through step; random shifts of up to ``--shift`` pixels (default 1);
+5,000 training images held out to keep the best epoch (``--val``).
 
 Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--out models/eedn_groups.onnx]
 """
@@ -34,8 +43,8 @@ from torch import nn
 import common
 
 # (out channels, kernel, stride, pad, groups): every group reads at most 256 lines
-LAYERS = [(128, 4, 2, 1, 1), (256, 2, 2, 0, 2), (256, 1, 1, 0, 1), (512, 2, 2, 1, 4), (512, 1, 1, 0, 2),
-          (320, 2, 2, 0, 8)]
+LAYERS = [(128, 4, 2, 1, 1), (256, 2, 2, 0, 2), (256, 1, 1, 0, 1), (512, 2, 2, 1, 4), (512, 2, 2, 0, 8),
+          (512, 2, 2, 0, 8), (500, 1, 1, 0, 2)]
 TYPES = 4
 MAX_FAN_IN = 256
 
@@ -153,9 +162,10 @@ class EednGroups(nn.Module):
 def main() -> None:
     """Train, evaluate, export."""
     def extra(parser):
-        parser.add_argument("--shift", type=int, default=2, help="random shift augmentation in pixels")
+        parser.add_argument("--shift", type=int, default=1, help="random shift augmentation in pixels")
 
-    args = common.parse_args("eedn_groups", epochs=20, lr=0.01, batch_size=200, min_threshold="none", extra=extra)
+    args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
+                             val=5000)
     common.setup(args)
     data = common.load_data(args)
     model = EednGroups(args.min_threshold)

@@ -65,6 +65,16 @@ def test_greedy_keeps_neurons_of_one_patch_together():
     assert sorted(sorted(set(owner[c].tolist())) for c in cores) == [[0], [1], [2]]
 
 
+def test_reader_aware_packing_puts_neurons_of_one_reader_together():
+    # 8 neurons with an axon each; even ones are read by core A, odd ones by core B
+    reads = sp.csr_matrix(np.eye(8, dtype=bool))
+    readers = sp.csr_matrix((np.ones(8, int), (np.arange(8), np.arange(8) % 2)), shape=(8, 2))
+    plain = greedy_pack(reads, np.ones(8, int), 4, 4)
+    assert sorted(map(sorted, plain)) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # axon order: each core feeds A and B
+    aware = greedy_pack(reads, np.ones(8, int), 4, 4, targets=readers)
+    assert sorted(map(sorted, aware)) == [[0, 2, 4, 6], [1, 3, 5, 7]]  # one reader per core
+
+
 def test_compaction_merges_a_bad_start():
     reads = sp.csr_matrix(np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]], bool))
     cores = compact_pack(reads, np.ones(3, int), [[0], [1], [2]], 3, 3)
