@@ -87,9 +87,10 @@ def main() -> int:
     print("-" * len(header))
     for name, file, method, ensembles, paper in ROWS:
         members = sorted(MODELS.glob(file))  # several files: separately trained copies, first = file name stem
-        if (wanted and name not in wanted) or not members:
-            if not members:
-                print(f"{name:<22}(missing {file}; train it with models/train_*.py)")
+        if wanted and name not in wanted:
+            continue
+        if not members:
+            print(f"{name:<22}(missing {file}; train it with models/train_*.py)")
             continue
         if args.ensembles and method == "stochastic":
             ensembles = [int(e) for e in args.ensembles.split(",")]

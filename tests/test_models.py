@@ -16,7 +16,7 @@ from crossmap.datasets import load_sample
 ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "eedn_cnn"]
+STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "eedn_cnn", "eedn_groups"]
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
@@ -110,3 +110,23 @@ def test_cnn_filters_fit_a_core():
     for node in (n for n in model.graph.node if n.op_type == "Conv"):
         fan_in = int(np.prod(w[node.input[1]].shape[1:]))
         assert 2 * fan_in <= 256, f"{node.name}: {fan_in} inputs x 2 signs"
+
+
+def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type():
+    import sys
+    sys.path.insert(0, str(MODELS))
+    from train_eedn_groups import LAYERS, line_types
+
+    model = load("eedn_groups")
+    w = weights(model)
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == len(LAYERS)
+    for node, (_, k, stride, pad, groups) in zip(convs, LAYERS):
+        weight = w[node.input[1]]
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["group"] == groups and weight.shape[2:] == (k, k)
+        assert int(np.prod(weight.shape[1:])) <= 256, f"{node.name}: a filter reads at most 256 lines"
+        types = line_types(weight.shape[1], k, stride, pad)
+        for t in range(4):
+            on_type = weight[:, types == t]  # (out, lines of type t)
+            assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
