@@ -75,7 +75,7 @@ class Plan:
     num_classes: int
     input_threshold: dict[str, Any] | None = None  # {"threshold": t or [t...], "inclusive": b}
     readout: str | None = None  # name of the readout population, if the model has one
-    output: str = ""  # the layer whose neurons vote (the readout's source, or the output layer)
+    output: str = ""  # the layer(s) whose neurons vote (the readout's sources, comma-separated, or the output layer)
     notes: list[str] = field(default_factory=list)
 
     def layer(self, name: str) -> Layer:
@@ -143,15 +143,19 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
         layers[name] = Layer(pop=pop, sources=list(sources), blocks=[sources[s].tocsr() for s in sources],
                              depth=depth, output_class=np.full(pop.size, -1, np.int64))
     if readout is not None:
-        source, classes, num_classes = readout
-        src, sel = _resolve(source, resolved, layers)
-        if src == INPUT:
-            raise BinarizeError(f"readout {network.output!r} reads the input directly; a class readout must "
-                                f"read a layer of step neurons")
-        out_layer = layers[src]
-        classes = _compose_classes(classes, sel, src, network.output)
-        out_layer.output_class = classes
-        output_name = src
+        sources, num_classes = readout
+        voters = []
+        for source, classes in sources:
+            src, sel = _resolve(source, resolved, layers)
+            if src == INPUT:
+                raise BinarizeError(f"readout {network.output!r} reads the input directly; a class readout must "
+                                    f"read a layer of step neurons")
+            if src in voters:
+                raise BinarizeError(f"readout {network.output!r} reads layer {src!r} through two paths; "
+                                    f"each voting layer may feed the readout once")
+            layers[src].output_class = _compose_classes(classes, sel, src, network.output)
+            voters.append(src)
+        output_name = ",".join(voters)
     else:
         output_name = network.output
         if output_name in resolved:
@@ -221,21 +225,27 @@ def _input_encoder(network: Network, consumers: dict[str, list[str]]) -> tuple[P
     return pop, np.asarray(thresholds, np.float64)
 
 
-def _readout(network: Network, out: Population, resolved: dict[str, Any]) -> tuple[str, np.ndarray, int] | None:
-    """(source population, class of each source neuron, num_classes) of a class readout, or None."""
+def _readout(network: Network, out: Population,
+             resolved: dict[str, Any]) -> tuple[list[tuple[str, np.ndarray]], int] | None:
+    """([(source population, class of each source neuron)], num_classes) of a class readout, or
+    None. Several sources (an ensemble of separately trained copies whose voters are concatenated
+    in front of one readout) add their votes."""
     incoming = network.incoming(out.name)
-    if out.activation != "identity" or out.reduce != "sum" or len(incoming) != 1:
+    if out.activation != "identity" or out.reduce != "sum" or not incoming:
         return None
     if out.bias is not None and np.any(np.asarray(out.bias) != 0):
         return None
-    w = sp.csr_matrix(incoming[0].weight).tocsc()
-    w.eliminate_zeros()
-    if w.nnz == 0 or np.any(w.data != 1.0) or np.any(np.diff(w.indptr) > 1):
-        return None
-    classes = np.full(w.shape[1], -1, np.int64)
-    has = np.diff(w.indptr) == 1
-    classes[has] = w.indices[w.indptr[:-1][has]]
-    return incoming[0].source, classes, out.size
+    sources = []
+    for proj in incoming:
+        w = sp.csr_matrix(proj.weight).tocsc()
+        w.eliminate_zeros()
+        if w.nnz == 0 or np.any(w.data != 1.0) or np.any(np.diff(w.indptr) > 1):
+            return None
+        classes = np.full(w.shape[1], -1, np.int64)
+        has = np.diff(w.indptr) == 1
+        classes[has] = w.indices[w.indptr[:-1][has]]
+        sources.append((proj.source, classes))
+    return sources, out.size
 
 
 def _compose_classes(classes: np.ndarray, sel: sp.csr_matrix, layer: str, readout: str) -> np.ndarray:

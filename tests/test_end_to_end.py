@@ -77,6 +77,47 @@ def test_verify_against_the_deployed_simulation_when_the_export_is_too_big(model
     assert not report.ok and report.diverging_group == program.group_names[gid]
 
 
+def ensemble_of_two(seed: int = 0) -> onnx.ModelProto:
+    """Two binary MLPs side by side on one input; their 20 voters each are concatenated in front
+    of one 0/1 readout (voter c counts for class c % 10), so the class counts add up."""
+    from onnx import helper
+
+    from onnx_models import make_model
+
+    rng = np.random.default_rng(seed)
+    nodes, inits, voters = [], {"zero": np.array(0.0, np.float32)}, []
+    for k in range(2):
+        current = "x"
+        for i, (n_in, n_out) in enumerate([(64, 24), (24, 20)]):
+            w, b = f"m{k}.w{i}", f"m{k}.b{i}"
+            inits[w] = rng.choice(np.array([-1.0, 0.0, 1.0], np.float32), size=(n_in, n_out), p=[0.4, 0.2, 0.4])
+            inits[b] = (rng.integers(-2, 3, size=n_out) + 0.5).astype(np.float32)
+            nodes += [helper.make_node("Gemm", [current, w, b], [f"m{k}.z{i}"]),
+                      helper.make_node("Greater", [f"m{k}.z{i}", "zero"], [f"m{k}.g{i}"]),
+                      helper.make_node("Cast", [f"m{k}.g{i}"], [f"m{k}.h{i}"], to=onnx.TensorProto.FLOAT)]
+            current = f"m{k}.h{i}"
+        voters.append(current)
+    readout = np.zeros((40, 10), np.float32)
+    readout[np.arange(40), np.arange(40) % 10] = 1.0
+    inits["readout"] = readout
+    nodes += [helper.make_node("Concat", voters, ["votes"], axis=1), helper.make_node("MatMul", ["votes", "readout"], ["y"])]
+    return make_model(nodes, ["N", 64], ["N", 10], inits)
+
+
+def test_an_ensemble_of_separately_trained_copies_adds_its_votes(tmp_path):
+    from onnx_models import run_onnxruntime
+
+    model = ensemble_of_two()
+    path = tmp_path / "ensemble.onnx"
+    onnx.save(model, str(path))
+    program = crossmap.compile(path, tmp_path / "out", chip=SMALL_CHIP, seed=2)
+    x = binary_images(48, seed=4)
+    want = run_onnxruntime(model, x)
+    got = crossmap.emulate(program, encode(program.encoding, x)).class_counts
+    np.testing.assert_array_equal(got, want)  # exact: the votes of both copies, summed
+    assert verify(program, path, inputs=x, limit=48).ok
+
+
 def test_same_seed_gives_byte_identical_programs(model_path, tmp_path):
     for name in ("a", "b"):
         crossmap.compile(model_path, tmp_path / name, chip=SMALL_CHIP, binarize="stochastic", ensemble=2, seed=9)
