@@ -7,7 +7,9 @@ Every placement gives each edge e a hop distance d_e >= 1. Write z[e, D] = 1 whe
 - per core v: at most c(D) = 2 D (D + 1) cells lie within D hops of a cell, so at most c(D) of
   v's edges have d <= D:  sum_{e at v} z[e, D] >= degree(v) - c(D);
 - globally: n cells span at most 2 n - ceil(2 sqrt n) adjacent pairs (Harary and Harborth,
-  1976), and at most n c(D) / 2 pairs within D hops, so  sum_e z[e, D] >= m - P_D(n).
+  1976), and at most n c(D) / 2 pairs within D hops, so  sum_e z[e, D] >= m - P_D(n);
+- the same count of adjacent pairs for dense sets of cores (``dense_neighbourhoods``): of the
+  edges inside a set S at most P_1(|S|) are one hop long.
 
 The minimum of sum_e w_e (1 + sum_D z[e, D]) over 0 <= z <= 1 under these constraints is a lower
 bound on every placement's cost (crossing penalties left out). Unlike the star bound, an edge
@@ -98,13 +100,16 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
     def var(e: np.ndarray, level: int) -> np.ndarray:  # level is 1-based
         return e * levels + (level - 1)
 
+    ends = np.concatenate([edges.u, edges.v])
+    by_node = np.argsort(ends, kind="stable") % m  # edge indices grouped by end node
+    starts = np.searchsorted(ends[np.argsort(ends, kind="stable")], np.arange(n + 1))
     rows, cols, vals, rhs = [], [], [], []  # A_ub z <= b_ub, written as -sum z <= -(needed)
     row = 0
     everything = np.arange(m)
     for level in range(1, levels + 1):
         need = degree - cells_within(level)
         for v in np.flatnonzero(need > 0):
-            at_v = np.flatnonzero((edges.u == v) | (edges.v == v))
+            at_v = by_node[starts[v]:starts[v + 1]]
             rows.append(np.full(at_v.size, row))
             cols.append(var(at_v, level))
             vals.append(-np.ones(at_v.size))
