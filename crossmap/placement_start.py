@@ -211,13 +211,49 @@ def spread_cells(mesh: Mesh, points: np.ndarray, region: np.ndarray) -> np.ndarr
     return cells
 
 
+def component_cells(mesh: Mesh, edges: Edges) -> np.ndarray | None:
+    """Each connected component (an ensemble's copies, say) placed greedily in its own square
+    block, blocks packed in shelves from the board origin, largest first. None when the graph is
+    connected or the blocks do not fit the board. A greedy placement of the whole graph puts the
+    first component in the middle and wraps the others around it."""
+    n = edges.num_nodes
+    graph = sp.coo_matrix((np.ones(edges.u.size), (edges.u, edges.v)), shape=(n, n))
+    count, label = connected_components(graph, directed=False)
+    sizes = np.bincount(label, minlength=count)
+    if count < 2 or (sizes >= 2).sum() < 2:
+        return None
+    cells = np.full(n, -1, np.int64)
+    x0 = y0 = shelf = 0
+    for comp in np.argsort(-sizes, kind="stable"):
+        nodes = np.flatnonzero(label == comp)
+        side = int(np.ceil(np.sqrt(1.25 * nodes.size)))
+        if x0 + side > mesh.width:
+            x0, y0, shelf = 0, y0 + shelf, 0
+        if side > mesh.width or y0 + side > mesh.height:
+            return None
+        block = Mesh(mesh.chip.replace(mesh_x=side, mesh_y=side, board_x=1, board_y=1))
+        keep = np.isin(edges.u, nodes)  # edges never leave a component
+        local = np.full(n, -1, np.int64)
+        local[nodes] = np.arange(nodes.size)
+        sub = Edges(nodes.size, local[edges.u[keep]], local[edges.v[keep]], edges.w[keep])
+        placed = greedy_cells(block, adjacency(sub), np.arange(nodes.size))
+        cells[nodes] = mesh.cell(x0 + block.x[placed], y0 + block.y[placed])
+        x0, shelf = x0 + side, max(shelf, side)
+    return cells
+
+
 def starting_placements(mesh: Mesh, edges: Edges, seed: int = 0) -> dict[str, np.ndarray]:
     """Every starting placement by name: ``greedy`` (max-adjacency order, nearest free cell),
-    ``curve`` (Fiedler order along the Hilbert curve) and ``spectral`` (2-D Laplacian embedding
-    spread over a compact block); the spectral ones only when the eigensolver succeeds."""
+    ``components`` (each connected component greedily in its own block; graphs of several
+    components only), ``curve`` (Fiedler order along the Hilbert curve) and ``spectral`` (2-D
+    Laplacian embedding spread over a compact block); the spectral ones only when the
+    eigensolver succeeds."""
     n = edges.num_nodes
     adj = adjacency(edges)
     starts = {"greedy": greedy_cells(mesh, adj, np.arange(n))}
+    tiled = component_cells(mesh, edges)
+    if tiled is not None:
+        starts["components"] = tiled
     coords = spectral_coordinates(edges, 2, seed)
     if coords is not None:
         starts["curve"] = curve_cells(mesh, np.argsort(coords[:, 0], kind="stable"))

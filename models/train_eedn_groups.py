@@ -110,7 +110,8 @@ def shuffle_order(channels: int, groups: int) -> np.ndarray:
 
 
 class EednGroups(nn.Module):
-    """Ternary grouped convolutions with channel shuffles, step neurons and a class readout."""
+    """Core-shaped grouped convolutions (binary connections x sign per axon type) with channel
+    shuffles, step neurons and a class readout."""
 
     def __init__(self, floor: float | None) -> None:
         super().__init__()

@@ -210,3 +210,20 @@ def test_crossings_are_avoided_when_the_graph_fits_one_chip():
     graph = mlp_like_graph(16, layers=4, fan_in=2, seed=3)
     report = run_place(chip, graph, "place{time_limit=2}").reports["place"]
     assert report["chips_used"] == 1 and report["traffic_chip_crossings"] == 0
+
+
+def test_components_start_gives_each_component_its_own_block():
+    graph = nx.DiGraph()
+    for k in range(3):  # three copies of a 3 x 4 grid, as an ensemble's copies would be
+        grid = nx.grid_2d_graph(3, 4)
+        index = {node: 12 * k + i for i, node in enumerate(grid.nodes)}
+        graph.add_edges_from((index[a], index[b], {"traffic": 1.0}) for a, b in grid.edges)
+    mesh = Mesh(ChipSpec.truenorth())
+    edges = edges_from_graph(graph)
+    starts = starting_placements(mesh, edges)
+    cells = starts["components"]
+    assert len(set(cells.tolist())) == 36
+    xs = mesh.x[cells].reshape(3, 12)
+    assert all(xs[k].max() < xs[k + 1].min() for k in range(2))  # blocks side by side
+    assert placement_cost(mesh, edges, cells) <= placement_cost(mesh, edges, starts["greedy"])
+    assert "components" not in starting_placements(mesh, edges_from_graph(conv_like_graph(20)))
