@@ -116,6 +116,7 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
     chip = net.chip
     A, N = chip.axons_per_core, chip.neurons_per_core
     plan = Plan(mode=options.mode)
+    family = network_families(net)
     small = [g for g in topo if options.solver and net.groups[g].size <= options.solver_max_items]
     budget = options.time_limit / max(1, len(small))
     for g in reversed(topo):
@@ -140,7 +141,8 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
             bins = result.cores if result.cores is not None else bins
         plan.group_mode[g] = mode
         first_new = len(plan.cores)
-        placed = _place_bins(plan, space, g, gk, reads, item_neuron, item_count, bins, options.merge_groups, A, N)
+        placed = _place_bins(plan, space, g, gk, reads, item_neuron, item_count, bins, options.merge_groups, A, N,
+                             family)
         plan.group_rows.append({"group": group.name, "layer": group.layer, "fanout": mode, "neurons": group.size,
                                 "instances": int(counts.sum()), "fan_out_max": int(targets.max(initial=0)),
                                 "distinct_axons": int(gk.keys.size), "fan_in_max": int(gk.fan_in.max(initial=0)),
@@ -219,10 +221,31 @@ def _chunk(counts: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     return np.array(neuron, np.int64), np.array(count, np.int64)
 
 
+def network_families(net: DeployedNetwork) -> list[int]:
+    """Per group, a label shared by the groups connected to it through lines (the input aside):
+    the separately trained copies of an ensemble are different families."""
+    index = {group.name: i for i, group in enumerate(net.groups)}
+    parent = list(range(len(net.groups)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for lines in net.lines:
+        if lines.source in index and lines.target in index:
+            parent[root(index[lines.source])] = root(index[lines.target])
+    return [root(i) for i in range(len(net.groups))]
+
+
 def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, item_neuron: np.ndarray,
-                item_count: np.ndarray, bins: list[list[int]], merge: bool, A: int, N: int) -> list[int]:
+                item_count: np.ndarray, bins: list[list[int]], merge: bool, A: int, N: int,
+                family: list[int] | None = None) -> list[int]:
     """Add a group's bins as cores (merged into a partly used core of another group when both
-    fit) and record the demands; returns the cores that hold the group."""
+    fit, and when that group belongs to another family only if they share axons: merging
+    unconnected networks for slots alone saves a few cores but ties their placements together)
+    and record the demands; returns the cores that hold the group."""
     contents = []
     for members in bins:
         keys = set(gk.keys[np.unique(reads[members].indices)].tolist()) if members else set()
@@ -231,7 +254,8 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
     home = [-1] * len(contents)
     if merge:  # emptiest bins first, each into the best partly used core of another group
         for b in sorted(range(len(contents)), key=lambda b: (contents[b][2] + len(contents[b][1]), b)):
-            home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N)
+            home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N,
+                                  None if family is None else [family[h] == family[g] for h in range(len(family))])
             if home[b] >= 0:
                 _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
     for b in range(len(contents)):
@@ -250,15 +274,19 @@ def _fill(plan: Plan, space: KeySpace, core: int, g: int, content: tuple[list[in
     plan.add_keys(core, keys, space)
 
 
-def _merge_host(plan: Plan, keys: set[int], neurons: int, existing: int, A: int, N: int) -> int:
+def _merge_host(plan: Plan, keys: set[int], neurons: int, existing: int, A: int, N: int,
+                related: list[bool] | None = None) -> int:
     """The core among the first ``existing`` (other groups) that can also take this bin, sharing
-    the most axons with it (then the fullest), or -1."""
+    the most axons with it (then the fullest), or -1. With ``related`` (per group), a core holding
+    an unrelated group qualifies only when the bin shares axons with it."""
     best, best_score = -1, None
     for c in range(existing):
         core = plan.cores[c]
         if core.neurons + neurons > N or max(core.axons, len(keys)) > A:
             continue
         shared = len(keys & core.keys)
+        if not shared and related is not None and not all(related[h] for h, _, _ in core.members):
+            continue  # an unrelated network's core, and no axon to share with it
         if core.axons + len(keys) - shared > A:
             continue
         score = (-shared, N - core.neurons - neurons, c)

@@ -390,3 +390,14 @@ def test_random_networks_are_exact(seed, fanout, merge):
     spikes = rng2.random((8, net.input_ticks, inputs)) < 0.5
     want = net.simulate(spikes)["class_counts"]
     np.testing.assert_array_equal(crossmap.emulate(state.program, spikes).class_counts, want)
+
+
+def test_bins_merge_into_an_unrelated_network_only_to_share_axons():
+    from crossmap.partition_plan import CoreContent, Plan, _merge_host
+
+    plan = Plan(mode="copy", cores=[CoreContent(members=[(1, 0, 1)], keys={1, 2}, neurons=1)])
+    related = [True, False]  # the bin's group 0 and the core's group 1 are separate networks
+    assert _merge_host(plan, {5}, 1, 1, 8, 8) == 0  # without families: any core with room
+    assert _merge_host(plan, {5}, 1, 1, 8, 8, related) == -1  # nothing shared: keep the networks apart
+    assert _merge_host(plan, {1, 5}, 1, 1, 8, 8, related) == 0  # a shared axon: merge
+    assert _merge_host(plan, {5}, 1, 1, 8, 8, [True, True]) == 0
