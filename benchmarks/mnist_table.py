@@ -74,7 +74,8 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None, help="MNIST directory (or $CROSSMAP_DATA_DIR)")
     parser.add_argument("--limit", type=int, default=None, help="a fixed random subset of N test images (default all 10,000)")
     parser.add_argument("--models", default=None, help="comma-separated row names (default all)")
-    parser.add_argument("--ensembles", default=None, help="comma-separated ensemble sizes for stochastic rows")
+    parser.add_argument("--ensembles", default=None,
+                        help="comma-separated ensemble sizes for the stochastic rows and the rows of trained copies")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = parser.parse_args()
@@ -92,7 +93,7 @@ def main() -> int:
         if not members:
             print(f"{name:<22}(missing {file}; train it with models/train_*.py)")
             continue
-        if args.ensembles and method == "stochastic":
+        if args.ensembles and (method == "stochastic" or len(members) > 1):
             ensembles = [int(e) for e in args.ensembles.split(",")]
         if method == "deterministic":
             ensembles = [k for k in ensembles if k <= len(members)]
