@@ -1,7 +1,6 @@
 """The place pass: optimal on small graphs (brute force), deterministic, resource errors, fallback,
 and the heuristics' invariants."""
 
-import itertools
 import warnings
 
 import networkx as nx
@@ -17,21 +16,7 @@ from crossmap.placement_local import anneal, improve_by_swaps
 from crossmap.placement_start import greedy_cells, hilbert_order, spread_cells, starting_placements
 from crossmap.placement_synthetic import conv_like_graph, mlp_like_graph
 from crossmap.program import Program
-
-
-def tiny_chip(mesh: int = 3, board: int = 1) -> ChipSpec:
-    return ChipSpec(name="tiny", axons_per_core=4, neurons_per_core=4, mesh_x=mesh, mesh_y=mesh,
-                    board_x=board, board_y=board)
-
-
-def random_graph(n: int, edges: int, seed: int) -> nx.DiGraph:
-    rng = np.random.default_rng(seed)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(n))
-    for _ in range(edges):
-        u, v = rng.choice(n, 2, replace=False)
-        graph.add_edge(int(u), int(v), traffic=float(rng.integers(1, 20)))
-    return graph
+from place_graphs import brute_force, random_graph, tiny_chip
 
 
 def run_place(chip: ChipSpec, graph: nx.DiGraph | None, spec: str = "place", seed: int = 0,
@@ -40,14 +25,6 @@ def run_place(chip: ChipSpec, graph: nx.DiGraph | None, spec: str = "place", see
     state = CompileState(chip=chip, seed=seed, program=program or Program.empty(chip, n), core_graph=graph)
     (place,) = parse_pipeline(spec)
     return place.run(state)
-
-
-def brute_force(chip: ChipSpec, graph: nx.DiGraph, penalty: float = 0.0) -> float:
-    mesh = Mesh(chip, penalty)
-    edges = edges_from_graph(graph)
-    perms = np.array(list(itertools.permutations(range(mesh.size), graph.number_of_nodes())))
-    cost = (mesh.dist(perms[:, edges.u], perms[:, edges.v]) * edges.w).sum(axis=1)
-    return float(cost.min())
 
 
 @pytest.mark.parametrize("n,seed", [(4, 0), (5, 1), (5, 2), (6, 3), (6, 4)])

@@ -1,15 +1,13 @@
 """The LP lower bound on placement cost: never above the optimum (brute force), exact on graphs
 where the counting arguments are tight, and never below the star bound."""
 
-import itertools
-
 import networkx as nx
-import numpy as np
 import pytest
 
 from crossmap.chip import ChipSpec
 from crossmap.placement_bound import dense_neighbourhoods, lp_bound, pairs_within, placement_lower_bound
 from crossmap.placement_cost import Mesh, edges_from_graph, lower_bound
+from place_graphs import brute_force, random_graph, tiny_chip
 
 
 def graph_of(pairs, weight=1.0) -> nx.DiGraph:
@@ -18,22 +16,11 @@ def graph_of(pairs, weight=1.0) -> nx.DiGraph:
     return graph
 
 
-def brute_force(mesh: Mesh, graph: nx.DiGraph) -> float:
-    edges = edges_from_graph(graph)
-    perms = np.array(list(itertools.permutations(range(mesh.size), graph.number_of_nodes())))
-    return float((mesh.dist(perms[:, edges.u], perms[:, edges.v]) * edges.w).sum(axis=1).min())
-
-
 @pytest.mark.parametrize("n,m,seed", [(5, 8, 0), (6, 10, 1), (6, 14, 2), (5, 10, 3), (6, 12, 4)])
 def test_bound_never_exceeds_the_optimum(n, m, seed):
-    rng = np.random.default_rng(seed)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(range(n))
-    for _ in range(m):
-        u, v = rng.choice(n, 2, replace=False)
-        graph.add_edge(int(u), int(v), traffic=float(rng.integers(1, 20)))
-    mesh = Mesh(ChipSpec(name="tiny", axons_per_core=4, neurons_per_core=4, mesh_x=3, mesh_y=3))
-    best = brute_force(mesh, graph)
+    graph = random_graph(n, m, seed)
+    mesh = Mesh(tiny_chip())
+    best = brute_force(tiny_chip(), graph)
     edges = edges_from_graph(graph)
     assert lp_bound(mesh, edges) <= best + 1e-6
     assert lower_bound(mesh, edges) <= placement_lower_bound(mesh, edges)[0] <= best + 1e-6
