@@ -199,6 +199,34 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
             "epoch": best[1] if val else args.epochs}
 
 
+def add_vote_readout(module: torch.nn.Module, classes: np.ndarray) -> None:
+    """Give a conv network of voting neurons its fixed 0/1 class readout (buffer ``readout``,
+    neurons x 10, neuron i counts for ``classes[i]``), ``module.classes``, and the learned scale
+    ``log_scale`` of the spike counts in the loss."""
+    module.classes = classes
+    readout = np.zeros((len(classes), 10), np.float32)
+    readout[np.arange(len(classes)), classes] = 1.0
+    module.register_buffer("readout", torch.from_numpy(readout))
+    module.log_scale = torch.nn.Parameter(torch.tensor(np.log(0.1), dtype=torch.float32))
+
+
+def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: dict[str, np.ndarray],
+                       label: str, max_shift: int = 0, **meta: object) -> None:
+    """The CNN recipes' training and export: Adam, cross-entropy on the scaled class counts
+    (``add_vote_readout``), ``fit``, then the checked ONNX export with ``meta`` recorded."""
+    print("layers (cin, cout, k, stride, pad, groups):", model.specs, flush=True)
+    optimizer = torch.optim.Adam(param_groups(model, args.lr, factor=1.0))
+
+    def loss(counts: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model.log_scale.exp() * counts, y)
+
+    result = fit(model, data, args, loss, optimizer, after_step=model.constrain, max_shift=max_shift)
+    torch_pred = predict(model, data["xte"])
+    metadata = training_metadata(args, result, layers=model.specs, **meta)
+    save_checked(model.to_onnx(metadata, args.name), args.out, data, torch_pred, label)
+    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+
+
 # ---------------------------------------------------------------- straight-through estimators
 
 class StepSTE(torch.autograd.Function):

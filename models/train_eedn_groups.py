@@ -124,11 +124,7 @@ class EednGroups(nn.Module):
         self.convs = nn.ModuleList(CoreConv(*spec, floor, shift) for spec, shift in zip(self.specs, shifts))
         for i, order in enumerate(self.orders):
             self.register_buffer(f"order{i}", torch.from_numpy(order))
-        self.classes = np.repeat(np.arange(cin) % 10, size * size)  # flattened (c, h, w) order
-        readout = np.zeros((len(self.classes), 10), np.float32)
-        readout[np.arange(len(self.classes)), self.classes] = 1.0
-        self.register_buffer("readout", torch.from_numpy(readout))
-        self.log_scale = nn.Parameter(torch.tensor(np.log(0.1), dtype=torch.float32))
+        common.add_vote_readout(self, np.repeat(np.arange(cin) % 10, size * size))  # (c, h, w) order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Spike counts per class."""
@@ -170,14 +166,8 @@ def main() -> None:
     common.setup(args)
     data = common.load_data(args)
     model = EednGroups(args.min_threshold)
-    print("layers (cin, cout, k, stride, pad, groups):", model.specs, flush=True)
-    optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0))
-    loss = lambda counts, y: torch.nn.functional.cross_entropy(model.log_scale.exp() * counts, y)  # noqa: E731
-    result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain, max_shift=args.shift)
-    torch_pred = common.predict(model, data["xte"])
-    meta = common.training_metadata(args, result, layers=model.specs, weights="binary connections x sign per axon type", shuffle="ShuffleNet")
-    common.save_checked(model.to_onnx(meta, args.name), args.out, data, torch_pred, "binary connections")
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    common.train_vote_network(model, args, data, "binary connections", max_shift=args.shift,
+                              weights="binary connections x sign per axon type", shuffle="ShuffleNet")
 
 
 if __name__ == "__main__":
