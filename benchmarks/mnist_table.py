@@ -97,10 +97,16 @@ def main() -> int:
             ensembles = [int(e) for e in args.ensembles.split(",")]
         if method == "deterministic":
             ensembles = [k for k in ensembles if k <= len(members)]
+        member_float = None
         for copies in ensembles:
             with tempfile.TemporaryDirectory() as tmp:
                 path = members[0] if method == "stochastic" or copies == 1 else joined(members[:copies], Path(tmp))
-                float_acc = float_accuracy(path, images, labels)
+                if path != members[0]:
+                    float_acc = float_accuracy(path, images, labels)
+                else:  # the row's own file: measured once, not once per sampled ensemble size
+                    if member_float is None:
+                        member_float = float_accuracy(path, images, labels)
+                    float_acc = member_float
                 start = time.perf_counter()
                 program = crossmap.compile(path, Path(tmp) / "p", binarize=method,
                                            ensemble=copies if method == "stochastic" else None,

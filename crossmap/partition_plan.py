@@ -252,10 +252,10 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
         contents.append((members, keys, int(item_count[members].sum())))
     existing = len(plan.cores)
     home = [-1] * len(contents)
+    related = None if family is None else [f == family[g] for f in family]
     if merge:  # emptiest bins first, each into the best partly used core of another group
         for b in sorted(range(len(contents)), key=lambda b: (contents[b][2] + len(contents[b][1]), b)):
-            home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N,
-                                  None if family is None else [family[h] == family[g] for h in range(len(family))])
+            home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N, related)
             if home[b] >= 0:
                 _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
     for b in range(len(contents)):

@@ -101,8 +101,9 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
         return e * levels + (level - 1)
 
     ends = np.concatenate([edges.u, edges.v])
-    by_node = np.argsort(ends, kind="stable") % m  # edge indices grouped by end node
-    starts = np.searchsorted(ends[np.argsort(ends, kind="stable")], np.arange(n + 1))
+    order = np.argsort(ends, kind="stable")
+    by_node = order % m  # edge indices grouped by end node
+    starts = np.searchsorted(ends[order], np.arange(n + 1))
     rows, cols, vals, rhs = [], [], [], []  # A_ub z <= b_ub, written as -sum z <= -(needed)
     row = 0
     everything = np.arange(m)

@@ -40,8 +40,7 @@ def _member_parts(model: onnx.ModelProto, prefix: str) -> tuple[list, list, str,
 
     nodes = []
     for node in graph.node:
-        if node is readout[0] or node.output[0] in ("x_spikes",) or (
-                node.op_type == "Greater" and node.input[0] == "x"):
+        if node is readout[0] or node.output[0] == "x_spikes" or (node.op_type == "Greater" and node.input[0] == "x"):
             continue
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
