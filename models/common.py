@@ -151,6 +151,9 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     time and the chosen epoch."""
     xtr, ytr = torch.from_numpy(data["xtr"]), torch.from_numpy(data["ytr"])
     val = int(getattr(args, "val", 0) or 0)
+    if val >= len(ytr):
+        raise SystemExit(f"--val {val} would hold out all {len(ytr)} training images; give a smaller --val "
+                         f"(or --val 0) with --train-limit {len(ytr)}")
     if val:
         split = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(args.seed + 12345))
         xval, yval = data["xtr"][split[-val:].numpy()], data["ytr"][split[-val:].numpy()]
