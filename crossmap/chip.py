@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ChipSpecError
+from .errors import ChipSpecError, ResourceError
 
 
 @dataclass(frozen=True)
@@ -216,3 +217,24 @@ class ChipSpec:
             "synapses": (synapses, cores * self.axons_per_core * self.neurons_per_core),
             "chips": (chips, self.board_x * self.board_y),
         }
+
+
+def smallest_board(chip: ChipSpec, cores: int) -> tuple[int, int]:
+    """The board (chips across, chips down) with the fewest chips, then the squarest, holding
+    ``cores`` cores."""
+    chips = max(1, math.ceil(cores / chip.cores_per_chip))
+    boards = [(bx, math.ceil(chips / bx)) for bx in range(1, chips + 1)]
+    return min(boards, key=lambda b: (b[0] * b[1], abs(b[0] - b[1]), -b[0]))
+
+
+def check_fits(chip: ChipSpec, cores: int, stage: str = "place") -> None:
+    """Raise ``ResourceError`` when ``cores`` do not fit the board of ``chip``, naming the
+    smallest board that holds them."""
+    if cores <= chip.max_cores:
+        return
+    bx, by = smallest_board(chip, cores)
+    raise ResourceError(f"{stage}: the program needs {cores} cores, the board of chip spec {chip.name!r} "
+                        f"({chip.board_x} x {chip.board_y} chips of {chip.mesh_x} x {chip.mesh_y} cores) has "
+                        f"{chip.max_cores}; the smallest board that fits is {bx} x {by} chips "
+                        f"({bx * by * chip.cores_per_chip} cores): compile with --chip truenorth-{bx}x{by} "
+                        f"(or a chip JSON with board_x = {bx}, board_y = {by})")

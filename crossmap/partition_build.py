@@ -21,6 +21,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from .chip import check_fits
 from .deployed import DeployedNetwork
 from .errors import ResourceError
 from .partition_keys import GroupKeys, KeySpace
@@ -47,10 +48,7 @@ def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[
                   rates: dict[str, np.ndarray], input_rate: np.ndarray, input_fed: set[int]) -> Built:
     """Lay out ``plan`` as a Program (provisional row-major coordinates) and its core graph."""
     chip = net.chip
-    if len(plan.cores) > chip.max_cores:
-        raise ResourceError(f"the network needs {len(plan.cores)} cores, chip spec {chip.name!r} has "
-                            f"{chip.max_cores} ({chip.board_x} x {chip.board_y} chips of {chip.cores_per_chip}); "
-                            f"use a larger board (e.g. --chip truenorth-2x2) or a smaller network")
+    check_fits(chip, len(plan.cores), stage="partition")
     pos = {g: i for i, g in enumerate(topo)}
     final = _core_order(plan, pos)
     where = {old: new for new, old in enumerate(final)}

@@ -7,7 +7,14 @@ runs the members side by side and concatenates their voting neurons in front of 
 ``y`` is the sum of the members' class counts: an ensemble of copies, each copy a separately
 trained network (deterministic networks gain nothing from identical copies).
 
-Usage: python models/make_ensemble.py MEMBER.onnx [MEMBER.onnx ...] -o OUT.onnx [--data-dir DIR]
+A copy may also read the image translated by a pixel or two (``--shifts``): the same trained
+network wired to shifted pixel axons, a ``Pad`` -> ``Slice`` of the input spikes in front of the
+copy (zero fill, as the recipes' shift augmentation). On the chip this only changes which pixel
+feeds which axon, so a shifted copy costs the cores of a copy and no training; networks trained
+with random shifts classify shifted digits about as well, and err on different images.
+
+Usage: python models/make_ensemble.py MEMBER.onnx [MEMBER.onnx ...] -o OUT.onnx [--shifts "0,0 0,1 1,0"]
+       [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -23,11 +30,48 @@ from onnx import helper, numpy_helper
 import common
 
 SHARED = {"x", "x_spikes", "input_threshold", "step_zero"}
+SIZE = 28  # input image height and width
+Shift = tuple[int, int]  # (rows down, columns right)
 
 
-def _member_parts(model: onnx.ModelProto, prefix: str) -> tuple[list, list, str, np.ndarray]:
-    """A member's nodes and initializers renamed with ``prefix`` (shared encoding names kept),
-    without the readout, plus the name of its voting spikes and its readout matrix."""
+def parse_shifts(text: str) -> list[Shift]:
+    """``"0,0 0,1 -1,0"`` -> [(0, 0), (0, 1), (-1, 0)]: (rows down, columns right) per copy."""
+    try:
+        shifts = [(int(a), int(b)) for a, b in (item.split(",") for item in text.split())]
+    except ValueError:
+        raise SystemExit(f"--shifts {text!r}: expected space-separated 'rows,columns' pairs such as '0,0 0,1 -1,0'")
+    if not shifts or any(max(abs(a), abs(b)) >= SIZE for a, b in shifts):
+        raise SystemExit(f"--shifts {text!r}: give at least one shift, each smaller than the {SIZE}-pixel image")
+    return shifts
+
+
+def ensemble_copies(members: list, count: int, shifts: list[Shift]) -> list[tuple[object, Shift]]:
+    """The first ``count`` (member, shift) copies, shift-major: every member unshifted first, then
+    every member under the second shift, and so on (separately trained copies differ more than
+    shifted ones, so a small ensemble uses them first)."""
+    copies = [(member, shift) for shift in shifts for member in members]
+    if count > len(copies):
+        raise SystemExit(f"{count} copies asked for, {len(members)} members x {len(shifts)} shifts give {len(copies)}")
+    return copies[:count]
+
+
+def _shift_nodes(builder: common.GraphBuilder, shift: Shift, prefix: str) -> str:
+    """``x_spikes`` translated by ``shift`` with zero fill (Pad then Slice); returns its name."""
+    dy, dx = shift
+    pads = [0, 0, max(dy, 0), max(dx, 0), 0, 0, max(-dy, 0), max(-dx, 0)]
+    starts = [max(-dy, 0), max(-dx, 0)]
+    padded = builder.op("Pad", ["x_spikes", builder.const(f"{prefix}shift.pads", np.array(pads, np.int64))],
+                        name=f"{prefix}x_padded")
+    return builder.op("Slice", [padded, builder.const(f"{prefix}shift.starts", np.array(starts, np.int64)),
+                                builder.const(f"{prefix}shift.ends", np.array(starts, np.int64) + SIZE),
+                                builder.const(f"{prefix}shift.axes", np.array([2, 3], np.int64))],
+                      name=f"{prefix}x_shifted")
+
+
+def _member_parts(model: onnx.ModelProto, prefix: str, source: str = "x_spikes") -> tuple[list, list, str, np.ndarray]:
+    """A member's nodes and initializers renamed with ``prefix`` (shared encoding names kept; its
+    input spikes read from ``source``), without the readout, plus the name of its voting spikes
+    and its readout matrix."""
     graph = model.graph
     readout = [n for n in graph.node if n.op_type == "MatMul" and n.output[0] == graph.output[0].name]
     if len(readout) != 1:
@@ -36,6 +80,8 @@ def _member_parts(model: onnx.ModelProto, prefix: str) -> tuple[list, list, str,
     matrix = numpy_helper.to_array(inits[readout[0].input[1]])
 
     def rename(name: str) -> str:
+        if name == "x_spikes":
+            return source
         return name if name in SHARED or not name else prefix + name
 
     nodes = []
@@ -60,14 +106,19 @@ def _member_parts(model: onnx.ModelProto, prefix: str) -> tuple[list, list, str,
     return nodes, initializers, rename(readout[0].input[0]), matrix
 
 
-def join(members: list[onnx.ModelProto], name: str) -> onnx.ModelProto:
-    """The ensemble model of ``members`` (see the module docstring)."""
+def join(members: list[onnx.ModelProto], name: str, shifts: list[Shift] | None = None) -> onnx.ModelProto:
+    """The ensemble model of ``members`` (see the module docstring); ``shifts``, one per member
+    (a member may appear several times), translates each copy's input (default: none)."""
+    shifts = shifts or [(0, 0)] * len(members)
+    if len(shifts) != len(members):
+        raise ValueError(f"{len(shifts)} shifts for {len(members)} members: give one per member")
     builder = common.GraphBuilder(name)
     builder.encode_input()
     builder.const("step_zero", np.array(0.0, np.float32))
     spikes, matrices = [], []
-    for k, member in enumerate(members):
-        nodes, initializers, votes, matrix = _member_parts(member, f"m{k}.")
+    for k, (member, shift) in enumerate(zip(members, shifts)):
+        source = "x_spikes" if shift == (0, 0) else _shift_nodes(builder, shift, f"m{k}.")
+        nodes, initializers, votes, matrix = _member_parts(member, f"m{k}.", source)
         builder.nodes.extend(nodes)
         builder.initializers.extend(initializers)
         spikes.append(votes)
@@ -77,34 +128,49 @@ def join(members: list[onnx.ModelProto], name: str) -> onnx.ModelProto:
     builder.nodes.append(helper.make_node("MatMul", [joined, builder.const("readout.weight", readout)], ["y"],
                                           name="readout"))
     meta = {"crossmap.model": name, "crossmap.ensemble_members": json.dumps(
-        [{p.key: p.value for p in m.metadata_props if p.key in ("crossmap.command", "crossmap.test_accuracy")}
-         for m in members])}
+        [{**{p.key: p.value for p in m.metadata_props if p.key in ("crossmap.command", "crossmap.test_accuracy")},
+          "shift": list(shift)} for m, shift in zip(members, shifts)])}
     return builder.model("y", [10], meta)
 
 
+def shifted(images: np.ndarray, shift: Shift) -> np.ndarray:
+    """(n, 1, 28, 28) images translated by ``shift`` with zero fill (what a shifted copy sees)."""
+    dy, dx = shift
+    out = np.zeros_like(images)
+    out[..., max(dy, 0):SIZE + min(dy, 0), max(dx, 0):SIZE + min(dx, 0)] = \
+        images[..., max(-dy, 0):SIZE - max(dy, 0), max(-dx, 0):SIZE - max(dx, 0)]
+    return out
+
+
 def main() -> None:
-    """Join, check against the members' summed counts with onnxruntime, save."""
+    """Join, check against the copies' summed counts with onnxruntime, save."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("members", nargs="+")
     parser.add_argument("-o", "--out", required=True)
+    parser.add_argument("--shifts", default="0,0", help="input translations 'rows,columns' applied to every member, "
+                                                        "e.g. '0,0 0,1 0,-1 1,0 -1,0' (default: none)")
+    parser.add_argument("--copies", type=int, default=None,
+                        help="keep the first N copies, shift-major (default: members x shifts)")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    members = [onnx.load(p) for p in args.members]
-    model = join(members, Path(args.out).stem)
+    members = [(path, onnx.load(path)) for path in args.members]
+    shifts = parse_shifts(args.shifts)
+    copies = ensemble_copies(members, args.copies or len(members) * len(shifts), shifts)
+    model = join([m for (_, m), _ in copies], Path(args.out).stem, [shift for _, shift in copies])
     args.train_limit, args.seed = None, 0
     data = common.load_data(args)
     import onnxruntime as ort
 
-    def counts(m: onnx.ModelProto) -> np.ndarray:
+    def counts(m: onnx.ModelProto, shift: Shift) -> np.ndarray:
         session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-        return np.concatenate([session.run(None, {"x": data["xte"][lo:lo + 1000]})[0]
-                               for lo in range(0, len(data["xte"]), 1000)])
+        x = shifted(data["xte"], shift)
+        return np.concatenate([session.run(None, {"x": x[lo:lo + 1000]})[0] for lo in range(0, len(x), 1000)])
 
-    summed = sum(counts(m) for m in members)
-    common.save_checked(model, args.out, data, summed.argmax(1), f"ensemble of {len(members)}",
-                        reference_name="the members' summed counts")
-    for path, m in zip(args.members, members):
-        print(f"  member {path}: {100 * float((counts(m).argmax(1) == data['yte']).mean()):.2f}%")
+    each = [counts(m, shift) for (_, m), shift in copies]
+    common.save_checked(model, args.out, data, sum(each).argmax(1), f"ensemble of {len(copies)}",
+                        reference_name="the copies' summed counts")
+    for ((path, _), shift), c in zip(copies, each):
+        print(f"  copy {path} shifted {shift}: {100 * float((c.argmax(1) == data['yte']).mean()):.2f}%")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from typing import Any, ClassVar
 import networkx as nx
 import numpy as np
 
-from crossmap.chip import ChipSpec
-from crossmap.errors import PipelineError, ResourceError
+from crossmap.chip import check_fits
+from crossmap.errors import PipelineError
 from crossmap.pipeline import CompileState
 from crossmap.placement_bound import placement_lower_bound
 from crossmap.placement_cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
@@ -135,26 +135,6 @@ class Place:
 
 def _ratio(a: float, b: float) -> float | None:
     return float(a / b) if b > 0 else None
-
-
-def smallest_board(chip: ChipSpec, cores: int) -> tuple[int, int]:
-    """The board (chips across, chips down) with the fewest chips, then the squarest, holding
-    ``cores`` cores."""
-    chips = max(1, math.ceil(cores / chip.cores_per_chip))
-    boards = [(bx, math.ceil(chips / bx)) for bx in range(1, chips + 1)]
-    return min(boards, key=lambda b: (b[0] * b[1], abs(b[0] - b[1]), -b[0]))
-
-
-def check_fits(chip: ChipSpec, cores: int) -> None:
-    """Raise ``ResourceError`` when ``cores`` do not fit the board of ``chip``."""
-    if cores <= chip.max_cores:
-        return
-    bx, by = smallest_board(chip, cores)
-    raise ResourceError(f"place: the program needs {cores} cores, the board of chip spec {chip.name!r} "
-                        f"({chip.board_x} x {chip.board_y} chips of {chip.mesh_x} x {chip.mesh_y} cores) has "
-                        f"{chip.max_cores}; the smallest board that fits is {bx} x {by} chips "
-                        f"({bx * by * chip.cores_per_chip} cores): compile with --chip truenorth-{bx}x{by} "
-                        f"(or a chip JSON with board_x = {bx}, board_y = {by})")
 
 
 def core_graph_edges(graph: nx.DiGraph | None, program: Any) -> tuple[Edges, bool]:
