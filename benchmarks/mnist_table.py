@@ -1,7 +1,10 @@
 """The MNIST results table: every shipped model compiled, emulated on the MNIST test set, with
 ensembles of 1, 4, 16 and 64 copies where the model is a probabilistic one (sampled copies) and
 of the separately trained copies shipped for the CNN (joined by models/make_ensemble.py), printed
-beside the papers' figures.
+beside the papers' figures. CNN copies beyond the trained ones read the image shifted by one
+pixel (make_ensemble's --shifts; shift-major: 16 copies of 4 trained networks are each network
+unshifted and shifted right, left, down); ensembles too big for one chip compile for the smallest
+board of chips that holds them.
 
     python benchmarks/mnist_table.py --data-dir ../shared/data/mnist            # all 10,000 images
     python benchmarks/mnist_table.py --data-dir ../shared/data/mnist --limit 1000 --models esser2015_small
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import crossmap
+from crossmap.chip import ChipSpec, smallest_board
 from crossmap.datasets import load_mnist
 from crossmap.runner import run_arrays
 
@@ -58,14 +62,25 @@ def float_accuracy(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
     return correct / len(images)
 
 
-def joined(members: list[Path], directory: Path) -> Path:
-    """An ensemble ONNX of separately trained copies (models/make_ensemble.py), written to ``directory``."""
-    import onnx
-    from make_ensemble import join
+SHIFTS = [(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)]  # copies beyond the trained members read shifted images
 
+
+def joined(members: list[Path], copies: int, directory: Path) -> Path:
+    """An ensemble ONNX of ``copies`` copies of the trained ``members``, shift-major
+    (models/make_ensemble.py), written to ``directory``."""
+    import onnx
+    from make_ensemble import ensemble_copies, join
+
+    chosen = ensemble_copies([onnx.load(str(m)) for m in members], copies, SHIFTS)
     path = directory / "ensemble.onnx"
-    onnx.save(join([onnx.load(str(m)) for m in members], f"ensemble_of_{len(members)}"), str(path))
+    onnx.save(join([m for m, _ in chosen], f"ensemble_of_{copies}", [s for _, s in chosen]), str(path))
     return path
+
+
+def board_for(cores: int) -> str:
+    """The chip name of the smallest TrueNorth board holding ``cores`` cores (with 5% to spare)."""
+    bx, by = smallest_board(ChipSpec.truenorth(), int(cores * 1.05))
+    return "truenorth" if bx * by == 1 else f"truenorth-{bx}x{by}"
 
 
 def main() -> int:
@@ -96,11 +111,11 @@ def main() -> int:
         if args.ensembles and (method == "stochastic" or len(members) > 1):
             ensembles = [int(e) for e in args.ensembles.split(",")]
         if method == "deterministic":
-            ensembles = [k for k in ensembles if k <= len(members)]
-        member_float = None
+            ensembles = [k for k in ensembles if k <= len(members) * (len(SHIFTS) if len(members) > 1 else 1)]
+        member_float, copy_cores = None, None
         for copies in ensembles:
             with tempfile.TemporaryDirectory() as tmp:
-                path = members[0] if method == "stochastic" or copies == 1 else joined(members[:copies], Path(tmp))
+                path = members[0] if method == "stochastic" or copies == 1 else joined(members, copies, Path(tmp))
                 if path != members[0]:
                     float_acc = float_accuracy(path, images, labels)
                 else:  # the row's own file: measured once, not once per sampled ensemble size
@@ -108,10 +123,15 @@ def main() -> int:
                         member_float = float_accuracy(path, images, labels)
                     float_acc = member_float
                 start = time.perf_counter()
-                program = crossmap.compile(path, Path(tmp) / "p", binarize=method,
+                chip = "truenorth"
+                if method == "deterministic" and copies > 1:
+                    copy_cores = copy_cores or crossmap.compile(members[0], Path(tmp) / "one", seed=0).num_cores
+                    chip = board_for(copies * copy_cores)
+                program = crossmap.compile(path, Path(tmp) / "p", chip=chip, binarize=method,
                                            ensemble=copies if method == "stochastic" else None,
                                            encoding="threshold" if method == "lsq" else None, seed=0)
                 compile_s = time.perf_counter() - start
+                copy_cores = copy_cores or program.num_cores
             summary = run_arrays(program, images, labels, batch_size=args.batch_size, name="mnist/test")
             row = {"model": name, "binarize": method, "copies": copies, "accuracy": summary["accuracy"],
                    "float_accuracy": float_acc, "cores": program.num_cores, "input_ticks": program.input_ticks,

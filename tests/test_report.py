@@ -179,3 +179,18 @@ def test_pictures_into_an_unwritable_place_is_one_line_error(tmp_path, capsys):
     blocker.write_text("not a directory")
     assert main(["report", str(out), "--pictures", str(blocker / "pics")]) == 2
     assert "cannot write the pictures" in capsys.readouterr().err
+
+
+def test_report_reuses_the_place_pass_bound_only_for_the_same_graph_and_placement():
+    from crossmap.report import placement_figures
+
+    program = tiny_program()
+    src, dst, traffic = np.array([0]), np.array([1]), np.array([6.0])
+    fresh = placement_figures(program, src, dst, traffic, True, None)
+    assert fresh["lower_bound"] == pytest.approx(6.0)  # one edge: at least one hop
+    same = {"edges": 1, "objective": fresh["cost"], "lower_bound": 5.5}
+    assert placement_figures(program, src, dst, traffic, True, same)["lower_bound"] == 5.5
+    moved = {**same, "objective": fresh["cost"] + 1}
+    assert placement_figures(program, src, dst, traffic, True, moved)["lower_bound"] == pytest.approx(6.0)
+    other_graph = {**same, "edges": 2}
+    assert placement_figures(program, src, dst, traffic, True, other_graph)["lower_bound"] == pytest.approx(6.0)
