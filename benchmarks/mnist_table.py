@@ -92,6 +92,7 @@ def main() -> int:
     parser.add_argument("--ensembles", default=None,
                         help="comma-separated ensemble sizes for the stochastic rows and the rows of trained copies")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=1, help="emulating processes (same figures, faster on N cores)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = parser.parse_args()
     images, labels = load_mnist("test", data_dir=args.data_dir, limit=args.limit, seed=0 if args.limit else None)
@@ -132,7 +133,8 @@ def main() -> int:
                                            encoding="threshold" if method == "lsq" else None, seed=0)
                 compile_s = time.perf_counter() - start
                 copy_cores = copy_cores or program.num_cores
-            summary = run_arrays(program, images, labels, batch_size=args.batch_size, name="mnist/test")
+            summary = run_arrays(program, images, labels, batch_size=args.batch_size, name="mnist/test",
+                                 workers=args.workers)
             row = {"model": name, "binarize": method, "copies": copies, "accuracy": summary["accuracy"],
                    "float_accuracy": float_acc, "cores": program.num_cores, "input_ticks": program.input_ticks,
                    "latency": program.latency, "energy_uj": summary["energy_per_sample_uj"],

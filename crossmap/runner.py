@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,47 +30,47 @@ def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
 
 def run_dataset(program: Any, dataset: str = "mnist", *, data_dir: str | None = None, split: str = "test",
                 limit: int | None = None, batch_size: int = 256, backend: str = "emulator",
-                show_progress: bool | None = None) -> dict[str, Any]:
-    """Emulate ``program`` on a dataset; return accuracy, mean activity and energy per sample."""
+                show_progress: bool | None = None, workers: int = 1) -> dict[str, Any]:
+    """Emulate ``program`` on a dataset (in ``workers`` processes); return accuracy, mean
+    activity and energy per sample."""
     images, labels = load_dataset(dataset, data_dir, split, limit)
-    return run_arrays(program, images, labels, batch_size=batch_size, backend=backend,
-                      show_progress=show_progress, name=f"{dataset}/{split}" if dataset == "mnist" else dataset)
+    return run_arrays(program, images, labels, batch_size=batch_size, backend=backend, show_progress=show_progress,
+                      name=f"{dataset}/{split}" if dataset == "mnist" else dataset, workers=workers)
 
 
 def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 256,
-               backend: str = "emulator", show_progress: bool | None = None, name: str = "arrays") -> dict[str, Any]:
-    """Emulate ``program`` on float inputs with labels; the summary of ``run_dataset``."""
-    from . import emulate
-    from .encoding import encode
+               backend: str = "emulator", show_progress: bool | None = None, name: str = "arrays",
+               workers: int = 1) -> dict[str, Any]:
+    """Emulate ``program`` on float inputs with labels; the summary of ``run_dataset``. With
+    ``workers`` > 1 the batches run in that many processes; every figure is the same as with one
+    (each batch is emulated on its own, stochastic draws keyed by the sample index)."""
+    from .encoding import data_channels
     from .progress import Progress
 
     if batch_size < 1:
         raise InputError(f"batch size {batch_size} must be >= 1")
+    if workers < 1:
+        raise InputError(f"workers {workers} must be >= 1 (the number of emulating processes)")
     n = len(images)
     if n == 0:
         raise InputError("the dataset selection is empty; raise --limit or check the data directory")
     flat = images.reshape(n, -1)
-    from .encoding import data_channels
-
     channels = data_channels(program.encoding, program.num_inputs)  # without the always-on bias channel
     if flat.shape[1] != channels:
         raise InputError(f"the dataset has {flat.shape[1]} values per sample, the program takes "
                          f"{channels} input channels; use a dataset that matches the model")
     bar = Progress(n, "emulating", show_progress, unit="samples")
-    correct = 0
+    correct, done = 0, 0
     totals: dict[str, float] = {}
     energy: dict[str, float] = {}
     start = time.perf_counter()
-    for lo in range(0, n, batch_size):
-        hi = min(lo + batch_size, n)
-        spikes = encode(program.encoding, flat[lo:hi], sample_offset=lo)
-        result = emulate(program, spikes, backend=backend, sample_offset=lo)
-        correct += int((result.predictions == labels[lo:hi]).sum())
-        for key, value in result.activity().items():
-            totals[key] = totals.get(key, 0.0) + float(np.sum(value))
-        for key, value in result.energy().items():
-            energy[key] = energy.get(key, 0.0) + float(np.sum(value))
-        bar.update(hi - lo, f"acc {100 * correct / hi:.2f}%")
+    for size, (hits, activity, joules) in _batches(program, flat, labels, batch_size, backend, workers):
+        correct, done = correct + hits, done + size
+        for key, value in activity.items():
+            totals[key] = totals.get(key, 0.0) + value
+        for key, value in joules.items():
+            energy[key] = energy.get(key, 0.0) + value
+        bar.update(size, f"acc {100 * correct / done:.2f}%")
     bar.close()
     seconds = time.perf_counter() - start
     return {
@@ -83,4 +86,42 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
         "cores": program.num_cores,
         "seconds": seconds,
         "samples_per_second": n / seconds if seconds > 0 else float("inf"),
+        "workers": workers,
     }
+
+
+Figures = tuple[int, dict[str, float], dict[str, float]]  # correct, activity sums, energy sums
+_job: dict[str, Any] = {}  # what forked workers emulate: set before the pool starts
+
+
+def _emulate_batch(lo: int) -> Figures:
+    """Correct predictions, summed activity and summed energy of the batch starting at ``lo``."""
+    from . import emulate
+    from .encoding import encode
+
+    program, flat, labels, size, backend = (_job[k] for k in ("program", "flat", "labels", "size", "backend"))
+    hi = min(lo + size, len(flat))
+    result = emulate(program, encode(program.encoding, flat[lo:hi], sample_offset=lo), backend=backend,
+                     sample_offset=lo)
+    return (int((result.predictions == labels[lo:hi]).sum()),
+            {k: float(np.sum(v)) for k, v in result.activity().items()},
+            {k: float(np.sum(v)) for k, v in result.energy().items()})
+
+
+def _batches(program: Any, flat: np.ndarray, labels: np.ndarray, size: int, backend: str,
+             workers: int) -> Iterator[tuple[int, Figures]]:
+    """(batch size, figures) of every batch in order, emulated here or in ``workers`` forked processes."""
+    starts = list(range(0, len(flat), size))
+    sizes = [min(size, len(flat) - lo) for lo in starts]
+    _job.update(program=program, flat=flat, labels=labels, size=size, backend=backend)
+    try:
+        if workers == 1 or len(starts) == 1 or "fork" not in mp.get_all_start_methods():
+            yield from zip(sizes, map(_emulate_batch, starts))
+            return
+        if backend == "emulator":  # built once here, shared with the forked workers
+            from .backends.tables import get_tables
+            get_tables(program)
+        with ProcessPoolExecutor(min(workers, len(starts)), mp_context=mp.get_context("fork")) as pool:
+            yield from zip(sizes, pool.map(_emulate_batch, starts))
+    finally:
+        _job.clear()

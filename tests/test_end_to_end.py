@@ -163,6 +163,20 @@ def test_run_arrays_reports_accuracy_and_energy(model_path, tmp_path):
     assert summary["energy_per_sample_uj"] == pytest.approx(sum(summary["energy_breakdown_uj"].values()))
 
 
+def test_run_arrays_in_worker_processes_gives_the_same_figures(model_path, tmp_path):
+    program = crossmap.compile(model_path, None, chip=SMALL_CHIP, binarize="stochastic", ensemble=2, seed=3)
+    x = binary_images(50, seed=8)
+    labels = np.arange(50) % 10
+    one = run_arrays(program, x, labels, batch_size=8, show_progress=False)
+    two = run_arrays(program, x, labels, batch_size=8, show_progress=False, workers=2)
+    assert two["workers"] == 2 and one["spikes_per_sample"] > 0
+    for key in ("accuracy", "spikes_per_sample", "synaptic_events_per_sample", "energy_per_sample_uj",
+                "activity_per_sample", "energy_breakdown_uj"):
+        assert two[key] == one[key], key
+    with pytest.raises(CrossmapError, match="workers 0 must be >= 1"):
+        run_arrays(program, x, labels, workers=0)
+
+
 def test_cli_compile_report_verify(model_path, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["compile", str(model_path), "-o", str(out), "--json"]) == 0

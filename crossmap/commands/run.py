@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, help="use N samples (a fixed random subset: MNIST copies may be sorted by label)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--backend", default="emulator", choices=["emulator", "reference"])
+    p.add_argument("--workers", type=int, default=1,
+                   help="emulate batches in N processes (same figures, about N times the throughput on N cores)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Run and print accuracy, spikes and energy per sample, and throughput."""
     program = load(args.program)
     summary = run_dataset(program, args.dataset, data_dir=args.data_dir, split=args.split, limit=args.limit,
-                          batch_size=args.batch_size, backend=args.backend,
+                          batch_size=args.batch_size, backend=args.backend, workers=args.workers,
                           show_progress=None if not (args.quiet or args.json) else False)
     if args.json:
         print(json.dumps(summary, indent=2))
