@@ -129,23 +129,27 @@ def _conflicts(w: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _dsatur(adj: sp.csr_matrix, colors: int) -> np.ndarray | None:
-    """DSatur greedy colouring with at most ``colors`` colours, or None when it needs more."""
+    """DSatur greedy colouring with at most ``colors`` colours, or None when it needs more. The
+    next vertex has the most distinct colours among its neighbours, then the highest degree,
+    then the lowest index; its priority key is updated as neighbours get coloured."""
     n = adj.shape[0]
-    degree = np.diff(adj.indptr)
+    degree = np.diff(adj.indptr).astype(np.int64)
     seen = np.zeros((n, colors), bool)  # colours among coloured neighbours
     result = np.full(n, -1, np.int64)
-    uncolored = np.ones(n, bool)
+    key = degree.copy()  # saturation * (n + 1) + degree while uncoloured, -1 once coloured
     for _ in range(n):
-        sat = seen.sum(axis=1)
-        key = np.where(uncolored, sat * (n + 1) + degree, -1)
         v = int(np.argmax(key))
         free = np.flatnonzero(~seen[v])
         if free.size == 0:
             return None
         c = int(free[0])
         result[v] = c
-        uncolored[v] = False
-        seen[adj.indices[adj.indptr[v]:adj.indptr[v + 1]], c] = True
+        key[v] = -1
+        neighbours = adj.indices[adj.indptr[v]:adj.indptr[v + 1]]
+        newly = neighbours[~seen[neighbours, c]]
+        seen[newly, c] = True
+        newly = newly[key[newly] >= 0]
+        key[newly] += n + 1
     return result
 
 
