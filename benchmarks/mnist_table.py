@@ -3,8 +3,8 @@ ensembles of 1, 4, 16 and 64 copies where the model is a probabilistic one (samp
 of the separately trained copies shipped for the CNN (joined by models/make_ensemble.py), printed
 beside the papers' figures. CNN copies beyond the trained ones read the image shifted by one
 pixel (make_ensemble's --shifts; shift-major: 16 copies of 4 trained networks are each network
-unshifted and shifted right, left, down); ensembles too big for one chip compile for the smallest
-board of chips that holds them.
+unshifted and shifted right, left, down); every program compiles for the smallest board of
+TrueNorth chips that holds it (``--chip truenorth-auto``).
 
     python benchmarks/mnist_table.py --data-dir ../shared/data/mnist            # all 10,000 images
     python benchmarks/mnist_table.py --data-dir ../shared/data/mnist --limit 1000 --models esser2015_small
@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 
 import crossmap
-from crossmap.chip import ChipSpec, smallest_board
 from crossmap.datasets import load_mnist
 from crossmap.runner import run_arrays
 
@@ -77,11 +76,6 @@ def joined(members: list[Path], copies: int, directory: Path) -> Path:
     return path
 
 
-def board_for(cores: int) -> str:
-    """The chip name of the smallest TrueNorth board holding ``cores`` cores (with 5% to spare)."""
-    bx, by = smallest_board(ChipSpec.truenorth(), int(cores * 1.05))
-    return "truenorth" if bx * by == 1 else f"truenorth-{bx}x{by}"
-
 
 def main() -> int:
     """Compile, emulate and print the table."""
@@ -113,7 +107,7 @@ def main() -> int:
             ensembles = [int(e) for e in args.ensembles.split(",")]
         if method == "deterministic":
             ensembles = [k for k in ensembles if k <= len(members) * (len(SHIFTS) if len(members) > 1 else 1)]
-        member_float, copy_cores = None, None
+        member_float = None
         for copies in ensembles:
             with tempfile.TemporaryDirectory() as tmp:
                 path = members[0] if method == "stochastic" or copies == 1 else joined(members, copies, Path(tmp))
@@ -124,19 +118,15 @@ def main() -> int:
                         member_float = float_accuracy(path, images, labels)
                     float_acc = member_float
                 start = time.perf_counter()
-                chip = "truenorth"
-                if method == "deterministic" and copies > 1:
-                    copy_cores = copy_cores or crossmap.compile(members[0], Path(tmp) / "one", seed=0).num_cores
-                    chip = board_for(copies * copy_cores)
-                program = crossmap.compile(path, Path(tmp) / "p", chip=chip, binarize=method,
+                program = crossmap.compile(path, Path(tmp) / "p", chip="truenorth-auto", binarize=method,
                                            ensemble=copies if method == "stochastic" else None,
                                            encoding="threshold" if method == "lsq" else None, seed=0)
                 compile_s = time.perf_counter() - start
-                copy_cores = copy_cores or program.num_cores
             summary = run_arrays(program, images, labels, batch_size=args.batch_size, name="mnist/test",
                                  workers=args.workers)
             row = {"model": name, "binarize": method, "copies": copies, "accuracy": summary["accuracy"],
-                   "float_accuracy": float_acc, "cores": program.num_cores, "input_ticks": program.input_ticks,
+                   "float_accuracy": float_acc, "cores": program.num_cores,
+                   "chips": program.chip.board_x * program.chip.board_y, "input_ticks": program.input_ticks,
                    "latency": program.latency, "energy_uj": summary["energy_per_sample_uj"],
                    "compile_s": compile_s, "emulate_s": summary["seconds"], "images": len(images), "paper": paper}
             rows.append(row)

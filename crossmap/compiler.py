@@ -50,16 +50,22 @@ def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndar
     return np.random.default_rng(seed).random((min(limit, 64),) + shape).astype(np.float32)
 
 
+AUTO_BOARD = "-auto"  # chip name suffix: the smallest board of that chip holding the program
+
+
 def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSpec | str = "truenorth",
             binarize: str = "deterministic", ensemble: int | None = None, encoding: str | None = None,
             ticks: int | None = None, pipeline: str | None = None, seed: int = 0,
             time_limit: float | None = None, calibration: np.ndarray | None = None,
             overwrite: bool = False, progress: Callable[[str], None] | None = None) -> Any:
     """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
-    atomically (nothing is left behind on failure). Returns the Program (``.reports`` attached)."""
+    atomically (nothing is left behind on failure). Returns the Program (``.reports`` attached).
+    ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
+    in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program."""
     from .frontend import import_onnx
 
-    chip_spec = chip if isinstance(chip, ChipSpec) else ChipSpec.named(chip)
+    grow_board = isinstance(chip, str) and chip.endswith(AUTO_BOARD)
+    chip_spec = chip if isinstance(chip, ChipSpec) else ChipSpec.named(chip.removesuffix(AUTO_BOARD) or "truenorth")
     if output is not None and Path(output).exists() and not overwrite:
         raise OutputExistsError(f"output directory {str(output)!r} already exists; choose a new path or "
                                 f"pass overwrite=True (--force on the command line)")
@@ -70,6 +76,10 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
         for p in passes:
             if hasattr(p, "time_limit"):
                 p.time_limit = float(time_limit)
+    if grow_board:
+        for p in passes:
+            if p.name == "partition":
+                p.board = "auto"
     if output is None:
         passes = [p for p in passes if p.name != "emit"]
     network = import_onnx(model)

@@ -12,7 +12,8 @@ CP-SAT on groups of at most ``solver_max_items`` neurons whose greedy packing is
 lower bound, within ``time_limit`` (deterministic time, one worker, fixed seed); since the
 solver's objective is local to a group, the pass also keeps the plain greedy result and returns
 whichever is better for the whole network. Traffic is measured by simulating the deployed network on the
-calibration inputs.
+calibration inputs. With ``board=auto`` a network that needs more cores than the chip's board has
+goes on the smallest board of such chips that holds it (``crossmap compile --chip truenorth-auto``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from crossmap.chip import smallest_board
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.partition_build import Built, build_program
 from crossmap.partition_keys import group_keys, topological_groups
 from crossmap.partition_pack import conflict_bound
 from crossmap.partition_plan import FANOUT_MODES, PackOptions, input_groups, plan_partition
 from crossmap.pipeline import CompileState
+
+
+BOARD_MODES = ("fixed", "auto")
 
 
 @dataclass
@@ -43,6 +48,7 @@ class Partition:
     solver_max_items: int = 48
     merge_groups: bool = True
     traffic_samples: int = 32
+    board: str = "fixed"  # or "auto": grow the board to the smallest one that holds the cores
 
     name: ClassVar[str] = "partition"
 
@@ -74,7 +80,8 @@ class Partition:
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     plan = plan_partition(net, space, keys, topo, key_rate, options)
-                    built = build_program(net, plan, space, keys, topo, rates, input_rate, input_fed)
+                    built = build_program(self._on_board(net, len(plan.cores)), plan, space, keys, topo, rates,
+                                          input_rate, input_fed)
                 except ResourceError as exc:
                     if self.fanout != "auto":
                         raise
@@ -91,12 +98,25 @@ class Partition:
         if best is None:
             raise errors[0]
         plan, built = best
+        state.chip = built.program.chip
         state.program = built.program
         state.core_graph = built.graph
         state.reports[self.name] = _report(self, net, plan, built, keys, candidates, traffic_source)
         return state
 
+    def _on_board(self, net: Any, cores: int) -> Any:
+        """``net`` on the smallest board of its chips holding ``cores`` cores when ``board=auto``
+        and its own board is too small; else ``net`` unchanged."""
+        chip = net.chip
+        if self.board != "auto" or cores <= chip.max_cores:
+            return net
+        bx, by = smallest_board(chip, cores)
+        return dataclasses.replace(net, chip=chip.replace(board_x=bx, board_y=by))
+
     def _check_options(self) -> None:
+        if self.board not in BOARD_MODES:
+            raise PipelineError(f"pass 'partition' option board={self.board!r} is unknown; choose one of "
+                                f"{', '.join(BOARD_MODES)}")
         if self.fanout not in FANOUT_MODES:
             raise PipelineError(f"pass 'partition' option fanout={self.fanout!r} is unknown; choose one of "
                                 f"{', '.join(FANOUT_MODES)}")

@@ -163,6 +163,22 @@ def test_run_arrays_reports_accuracy_and_energy(model_path, tmp_path):
     assert summary["energy_per_sample_uj"] == pytest.approx(sum(summary["energy_breakdown_uj"].values()))
 
 
+def test_board_auto_grows_the_board_to_the_smallest_that_holds_the_program(model_path, tmp_path):
+    tiny = SMALL_CHIP.replace(mesh_x=2, mesh_y=2)  # 4 cores per chip
+    with pytest.raises(CrossmapError, match=r"partition: the program needs \d+ cores.*smallest board that fits"):
+        crossmap.compile(model_path, None, chip=tiny, seed=5)
+    program = crossmap.compile(model_path, tmp_path / "out", chip=tiny, seed=5,
+                               pipeline="binarize_deterministic,partition{board=auto},place,route,emit")
+    chips = program.chip.board_x * program.chip.board_y
+    assert (chips - 1) * 4 < program.num_cores <= chips * 4  # the fewest chips that hold it
+    assert program.reports["place"]["chips_used"] == chips
+    assert verify(crossmap.load(tmp_path / "out"), model_path, inputs=binary_images(32), limit=32).ok
+    one_chip = crossmap.compile(model_path, None, chip="truenorth-auto", seed=5)
+    assert (one_chip.chip.board_x, one_chip.chip.board_y) == (1, 1)
+    with pytest.raises(CrossmapError, match="board='big' is unknown; choose one of fixed, auto"):
+        crossmap.compile(model_path, None, chip=tiny, pipeline="binarize_deterministic,partition{board=big}")
+
+
 def test_run_arrays_in_worker_processes_gives_the_same_figures(model_path, tmp_path):
     program = crossmap.compile(model_path, None, chip=SMALL_CHIP, binarize="stochastic", ensemble=2, seed=3)
     x = binary_images(50, seed=8)

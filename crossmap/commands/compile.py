@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="ONNX model file")
     p.add_argument("-o", "--output", required=True, help="output program directory (must not exist)")
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
-    p.add_argument("--chip", default="truenorth", help="chip name (truenorth, truenorth-2x2) or JSON file")
+    p.add_argument("--chip", default="truenorth", help="chip name (truenorth, truenorth-2x2), JSON file, or truenorth-auto: "
+                                                         "the smallest board of TrueNorth chips that holds the program")
     p.add_argument("--binarize", default="deterministic", choices=BINARIZE_METHODS, help="binarization method")
     p.add_argument("--ensemble", type=int, default=None, help="ensemble copies (stochastic binarization)")
     p.add_argument("--encoding", default=None, help="input encoding: threshold or rate")
