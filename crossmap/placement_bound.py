@@ -9,7 +9,11 @@ Every placement gives each edge e a hop distance d_e >= 1. Write z[e, D] = 1 whe
 - globally: n cells span at most 2 n - ceil(2 sqrt n) adjacent pairs (Harary and Harborth,
   1976), and at most n c(D) / 2 pairs within D hops, so  sum_e z[e, D] >= m - P_D(n);
 - the same count of adjacent pairs for dense sets of cores (``dense_neighbourhoods``): of the
-  edges inside a set S at most P_1(|S|) are one hop long.
+  edges inside a set S at most P_1(|S|) are one hop long;
+- bicliques (``bicliques``): a cores that each talk to the same b cores, as the layers of a
+  grouped CNN make them, need at least ``biclique_hops(a, b)`` hops in all (a cut argument, see
+  there); an edge of a biclique gets a tail t_e >= 0 so that d_e >= 1 + sum_D z[e, D] + t_e can
+  be longer than the levels the LP models.
 
 The minimum of sum_e w_e (1 + sum_D z[e, D]) over 0 <= z <= 1 under these constraints is a lower
 bound on every placement's cost (crossing penalties left out). Unlike the star bound, an edge
@@ -21,6 +25,7 @@ The LP is solved with HiGHS (scipy); above ``max_variables`` the star bound is u
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -30,6 +35,8 @@ from .placement_cost import Edges, Mesh, lower_bound as star_bound
 
 MAX_VARIABLES = 400_000
 MAX_WORK = 20_000_000
+MAX_BICLIQUE_SIDE = 256  # larger bicliques are skipped (their bound's dynamic program grows as n^2)
+MAX_BICLIQUE_ENTRIES = 2_000_000  # edge entries of all biclique constraints together
 
 
 def cells_within(distance: int) -> int:
@@ -81,6 +88,77 @@ def dense_neighbourhoods(edges: Edges, cells: int, max_work: int = MAX_WORK) -> 
     return found
 
 
+@lru_cache(maxsize=4096)
+def biclique_hops(a: int, b: int) -> int:
+    """A lower bound on the total hops of the a x b edges between a cores and b other cores, all
+    on distinct cells. The horizontal part of the total is, summed over the vertical lines
+    between mesh columns, (A left)(B right) + (A right)(B left); with k cores left of a line
+    that is at least h(k), its minimum over how the k split into A and B. Reading the columns
+    left to right, k grows by at most R cores per column (R = rows used), so the horizontal
+    part is at least the cheapest path from 0 to n = a + b in steps of 1..R paying h at every
+    stop; the vertical part likewise with C = columns used, and R C >= n."""
+    n = a + b
+    h = np.zeros(n + 1)
+    for k in range(1, n):
+        left_a = np.arange(max(0, k - b), min(a, k) + 1)
+        left_b = k - left_a
+        h[k] = np.min(left_a * (b - left_b) + (a - left_a) * left_b)
+
+    def cheapest(step: int) -> float:  # min over 0 = k_0 < ... < k_m = n, k_i - k_(i-1) <= step, of sum h(k_i)
+        best = np.full(n + 1, np.inf)
+        best[0] = 0.0
+        for k in range(1, n + 1):
+            best[k] = best[max(0, k - step):k].min() + h[k]
+        return float(best[n])
+
+    paths = [cheapest(step) for step in range(1, n + 1)]
+    return int(min(paths[rows - 1] + paths[math.ceil(n / rows) - 1] for rows in range(1, n + 1)))
+
+
+def bicliques(edges: Edges, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, int, int]]:
+    """Complete bipartite subgraphs K(a, b), a, b >= 2, found greedily: from each core, the cores
+    sharing the most neighbours with it join its side while the edges between the sides do not
+    decrease. Returns (edge indices, a, b) per distinct biclique, largest first, at most
+    ``MAX_BICLIQUE_ENTRIES`` edge entries in all; empty when the scan would take more than
+    ``max_work`` steps."""
+    n, m = edges.num_nodes, int(edges.u.size)
+    if m == 0:
+        return []
+    adj = sp.csr_matrix((np.ones(2 * m), (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])), shape=(n, n))
+    adj.data[:] = 1.0
+    degree = np.diff(adj.indptr)
+    if float(np.sum(degree.astype(np.float64) ** 2) * degree.max()) > max_work:
+        return []
+    common = (adj @ adj).tocsr()
+    edge_id = sp.csr_matrix((np.r_[np.arange(m), np.arange(m)] + 1, (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])),
+                            shape=(n, n))
+    found: dict[tuple, tuple[np.ndarray, int, int]] = {}
+    for u in range(n):
+        side = adj.indices[adj.indptr[u]:adj.indptr[u + 1]]
+        row = slice(common.indptr[u], common.indptr[u + 1])
+        others, shared = common.indices[row], common.data[row]
+        keep = (others != u) & (shared >= 2)
+        members = [u]
+        for w in others[keep][np.lexsort((others[keep], -shared[keep]))]:
+            joint = np.intersect1d(side, adj.indices[adj.indptr[w]:adj.indptr[w + 1]], assume_unique=True)
+            if joint.size >= 2 and joint.size * (len(members) + 1) >= side.size * len(members):
+                side = joint
+                members.append(int(w))
+        if len(members) < 2 or side.size < 2 or max(len(members), side.size) > MAX_BICLIQUE_SIDE:
+            continue
+        one, other = tuple(sorted(members)), tuple(side.tolist())
+        key = min((one, other), (other, one))
+        if key not in found:
+            ids = np.asarray(edge_id[list(one)][:, list(other)].todense()).reshape(-1) - 1
+            found[key] = (ids.astype(np.int64), len(one), len(other))
+    chosen, entries = [], 0
+    for ids, a, b in sorted(found.values(), key=lambda item: -item[0].size):
+        if entries + ids.size <= MAX_BICLIQUE_ENTRIES:
+            chosen.append((ids, a, b))
+            entries += ids.size
+    return chosen
+
+
 def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_limit: float = 20.0) -> float | None:
     """The LP lower bound described in the module docstring, or None when the LP would have more
     than ``max_variables`` variables or HiGHS does not finish within ``time_limit`` seconds."""
@@ -89,12 +167,15 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
         return 0.0
     degree = np.bincount(np.concatenate([edges.u, edges.v]), minlength=n)
     dense = dense_neighbourhoods(edges, mesh.size)
-    levels = 1 if dense else 0  # z[e, D] for D = 1 .. levels: only where some constraint can bind
+    blocks = [(ids, biclique_hops(a, b)) for ids, a, b in bicliques(edges)]
+    blocks = [(ids, hops) for ids, hops in blocks if hops > ids.size]
+    levels = 1 if dense or blocks else 0  # z[e, D] for D = 1 .. levels: only where some constraint can bind
     while degree.max() > cells_within(levels + 1) or m > pairs_within(n, levels + 1, mesh.size):
         levels += 1
     if levels == 0:
         return float(edges.w.sum())
-    if m * levels > max_variables:
+    tails = np.unique(np.concatenate([ids for ids, _ in blocks])) if blocks else np.zeros(0, np.int64)
+    if m * levels + tails.size > max_variables:
         return None
 
     def var(e: np.ndarray, level: int) -> np.ndarray:  # level is 1-based
@@ -136,11 +217,22 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
             vals.append(np.tile([1.0, -1.0], m))
             rhs.extend([0.0] * m)
             row += m
-    a_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                         shape=(row, m * levels))
-    cost = np.repeat(edges.w.astype(np.float64), levels)
-    result = linprog(cost, A_ub=a_ub, b_ub=np.asarray(rhs), bounds=(0.0, 1.0), method="highs",
-                     options={"time_limit": time_limit})
+    tail_of = np.full(m, -1, np.int64)
+    tail_of[tails] = m * levels + np.arange(tails.size)
+    for ids, hops in blocks:  # sum over the biclique of (sum_D z[e, D] + t_e) >= hops - edges
+        entries = np.concatenate([var(np.repeat(ids, levels), np.tile(np.arange(1, levels + 1), ids.size)),
+                                  tail_of[ids]])
+        rows.append(np.full(entries.size, row))
+        cols.append(entries)
+        vals.append(-np.ones(entries.size))
+        rhs.append(-float(hops - ids.size))
+        row += 1
+    width = m * levels + tails.size
+    a_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(row, width))
+    cost = np.concatenate([np.repeat(edges.w.astype(np.float64), levels), edges.w[tails].astype(np.float64)])
+    upper = np.concatenate([np.ones(m * levels), np.full(tails.size, np.inf)])
+    result = linprog(cost, A_ub=a_ub, b_ub=np.asarray(rhs), bounds=np.stack([np.zeros(width), upper], 1),
+                     method="highs", options={"time_limit": time_limit})
     if result.status != 0:
         return None
     # the LP optimum minus a hair for the solver's tolerance, so the bound stays a bound
@@ -148,7 +240,8 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
 
 
 STAR = "star: each core's heaviest edges on its nearest cells, halved"
-LP = "LP: one distance per edge, cells within D hops of a core and pairs of cells within D hops counted"
+LP = ("LP: one distance per edge, cells within D hops of a core and pairs of cells within D hops counted, "
+      "bicliques cut")
 
 
 def placement_lower_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES) -> tuple[float, str]:

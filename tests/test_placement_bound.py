@@ -5,7 +5,8 @@ import networkx as nx
 import pytest
 
 from crossmap.chip import ChipSpec
-from crossmap.placement_bound import dense_neighbourhoods, lp_bound, pairs_within, placement_lower_bound
+from crossmap.placement_bound import (biclique_hops, bicliques, dense_neighbourhoods, lp_bound, pairs_within,
+                                      placement_lower_bound)
 from crossmap.placement_cost import Mesh, edges_from_graph, lower_bound
 from place_graphs import brute_force, random_graph, tiny_chip
 
@@ -34,14 +35,40 @@ def test_a_hub_has_one_distance_per_edge():
     assert lp_bound(mesh, edges) == pytest.approx(8.0, abs=1e-5)
 
 
+def biclique(a: int, b: int) -> nx.DiGraph:
+    return graph_of((i, a + j) for i in range(a) for j in range(b))
+
+
 def test_a_biclique_cannot_have_all_edges_one_hop():
-    # K(4,4): 16 edges, but 8 cells have at most 2*8 - ceil(2 sqrt 8) = 10 adjacent pairs
-    edges = edges_from_graph(graph_of((a, b) for a in range(4) for b in range(4, 8)))
+    # K(4,4): 16 edges, but 8 cells have at most 2*8 - ceil(2 sqrt 8) = 10 adjacent pairs (22 hops);
+    # the cut argument of biclique_hops says 24
+    edges = edges_from_graph(biclique(4, 4))
     mesh = Mesh(ChipSpec.truenorth())
     assert pairs_within(8, 1, mesh.size) == 10
     assert lower_bound(mesh, edges) == pytest.approx(16.0)
-    assert lp_bound(mesh, edges) == pytest.approx(22.0, abs=1e-5)
     assert dense_neighbourhoods(edges, mesh.size)  # the biclique is found as a dense set
+    assert [(a, b) for _, a, b in bicliques(edges)] == [(4, 4)]
+    assert biclique_hops(4, 4) == 24
+    assert lp_bound(mesh, edges) == pytest.approx(24.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("a,b,mesh", [(2, 2, 4), (2, 3, 4), (3, 3, 3), (2, 4, 3), (4, 4, 3)])
+def test_biclique_hops_never_exceed_the_optimum(a, b, mesh):
+    best = brute_force(tiny_chip(mesh), biclique(a, b))
+    assert a * b <= biclique_hops(a, b) <= best
+    if a + b > 4:  # only K(2,2) fits with every edge one hop long (a 2 x 2 square)
+        assert biclique_hops(a, b) > a * b
+
+
+def test_a_biclique_inside_a_bigger_graph_is_found_and_cut():
+    # K(6,3) plus a tail: the LP sees the biclique and prices it above the per-core counts
+    graph = biclique(6, 3)
+    graph.add_edges_from([(8, 9, {"traffic": 1.0}), (9, 10, {"traffic": 1.0})])
+    edges = edges_from_graph(graph)
+    found = bicliques(edges)
+    assert [(a, b) for _, a, b in found] == [(6, 3)] and found[0][0].size == 18
+    mesh = Mesh(ChipSpec.truenorth())
+    assert lp_bound(mesh, edges) >= biclique_hops(6, 3) + 2 - 1e-5
 
 
 def test_a_mesh_shaped_graph_is_bounded_exactly():
