@@ -93,6 +93,10 @@ class ChipSpec:
                 raise ChipSpecError(f"chip spec file {name!r} does not exist; pass an existing JSON "
                                     f"file or a chip name such as 'truenorth' or 'truenorth-2x2'")
             return cls.from_json(path.read_text())
+        if name.endswith("-auto"):
+            raise ChipSpecError(f"chip {name!r}: a board chosen to fit ('-auto') only exists when compiling "
+                                f"(crossmap compile --chip {name}); here name a board such as 'truenorth' or "
+                                f"'truenorth-2x2'")
         raise ChipSpecError(f"unknown chip {name!r}; available: 'truenorth', 'truenorth-BXxBY' "
                             f"(a board of BX x BY chips, e.g. 'truenorth-2x2'), or a JSON file path")
 

@@ -93,6 +93,8 @@ def test_named_chips(tmp_path):
         ChipSpec.named(str(tmp_path / "none.json"))
     with pytest.raises(ChipSpecError, match="unknown chip 'loihi'; available: 'truenorth'"):
         ChipSpec.named("loihi")
+    with pytest.raises(ChipSpecError, match="only exists when compiling"):
+        ChipSpec.named("truenorth-auto")
 
 
 def test_utilization_counts_used_resources():
