@@ -257,6 +257,8 @@ class RoundSTE(torch.autograd.Function):
             return torch.where(w >= 0, 1.0, -1.0).to(w.dtype)
         if kind == "ternary":  # {-1, 0, +1}: zero inside the dead zone |w| <= 1/2
             return (torch.sign(w) * (w.abs() > 0.5)).to(w.dtype)
+        if kind == "integer":  # the nearest integer
+            return torch.round(w)
         raise ValueError(kind)
 
     @staticmethod
@@ -270,7 +272,7 @@ def step(z: torch.Tensor) -> torch.Tensor:
 
 
 def quantize(w: torch.Tensor, kind: str) -> torch.Tensor:
-    """``binary``, ``sign`` or ``ternary`` values of a latent weight with a straight-through gradient."""
+    """``binary``, ``sign``, ``ternary`` or ``integer`` values of a latent weight with a straight-through gradient."""
     return RoundSTE.apply(w, kind)
 
 

@@ -71,24 +71,31 @@ class CoreConv(nn.Module):
     followed by a foldable batch norm and a step neuron."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int, pad: int, groups: int, floor: float | None,
-                 shift: float = 0.0) -> None:
+                 shift: float = 0.0, levels: int = 1, free: bool = False) -> None:
         super().__init__()
         per_group = cin // groups
-        if per_group * k * k > MAX_FAN_IN or cin % groups or cout % groups:
-            raise ValueError(f"conv {cin}->{cout} k{k} groups {groups}: fan-in {per_group * k * k} "
+        lines = per_group * k * k * (2 if free else 1)
+        if lines > MAX_FAN_IN or cin % groups or cout % groups:
+            raise ValueError(f"conv {cin}->{cout} k{k} groups {groups}: {lines} axons per filter "
                              f"(max {MAX_FAN_IN}), channels must divide by the groups")
-        self.stride, self.pad, self.groups = stride, pad, groups
+        self.stride, self.pad, self.groups, self.levels, self.free = stride, pad, groups, levels, free
         self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
-        self.p = nn.Parameter(torch.rand(cout, per_group, k, k))
-        sign = torch.ones(cout, TYPES)
-        sign[torch.rand(cout, TYPES).argsort(1) >= TYPES // 2] = -1.0  # two + and two - types
-        self.sign = nn.Parameter(sign * 0.1)
+        if free:  # latent ternary weights: every input line gets a + and a - axon on the chip
+            self.w = nn.Parameter(torch.rand(cout, per_group, k, k) * 2.0 - 1.0)
+        else:
+            self.p = nn.Parameter(torch.rand(cout, per_group, k, k))
+            sign = torch.ones(cout, TYPES)
+            sign[torch.rand(cout, TYPES).argsort(1) >= TYPES // 2] = -1.0  # two + and two - types
+            self.sign = nn.Parameter(sign * (0.1 if levels == 1 else 1.0))
         self.norm = common.ThresholdNorm(cout, floor, spatial=True, shift=shift)
 
     def weight(self) -> torch.Tensor:
-        """(cout, cin / groups, k, k) weights in {-1, 0, 1}: connection times its type's sign."""
-        signs = common.quantize(self.sign, "sign")[:, self.types]
-        return common.quantize(self.p, "binary") * signs
+        """(cout, cin / groups, k, k) integer weights: connection times its type's weight (a sign,
+        or an integer in -levels..levels), or free ternary weights."""
+        if self.free:
+            return common.quantize(self.w, "ternary")
+        kind = "sign" if self.levels == 1 else "integer"
+        return common.quantize(self.p, "binary") * common.quantize(self.sign, kind)[:, self.types]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Spikes of the layer."""
@@ -98,8 +105,12 @@ class CoreConv(nn.Module):
     def constrain(self) -> None:
         """Latent parameters in range; threshold floor."""
         with torch.no_grad():
-            self.p.clamp_(0.0, 1.0)
-            self.sign.clamp_(-1.0, 1.0)
+            if self.free:
+                self.w.clamp_(-1.0, 1.0)
+            else:
+                self.p.clamp_(0.0, 1.0)
+                bound = 1.0 if self.levels == 1 else self.levels + 0.49
+                self.sign.clamp_(-bound, bound)
         self.norm.constrain()
 
 
@@ -113,7 +124,7 @@ class EednGroups(nn.Module):
     """Core-shaped grouped convolutions (binary connections x sign per axon type) with channel
     shuffles, step neurons and a class readout."""
 
-    def __init__(self, floor: float | None) -> None:
+    def __init__(self, floor: float | None, levels: int = 1, free_first: bool = False) -> None:
         super().__init__()
         self.specs, self.orders, cin, size, prev_groups = [], [], 1, 28, 1
         for cout, k, stride, pad, groups in LAYERS:
@@ -121,7 +132,8 @@ class EednGroups(nn.Module):
             self.orders.append(shuffle_order(cin, prev_groups))
             cin, size, prev_groups = cout, (size + 2 * pad - k) // stride + 1, groups
         shifts = [0.0] * (len(self.specs) - 1) + [common.OUTPUT_SHIFT]
-        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift) for spec, shift in zip(self.specs, shifts))
+        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift, levels, free_first and i == 0)
+                                   for i, (spec, shift) in enumerate(zip(self.specs, shifts)))
         for i, order in enumerate(self.orders):
             self.register_buffer(f"order{i}", torch.from_numpy(order))
         common.add_vote_readout(self, np.repeat(np.arange(cin) % 10, size * size))  # (c, h, w) order
@@ -160,14 +172,21 @@ def main() -> None:
     """Train, evaluate, export."""
     def extra(parser):
         parser.add_argument("--shift", type=int, default=1, help="random shift augmentation in pixels")
+        parser.add_argument("--levels", type=int, default=1,
+                            help="largest |weight| of an axon type (1: a sign per neuron and type; the chip "
+                                 "allows any integer weight per type at no cost in axons)")
+        parser.add_argument("--free-first", action="store_true",
+                            help="free ternary weights in c1 (two axons per pixel on the chip, one per sign)")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)
     common.setup(args)
     data = common.load_data(args)
-    model = EednGroups(args.min_threshold)
+    model = EednGroups(args.min_threshold, args.levels, args.free_first)
+    per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
+    weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if args.free_first else "")
     common.train_vote_network(model, args, data, "binary connections", max_shift=args.shift,
-                              weights="binary connections x sign per axon type", shuffle="ShuffleNet")
+                              weights=weights, shuffle="ShuffleNet")
 
 
 if __name__ == "__main__":

@@ -130,3 +130,42 @@ def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_
         for t in range(4):
             on_type = weight[:, types == t]  # (out, lines of type t)
             assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
+
+
+def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer():
+    """``--levels 3 --free-first``: c1 has free ternary weights (a + and a - axon per pixel), every
+    other layer one integer weight in -3..3 per (neuron, axon type); the export equals torch."""
+    import sys
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(MODELS))
+    import common
+    from train_eedn_groups import EednGroups, line_types
+
+    torch.manual_seed(0)
+    net = EednGroups(None, levels=3, free_first=True)
+    with torch.no_grad():  # spread the latent per-type weights over the whole integer range
+        for conv in net.convs[1:]:
+            conv.sign.uniform_(-3.49, 3.49)
+    net.constrain()
+    first = net.convs[0].weight().detach().numpy()
+    assert set(np.unique(first)) <= {-1.0, 0.0, 1.0} and (first > 0).any() and (first < 0).any()
+    seen = set()
+    for conv, (_, _, k, stride, pad, _) in zip(net.convs[1:], net.specs[1:]):
+        weight = conv.weight().detach().numpy()
+        seen |= set(np.unique(weight).tolist())
+        types = line_types(weight.shape[1], k, stride, pad)
+        for t in range(4):
+            on_type = weight[:, types == t]
+            top = np.where(on_type != 0, on_type, -np.inf).max(1)
+            bottom = np.where(on_type != 0, on_type, np.inf).min(1)
+            used = on_type.any(1)
+            assert np.array_equal(top[used], bottom[used]), "one weight per neuron and axon type"
+    assert seen == {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0}
+
+    images, _ = load_sample()
+    net.eval()
+    with torch.no_grad():
+        expected = net(common.binarize_input(torch.from_numpy(images[:20]))).numpy()
+    model = net.to_onnx({}, "probe")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"x": images[:20]})[0], expected)
