@@ -30,12 +30,15 @@ from crossmap.placement_search import search
 from crossmap.placement_synthetic import conv_like_graph, mlp_like_graph
 
 
-def measure(name: str, mesh: Mesh, edges: Edges, place: Place, seed: int = 0) -> dict:
-    """Run the search with the pass's budget and collect the figures of one row."""
+def measure(name: str, mesh: Mesh, edges: Edges, place: Place, seed: int = 0,
+            points: np.ndarray | None = None) -> dict:
+    """Run the search with the pass's budget (and the pass's spatial start when ``points`` are
+    given) and collect the figures of one row."""
     n = edges.num_nodes
     budget = min(place.time_limit, 0.5 + place.seconds_per_core * n)
     start = time.perf_counter()
-    result = search(mesh, edges, budget, reproducible=place.reproducible, seed=seed, method=place.method)
+    result = search(mesh, edges, budget, reproducible=place.reproducible, seed=seed, method=place.method,
+                    points=points)
     seconds = time.perf_counter() - start
     bound, bound_kind = placement_lower_bound(mesh, edges)
     random = placement_cost(mesh, edges, random_cells(mesh, n, seed))
@@ -50,20 +53,25 @@ def measure(name: str, mesh: Mesh, edges: Edges, place: Place, seed: int = 0) ->
             "windows": f"{result.windows_improved}/{result.windows_tried}"}
 
 
-def program_edges(directory: str) -> tuple[Mesh, Edges, str]:
-    """Mesh and edges of a compiled program: report.json traffic when measured, else neurons."""
+def program_edges(directory: str) -> tuple[Mesh, Edges, str, np.ndarray | None]:
+    """Mesh and edges of a compiled program (report.json traffic when measured, else neurons),
+    and the image positions of its cores when the place pass recorded the input shape."""
     from crossmap.placement_cost import program_connections
+    from crossmap.placement_geometry import input_positions
     from crossmap.program import load
     from crossmap.report import MEASURED, load_reports
 
     program = load(directory)
-    route = load_reports(directory).get("route") or {}
+    reports = load_reports(directory)
+    shape = (reports.get("place") or {}).get("input_shape")
+    points = input_positions(program, tuple(shape)) if shape else None
+    route = reports.get("route") or {}
     if route.get("traffic") == MEASURED and route.get("edges"):
         arr = np.asarray(route["edges"], np.float64).reshape(-1, 3)
         edges = edges_from_arrays(program.num_cores, arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
     else:
         edges = edges_from_arrays(program.num_cores, *program_connections(program))
-    return Mesh(program.chip, default_crossing_penalty(program.chip)), edges, Path(directory).name
+    return Mesh(program.chip, default_crossing_penalty(program.chip)), edges, Path(directory).name, points
 
 
 def main() -> int:
@@ -85,8 +93,8 @@ def main() -> int:
             rows.append(measure(f"{kind}-{n}", mesh, edges_from_graph(graph, n), place))
             print_row(rows[-1], header=len(rows) == 1)
     for directory in args.program:
-        mesh, edges, name = program_edges(directory)
-        rows.append(measure(name, mesh, edges, place))
+        mesh, edges, name, points = program_edges(directory)
+        rows.append(measure(name, mesh, edges, place, points=points))
         print_row(rows[-1], header=len(rows) == 1)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -78,8 +78,9 @@ class Budget:
 
 
 def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = True, seed: int = 0,
-           method: str = "auto", workers: int = 2) -> SearchResult:
-    """Place ``edges.num_nodes`` cores on distinct cells of ``mesh`` within about ``seconds``."""
+           method: str = "auto", workers: int = 2, points: np.ndarray | None = None) -> SearchResult:
+    """Place ``edges.num_nodes`` cores on distinct cells of ``mesh`` within about ``seconds``;
+    ``points`` (n x 2, optional) adds a start that keeps their layout (``spatial``)."""
     n = edges.num_nodes
     adj = adjacency(edges)
     budget = Budget(seconds, reproducible)
@@ -89,7 +90,7 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
     best_name, best, best_cost = "", np.zeros(0, np.int64), 0.0
     stages = []
     clock, charged = time.perf_counter(), budget.charged
-    for name, cells in starting_placements(mesh, edges, seed).items():
+    for name, cells in starting_placements(mesh, edges, seed, points).items():
         cells = improve_by_swaps(mesh, adj, cells, sweeps=3, seed=seed)
         cost = placement_cost(mesh, edges, cells)
         budget.charge(n * (START_SECONDS_PER_CORE + 3 * SWEEP_SECONDS_PER_CORE))

@@ -242,12 +242,14 @@ def component_cells(mesh: Mesh, edges: Edges) -> np.ndarray | None:
     return cells
 
 
-def starting_placements(mesh: Mesh, edges: Edges, seed: int = 0) -> dict[str, np.ndarray]:
+def starting_placements(mesh: Mesh, edges: Edges, seed: int = 0,
+                        points: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Every starting placement by name: ``greedy`` (max-adjacency order, nearest free cell),
     ``components`` (each connected component greedily in its own block; graphs of several
-    components only), ``curve`` (Fiedler order along the Hilbert curve) and ``spectral`` (2-D
-    Laplacian embedding spread over a compact block); the spectral ones only when the
-    eigensolver succeeds."""
+    components only), ``curve`` (Fiedler order along the Hilbert curve), ``spectral`` (2-D
+    Laplacian embedding spread over a compact block; these two only when the eigensolver
+    succeeds) and ``spatial`` (given ``points``, n x 2, such as the image positions of
+    crossmap.placement_geometry, spread over a compact block)."""
     n = edges.num_nodes
     adj = adjacency(edges)
     starts = {"greedy": greedy_cells(mesh, adj, np.arange(n))}
@@ -258,4 +260,6 @@ def starting_placements(mesh: Mesh, edges: Edges, seed: int = 0) -> dict[str, np
     if coords is not None:
         starts["curve"] = curve_cells(mesh, np.argsort(coords[:, 0], kind="stable"))
         starts["spectral"] = spread_cells(mesh, coords, region_order(mesh)[:n])
+    if points is not None and n:
+        starts["spatial"] = spread_cells(mesh, np.asarray(points, np.float64), region_order(mesh)[:n])
     return starts

@@ -2,7 +2,8 @@
 sum over core-graph edges of traffic x hops plus a penalty per chip crossing.
 
 The search (crossmap.placement_search) starts from fast heuristics (greedy max-adjacency order,
-spectral layouts along a Hilbert curve or spread in 2-D), improves them by swaps and simulated
+spectral layouts along a Hilbert curve or spread in 2-D, and for image inputs each core at the
+image position its spikes come from, crossmap.placement_geometry), improves them by swaps and simulated
 annealing, then runs CP-SAT warm-started from the best: on the whole problem for small core
 graphs, on small windows of the board (large-neighbourhood search) for big ones. The heuristic
 result is the fallback whenever the solver finds nothing better.
@@ -23,6 +24,7 @@ from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
 from crossmap.pipeline import CompileState
 from crossmap.placement_bound import placement_lower_bound
+from crossmap.placement_geometry import input_positions
 from crossmap.placement_cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
                                      placement_cost, program_connections, random_cells,
                                      row_major_cells, traffic_hops)
@@ -66,12 +68,15 @@ class Place:
         provisional = placement_cost(mesh, edges, mesh.cell(program.core_xy[:, 0], program.core_xy[:, 1]))
         budget = min(self.time_limit, 0.5 + self.seconds_per_core * n)
         state.log(f"place: {n} cores, {edges.u.size} edges, budget {budget:.1f} s ({self.method})")
+        input_shape = tuple(state.network.input.shape) if state.network is not None else None
+        points = input_positions(program, input_shape)
         result = search(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
-                        workers=os.cpu_count() or 1)
+                        workers=os.cpu_count() or 1, points=points)
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)
         program.core_xy = mesh.coordinates(result.cells)
         report = self._report(mesh, edges, measured, result, provisional, budget, state.seed)
+        report["input_shape"] = list(input_shape) if points is not None else None
         state.reports["place"] = report
         seconds = sum(wall for wall, _ in result.timings.values())
         ratio = report["ratio_to_bound"]
