@@ -56,12 +56,12 @@ def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[
                          input_ticks=net.input_ticks, encoding=dict(net.encoding),
                          group_names=[g.name for g in net.groups])
     core_keys = {old: np.array(sorted(plan.cores[old].keys), np.int64) for old in final}
-    instances, split_slot = _fill_cores(prog, net, plan, space, keys, final, core_keys, pos)
+    instances, aims, split_slot = _fill_cores(prog, net, plan, space, keys, final, core_keys, pos)
     split_axon = {s: len(core_keys[plan.splits[s].core]) + plan.cores[plan.splits[s].core].splitters.index(s)
                   for s in range(len(plan.splits))}
     _input_map(prog, space, final, core_keys)
     readers = _readers(plan, keys)
-    roles = _roles(net, plan, space, topo)
+    roles = _aim_roles(_roles(net, plan, space, topo), aims)
     shifts = _solve_shifts(net, plan, space, roles, readers, input_fed)
     graph = _empty_graph(prog, plan, net, final, core_keys, space, input_rate)
     counts = _wire(prog, net, plan, roles, instances, readers, shifts, where, core_keys, split_slot, split_axon,
@@ -88,18 +88,21 @@ def _core_order(plan: Plan, pos: dict[int, int]) -> list[int]:
 
 
 def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[GroupKeys],
-                final: list[int], core_keys: dict[int, np.ndarray], pos: dict[int, int]) -> tuple[dict, dict]:
+                final: list[int], core_keys: dict[int, np.ndarray], pos: dict[int, int]) -> tuple[dict, dict, dict]:
     """Crossbars, axon types and neuron parameters; returns the instance slots of each (group,
-    neuron) in core order and the (core, first slot) of each splitter set."""
+    neuron) in core order, the reader core each slot is aimed at (-1: any) and the (core, first
+    slot) of each splitter set."""
     chip = net.chip
     instances: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    aims: dict[tuple[int, int], list[int]] = {}
     split_slot: dict[int, tuple[int, int]] = {}
     for fc, old in enumerate(final):
         core = plan.cores[old]
         ck = core_keys[old]
         prog.axon_type[fc, :ck.size] = space.type_of(ck)
         slot = 0
-        for g, n, count in sorted(core.members, key=lambda m: (pos[m[0]], m[1])):
+        aimed = core.aims if len(core.aims) == len(core.members) else [-1] * len(core.members)
+        for (g, n, count), aim in sorted(zip(core.members, aimed), key=lambda m: (pos[m[0][0]], m[0][1])):
             group, gk = net.groups[g], keys[g]
             row = gk.keys[gk.reads.indices[gk.reads.indptr[n]:gk.reads.indptr[n + 1]]]
             span = slice(slot, slot + count)
@@ -111,6 +114,7 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             prog.neuron_group[fc, span] = g
             prog.neuron_index[fc, span] = n
             instances.setdefault((g, n), []).extend((fc, j) for j in range(slot, slot + count))
+            aims.setdefault((g, n), []).extend([aim] * count)
             slot += count
         for i, s in enumerate(core.splitters):
             size = len(plan.splits[s].targets)
@@ -121,7 +125,28 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             prog.alpha[fc, span] = chip.alpha_min
             split_slot[s] = (fc, slot)
             slot += size
-    return instances, split_slot
+    return instances, aims, split_slot
+
+
+def _aim_roles(roles: dict[tuple[int, int], list], aims: dict[tuple[int, int], list[int]]) -> dict:
+    """Each neuron's jobs reordered so that an instance aimed at a reader core (a copy packed with
+    that reader's other inputs) takes a direct job to that core; the rest keep their order."""
+    out = {}
+    for neuron, jobs in roles.items():
+        wanted = aims.get(neuron, [])
+        if all(a < 0 for a in wanted):
+            out[neuron] = jobs
+            continue
+        left = list(jobs)
+        chosen: list[tuple | None] = [None] * len(wanted)
+        for i, aim in enumerate(wanted):
+            match = next((job for job in left if job[0] == "direct" and job[1][0] == aim), None)
+            if match is not None:
+                chosen[i] = match
+                left.remove(match)
+        rest = iter(left)
+        out[neuron] = [job if job is not None else next(rest) for job in chosen] + list(rest)
+    return out
 
 
 def _splitter_weight(chip: Any) -> int:

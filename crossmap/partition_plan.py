@@ -34,6 +34,7 @@ class CoreContent:
     keys: set[int]
     neurons: int
     splitters: list[int] = field(default_factory=list)  # indices into Plan.splits
+    aims: list[int] = field(default_factory=list)  # per member: the reader core its copies feed, or -1 (any)
 
     @property
     def axons(self) -> int:
@@ -129,7 +130,9 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         packs = [pack for mode in modes
                  for by_reader in ((False, True) if readers.nnz else (False,))
                  for pack in _pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)]
-        mode, counts, item_neuron, item_count, reads, bins = min(packs, key=lambda p: p[0])[1]
+        if "copy" in modes and np.diff(readers.indptr).max(initial=0) >= 2:  # copies split by reader
+            packs += _pack_group(net, space, gk, g, targets, "copy", N, A, True, readers, per_reader=True)
+        mode, counts, item_neuron, item_count, reads, bins, item_aim = min(packs, key=lambda p: p[0])[1]
         greedy_cores = len(bins)
         bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), conflict_bound(gk.reads, A))
         if g in small and bound < len(bins) and len(bins) * reads.nnz <= options.solver_max_terms:
@@ -142,7 +145,7 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         plan.group_mode[g] = mode
         first_new = len(plan.cores)
         placed = _place_bins(plan, space, g, gk, reads, item_neuron, item_count, bins, options.merge_groups, A, N,
-                             family)
+                             family, item_aim)
         plan.group_rows.append({"group": group.name, "layer": group.layer, "fanout": mode, "neurons": group.size,
                                 "instances": int(counts.sum()), "fan_out_max": int(targets.max(initial=0)),
                                 "distinct_axons": int(gk.keys.size), "fan_in_max": int(gk.fan_in.max(initial=0)),
@@ -155,7 +158,8 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
 
 
 def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
-    """(neurons x cores) 1 where the core reads the neuron (known: readers are packed first)."""
+    """(neurons x cores) the number of the core's axons the neuron feeds (known: readers are
+    packed first)."""
     rows, cols = [], []
     for n in range(size):
         for core, _ in plan.demands.get(offset + n, []):
@@ -168,20 +172,31 @@ COPY_WEIGHT = 4.0  # an extra instance of an upstream neuron, in neuron slots (s
 
 
 def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, mode: str,
-                N: int, A: int, by_reader: bool = False,
-                readers: sp.csr_matrix | None = None) -> list[tuple[tuple[float, ...], tuple]]:
+                N: int, A: int, by_reader: bool = False, readers: sp.csr_matrix | None = None,
+                per_reader: bool = False) -> list[tuple[tuple[float, ...], tuple]]:
     """Greedy packings of one group in one fan-out mode (as packed, and compacted to fewer cores),
     each with its estimated cost: cores, plus splitter neurons and the axons asked of earlier
     groups, in cores; ties: fewest core-to-reader links. An upstream neuron asked for by two cores
     needs a second instance, which costs more than its neuron slot (the copy must sit on a core
     holding all the lines it reads, often a new core), so extra instances weigh ``COPY_WEIGHT``
-    slots. ``by_reader`` packs neurons read by the same cores together (see ``greedy_pack``)."""
+    slots. ``by_reader`` packs neurons read by the same cores together (see ``greedy_pack``).
+    ``per_reader`` (copy mode) makes the copies of a neuron for each reader core an item of their
+    own, aimed at that reader: a core then holds the copies that feed few cores (each copy brings
+    the neuron's input axons along), instead of every copy of its neurons, which feed every core
+    that reads any of them."""
     group = net.groups[g]
     counts = np.array([instance_count(int(k), bool(o >= 0), mode, N) for k, o in zip(targets, group.output_class)],
                       np.int64)
-    item_neuron, item_count = _chunk(counts, N)
+    item_aim = None
+    if per_reader:
+        item_neuron, item_count, item_aim = _chunk_by_reader(readers, group.output_class >= 0, N)
+        item_readers = sp.csr_matrix((np.ones(int((item_aim >= 0).sum()), np.int64),
+                                      (np.flatnonzero(item_aim >= 0), item_aim[item_aim >= 0])),
+                                     shape=(item_aim.size, readers.shape[1]))
+    else:
+        item_neuron, item_count = _chunk(counts, N)
+        item_readers = readers[item_neuron] if readers is not None else None
     reads = gk.reads[item_neuron]
-    item_readers = readers[item_neuron] if readers is not None else None
     start = greedy_pack(reads, item_count, A, N, item_readers if by_reader else None)
     compacted = compact_pack(reads, item_count, start, A, N)
     from_neurons = space.source_of(gk.keys) >= space.num_inputs
@@ -192,7 +207,7 @@ def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, ta
         upstream = sum(int(from_neurons[np.unique(reads[b].indices)].sum()) for b in bins)
         cost = len(bins) + (splitters + distinct + COPY_WEIGHT * (upstream - distinct)) / N
         links = sum(np.unique(item_readers[b].indices).size for b in bins) if item_readers is not None else 0
-        out.append(((cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins)))
+        out.append(((cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins, item_aim)))
     return out
 
 
@@ -207,6 +222,28 @@ def _check_fan_in(net: DeployedNetwork, g: int, gk: GroupKeys, A: int) -> None:
             f"neurons exceed it, so the layer cannot map exactly. Remedies: make the layer grouped or "
             f"block-sparse so each neuron reads at most {A} inputs (as in Esser et al. 2016), or binarize "
             f"with binarize_lsq and fewer inputs per neuron")
+
+
+def _chunk_by_reader(readers: sp.csr_matrix, output: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items of copy mode split by reader: per neuron one item per reader core (one copy per axon
+    it feeds there, in runs of at most N), aimed at that core, one for its output port, and one
+    copy for a neuron with neither. Returns (neuron, copies, aimed core or -1) per item."""
+    readers = readers.tocsr()
+    neuron, count, aim = [], [], []
+    for n in range(readers.shape[0]):
+        row = slice(readers.indptr[n], readers.indptr[n + 1])
+        for core, c in zip(readers.indices[row].tolist(), readers.data[row].tolist()):
+            while c > 0:
+                take = min(c, N)
+                neuron.append(n)
+                count.append(take)
+                aim.append(core)
+                c -= take
+        if output[n] or readers.indptr[n] == readers.indptr[n + 1]:
+            neuron.append(n)
+            count.append(1)
+            aim.append(-1)
+    return np.array(neuron, np.int64), np.array(count, np.int64), np.array(aim, np.int64)
 
 
 def _chunk(counts: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
@@ -241,11 +278,13 @@ def network_families(net: DeployedNetwork) -> list[int]:
 
 def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, item_neuron: np.ndarray,
                 item_count: np.ndarray, bins: list[list[int]], merge: bool, A: int, N: int,
-                family: list[int] | None = None) -> list[int]:
+                family: list[int] | None = None, item_aim: np.ndarray | None = None) -> list[int]:
     """Add a group's bins as cores (merged into a partly used core of another group when both
     fit, and when that group belongs to another family only if they share axons: merging
     unconnected networks for slots alone saves a few cores but ties their placements together)
     and record the demands; returns the cores that hold the group."""
+    if item_aim is None:
+        item_aim = np.full(item_neuron.size, -1, np.int64)
     contents = []
     for members in bins:
         keys = set(gk.keys[np.unique(reads[members].indices)].tolist()) if members else set()
@@ -257,19 +296,20 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
         for b in sorted(range(len(contents)), key=lambda b: (contents[b][2] + len(contents[b][1]), b)):
             home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N, related)
             if home[b] >= 0:
-                _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
+                _fill(plan, space, home[b], g, contents[b], item_neuron, item_count, item_aim)
     for b in range(len(contents)):
         if home[b] < 0:
             plan.cores.append(CoreContent(members=[], keys=set(), neurons=0))
             home[b] = len(plan.cores) - 1
-            _fill(plan, space, home[b], g, contents[b], item_neuron, item_count)
+            _fill(plan, space, home[b], g, contents[b], item_neuron, item_count, item_aim)
     return sorted(set(home))
 
 
 def _fill(plan: Plan, space: KeySpace, core: int, g: int, content: tuple[list[int], set[int], int],
-          item_neuron: np.ndarray, item_count: np.ndarray) -> None:
+          item_neuron: np.ndarray, item_count: np.ndarray, item_aim: np.ndarray) -> None:
     members, keys, neurons = content
     plan.cores[core].members.extend((g, int(item_neuron[i]), int(item_count[i])) for i in members)
+    plan.cores[core].aims.extend(int(item_aim[i]) for i in members)
     plan.cores[core].neurons += neurons
     plan.add_keys(core, keys, space)
 

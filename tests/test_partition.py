@@ -401,3 +401,45 @@ def test_bins_merge_into_an_unrelated_network_only_to_share_axons():
     assert _merge_host(plan, {5}, 1, 1, 8, 8, related) == -1  # nothing shared: keep the networks apart
     assert _merge_host(plan, {1, 5}, 1, 1, 8, 8, related) == 0  # a shared axon: merge
     assert _merge_host(plan, {5}, 1, 1, 8, 8, [True, True]) == 0
+
+
+def local_chain(size=40, taps=2):
+    """input(size) -> a(size) -> b(size) -> out, each neuron reading the 2 taps + 1 nearest
+    neurons of the layer before (a 1-D convolution): a neuron of ``a`` is read by several cores."""
+    rng = np.random.default_rng(4)
+    near = sp.csr_matrix(np.abs(np.subtract.outer(np.arange(size), np.arange(size))) <= taps)
+    a = group(rng, "a", size, alpha=np.ones(size, np.int64))
+    b = group(rng, "b", size, alpha=np.ones(size, np.int64))
+    out = group(rng, "out", 6, output_class=[0, 1, 2, 0, 1, 2])
+    net = DeployedNetwork(CHIP, size, [a, b, out], [
+        Lines(INPUT, "a", np.arange(size), np.zeros(size, np.int64), near),
+        Lines("a", "b", np.arange(size), np.zeros(size, np.int64), near),
+        lines(rng, "b", "out", size, 6, 14, 0.5),
+    ], num_classes=3, input_ticks=1)
+    return net.validate()
+
+
+def test_copies_split_by_reader_make_a_sparser_core_graph(monkeypatch):
+    """Each copy of a neuron packed with its reader's other inputs (partition_plan's per_reader
+    items): exact, and fewer core-to-core links than keeping a neuron's copies together."""
+    from crossmap import partition_plan
+    net = local_chain()
+    state = partition(net, fanout="copy", solver=False)
+    assert_exact(net, state)
+    original = partition_plan._pack_group
+
+    def together(*args, per_reader=False, **kwargs):
+        return [] if per_reader else original(*args, **kwargs)
+
+    monkeypatch.setattr(partition_plan, "_pack_group", together)
+    kept_together = partition(net, fanout="copy", solver=False)
+    assert_exact(net, kept_together)
+    assert state.core_graph.number_of_edges() < kept_together.core_graph.number_of_edges()
+
+
+def test_aimed_instances_take_the_jobs_of_their_reader():
+    from crossmap.partition_build import _aim_roles
+    jobs = [("port",), ("direct", (3, 10)), ("direct", (5, 11)), ("direct", (7, 12))]
+    roles = _aim_roles({(0, 0): jobs, (0, 1): jobs}, {(0, 0): [-1, 7, 3, -1], (0, 1): [-1] * 4})
+    assert roles[(0, 0)] == [("port",), ("direct", (7, 12)), ("direct", (3, 10)), ("direct", (5, 11))]
+    assert roles[(0, 1)] == jobs
