@@ -41,20 +41,28 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     With ``targets`` (items x reader cores), the next item is the one that adds the fewest reader
     cores the core does not feed yet, then the fewest new axons: neurons read by the same core
     come together (a core feeds few cores, so the core graph has few edges), at the price of
-    more axons per core."""
+    more axons per core.
+
+    The choice is the smallest (new reader cores, new axons, structural rank) among the free
+    items that fit. Items that share no axon and no reader with the core yet score their static
+    (reader cores, fan-in, rank); the best of them is found by a pointer that only moves forward
+    while a core fills (a core only gets fuller, so an item skipped once never fits it again),
+    and only the items the core touches are scored afresh at each step."""
     reads = reads.tocsr()
     reads.sort_indices()
     n_items, n_keys = reads.shape
     weights = np.asarray(weights, np.int64)
     fan_in = np.diff(reads.indptr).astype(np.int64)
     readers = reads.T.tocsr()
+    target_deg = np.zeros(n_items, np.int64)
     if targets is not None:
-        targets = sp.csr_matrix(targets, dtype=np.int64)
+        targets = sp.csr_matrix(targets, dtype=np.int64, copy=True)
         targets.data[:] = 1
         target_deg = np.diff(targets.indptr).astype(np.int64)
         fed_by = targets.T.tocsr()
     rank = structural_order(reads)
     by_rank = np.argsort(rank)
+    static = np.lexsort((rank, fan_in, target_deg))  # untouched items, best first
     assigned = np.zeros(n_items, bool)
     cores: list[list[int]] = []
     next_seed = 0
@@ -63,9 +71,12 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
         while assigned[by_rank[next_seed]]:
             next_seed += 1
         overlap = np.zeros(n_items, np.int64)
+        shared_targets = np.zeros(n_items, np.int64)
+        touched = np.zeros(n_items, bool)
+        touched_ids = np.zeros(0, np.int64)
         in_core = np.zeros(n_keys, bool)
         fed = np.zeros(targets.shape[1] if targets is not None else 0, bool)
-        shared_targets = np.zeros(n_items, np.int64)
+        pointer = 0
         axons = neurons = 0
         members: list[int] = []
         item = int(by_rank[next_seed])
@@ -78,38 +89,66 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             in_core[fresh] = True
             axons += fresh.size
             neurons += int(weights[item])
-            if fresh.size:
-                touched = np.concatenate([readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh])
-                overlap += np.bincount(touched, minlength=n_items)
-            new_targets = None
+            reached = [readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh]
+            if reached:
+                hits = np.concatenate(reached)
+                np.add.at(overlap, hits, 1)
+                reached = [hits]
             if targets is not None:
                 outs = targets.indices[targets.indptr[item]:targets.indptr[item + 1]]
                 fresh_out = outs[~fed[outs]]
                 fed[fresh_out] = True
                 if fresh_out.size:
-                    touched = np.concatenate([fed_by.indices[fed_by.indptr[t]:fed_by.indptr[t + 1]] for t in fresh_out])
-                    shared_targets += np.bincount(touched, minlength=n_items)
-                new_targets = target_deg - shared_targets
-            item = _best_addition(fan_in - overlap, rank, weights, assigned, max_axons - axons,
-                                  max_neurons - neurons, new_targets)
+                    hits = np.concatenate([fed_by.indices[fed_by.indptr[t]:fed_by.indptr[t + 1]] for t in fresh_out])
+                    np.add.at(shared_targets, hits, 1)
+                    reached.append(hits)
+            if reached:
+                hits = np.unique(np.concatenate(reached))
+                hits = hits[~touched[hits]]
+                touched[hits] = True
+                touched_ids = np.concatenate([touched_ids, hits])
+            free_axons, free_neurons = max_axons - axons, max_neurons - neurons
+            if free_neurons <= 0:
+                break
+            item, pointer = _best_addition(touched_ids, fan_in, overlap, target_deg - shared_targets, target_deg,
+                                           rank, weights, assigned, touched, static, pointer, free_axons,
+                                           free_neurons)
         cores.append(members)
     return cores
 
 
-def _best_addition(new: np.ndarray, rank: np.ndarray, weights: np.ndarray, assigned: np.ndarray,
-                   free_axons: int, free_neurons: int, new_targets: np.ndarray | None = None) -> int:
-    """The free item that fits and adds the fewest new reader cores (when given), then the fewest
-    new axons (ties: structural order), or -1."""
-    if free_neurons <= 0:
-        return -1
-    fits = ~assigned & (new <= free_axons) & (weights <= free_neurons)
-    if not fits.any():
-        return -1
-    score = new * (rank.size + 1) + rank
-    if new_targets is not None:
-        score = score + new_targets * ((int(new.max()) + 1) * (rank.size + 1))
-    score = np.where(fits, score, np.iinfo(np.int64).max)
-    return int(np.argmin(score))
+UNTOUCHED_CHUNK = 4096  # static-order entries checked per vectorized step of the pointer
+
+
+def _best_addition(touched_ids: np.ndarray, fan_in: np.ndarray, overlap: np.ndarray, new_targets: np.ndarray, target_deg: np.ndarray, rank: np.ndarray, weights: np.ndarray,
+                   assigned: np.ndarray, touched: np.ndarray, static: np.ndarray, pointer: int, free_axons: int,
+                   free_neurons: int) -> tuple[int, int]:
+    """The free item that fits with the smallest (new reader cores, new axons, rank), or -1, and
+    the advanced pointer into ``static`` (items the core has not touched, best first)."""
+    best, best_key = -1, None
+    if touched_ids.size:
+        ids = touched_ids
+        new = fan_in[ids] - overlap[ids]
+        fits = ~assigned[ids] & (new <= free_axons) & (weights[ids] <= free_neurons)
+        if fits.any():
+            span = rank.size + 1  # (new reader cores, new axons, rank) as one integer, lexicographic
+            score = (new_targets[ids] * (free_axons + 1) + new) * span + rank[ids]
+            pick = int(np.argmin(np.where(fits, score, np.iinfo(np.int64).max)))
+            best = int(ids[pick])
+            best_key = (int(new_targets[best]), int(new[pick]), int(rank[best]))
+    while pointer < static.size:
+        chunk = static[pointer:pointer + UNTOUCHED_CHUNK]
+        ok = ~assigned[chunk] & ~touched[chunk] & (fan_in[chunk] <= free_axons) & (weights[chunk] <= free_neurons)
+        hit = np.flatnonzero(ok)
+        if hit.size:
+            pointer += int(hit[0])
+            item = int(static[pointer])
+            key = (int(target_deg[item]), int(fan_in[item]), int(rank[item]))
+            if best_key is None or key < best_key:
+                best = item
+            break
+        pointer += chunk.size
+    return best, pointer
 
 
 def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int]], max_axons: int,

@@ -150,3 +150,56 @@ def test_shift_constraints():
     cons.within(0, 1, 0, 0)
     with pytest.raises(ResourceError, match="cannot be balanced"):
         cons.solve(["a", "b"], narrow)
+
+
+def plain_greedy_pack(reads, weights, max_axons, max_neurons, targets=None):
+    """The textbook greedy_pack: open a core with the first free item in structural order, then
+    add the free item that fits with the fewest new reader cores, then new axons, then rank,
+    scoring every item at every step."""
+    from crossmap.partition_pack import structural_order
+    reads = sp.csr_matrix(reads)
+    n, k = reads.shape
+    rank = structural_order(reads)
+    targets = sp.csr_matrix(targets if targets is not None else (n, 1), dtype=np.int64)
+    assigned = np.zeros(n, bool)
+    cores = []
+    while not assigned.all():
+        members = [int(np.argsort(np.where(assigned, n + rank, rank))[0])]
+        while True:
+            item = members[-1]
+            assigned[item] = True
+            keys = np.unique(reads[members].indices)
+            fed = np.unique(targets[members].indices)
+            free_axons = max_axons - keys.size
+            free_neurons = max_neurons - int(weights[members].sum())
+            best = None
+            for i in np.flatnonzero(~assigned):
+                new = np.setdiff1d(reads[i].indices, keys).size
+                if free_neurons <= 0 or new > free_axons or weights[i] > free_neurons:
+                    continue
+                key = (np.setdiff1d(targets[i].indices, fed).size, new, rank[i])
+                if best is None or key < best[0]:
+                    best = (key, int(i))
+            if best is None:
+                break
+            members.append(best[1])
+        cores.append(members)
+    return cores
+
+
+@settings(max_examples=80, deadline=None)
+@given(instances(), st.integers(0, 10_000), st.booleans(), st.sampled_from([1, 3, 4096]))
+def test_greedy_pack_equals_the_plain_greedy(instance, seed, with_targets, chunk):
+    from crossmap import partition_pack
+    reads, weights, A, N = instance
+    n = reads.shape[0]
+    targets = None
+    if with_targets:
+        rng = np.random.default_rng(seed)
+        targets = sp.csr_matrix(rng.random((n, 6)) < 0.3)
+    saved, partition_pack.UNTOUCHED_CHUNK = partition_pack.UNTOUCHED_CHUNK, chunk
+    try:
+        fast = greedy_pack(reads, weights, A, N, targets)
+    finally:
+        partition_pack.UNTOUCHED_CHUNK = saved
+    assert fast == plain_greedy_pack(reads, weights, A, N, targets)
