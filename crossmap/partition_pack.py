@@ -89,19 +89,18 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             in_core[fresh] = True
             axons += fresh.size
             neurons += int(weights[item])
-            reached = [readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh]
-            if reached:
-                hits = np.concatenate(reached)
-                np.add.at(overlap, hits, 1)
-                reached = [hits]
+            reached = []  # items that now share an axon or a reader core with the core (repeats counted)
+            if fresh.size:
+                reached.append(np.concatenate([readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh]))
+                np.add.at(overlap, reached[-1], 1)
             if targets is not None:
                 outs = targets.indices[targets.indptr[item]:targets.indptr[item + 1]]
                 fresh_out = outs[~fed[outs]]
                 fed[fresh_out] = True
                 if fresh_out.size:
-                    hits = np.concatenate([fed_by.indices[fed_by.indptr[t]:fed_by.indptr[t + 1]] for t in fresh_out])
-                    np.add.at(shared_targets, hits, 1)
-                    reached.append(hits)
+                    reached.append(np.concatenate([fed_by.indices[fed_by.indptr[t]:fed_by.indptr[t + 1]]
+                                                   for t in fresh_out]))
+                    np.add.at(shared_targets, reached[-1], 1)
             if reached:
                 hits = np.unique(np.concatenate(reached))
                 hits = hits[~touched[hits]]
@@ -110,8 +109,8 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             free_axons, free_neurons = max_axons - axons, max_neurons - neurons
             if free_neurons <= 0:
                 break
-            item, pointer = _best_addition(touched_ids, fan_in, overlap, target_deg - shared_targets, target_deg,
-                                           rank, weights, assigned, touched, static, pointer, free_axons,
+            counts = Counts(fan_in, overlap, target_deg, shared_targets, rank, weights)
+            item, pointer = _best_addition(counts, touched_ids, assigned, touched, static, pointer, free_axons,
                                            free_neurons)
         cores.append(members)
     return cores
@@ -120,30 +119,45 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
 UNTOUCHED_CHUNK = 4096  # static-order entries checked per vectorized step of the pointer
 
 
-def _best_addition(touched_ids: np.ndarray, fan_in: np.ndarray, overlap: np.ndarray, new_targets: np.ndarray, target_deg: np.ndarray, rank: np.ndarray, weights: np.ndarray,
-                   assigned: np.ndarray, touched: np.ndarray, static: np.ndarray, pointer: int, free_axons: int,
-                   free_neurons: int) -> tuple[int, int]:
+@dataclass
+class Counts:
+    """Per item, during ``greedy_pack``: axons (``fan_in``) and reader cores (``target_deg``) it
+    needs, how many of them the open core already has (``overlap``, ``shared_targets``), its
+    structural ``rank`` and its neuron slots (``weights``)."""
+
+    fan_in: np.ndarray
+    overlap: np.ndarray
+    target_deg: np.ndarray
+    shared_targets: np.ndarray
+    rank: np.ndarray
+    weights: np.ndarray
+
+
+def _best_addition(c: Counts, touched_ids: np.ndarray, assigned: np.ndarray, touched: np.ndarray,
+                   static: np.ndarray, pointer: int, free_axons: int, free_neurons: int) -> tuple[int, int]:
     """The free item that fits with the smallest (new reader cores, new axons, rank), or -1, and
     the advanced pointer into ``static`` (items the core has not touched, best first)."""
     best, best_key = -1, None
     if touched_ids.size:
         ids = touched_ids
-        new = fan_in[ids] - overlap[ids]
-        fits = ~assigned[ids] & (new <= free_axons) & (weights[ids] <= free_neurons)
+        new = c.fan_in[ids] - c.overlap[ids]
+        fits = ~assigned[ids] & (new <= free_axons) & (c.weights[ids] <= free_neurons)
         if fits.any():
-            span = rank.size + 1  # (new reader cores, new axons, rank) as one integer, lexicographic
-            score = (new_targets[ids] * (free_axons + 1) + new) * span + rank[ids]
+            new_targets = c.target_deg[ids] - c.shared_targets[ids]
+            span = c.rank.size + 1  # (new reader cores, new axons, rank) as one integer, lexicographic
+            score = (new_targets * (free_axons + 1) + new) * span + c.rank[ids]
             pick = int(np.argmin(np.where(fits, score, np.iinfo(np.int64).max)))
             best = int(ids[pick])
-            best_key = (int(new_targets[best]), int(new[pick]), int(rank[best]))
+            best_key = (int(new_targets[pick]), int(new[pick]), int(c.rank[best]))
     while pointer < static.size:
         chunk = static[pointer:pointer + UNTOUCHED_CHUNK]
-        ok = ~assigned[chunk] & ~touched[chunk] & (fan_in[chunk] <= free_axons) & (weights[chunk] <= free_neurons)
+        ok = (~assigned[chunk] & ~touched[chunk] & (c.fan_in[chunk] <= free_axons)
+              & (c.weights[chunk] <= free_neurons))
         hit = np.flatnonzero(ok)
         if hit.size:
             pointer += int(hit[0])
             item = int(static[pointer])
-            key = (int(target_deg[item]), int(fan_in[item]), int(rank[item]))
+            key = (int(c.target_deg[item]), int(c.fan_in[item]), int(c.rank[item]))
             if best_key is None or key < best_key:
                 best = item
             break
