@@ -76,6 +76,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
         touched_ids = np.zeros(0, np.int64)
         in_core = np.zeros(n_keys, bool)
         fed = np.zeros(targets.shape[1] if targets is not None else 0, bool)
+        counts = Counts(fan_in, overlap, target_deg, shared_targets, rank, weights)
         pointer = 0
         axons = neurons = 0
         members: list[int] = []
@@ -109,7 +110,6 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             free_axons, free_neurons = max_axons - axons, max_neurons - neurons
             if free_neurons <= 0:
                 break
-            counts = Counts(fan_in, overlap, target_deg, shared_targets, rank, weights)
             item, pointer = _best_addition(counts, touched_ids, assigned, touched, static, pointer, free_axons,
                                            free_neurons)
         cores.append(members)

@@ -233,12 +233,10 @@ def _chunk_by_reader(readers: sp.csr_matrix, output: np.ndarray, N: int) -> tupl
     for n in range(readers.shape[0]):
         row = slice(readers.indptr[n], readers.indptr[n + 1])
         for core, c in zip(readers.indices[row].tolist(), readers.data[row].tolist()):
-            while c > 0:
-                take = min(c, N)
-                neuron.append(n)
-                count.append(take)
-                aim.append(core)
-                c -= take
+            runs = _runs(c, N)
+            neuron += [n] * len(runs)
+            count += runs
+            aim += [core] * len(runs)
         if output[n] or readers.indptr[n] == readers.indptr[n + 1]:
             neuron.append(n)
             count.append(1)
@@ -250,12 +248,15 @@ def _chunk(counts: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     """Items: each neuron's instances in runs of at most N."""
     neuron, count = [], []
     for n, c in enumerate(counts.tolist()):
-        while c > 0:
-            take = min(c, N)
-            neuron.append(n)
-            count.append(take)
-            c -= take
+        runs = _runs(c, N)
+        neuron += [n] * len(runs)
+        count += runs
     return np.array(neuron, np.int64), np.array(count, np.int64)
+
+
+def _runs(instances: int, N: int) -> list[int]:
+    """``instances`` split into runs of at most N: [N, N, ..., the rest]."""
+    return [N] * (instances // N) + ([instances % N] if instances % N else [])
 
 
 def network_families(net: DeployedNetwork) -> list[int]:

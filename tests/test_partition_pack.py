@@ -158,7 +158,7 @@ def plain_greedy_pack(reads, weights, max_axons, max_neurons, targets=None):
     scoring every item at every step."""
     from crossmap.partition_pack import structural_order
     reads = sp.csr_matrix(reads)
-    n, k = reads.shape
+    n = reads.shape[0]
     rank = structural_order(reads)
     targets = sp.csr_matrix(targets if targets is not None else (n, 1), dtype=np.int64)
     assigned = np.zeros(n, bool)
