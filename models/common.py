@@ -99,6 +99,37 @@ def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return torch.gather(out, 3, cols)
 
 
+def warp(x: torch.Tensor, angle: torch.Tensor, factor: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+    """Per image: rotate by ``angle`` (radians) about the centre, scale by ``factor`` and move by
+    ``move`` (n, 2: pixels right, pixels down); bilinear, zero fill."""
+    cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
+    shift = -2 * move / x.shape[-1]  # the grid maps output to input positions, in units of half the image
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def warp_images(x: torch.Tensor, max_shift: float, rotate: float, scale: float,
+                generator: torch.Generator) -> torch.Tensor:
+    """Random affine distortions (``warp``), one per image: a rotation by up to ``rotate``
+    degrees, a scaling by a factor in [1 - scale, 1 + scale] and a translation by up to
+    ``max_shift`` pixels per axis, applied to the grey image before the input threshold."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(rotate)
+    factor = 1 + (torch.rand(n, generator=generator) * 2 - 1) * scale
+    move = (1 - torch.rand(n, 2, generator=generator) * 2) * max_shift
+    return warp(x, angle, factor, move)
+
+
+def augment_images(x: torch.Tensor, max_shift: int, generator: torch.Generator, rotate: float = 0.0,
+                   scale: float = 0.0) -> torch.Tensor:
+    """Training distortions: integer shifts only (``shift_images``) unless a rotation or scaling
+    is asked for, then ``warp_images``."""
+    if rotate > 0 or scale > 0:
+        return warp_images(x, max_shift, rotate, scale, generator)
+    return shift_images(x, max_shift, generator)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndarray:
     """Class predictions of ``model`` (in eval mode) on float images; ties go to the lowest class."""
@@ -173,7 +204,8 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         total_loss, correct = 0.0, 0
         for lo in range(0, n, args.batch_size):
             idx = order[lo:lo + args.batch_size]
-            xb = binarize_input(shift_images(xtr[idx], max_shift, generator))
+            xb = binarize_input(augment_images(xtr[idx], max_shift, generator, getattr(args, "rotate", 0.0),
+                                               getattr(args, "scale", 0.0)))
             scores = model(xb)
             loss = loss_fn(scores, ytr[idx])
             optimizer.zero_grad(set_to_none=True)

@@ -169,3 +169,30 @@ def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer():
     model = net.to_onnx({}, "probe")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(session.run(None, {"x": images[:20]})[0], expected)
+
+
+def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherwise():
+    """``warp``: no distortion leaves the image; a move of whole pixels is a shift; a quarter turn
+    of the square image is ``rot90``. ``warp_images`` draws within the limits it is given."""
+    import sys
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(MODELS))
+    import common
+
+    images, _ = load_sample()
+    x = torch.from_numpy(images[:16])
+    n = x.shape[0]
+    ones, zeros = torch.ones(n), torch.zeros(n)
+    torch.testing.assert_close(common.warp(x, zeros, ones, torch.zeros(n, 2)), x, atol=1e-5, rtol=0)
+    moved = common.warp(x, zeros, ones, torch.tensor([[2.0, -1.0]]).repeat(n, 1))  # 2 right, 1 up
+    expected = torch.zeros_like(x)
+    expected[:, :, :-1, 2:] = x[:, :, 1:, :-2]
+    torch.testing.assert_close(moved, expected, atol=1e-5, rtol=0)
+    turned = common.warp(x, torch.full((n,), np.pi / 2), ones, torch.zeros(n, 2))
+    quarter = [torch.rot90(x, k, dims=(2, 3)) for k in (1, -1)]
+    assert min(float((turned - q).abs().max()) for q in quarter) < 1e-4
+    generator = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(common.warp_images(x, 0, 0, 0, generator), x, atol=1e-5, rtol=0)
+    distorted = common.warp_images(x, 2, 15, 0.15, generator)
+    assert distorted.shape == x.shape and not torch.allclose(distorted, x)
+    assert torch.equal(common.augment_images(x, 0, generator), x), "no shift and no warp: the images as given"
