@@ -54,23 +54,32 @@ def pairs_within(n: int, distance: int, cells: int) -> int:
     return max(bound, 0)
 
 
+def _shared_neighbours(edges: Edges, max_work: int) -> tuple[int, sp.csr_matrix, sp.csr_matrix, sp.csr_matrix] | None:
+    """(cores, 0/1 adjacency, shared-neighbour counts common[u, w], edge index + 1 per core pair),
+    or None without edges or when the scan would take more than ``max_work`` steps."""
+    n, m = edges.num_nodes, int(edges.u.size)
+    if m == 0:
+        return None
+    ends = (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])
+    adj = sp.csr_matrix((np.ones(2 * m), ends), shape=(n, n))
+    adj.data[:] = 1.0
+    degree = np.diff(adj.indptr)
+    if float(np.sum(degree.astype(np.float64) ** 2) * degree.max()) > max_work:
+        return None
+    edge_id = sp.csr_matrix((np.r_[np.arange(m), np.arange(m)] + 1, ends), shape=(n, n))
+    return n, adj, (adj @ adj).tocsr(), edge_id
+
+
 def dense_neighbourhoods(edges: Edges, cells: int, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, int]]:
     """Core sets denser than any set of cells can be. For each core u: u, its neighbours, and the
     cores sharing at least two neighbours with u (in a layered network, the other readers of
     the same inputs: the two sides of a biclique). A set is kept (once) when the edges inside it
     outnumber the adjacent pairs its cells can have. Returns (edge indices inside S, |S|) per
     kept set; empty when scanning would take more than ``max_work`` steps."""
-    n, m = edges.num_nodes, int(edges.u.size)
-    if m == 0:
+    shared = _shared_neighbours(edges, max_work)
+    if shared is None:
         return []
-    adj = sp.csr_matrix((np.ones(2 * m), (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])), shape=(n, n))
-    adj.data[:] = 1.0
-    degree = np.diff(adj.indptr)
-    if float(np.sum(degree.astype(np.float64) ** 2) * degree.max()) > max_work:
-        return []
-    common = (adj @ adj).tocsr()  # common[u, w] = number of shared neighbours
-    edge_id = sp.csr_matrix((np.r_[np.arange(m), np.arange(m)] + 1, (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])),
-                            shape=(n, n))
+    n, adj, common, edge_id = shared
     seen: set[tuple[int, ...]] = set()
     found = []
     for u in range(n):
@@ -121,17 +130,10 @@ def bicliques(edges: Edges, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, 
     decrease. Returns (edge indices, a, b) per distinct biclique, largest first, at most
     ``MAX_BICLIQUE_ENTRIES`` edge entries in all; empty when the scan would take more than
     ``max_work`` steps."""
-    n, m = edges.num_nodes, int(edges.u.size)
-    if m == 0:
+    shared = _shared_neighbours(edges, max_work)
+    if shared is None:
         return []
-    adj = sp.csr_matrix((np.ones(2 * m), (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])), shape=(n, n))
-    adj.data[:] = 1.0
-    degree = np.diff(adj.indptr)
-    if float(np.sum(degree.astype(np.float64) ** 2) * degree.max()) > max_work:
-        return []
-    common = (adj @ adj).tocsr()
-    edge_id = sp.csr_matrix((np.r_[np.arange(m), np.arange(m)] + 1, (np.r_[edges.u, edges.v], np.r_[edges.v, edges.u])),
-                            shape=(n, n))
+    n, adj, common, edge_id = shared
     found: dict[tuple, tuple[np.ndarray, int, int]] = {}
     for u in range(n):
         side = adj.indices[adj.indptr[u]:adj.indptr[u + 1]]
