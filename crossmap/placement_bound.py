@@ -97,31 +97,82 @@ def dense_neighbourhoods(edges: Edges, cells: int, max_work: int = MAX_WORK) -> 
     return found
 
 
+def compact_biclique_hops(a: int, b: int) -> int:
+    """The total hops of K(a, b) in one compact layout: the a + b cells nearest the centre of a
+    square, the smaller side nearest. An upper bound on the optimum (and a check on
+    ``biclique_hops``)."""
+    n = a + b
+    side = math.isqrt(n - 1) + 1
+    y, x = np.divmod(np.arange(side * side), side)
+    centre = (side - 1) / 2.0
+    order = np.lexsort((np.abs(x - centre) + np.abs(y - centre), (x - centre) ** 2 + (y - centre) ** 2))[:n]
+    small, large = order[:min(a, b)], order[min(a, b):]
+    hops = np.abs(x[small][:, None] - x[large][None, :]) + np.abs(y[small][:, None] - y[large][None, :])
+    return int(hops.sum())
+
+
 @lru_cache(maxsize=4096)
 def biclique_hops(a: int, b: int) -> int:
     """A lower bound on the total hops of the a x b edges between a cores and b other cores, all
     on distinct cells. The horizontal part of the total is, summed over the vertical lines
     between mesh columns, (A left)(B right) + (A right)(B left); with k cores left of a line
-    that is at least h(k), its minimum over how the k split into A and B. Reading the columns
-    left to right, k grows by at most R cores per column (R = rows used), so the horizontal
-    part is at least the cheapest path from 0 to n = a + b in steps of 1..R paying h at every
-    stop; the vertical part likewise with C = columns used, and R C >= n."""
+    that is at least h(k), its minimum over how the k split into A and B. Say the cores use R
+    rows and C columns (R C >= n = a + b). Reading the used columns left to right, k grows by
+    1..R cores at each of C steps, so the horizontal part is at least the cheapest such path
+    from 0 to n paying h at each of its C - 1 stops; the vertical part likewise with rows and
+    columns swapped; the bound is the least total over R and C. (Every stop costs at least the
+    smallest h not yet used, which rules out most R and C before the paths are priced.)"""
     n = a + b
     h = np.zeros(n + 1)
     for k in range(1, n):
         left_a = np.arange(max(0, k - b), min(a, k) + 1)
         left_b = k - left_a
         h[k] = np.min(left_a * (b - left_b) + (a - left_a) * left_b)
+    stops = np.concatenate([[0.0], np.cumsum(np.sort(h[1:n]))])  # [j]: the j smallest h summed
+    ceiling = compact_biclique_hops(a, b)  # the optimum is at most this, so larger totals never win
+    longest = int(np.searchsorted(stops, ceiling, side="right"))  # C - 1 stops cost > ceiling beyond
+    steps = max(1, min(n, longest))
+    paths = _stepped_paths(h, steps)  # [cap - 1, s - 1]: s steps of 1..cap, or inf
+    best = float(ceiling)
+    for rows in range(1, steps + 1):
+        columns = np.arange(max(1, -(-n // rows)), steps + 1)
+        if columns.size:
+            total = paths[rows - 1, columns - 1] + paths[columns - 1, rows - 1]
+            best = min(best, float(total.min()))
+    return int(np.ceil(best - 1e-9))
 
-    def cheapest(step: int) -> float:  # min over 0 = k_0 < ... < k_m = n, k_i - k_(i-1) <= step, of sum h(k_i)
-        best = np.full(n + 1, np.inf)
-        best[0] = 0.0
-        for k in range(1, n + 1):
-            best[k] = best[max(0, k - step):k].min() + h[k]
-        return float(best[n])
 
-    paths = [cheapest(step) for step in range(1, n + 1)]
-    return int(min(paths[rows - 1] + paths[math.ceil(n / rows) - 1] for rows in range(1, n + 1)))
+def _stepped_paths(h: np.ndarray, steps: int) -> np.ndarray:
+    """cost[cap - 1, s - 1] = the least sum of h over the stops k_1 < ... < k_(s-1) of a path
+    0 = k_0 < ... < k_s = n = len(h) - 1 in steps of 1..cap (h[n] = 0), for cap, s <= steps."""
+    n = h.size - 1
+    cost = np.full((steps, steps), np.inf)
+    for cap in range(1, steps + 1):
+        reach = np.full(n + 1, np.inf)
+        reach[0] = 0.0
+        for s in range(1, steps + 1):
+            reach = _trailing_min(reach, cap) + h
+            reach[0] = np.inf
+            cost[cap - 1, s - 1] = reach[n]
+    return cost
+
+
+def _trailing_min(values: np.ndarray, width: int) -> np.ndarray:
+    """out[k] = min(values[k - width .. k - 1]) (inf where that is empty)."""
+    shifted = np.concatenate([[np.inf], values[:-1]])  # shifted[k] = values[k - 1]
+    out = np.full_like(shifted, np.inf)
+    span, block = 0, shifted.copy()  # block[k] = min(shifted[k - size + 1 .. k]) for size = 1, 2, 4, ...
+    size = 1
+    while width:
+        if width & 1:
+            part = np.concatenate([np.full(span, np.inf), block[:block.size - span]]) if span else block
+            out = np.minimum(out, part)
+            span += size
+        width >>= 1
+        if width:
+            block = np.minimum(block, np.concatenate([np.full(size, np.inf), block[:-size]]))
+            size *= 2
+    return out
 
 
 def bicliques(edges: Edges, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, int, int]]:

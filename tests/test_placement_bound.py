@@ -1,12 +1,15 @@
 """The LP lower bound on placement cost: never above the optimum (brute force), exact on graphs
 where the counting arguments are tight, and never below the star bound."""
 
+import itertools
+
 import networkx as nx
+import numpy as np
 import pytest
 
 from crossmap.chip import ChipSpec
-from crossmap.placement_bound import (biclique_hops, bicliques, dense_neighbourhoods, lp_bound, pairs_within,
-                                      placement_lower_bound)
+from crossmap.placement_bound import (biclique_hops, bicliques, compact_biclique_hops, dense_neighbourhoods, lp_bound,
+                                      pairs_within, placement_lower_bound)
 from crossmap.placement_cost import Mesh, edges_from_graph, lower_bound
 from place_graphs import brute_force, random_graph, tiny_chip
 
@@ -41,15 +44,15 @@ def biclique(a: int, b: int) -> nx.DiGraph:
 
 def test_a_biclique_cannot_have_all_edges_one_hop():
     # K(4,4): 16 edges, but 8 cells have at most 2*8 - ceil(2 sqrt 8) = 10 adjacent pairs (22 hops);
-    # the cut argument of biclique_hops says 24
+    # the cut argument of biclique_hops says 28, the optimum (test_biclique_hops_on_a_4x4_board)
     edges = edges_from_graph(biclique(4, 4))
     mesh = Mesh(ChipSpec.truenorth())
     assert pairs_within(8, 1, mesh.size) == 10
     assert lower_bound(mesh, edges) == pytest.approx(16.0)
     assert dense_neighbourhoods(edges, mesh.size)  # the biclique is found as a dense set
     assert [(a, b) for _, a, b in bicliques(edges)] == [(4, 4)]
-    assert biclique_hops(4, 4) == 24
-    assert lp_bound(mesh, edges) == pytest.approx(24.0, abs=1e-5)
+    assert biclique_hops(4, 4) == 28
+    assert lp_bound(mesh, edges) == pytest.approx(28.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("a,b,mesh", [(2, 2, 4), (2, 3, 4), (3, 3, 3), (2, 4, 3), (4, 4, 3)])
@@ -59,6 +62,30 @@ def test_biclique_hops_never_exceed_the_optimum(a, b, mesh):
     if a + b > 4:  # only K(2,2) fits with every edge one hop long (a 2 x 2 square)
         assert biclique_hops(a, b) > a * b
 
+
+
+@pytest.mark.parametrize("a,b,optimum", [(4, 4, 28), (3, 5, 26), (3, 4, 19), (2, 6, 18)])
+def test_biclique_hops_on_a_4x4_board(a, b, optimum):
+    """Every placement of K(a, b) on a 4 x 4 board, by brute force: the bound is at most the
+    optimum, and equal to it where the cut argument is tight."""
+    cells = np.array([(x, y) for y in range(4) for x in range(4)])
+    chosen = cells[np.array(list(itertools.combinations(range(16), a + b)))]  # (sets, a + b, 2)
+    best = None
+    for side in itertools.combinations(range(a + b), a):
+        other = [i for i in range(a + b) if i not in side]
+        hops = np.abs(chosen[:, list(side), None, :] - chosen[:, None, other, :]).sum((1, 2, 3))
+        best = int(hops.min()) if best is None else min(best, int(hops.min()))
+    assert best == optimum
+    assert biclique_hops(a, b) <= optimum
+    if (a, b) in ((4, 4), (2, 6)):
+        assert biclique_hops(a, b) == optimum
+
+
+@pytest.mark.parametrize("a,b", [(32, 8), (8, 2), (16, 16), (12, 5), (64, 8), (100, 3)])
+def test_biclique_hops_stay_below_a_compact_layout(a, b):
+    """A bound above the cost of one real layout would be no bound: K(32, 8) was once priced at
+    932 hops, and the layout of ``compact_biclique_hops`` takes 910."""
+    assert a * b < biclique_hops(a, b) <= compact_biclique_hops(a, b)
 
 def test_a_biclique_inside_a_bigger_graph_is_found_and_cut():
     # K(6,3) plus a tail: the LP sees the biclique and prices it above the per-core counts
