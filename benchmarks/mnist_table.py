@@ -42,6 +42,7 @@ ROWS = [
     ("esser2015_large", "esser2015_large.onnx", "deterministic", [1], "1605.07740: 99.45% (large)"),
     ("eedn_cnn", "eedn_cnn.onnx", "deterministic", [1], "Esser 2016 (trinary CNN)"),
     ("eedn_groups", "eedn_groups*.onnx", "deterministic", [1, 2, 3, 4, 6, 16], "Esser 2016 (trinary CNN)"),
+    ("eedn_groups_s6", "eedn_groups_s6.onnx", "deterministic", [1], "(trained with rotations and scaling)"),
     # the float models threshold their input themselves (Greater on the input), so lsq keeps that encoding
     ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),
     ("lenet", "lenet.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),

@@ -16,7 +16,7 @@ from crossmap.datasets import load_sample
 ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "eedn_cnn", "eedn_groups"]
+STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "eedn_cnn", "eedn_groups", "eedn_groups_s6"]
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
@@ -112,12 +112,13 @@ def test_cnn_filters_fit_a_core():
         assert 2 * fan_in <= 256, f"{node.name}: {fan_in} inputs x 2 signs"
 
 
-def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type():
+@pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6"])
+def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type(name):
     import sys
     sys.path.insert(0, str(MODELS))
     from train_eedn_groups import LAYERS, line_types
 
-    model = load("eedn_groups")
+    model = load(name)
     w = weights(model)
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == len(LAYERS)
