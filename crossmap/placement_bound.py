@@ -159,20 +159,8 @@ def _stepped_paths(h: np.ndarray, steps: int) -> np.ndarray:
 
 def _trailing_min(values: np.ndarray, width: int) -> np.ndarray:
     """out[k] = min(values[k - width .. k - 1]) (inf where that is empty)."""
-    shifted = np.concatenate([[np.inf], values[:-1]])  # shifted[k] = values[k - 1]
-    out = np.full_like(shifted, np.inf)
-    span, block = 0, shifted.copy()  # block[k] = min(shifted[k - size + 1 .. k]) for size = 1, 2, 4, ...
-    size = 1
-    while width:
-        if width & 1:
-            part = np.concatenate([np.full(span, np.inf), block[:block.size - span]]) if span else block
-            out = np.minimum(out, part)
-            span += size
-        width >>= 1
-        if width:
-            block = np.minimum(block, np.concatenate([np.full(size, np.inf), block[:-size]]))
-            size *= 2
-    return out
+    padded = np.concatenate([np.full(width, np.inf), values[:-1]])
+    return np.lib.stride_tricks.sliding_window_view(padded, width).min(1)
 
 
 def bicliques(edges: Edges, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, int, int]]:

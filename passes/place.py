@@ -3,8 +3,8 @@ sum over core-graph edges of traffic x hops plus a penalty per chip crossing.
 
 The search (crossmap.placement_search) starts from fast heuristics (greedy max-adjacency order,
 spectral layouts along a Hilbert curve or spread in 2-D, and for image inputs each core at the
-image position its spikes come from, crossmap.placement_geometry), improves them by swaps and simulated
-annealing, then runs CP-SAT warm-started from the best: on the whole problem for small core
+image position its spikes come from, crossmap.placement_geometry), improves them by swaps and
+simulated annealing, then runs CP-SAT warm-started from the best: on the whole problem for small core
 graphs, on small windows of the board (large-neighbourhood search) for big ones. The heuristic
 result is the fallback whenever the solver finds nothing better.
 """
@@ -24,10 +24,10 @@ from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
 from crossmap.pipeline import CompileState
 from crossmap.placement_bound import placement_lower_bound
-from crossmap.placement_geometry import input_positions
 from crossmap.placement_cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
                                      placement_cost, program_connections, random_cells,
                                      row_major_cells, traffic_hops)
+from crossmap.placement_geometry import input_positions
 from crossmap.placement_search import METHODS, search
 
 
