@@ -63,6 +63,22 @@ def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
     return args
 
 
+ELASTIC_SIGMA = 4.0  # pixels: the smoothing of the elastic fields (Simard et al. 2003)
+
+
+def add_distortion_args(parser: argparse.ArgumentParser, shift: int) -> None:
+    """The training-distortion options: ``--shift`` (default ``shift`` pixels), ``--rotate``, ``--scale``."""
+    parser.add_argument("--shift", type=float, default=shift,
+                        help="random shifts of up to this many pixels (whole pixels unless --rotate or --scale)")
+    parser.add_argument("--rotate", type=float, default=0.0,
+                        help="random rotations of up to this many degrees (with --scale: affine distortions of "
+                             "the grey image before the threshold, shifts then real-valued)")
+    parser.add_argument("--scale", type=float, default=0.0, help="random scaling by 1 +- this fraction")
+    parser.add_argument("--elastic", type=float, default=0.0,
+                        help=f"strength alpha of random elastic distortions (smoothed over {ELASTIC_SIGMA:g} pixels; "
+                             "Simard et al. 2003 use 34)")
+
+
 def setup(args: argparse.Namespace) -> None:
     """Thread count and seeds."""
     torch.set_num_threads(max(1, min(args.threads, 2)))
@@ -99,35 +115,54 @@ def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return torch.gather(out, 3, cols)
 
 
-def warp(x: torch.Tensor, angle: torch.Tensor, factor: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
+def warp(x: torch.Tensor, angle: torch.Tensor, factor: torch.Tensor, move: torch.Tensor,
+         field: torch.Tensor | None = None) -> torch.Tensor:
     """Per image: rotate by ``angle`` (radians) about the centre, scale by ``factor`` and move by
-    ``move`` (n, 2: pixels right, pixels down); bilinear, zero fill."""
+    ``move`` (n, 2: pixels right, pixels down); then move each pixel by ``field`` (n, height,
+    width, 2, in pixels, the same axes) when given; bilinear, zero fill."""
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
     shift = -2 * move / x.shape[-1]  # the grid maps output to input positions, in units of half the image
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    if field is not None:
+        grid = grid - 2 * field / x.shape[-1]
     return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def elastic_field(n: int, size: int, alpha: float, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """Random smooth displacement fields (n, size, size, 2) in pixels, as in Simard et al. 2003:
+    uniform noise in [-1, 1] per pixel and axis, blurred by a Gaussian of ``sigma`` pixels and
+    scaled by ``alpha``."""
+    radius = int(math.ceil(3 * sigma))
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    taps = taps / taps.sum()
+    noise = torch.rand(n * 2, 1, size, size, generator=generator) * 2 - 1
+    noise = torch.nn.functional.conv2d(noise, taps.view(1, 1, 1, -1), padding=(0, radius))
+    noise = torch.nn.functional.conv2d(noise, taps.view(1, 1, -1, 1), padding=(radius, 0))
+    return (alpha * noise).view(n, 2, size, size).permute(0, 2, 3, 1)
+
+
 def warp_images(x: torch.Tensor, max_shift: float, rotate: float, scale: float,
-                generator: torch.Generator) -> torch.Tensor:
-    """Random affine distortions (``warp``), one per image: a rotation by up to ``rotate``
-    degrees, a scaling by a factor in [1 - scale, 1 + scale] and a translation by up to
-    ``max_shift`` pixels per axis, applied to the grey image before the input threshold."""
+                generator: torch.Generator, elastic: float = 0.0) -> torch.Tensor:
+    """Random distortions (``warp``), one per image: a rotation by up to ``rotate`` degrees, a
+    scaling by a factor in [1 - scale, 1 + scale], a translation by up to ``max_shift`` pixels per
+    axis and, with ``elastic`` > 0, an elastic field of that strength (``elastic_field``), applied
+    to the grey image before the input threshold."""
     n = x.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(rotate)
     factor = 1 + (torch.rand(n, generator=generator) * 2 - 1) * scale
     move = (1 - torch.rand(n, 2, generator=generator) * 2) * max_shift
-    return warp(x, angle, factor, move)
+    field = elastic_field(n, x.shape[-1], elastic, ELASTIC_SIGMA, generator) if elastic > 0 else None
+    return warp(x, angle, factor, move, field)
 
 
-def augment_images(x: torch.Tensor, max_shift: int, generator: torch.Generator, rotate: float = 0.0,
-                   scale: float = 0.0) -> torch.Tensor:
-    """Training distortions: integer shifts only (``shift_images``) unless a rotation or scaling
-    is asked for, then ``warp_images``."""
-    if rotate > 0 or scale > 0:
-        return warp_images(x, max_shift, rotate, scale, generator)
-    return shift_images(x, max_shift, generator)
+def augment_images(x: torch.Tensor, max_shift: float, generator: torch.Generator, rotate: float = 0.0,
+                   scale: float = 0.0, elastic: float = 0.0) -> torch.Tensor:
+    """Training distortions: whole-pixel shifts (``shift_images``) when ``max_shift`` is a whole
+    number and no rotation, scaling or elastic field is asked for, else ``warp_images``."""
+    if rotate > 0 or scale > 0 or elastic > 0 or max_shift != int(max_shift):
+        return warp_images(x, max_shift, rotate, scale, generator, elastic)
+    return shift_images(x, int(max_shift), generator)
 
 
 @torch.no_grad()
@@ -174,7 +209,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch: int = 
 def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Namespace,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         optimizer: torch.optim.Optimizer, after_step: Callable[[], None] | None = None,
-        max_shift: int = 0) -> dict[str, float]:
+        max_shift: float = 0) -> dict[str, float]:
     """Train for ``args.epochs`` with a one-cycle learning-rate schedule, printing loss, train and
     test accuracy and time per epoch. With ``args.val`` > 0 the last ``val`` images of a fixed
     shuffle of the training set are held out and the model ends in the state of the epoch with the
@@ -205,7 +240,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         for lo in range(0, n, args.batch_size):
             idx = order[lo:lo + args.batch_size]
             xb = binarize_input(augment_images(xtr[idx], max_shift, generator, getattr(args, "rotate", 0.0),
-                                               getattr(args, "scale", 0.0)))
+                                               getattr(args, "scale", 0.0), getattr(args, "elastic", 0.0)))
             scores = model(xb)
             loss = loss_fn(scores, ytr[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -246,7 +281,7 @@ def add_vote_readout(module: torch.nn.Module, classes: np.ndarray) -> None:
 
 
 def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: dict[str, np.ndarray],
-                       label: str, max_shift: int = 0, **meta: object) -> None:
+                       label: str, max_shift: float = 0, **meta: object) -> None:
     """The CNN recipes' training and export: Adam, cross-entropy on the scaled class counts
     (``add_vote_readout``), ``fit``, then the checked ONNX export with ``meta`` recorded."""
     print("layers (cin, cout, k, stride, pad, groups):", model.specs, flush=True)

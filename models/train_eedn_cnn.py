@@ -104,7 +104,7 @@ def main() -> None:
     """Train, evaluate, export."""
     def extra(parser):
         parser.add_argument("--width", type=float, default=1.0, help="channel multiplier of the hidden layers")
-        parser.add_argument("--shift", type=int, default=0, help="random shift augmentation in pixels")
+        common.add_distortion_args(parser, shift=0)
 
     args = common.parse_args("eedn_cnn", epochs=12, lr=0.01, batch_size=200, min_threshold="none", extra=extra)
     common.setup(args)

@@ -171,11 +171,7 @@ class EednGroups(nn.Module):
 def main() -> None:
     """Train, evaluate, export."""
     def extra(parser):
-        parser.add_argument("--shift", type=int, default=1, help="random shift augmentation in pixels")
-        parser.add_argument("--rotate", type=float, default=0.0,
-                            help="random rotations of up to this many degrees (with --scale: affine distortions of "
-                                 "the grey image before the threshold, shifts then real-valued)")
-        parser.add_argument("--scale", type=float, default=0.0, help="random scaling by 1 +- this fraction")
+        common.add_distortion_args(parser, shift=1)
         parser.add_argument("--levels", type=int, default=1,
                             help="largest |weight| of an axon type (1: a sign per neuron and type; the chip "
                                  "allows any integer weight per type at no cost in axons)")

@@ -12,6 +12,7 @@ esser2015_binary. --mode prob: probabilistic synapses and neurons, as in esser20
 writes <out stem>_prob.onnx with the expected weights p * sign).
 
 Usage: python models/train_esser2015_large.py [--epochs E] [--mode binary|prob] [--out models/esser2015_large.onnx]
+       [--shift PX --rotate DEG --scale F]  (training distortions, as in train_eedn_groups.py; default none)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     def extra(parser):
         parser.add_argument("--mode", choices=["binary", "prob"], default="binary")
         parser.add_argument("--temperature", type=float, default=0.5, help="logit scale on the spike counts")
+        common.add_distortion_args(parser, shift=0)
 
     args = common.parse_args("esser2015_large", epochs=15, lr=0.01, min_threshold="none", extra=extra)
     common.setup(args)
@@ -53,7 +55,7 @@ def main() -> None:
     print(f"{model.neuron_count()} neurons, mode {args.mode}", flush=True)
     optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0 if args.mode == "binary" else 10.0))
     loss = lambda counts, y: torch.nn.functional.cross_entropy(args.temperature * counts, y)  # noqa: E731
-    result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain)
+    result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain, max_shift=args.shift)
     torch_pred = common.predict(model, data["xte"])
     extra_meta = {"mode": args.mode}
     if args.mode == "prob":

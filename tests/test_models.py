@@ -197,3 +197,29 @@ def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherw
     distorted = common.warp_images(x, 2, 15, 0.15, generator)
     assert distorted.shape == x.shape and not torch.allclose(distorted, x)
     assert torch.equal(common.augment_images(x, 0, generator), x), "no shift and no warp: the images as given"
+
+
+def test_elastic_fields_are_smooth_bounded_and_a_constant_field_is_a_move():
+    """``elastic_field`` has the asked shape and strength and is smooth (neighbouring pixels move
+    alike); ``warp`` with a constant field equals a move; zero strength leaves ``warp_images`` affine."""
+    import sys
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(MODELS))
+    import common
+
+    images, _ = load_sample()
+    x = torch.from_numpy(images[:8])
+    n = x.shape[0]
+    ones, zeros = torch.ones(n), torch.zeros(n)
+    constant = torch.tensor([1.0, 2.0]).expand(n, 28, 28, 2)
+    torch.testing.assert_close(common.warp(x, zeros, ones, torch.zeros(n, 2), constant),
+                               common.warp(x, zeros, ones, torch.tensor([[1.0, 2.0]]).repeat(n, 1)), atol=1e-5, rtol=0)
+    field = common.elastic_field(64, 28, 34.0, 4.0, torch.Generator().manual_seed(1))
+    assert field.shape == (64, 28, 28, 2)
+    assert 0.5 < float(field.std()) < 3.0, "alpha 34, sigma 4: displacements of about a pixel or two"
+    step = float((field[:, 1:] - field[:, :-1]).abs().mean())
+    assert step < 0.3 * float(field.abs().mean()), "smooth: neighbours move nearly alike"
+    weak = common.elastic_field(64, 28, 3.4, 4.0, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(weak * 10, field, atol=1e-4, rtol=1e-4)
+    bent = common.warp_images(x, 0, 0, 0, torch.Generator().manual_seed(2), 34.0)
+    assert not torch.allclose(bent, x) and float((bent - x).abs().mean()) < float(x.mean())
