@@ -15,7 +15,8 @@
 Every remaining population becomes a ``Layer`` whose sources are the input or other layers, with
 float weight blocks already composed through the aliases, and a ``depth``: 1 + the largest depth of
 its sources (the input has depth 0). Single-frame tick alignment: a layer of depth k computes on
-tick k - 1 of a frame.
+tick k - 1 of a frame. Voting layers that no other layer reads all take the deepest voter's depth,
+so that every class vote is cast on the last tick (``_align_voters``).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
                                     f"each voting layer may feed the readout once")
             layers[src].output_class = _compose_classes(classes, sel, src, network.output)
             voters.append(src)
+        _align_voters([layers[v] for v in voters], layers.values())
         output_name = ",".join(voters)
     else:
         output_name = network.output
@@ -174,6 +176,19 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
     return Plan(layers=list(layers.values()), data_channels=data_channels, num_classes=int(num_classes),
                 input_threshold=input_threshold, readout=network.output if readout is not None else None,
                 output=output_name)
+
+
+def _align_voters(voters: list[Layer], layers: Any) -> None:
+    """Let every voting layer fire on the deepest one's tick. Class votes are spikes counted over
+    the run window, and a neuron that fires with no input (a timed neuron) may fire again after
+    its tick; so a shallow branch's voters (an ensemble of networks of different depths) read
+    their sources later, through relays, and fire last, like the others. A voter that another
+    layer reads keeps its depth (that layer reads it on its own tick)."""
+    deepest = max((v.depth for v in voters), default=0)
+    read = {source for layer in layers for source in layer.sources}
+    for voter in voters:
+        if voter.name not in read:
+            voter.depth = deepest
 
 
 def _resolve(name: str, resolved: dict[str, tuple[str, sp.csr_matrix]], layers: dict[str, Layer]

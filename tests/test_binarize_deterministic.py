@@ -143,6 +143,37 @@ def test_skip_connection_is_realigned_by_relays():
     assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
 
 
+def test_voters_of_branches_of_different_depths_vote_on_the_same_tick():
+    """A readout of two networks of different depths (a mixed ensemble): the shallow branch has
+    neurons that fire with no input and would fire again after their tick; its voters are delayed
+    to the deep branch's tick, and the class counts equal the float network's, deployed and on
+    the emulator."""
+    from crossmap import emulate
+    from crossmap.passes.partition import Partition
+
+    rng = np.random.default_rng(0)
+
+    def weights(rows: int, cols: int) -> sp.csr_matrix:
+        return sp.csr_matrix(rng.integers(-1, 2, (rows, cols)).astype(float))
+
+    pops = [Population(INPUT, (10,)), step_pop("a1", 8, rng.integers(-2, 3, 8) + 0.5),
+            step_pop("a2", 6, rng.integers(-2, 3, 6) + 0.5), step_pop("a3", 6, rng.integers(-2, 3, 6) + 0.5),
+            step_pop("b1", 6, rng.integers(0, 3, 6) + 0.5),  # positive biases: firing with no input
+            Population("y", (3,))]
+    projs = [Projection(INPUT, "a1", weights(8, 10)), Projection("a1", "a2", weights(6, 8)),
+             Projection("a2", "a3", weights(6, 6)), Projection(INPUT, "b1", weights(6, 10)),
+             Projection("a3", "y", readout_matrix(6, 3)), Projection("b1", "y", readout_matrix(6, 3))]
+    net = Network(pops, projs, "y")
+    deployed, report = deploy(net)
+    assert report["relay_groups"] >= 1, "b1 reads the input through a relay"
+    x = binary_inputs(200, 10, seed=1)
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+    state = state_for(net)
+    BinarizeDeterministic().run(state)
+    Partition().run(state)
+    assert np.array_equal(emulate(state.program, encode(state.deployed.encoding, x)).class_counts, net.evaluate(x))
+
+
 def test_max_pool_of_spikes_is_an_or_and_aliases_are_skipped():
     rng = np.random.default_rng(3)
     conv = rng.integers(-1, 2, (8, 12)).astype(float)
