@@ -33,7 +33,8 @@ from crossmap.runner import run_arrays
 MODELS = Path(__file__).resolve().parents[1] / "models"
 sys.path.insert(0, str(MODELS))
 
-# (row name, model file, binarization, ensembles, paper figure)
+# (row name, model files (globs separated by spaces; several files: an ensemble of them), binarization,
+#  ensembles, paper figure)
 ROWS = [
     ("esser2015_small", "esser2015_small.onnx", "deterministic", [1], "Esser 2015: 92.7% (1 copy)"),
     ("esser2015_small_prob", "esser2015_small_prob.onnx", "stochastic", [1, 4, 16, 64],
@@ -98,7 +99,8 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     for name, file, method, ensembles, paper in ROWS:
-        members = sorted(MODELS.glob(file))  # several files: separately trained copies, first = file name stem
+        # several files (globs, separated by spaces): separately trained copies, in the order given
+        members = [path for pattern in file.split() for path in sorted(MODELS.glob(pattern))]
         if wanted and name not in wanted:
             continue
         if not members:
