@@ -16,7 +16,8 @@ from crossmap.datasets import load_sample
 ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "eedn_cnn", "eedn_groups", "eedn_groups_s6"]
+STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn", "eedn_groups",
+               "eedn_groups_s6"]
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
@@ -30,8 +31,13 @@ def load(name: str) -> onnx.ModelProto:
 
 
 def weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Initializers by name."""
-    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    """Initializers by name, and the float weights that ``Cast`` nodes make of int8 initializers
+    (``common.store_integer_weights_as_int8``) by their output name."""
+    found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.input[0] in found:
+            found[node.output[0]] = found[node.input[0]].astype(np.float32)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +93,8 @@ def test_step_models_have_integer_weights_and_a_readout(name):
         assert step.op_type == "Greater" and float(w[step.input[1]]) == 0.0
 
 
-@pytest.mark.parametrize("name", ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_small_prob"])
+@pytest.mark.parametrize("name", ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2",
+                                  "esser2015_small_prob"])
 def test_patch_models_fit_a_core_and_respect_axon_types(name):
     model = load(name)
     meta = {p.key: p.value for p in model.metadata_props}
