@@ -41,9 +41,11 @@ ROWS = [
      "Esser 2015: 92.7% (1), 99.42% (64 copies, larger net)"),
     ("esser2015_binary", "esser2015_binary.onnx", "deterministic", [1], "1605.07740: 95.98% (1 small copy, 1 tick)"),
     ("esser2015_large", "esser2015_large.onnx", "deterministic", [1], "1605.07740: 99.45% (large)"),
+    ("esser2015_large_w2", "esser2015_large_w2.onnx", "deterministic", [1], "(twice as wide, trained with distortions)"),
     ("eedn_cnn", "eedn_cnn.onnx", "deterministic", [1], "Esser 2016 (trinary CNN)"),
     ("eedn_groups", "eedn_groups*.onnx", "deterministic", [1, 2, 3, 4, 6, 16], "Esser 2016 (trinary CNN)"),
     ("eedn_groups_s6", "eedn_groups_s6.onnx", "deterministic", [1], "(trained with rotations and scaling)"),
+    ("mixed", "eedn_groups_s6.onnx esser2015_large_w2.onnx", "deterministic", [2], "(a CNN and a patch network)"),
     # the float models threshold their input themselves (Greater on the input), so lsq keeps that encoding
     ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),
     ("lenet", "lenet.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),
