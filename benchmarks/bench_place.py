@@ -109,8 +109,8 @@ def main() -> int:
 
 COLUMNS = [("graph", 12, ""), ("cores", 6, "d"), ("edges", 7, "d"), ("budget_s", 8, ".1f"), ("seconds", 8, ".1f"),
            ("cost", 11, ".0f"), ("lower_bound", 11, ".0f"), ("random", 11, ".0f"), ("row_major", 11, ".0f"),
-           ("bound", 5, ""), ("vs_bound", 8, ".3f"), ("vs_one_hop", 10, ".3f"), ("bound_vs_one_hop", 16, ".3f"), ("vs_random", 9, ".3f"), ("vs_row_major", 12, ".3f"), ("strategy", 16, ""),
-           ("windows", 7, "")]
+           ("bound", 5, ""), ("vs_bound", 8, ".3f"), ("vs_one_hop", 10, ".3f"), ("bound_vs_one_hop", 16, ".3f"),
+           ("vs_random", 9, ".3f"), ("vs_row_major", 12, ".3f"), ("strategy", 16, ""), ("windows", 7, "")]
 
 
 def print_row(row: dict, header: bool) -> None:

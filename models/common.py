@@ -67,9 +67,11 @@ ELASTIC_SIGMA = 4.0  # pixels: the smoothing of the elastic fields (Simard et al
 
 
 def add_distortion_args(parser: argparse.ArgumentParser, shift: int) -> None:
-    """The training-distortion options: ``--shift`` (default ``shift`` pixels), ``--rotate``, ``--scale``."""
+    """The training-distortion options: ``--shift`` (default ``shift`` pixels), ``--rotate``,
+    ``--scale`` and ``--elastic`` (``augment_images``)."""
     parser.add_argument("--shift", type=float, default=shift,
-                        help="random shifts of up to this many pixels (whole pixels unless --rotate or --scale)")
+                        help="random shifts of up to this many pixels (whole pixels unless the value has a "
+                             "fraction or --rotate, --scale or --elastic is given)")
     parser.add_argument("--rotate", type=float, default=0.0,
                         help="random rotations of up to this many degrees (with --scale: affine distortions of "
                              "the grey image before the threshold, shifts then real-valued)")

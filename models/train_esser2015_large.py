@@ -58,7 +58,8 @@ def main() -> None:
     data = common.load_data(args)
     floor = args.min_threshold if args.mode == "binary" or args.min_threshold is not None else 0.5
     if not 1 <= args.width <= 2:
-        raise SystemExit(f"--width {args.width}: a core has 256 neurons, so a patch core holds 128 or 256 (--width 1 or 2)")
+        raise SystemExit(f"--width {args.width}: a core has 256 neurons, so a patch core holds 128 or 256 "
+                         f"(--width 1 or 2)")
     model = build(args.mode, floor, args.width)
     print(f"{model.neuron_count()} neurons, mode {args.mode}", flush=True)
     optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0 if args.mode == "binary" else 10.0))

@@ -16,8 +16,8 @@ from crossmap.datasets import load_sample
 ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn", "eedn_groups",
-               "eedn_groups_s6"]
+STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn",
+               "eedn_groups", "eedn_groups_s6"]
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
