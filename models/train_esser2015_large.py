@@ -7,14 +7,14 @@ Layer 2: 8 cores of 192 neurons; core 2q + h (q = 2 * r0 + c0 in 0..3, h in 0..1
 every layer-2 core sees the whole image. Output: 8 cores, core g reads the 192 neurons of
 layer-2 core g and has 30 neurons (3 per class); the readout sums 24 neurons per class.
 --width 2: 256 neurons per patch core (4 slices of 64), so 16 layer-2 and 16 output cores
-(48 cores, 7,648 neurons; 48 voters per class).
+(48 cores, 7,648 neurons; 48 voters per class). --hidden N: N neurons per layer-2 core (192).
 
 --mode binary (default): binary connections learned with a straight-through estimator, as in
 esser2015_binary. --mode prob: probabilistic synapses and neurons, as in esser2015_small (also
 writes <out stem>_prob.onnx with the expected weights p * sign).
 
 Usage: python models/train_esser2015_large.py [--epochs E] [--mode binary|prob] [--out models/esser2015_large.onnx]
-       [--width 1|2] [--shift PX --rotate DEG --scale F --elastic A]  (training distortions; default none)
+       [--width 1|2] [--hidden N] [--shift PX --rotate DEG --scale F --elastic A]  (training distortions; default none)
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from patchnet import PatchNet, block_index, class_of_outputs, patch_index
 from train_esser2015_small import ensemble_accuracy
 
 
-def build(mode: str, floor: float | None, width: int = 1) -> PatchNet:
-    """16 patch cores x 128 width -> 8 width cores x 192 -> 8 width output cores x 30 (3 per class)."""
+def build(mode: str, floor: float | None, width: int = 1, hidden: int = 192) -> PatchNet:
+    """16 patch cores x 128 width -> 8 width cores x ``hidden`` -> 8 width output cores x 30 (3 per class)."""
     offsets = [(4 * r, 4 * c) for r in range(4) for c in range(4)]
     slices = 2 * width  # 64-neuron slices of a patch core
     groups = []
@@ -39,8 +39,8 @@ def build(mode: str, floor: float | None, width: int = 1) -> PatchNet:
             patches = [(r0 + 2 * a) * 4 + (c0 + 2 * b) for a in range(2) for b in range(2)]
             groups += [[slices * p + part for p in patches] for part in range(slices)]
     cores = 8 * width
-    output_index = np.arange(cores * 192).reshape(cores, 192)
-    layers = [(patch_index(offsets), 128 * width), (block_index(groups, 64), 192), (output_index, 30)]
+    output_index = np.arange(cores * hidden).reshape(cores, hidden)
+    layers = [(patch_index(offsets), 128 * width), (block_index(groups, 64), hidden), (output_index, 30)]
     return PatchNet(layers, class_of_outputs(cores, 3), mode, floor)
 
 
@@ -51,6 +51,7 @@ def main() -> None:
         parser.add_argument("--temperature", type=float, default=0.5, help="logit scale on the spike counts")
         parser.add_argument("--width", type=int, default=1,
                             help="neurons per patch core x 128 (at most 2), layer-2 and output cores x 8")
+        parser.add_argument("--hidden", type=int, default=192, help="neurons per layer-2 core (at most 256)")
         common.add_distortion_args(parser, shift=0)
 
     args = common.parse_args("esser2015_large", epochs=15, lr=0.01, min_threshold="none", extra=extra)
@@ -60,7 +61,9 @@ def main() -> None:
     if not 1 <= args.width <= 2:
         raise SystemExit(f"--width {args.width}: a core has 256 neurons, so a patch core holds 128 or 256 "
                          f"(--width 1 or 2)")
-    model = build(args.mode, floor, args.width)
+    if not 1 <= args.hidden <= 256:
+        raise SystemExit(f"--hidden {args.hidden}: a core has 256 neurons (and an output core 256 axons)")
+    model = build(args.mode, floor, args.width, args.hidden)
     print(f"{model.neuron_count()} neurons, mode {args.mode}", flush=True)
     optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0 if args.mode == "binary" else 10.0))
     loss = lambda counts, y: torch.nn.functional.cross_entropy(args.temperature * counts, y)  # noqa: E731
