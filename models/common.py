@@ -210,13 +210,13 @@ def recalibrate_batchnorm(model: torch.nn.Module, x: torch.Tensor, batch: int = 
 
 def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Namespace,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        optimizer: torch.optim.Optimizer, after_step: Callable[[], None] | None = None,
-        max_shift: float = 0) -> dict[str, float]:
+        optimizer: torch.optim.Optimizer, after_step: Callable[[], None] | None = None) -> dict[str, float]:
     """Train for ``args.epochs`` with a one-cycle learning-rate schedule, printing loss, train and
-    test accuracy and time per epoch. With ``args.val`` > 0 the last ``val`` images of a fixed
-    shuffle of the training set are held out and the model ends in the state of the epoch with the
-    best accuracy on them (ties: the later epoch). Returns the final test accuracy, the training
-    time and the chosen epoch."""
+    test accuracy and time per epoch. Training images are distorted as the recipe's options
+    (``add_distortion_args``) ask; recipes without them train on the images as given. With
+    ``args.val`` > 0 the last ``val`` images of a fixed shuffle of the training set are held out
+    and the model ends in the state of the epoch with the best accuracy on them (ties: the later
+    epoch). Returns the final test accuracy, the training time and the chosen epoch."""
     xtr, ytr = torch.from_numpy(data["xtr"]), torch.from_numpy(data["ytr"])
     val = int(getattr(args, "val", 0) or 0)
     if val >= len(ytr):
@@ -233,6 +233,8 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
                                                     div_factor=10.0, final_div_factor=100.0,
                                                     cycle_momentum=False)
     generator = torch.Generator().manual_seed(args.seed)
+    distortion = {"max_shift": getattr(args, "shift", 0), "rotate": getattr(args, "rotate", 0.0),
+                  "scale": getattr(args, "scale", 0.0), "elastic": getattr(args, "elastic", 0.0)}
     start = time.perf_counter()
     test_acc, best = 0.0, (-1.0, 0, None)
     for epoch in range(1, args.epochs + 1):
@@ -241,8 +243,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         total_loss, correct = 0.0, 0
         for lo in range(0, n, args.batch_size):
             idx = order[lo:lo + args.batch_size]
-            xb = binarize_input(augment_images(xtr[idx], max_shift, generator, getattr(args, "rotate", 0.0),
-                                               getattr(args, "scale", 0.0), getattr(args, "elastic", 0.0)))
+            xb = binarize_input(augment_images(xtr[idx], generator=generator, **distortion))
             scores = model(xb)
             loss = loss_fn(scores, ytr[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -283,7 +284,7 @@ def add_vote_readout(module: torch.nn.Module, classes: np.ndarray) -> None:
 
 
 def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: dict[str, np.ndarray],
-                       label: str, max_shift: float = 0, **meta: object) -> None:
+                       label: str, **meta: object) -> None:
     """The CNN recipes' training and export: Adam, cross-entropy on the scaled class counts
     (``add_vote_readout``), ``fit``, then the checked ONNX export with ``meta`` recorded."""
     print("layers (cin, cout, k, stride, pad, groups):", model.specs, flush=True)
@@ -292,7 +293,7 @@ def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: d
     def loss(counts: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(model.log_scale.exp() * counts, y)
 
-    result = fit(model, data, args, loss, optimizer, after_step=model.constrain, max_shift=max_shift)
+    result = fit(model, data, args, loss, optimizer, after_step=model.constrain)
     torch_pred = predict(model, data["xte"])
     metadata = training_metadata(args, result, layers=model.specs, **meta)
     save_checked(model.to_onnx(metadata, args.name), args.out, data, torch_pred, label)

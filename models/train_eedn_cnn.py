@@ -110,7 +110,7 @@ def main() -> None:
     common.setup(args)
     data = common.load_data(args)
     model = EednCNN(args.width, args.min_threshold)
-    common.train_vote_network(model, args, data, "ternary weights", max_shift=args.shift, weights="ternary")
+    common.train_vote_network(model, args, data, "ternary weights", weights="ternary")
 
 
 if __name__ == "__main__":

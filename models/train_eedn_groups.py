@@ -185,8 +185,7 @@ def main() -> None:
     model = EednGroups(args.min_threshold, args.levels, args.free_first)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
     weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if args.free_first else "")
-    common.train_vote_network(model, args, data, "binary connections", max_shift=args.shift,
-                              weights=weights, shuffle="ShuffleNet")
+    common.train_vote_network(model, args, data, "binary connections", weights=weights, shuffle="ShuffleNet")
 
 
 if __name__ == "__main__":

@@ -49,8 +49,8 @@ def main() -> None:
     def extra(parser):
         parser.add_argument("--mode", choices=["binary", "prob"], default="binary")
         parser.add_argument("--temperature", type=float, default=0.5, help="logit scale on the spike counts")
-        parser.add_argument("--width", type=int, default=1,
-                            help="neurons per patch core x 128 (at most 2), layer-2 and output cores x 8")
+        parser.add_argument("--width", type=int, default=1, choices=(1, 2),
+                            help="neurons per patch core x 128 (a core has 256), layer-2 and output cores x 8")
         parser.add_argument("--hidden", type=int, default=192, help="neurons per layer-2 core (at most 256)")
         common.add_distortion_args(parser, shift=0)
 
@@ -58,16 +58,13 @@ def main() -> None:
     common.setup(args)
     data = common.load_data(args)
     floor = args.min_threshold if args.mode == "binary" or args.min_threshold is not None else 0.5
-    if not 1 <= args.width <= 2:
-        raise SystemExit(f"--width {args.width}: a core has 256 neurons, so a patch core holds 128 or 256 "
-                         f"(--width 1 or 2)")
     if not 1 <= args.hidden <= 256:
         raise SystemExit(f"--hidden {args.hidden}: a core has 256 neurons (and an output core 256 axons)")
     model = build(args.mode, floor, args.width, args.hidden)
     print(f"{model.neuron_count()} neurons, mode {args.mode}", flush=True)
     optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0 if args.mode == "binary" else 10.0))
     loss = lambda counts, y: torch.nn.functional.cross_entropy(args.temperature * counts, y)  # noqa: E731
-    result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain, max_shift=args.shift)
+    result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain)
     torch_pred = common.predict(model, data["xte"])
     extra_meta = {"mode": args.mode}
     if args.mode == "prob":

@@ -4,6 +4,7 @@ follows the chip-ready contract, and classifies the bundled MNIST sample."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,16 @@ def weights(model: onnx.ModelProto) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def sample():
     return load_sample()
+
+
+@pytest.fixture
+def recipes():
+    """torch and the recipes' shared module ``models/common.py`` (the test is skipped without torch)."""
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(MODELS))
+    import common
+
+    return torch, common
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -121,7 +132,6 @@ def test_cnn_filters_fit_a_core():
 
 @pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6"])
 def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type(name):
-    import sys
     sys.path.insert(0, str(MODELS))
     from train_eedn_groups import LAYERS, line_types
 
@@ -140,13 +150,10 @@ def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_
             assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
 
 
-def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer():
+def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer(recipes, sample):
     """``--levels 3 --free-first``: c1 has free ternary weights (a + and a - axon per pixel), every
     other layer one integer weight in -3..3 per (neuron, axon type); the export equals torch."""
-    import sys
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(MODELS))
-    import common
+    torch, common = recipes
     from train_eedn_groups import EednGroups, line_types
 
     torch.manual_seed(0)
@@ -170,7 +177,7 @@ def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer():
             assert np.array_equal(top[used], bottom[used]), "one weight per neuron and axon type"
     assert seen == {-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0}
 
-    images, _ = load_sample()
+    images, _ = sample
     net.eval()
     with torch.no_grad():
         expected = net(common.binarize_input(torch.from_numpy(images[:20]))).numpy()
@@ -179,16 +186,11 @@ def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer():
     np.testing.assert_array_equal(session.run(None, {"x": images[:20]})[0], expected)
 
 
-def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherwise():
+def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherwise(recipes, sample):
     """``warp``: no distortion leaves the image; a move of whole pixels is a shift; a quarter turn
     of the square image is ``rot90``. ``warp_images`` draws within the limits it is given."""
-    import sys
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(MODELS))
-    import common
-
-    images, _ = load_sample()
-    x = torch.from_numpy(images[:16])
+    torch, common = recipes
+    x = torch.from_numpy(sample[0][:16])
     n = x.shape[0]
     ones, zeros = torch.ones(n), torch.zeros(n)
     torch.testing.assert_close(common.warp(x, zeros, ones, torch.zeros(n, 2)), x, atol=1e-5, rtol=0)
@@ -206,21 +208,17 @@ def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherw
     assert torch.equal(common.augment_images(x, 0, generator), x), "no shift and no warp: the images as given"
 
 
-def test_elastic_fields_are_smooth_bounded_and_a_constant_field_is_a_move():
+def test_elastic_fields_are_smooth_bounded_and_a_constant_field_is_a_move(recipes, sample):
     """``elastic_field`` has the asked shape and strength and is smooth (neighbouring pixels move
-    alike); ``warp`` with a constant field equals a move; zero strength leaves ``warp_images`` affine."""
-    import sys
-    torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(MODELS))
-    import common
-
-    images, _ = load_sample()
-    x = torch.from_numpy(images[:8])
+    alike); ``warp`` with a constant field equals a move; ``warp_images`` with a field changes the
+    image without wiping it out."""
+    torch, common = recipes
+    x = torch.from_numpy(sample[0][:8])
     n = x.shape[0]
     ones, zeros = torch.ones(n), torch.zeros(n)
     constant = torch.tensor([1.0, 2.0]).expand(n, 28, 28, 2)
-    torch.testing.assert_close(common.warp(x, zeros, ones, torch.zeros(n, 2), constant),
-                               common.warp(x, zeros, ones, torch.tensor([[1.0, 2.0]]).repeat(n, 1)), atol=1e-5, rtol=0)
+    moved = common.warp(x, zeros, ones, torch.tensor([[1.0, 2.0]]).repeat(n, 1))
+    torch.testing.assert_close(common.warp(x, zeros, ones, torch.zeros(n, 2), constant), moved, atol=1e-5, rtol=0)
     field = common.elastic_field(64, 28, 34.0, 4.0, torch.Generator().manual_seed(1))
     assert field.shape == (64, 28, 28, 2)
     assert 0.5 < float(field.std()) < 3.0, "alpha 34, sigma 4: displacements of about a pixel or two"
