@@ -53,9 +53,19 @@ def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
         parser.add_argument("--min-threshold", default=min_threshold,
                             help="lowest real firing threshold of a step neuron (0.5: every neuron needs an "
                                  "integer input >= 1 to fire), or 'none' (neurons may fire without input)")
+    parser.add_argument("--teacher", default=None,
+                        help="distil from this ONNX model (same input contract): train on targets mixing the "
+                             "labels with the teacher's softened class probabilities (--distill, --teacher-temperature)")
+    parser.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's probabilities in the targets")
+    parser.add_argument("--teacher-temperature", type=float, default=2.0, help="softening of the teacher's logits")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
+    if args.teacher is not None and not Path(args.teacher).is_file():
+        raise SystemExit(f"--teacher {args.teacher}: no such file; give an ONNX model trained on MNIST")
+    if not 0.0 <= args.distill <= 1.0 or args.teacher_temperature <= 0:
+        raise SystemExit(f"--distill {args.distill} must be in [0, 1] and --teacher-temperature "
+                         f"{args.teacher_temperature} above 0")
     if min_threshold is not None:
         args.min_threshold = None if args.min_threshold.lower() == "none" else float(args.min_threshold)
     args.name = name
@@ -235,6 +245,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     generator = torch.Generator().manual_seed(args.seed)
     distortion = {"max_shift": getattr(args, "shift", 0), "rotate": getattr(args, "rotate", 0.0),
                   "scale": getattr(args, "scale", 0.0), "elastic": getattr(args, "elastic", 0.0)}
+    targets = soft_targets(args)
     start = time.perf_counter()
     test_acc, best = 0.0, (-1.0, 0, None)
     for epoch in range(1, args.epochs + 1):
@@ -245,7 +256,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
             idx = order[lo:lo + args.batch_size]
             xb = binarize_input(augment_images(xtr[idx], generator=generator, **distortion))
             scores = model(xb)
-            loss = loss_fn(scores, ytr[idx])
+            loss = loss_fn(scores, targets(xb, ytr[idx]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -270,6 +281,26 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         print(f"kept epoch {best[1]} (val acc {100 * best[0]:.2f}%): test acc {100 * test_acc:.2f}%", flush=True)
     return {"test_accuracy": test_acc, "train_seconds": time.perf_counter() - start,
             "epoch": best[1] if val else args.epochs}
+
+
+def soft_targets(args: argparse.Namespace) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training targets for a batch (spike images, labels): the labels themselves, or with
+    ``--teacher`` class probabilities (1 - a) onehot(label) + a softmax(teacher logits / T)
+    (knowledge distillation, Hinton et al. 2015), which ``cross_entropy`` takes as targets."""
+    if getattr(args, "teacher", None) is None:
+        return lambda x, y: y
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(args.teacher, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    alpha, temperature = args.distill, args.teacher_temperature
+
+    def targets(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = torch.from_numpy(session.run(None, {name: x.numpy().astype(np.float32)})[0])
+        onehot = torch.nn.functional.one_hot(y, logits.shape[1]).float()
+        return (1 - alpha) * onehot + alpha * torch.softmax(logits / temperature, dim=1)
+
+    return targets
 
 
 def add_vote_readout(module: torch.nn.Module, classes: np.ndarray) -> None:
@@ -553,13 +584,15 @@ def training_metadata(args: argparse.Namespace, result: dict[str, float], **extr
     return meta
 
 
-def train_float(name: str, make_model: Callable[[], torch.nn.Module]) -> None:
+def train_float(name: str, make_model: Callable[[argparse.Namespace], torch.nn.Module],
+                extra: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
     """The recipe of the float models (mlp, lenet): Adam with cross-entropy, then a checked ONNX
-    export; ``make_model()`` builds the torch module (after the seed is set) with ``to_onnx``."""
-    args = parse_args(name, epochs=10, lr=0.003)
+    export; ``make_model(args)`` builds the torch module (after the seed is set) with ``to_onnx``;
+    ``extra`` adds the recipe's own options."""
+    args = parse_args(name, epochs=10, lr=0.003, extra=extra)
     setup(args)
     data = load_data(args)
-    model = make_model()
+    model = make_model(args)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
     result = fit(model, data, args, torch.nn.functional.cross_entropy, optimizer)
     meta = training_metadata(args, result, weights="float")

@@ -49,7 +49,7 @@ def main() -> None:
     def extra(parser):
         parser.add_argument("--mode", choices=["binary", "prob"], default="binary")
         parser.add_argument("--temperature", type=float, default=0.5, help="logit scale on the spike counts")
-        parser.add_argument("--width", type=int, default=1, choices=(1, 2),
+        parser.add_argument("--width", type=int, default=1, choices=(1, 2, 4),
                             help="neurons per patch core x 128 (a core has 256), layer-2 and output cores x 8")
         parser.add_argument("--hidden", type=int, default=192, help="neurons per layer-2 core (at most 256)")
         common.add_distortion_args(parser, shift=0)

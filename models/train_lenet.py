@@ -4,7 +4,11 @@ ONNX: x -> Greater(x, 0.5) -> Cast -> Conv 5x5 1->6 pad 2 -> Relu -> AveragePool
 6->16 -> Relu -> AveragePool 2 -> Flatten (400) -> Gemm 120 -> Relu -> Gemm 84 -> Relu -> Gemm 10
 -> logits ``y`` (batch, 10). Float weights; the class is the argmax of ``y``.
 
-Usage: python models/train_lenet.py [--epochs E] [--out models/lenet.onnx]
+--width K: K times the channels and the hidden neurons (a stronger float network, e.g. a teacher
+for the binary recipes' --teacher); the distortion options as in the binary recipes.
+
+Usage: python models/train_lenet.py [--epochs E] [--out models/lenet.onnx] [--width K]
+       [--shift PX --rotate DEG --scale F --elastic A]
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import common
 
 
 class LeNet(nn.Module):
-    """LeNet-5 (ReLU, average pooling)."""
+    """LeNet-5 (ReLU, average pooling), ``width`` times the channels and hidden neurons."""
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 1) -> None:
         super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
-        self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+        c1, c2, h1, h2 = 6 * width, 16 * width, 120 * width, 84 * width
+        self.conv1, self.conv2 = nn.Conv2d(1, c1, 5, padding=2), nn.Conv2d(c1, c2, 5)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(25 * c2, h1), nn.Linear(h1, h2), nn.Linear(h2, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits."""
@@ -50,7 +55,11 @@ class LeNet(nn.Module):
 
 def main() -> None:
     """Train, evaluate, export."""
-    common.train_float("lenet", LeNet)
+    def extra(parser):
+        parser.add_argument("--width", type=int, default=1, help="channels and hidden neurons x K")
+        common.add_distortion_args(parser, shift=0)
+
+    common.train_float("lenet", lambda args: LeNet(args.width), extra)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ class MLP(nn.Module):
 
 def main() -> None:
     """Train, evaluate, export."""
-    common.train_float("mlp", MLP)
+    common.train_float("mlp", lambda args: MLP())
 
 
 if __name__ == "__main__":

@@ -228,3 +228,33 @@ def test_elastic_fields_are_smooth_bounded_and_a_constant_field_is_a_move(recipe
     torch.testing.assert_close(weak * 10, field, atol=1e-4, rtol=1e-4)
     bent = common.warp_images(x, 0, 0, 0, torch.Generator().manual_seed(2), 34.0)
     assert not torch.allclose(bent, x) and float((bent - x).abs().mean()) < float(x.mean())
+
+
+def test_distillation_targets_mix_labels_with_the_teachers_softened_probabilities(recipes, sample):
+    """``soft_targets``: without a teacher the labels as given; with one, rows that sum to 1, the
+    one-hot labels at ``--distill 0``, the teacher's softmax(logits / T) at 1, and the mix between.
+    ``fit``'s losses take either (``cross_entropy`` accepts class probabilities)."""
+    import argparse
+
+    torch, common = recipes
+    x = common.binarize_input(torch.from_numpy(sample[0][:32]))
+    y = torch.from_numpy(sample[1][:32].astype(np.int64))
+    assert torch.equal(common.soft_targets(argparse.Namespace())(x, y), y)
+    assert torch.equal(common.soft_targets(argparse.Namespace(teacher=None))(x, y), y)
+    teacher = str(MODELS / "lenet.onnx")
+    session = ort.InferenceSession(teacher, providers=["CPUExecutionProvider"])
+    logits = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+
+    def targets(alpha: float, temperature: float = 2.0) -> torch.Tensor:
+        args = argparse.Namespace(teacher=teacher, distill=alpha, teacher_temperature=temperature)
+        return common.soft_targets(args)(x, y)
+
+    onehot = torch.nn.functional.one_hot(y, 10).float()
+    torch.testing.assert_close(targets(0.0), onehot)
+    torch.testing.assert_close(targets(1.0, 3.0), torch.softmax(logits / 3.0, 1))
+    mixed = targets(0.25)
+    torch.testing.assert_close(mixed.sum(1), torch.ones(32))
+    torch.testing.assert_close(mixed, 0.75 * onehot + 0.25 * torch.softmax(logits / 2.0, 1))
+    assert (targets(1.0, 3.0).max(1).values < targets(1.0, 1.0).max(1).values).all(), "a higher T softens"
+    loss = torch.nn.functional.cross_entropy(torch.zeros(32, 10), mixed)
+    assert abs(float(loss) - np.log(10)) < 1e-5
