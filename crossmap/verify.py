@@ -6,6 +6,12 @@ runs the program on the same encoded inputs. Class spike counts must be equal on
 When they are not, the deployed network is simulated neuron by neuron and compared with the
 emulator's spike counts per chip neuron (through the program's neuron_group / neuron_index
 provenance) to name the first diverging layer and core.
+
+With ``against_model`` the original model also runs in onnxruntime on the same float inputs, and
+its predicted classes are compared with the emulator's: this catches what the first check cannot,
+a binarize pass that changes what the network computes (the deployed network is built by the same
+pass). Binarizing an exact step network must agree on every sample; approximate passes (``lsq``,
+sampled ensembles) are given a ``tolerance``, the fraction of samples allowed to disagree.
 """
 
 from __future__ import annotations
@@ -31,17 +37,31 @@ class VerifyReport:
     diverging_cores: list[int] = field(default_factory=list)
     detail: str = ""
     reference: str = "onnxruntime on the deployed network's ONNX export"
+    model_agreeing: int | None = None  # samples where the original model predicts the emulator's class
+    first_model_disagreement: int | None = None
+    tolerance: float = 0.0
+
+    @property
+    def model_ok(self) -> bool:
+        """True when the original model was not asked for, or disagrees on at most ``tolerance`` of the samples."""
+        if self.model_agreeing is None:
+            return True
+        return self.samples - self.model_agreeing <= self.tolerance * self.samples
 
     @property
     def ok(self) -> bool:
-        """True when every sample matched."""
-        return self.matching == self.samples
+        """True when every sample matched the deployed network (and the original model, if asked)."""
+        return self.matching == self.samples and self.model_ok
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary."""
-        return {"ok": self.ok, "samples": self.samples, "matching": self.matching,
-                "first_bad_sample": self.first_bad_sample, "diverging_layer": self.diverging_group,
-                "diverging_cores": self.diverging_cores, "detail": self.detail, "reference": self.reference}
+        found = {"ok": self.ok, "samples": self.samples, "matching": self.matching,
+                 "first_bad_sample": self.first_bad_sample, "diverging_layer": self.diverging_group,
+                 "diverging_cores": self.diverging_cores, "detail": self.detail, "reference": self.reference}
+        if self.model_agreeing is not None:
+            found.update(model_agreeing=self.model_agreeing, first_model_disagreement=self.first_model_disagreement,
+                         tolerance=self.tolerance, model_ok=self.model_ok)
+        return found
 
 
 def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = None) -> Any:
@@ -75,11 +95,17 @@ def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = 
 
 
 def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: int = 64,
-           calibration: np.ndarray | None = None, max_onnx_bytes: int = MAX_ONNX_BYTES) -> VerifyReport:
+           calibration: np.ndarray | None = None, max_onnx_bytes: int = MAX_ONNX_BYTES,
+           against_model: bool = False, tolerance: float = 0.0) -> VerifyReport:
     """Compare the emulator on ``program`` with onnxruntime on the deployed ONNX of ``model`` on
     ``inputs`` (default: calibration-like inputs); ``calibration`` as given to compile, if any.
     When the export would hold more than ``max_onnx_bytes`` of dense weights (large conv
-    networks), the reference is the deployed network's own sparse simulation instead."""
+    networks), the reference is the deployed network's own sparse simulation instead. With
+    ``against_model`` also compare the predicted classes with ``model`` itself in onnxruntime,
+    allowing a ``tolerance`` fraction of the samples to differ."""
+    if not 0.0 <= tolerance <= 1.0:
+        raise CrossmapError(f"tolerance {tolerance} must be a fraction of the samples, in [0, 1] "
+                            f"(e.g. 0.02 lets 2% of the samples predict another class than the model)")
     from . import emulate
     from .compiler import calibration_inputs
     from .deployed_onnx import export_bytes
@@ -99,7 +125,12 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     result = emulate(program, spikes, record=True)
     got = result.class_counts
     bad = np.flatnonzero((expected != got).any(axis=1))
-    report = VerifyReport(samples=len(x), matching=int(len(x) - bad.size), reference=reference)
+    report = VerifyReport(samples=len(x), matching=int(len(x) - bad.size), reference=reference, tolerance=tolerance)
+    if against_model:
+        wanted = _model_classes(model, x)
+        differ = np.flatnonzero(wanted != got.argmax(axis=1))
+        report.model_agreeing = int(len(x) - differ.size)
+        report.first_model_disagreement = int(differ[0]) if differ.size else None
     if bad.size == 0:
         return report
     report.first_bad_sample = int(bad[0])
@@ -127,6 +158,18 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
                      f"{got[bad[0]].tolist()}) but every mapped neuron agrees with the deployed simulation: "
                      f"the deployed ONNX export and the deployed network disagree")
     return report
+
+
+def _model_classes(model: Any, x: np.ndarray) -> np.ndarray:
+    """Predicted classes (argmax of the first output, ties to the lowest class) of the original
+    ONNX model (path or ModelProto) run in onnxruntime on the float inputs ``x``."""
+    import onnxruntime as ort
+
+    source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
+    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    out = session.run(None, {name: x.astype(np.float32)})[0]
+    return np.asarray(out).reshape(len(x), -1).argmax(axis=1)
 
 
 def _onnxruntime_counts(deployed: Any, spikes: np.ndarray, ticks: int) -> np.ndarray:

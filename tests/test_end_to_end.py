@@ -65,6 +65,40 @@ def test_verify_names_the_diverging_layer_and_core(model_path, tmp_path):
     assert int(cores[0]) in report.diverging_cores
 
 
+def test_verify_against_the_model_catches_a_binarize_pass_that_changes_the_network(model_path, tmp_path,
+                                                                                  monkeypatch, capsys):
+    """The exact step network agrees with its compiled program class for class. A binarize pass
+    that negates every weight builds the program and the deployed network alike, so the first
+    check passes; ``against_model`` sees the classes change."""
+    from crossmap.binarize_build import DeployedBuilder
+
+    x = binary_images(48, seed=2)
+    crossmap.compile(model_path, tmp_path / "good", chip=SMALL_CHIP, seed=1)
+    report = verify(crossmap.load(tmp_path / "good"), model_path, inputs=x, limit=48, against_model=True)
+    assert report.ok and report.model_agreeing == 48 and report.first_model_disagreement is None
+
+    add = DeployedBuilder.add
+
+    def negated(self, layer, remedy):
+        layer.weights = -layer.weights
+        return add(self, layer, remedy)
+
+    monkeypatch.setattr(DeployedBuilder, "add", negated)
+    crossmap.compile(model_path, tmp_path / "bad", chip=SMALL_CHIP, seed=1)
+    program = crossmap.load(tmp_path / "bad")
+    assert verify(program, model_path, inputs=x, limit=48).ok, "emulator and deployed network agree"
+    report = verify(program, model_path, inputs=x, limit=48, against_model=True)
+    assert not report.ok and report.matching == 48 and report.model_agreeing < 48
+    assert report.to_dict()["model_ok"] is False
+    loose = verify(program, model_path, inputs=x, limit=48, against_model=True, tolerance=1.0)
+    assert loose.ok and loose.model_agreeing == report.model_agreeing
+    with pytest.raises(CrossmapError, match="tolerance 1.5"):
+        verify(program, model_path, inputs=x, limit=8, against_model=True, tolerance=1.5)
+    assert main(["verify", str(tmp_path / "bad"), str(model_path), "--against-model", "--limit", "16"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("OK: the emulator equals") and "MISMATCH: the original model predicts" in out
+
+
 def test_verify_against_the_deployed_simulation_when_the_export_is_too_big(model_path, tmp_path):
     crossmap.compile(model_path, tmp_path / "out", chip=SMALL_CHIP, seed=1)
     program = crossmap.load(tmp_path / "out")
