@@ -291,7 +291,9 @@ def soft_targets(args: argparse.Namespace) -> Callable[[torch.Tensor, torch.Tens
         return lambda x, y: y
     import onnxruntime as ort
 
-    session = ort.InferenceSession(args.teacher, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = max(1, min(getattr(args, "threads", 1), 2))
+    session = ort.InferenceSession(args.teacher, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     alpha, temperature = args.distill, args.teacher_temperature
 
