@@ -258,3 +258,31 @@ def test_distillation_targets_mix_labels_with_the_teachers_softened_probabilitie
     assert (targets(1.0, 3.0).max(1).values < targets(1.0, 1.0).max(1).values).all(), "a higher T softens"
     loss = torch.nn.functional.cross_entropy(torch.zeros(32, 10), mixed)
     assert abs(float(loss) - np.log(10)) < 1e-5
+
+
+@pytest.mark.parametrize("recipe, options", [
+    ("train_lenet", ["--width", "2", "--shift", "1", "--rotate", "10"]),
+    ("train_esser2015_binary", ["--teacher", str(MODELS / "lenet.onnx"), "--distill", "0.7"]),
+])
+def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes, sample, recipe, options, tmp_path,
+                                                                        monkeypatch, capsys):
+    """A recipe end to end on the 300 bundled images (one epoch): the options parse, training runs
+    (with a teacher, with distortions), and the export passes its onnxruntime check against torch
+    and records the command."""
+    import importlib
+
+    torch, common = recipes
+    images, labels = sample
+    data = {"xtr": images, "ytr": labels.astype(np.int64), "xte": images[:100], "yte": labels[:100].astype(np.int64)}
+    monkeypatch.setattr(common, "load_data", lambda args: data)
+    out = tmp_path / "m.onnx"
+    monkeypatch.setattr(sys, "argv", [f"{recipe}.py", "--epochs", "1", "--out", str(out), *options])
+    torch.set_num_threads(1)
+    importlib.import_module(recipe).main()
+    printed = capsys.readouterr().out
+    assert "predictions differing from torch: 0" in printed
+    model = onnx.load(str(out))
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["crossmap.command"].endswith(" ".join(options))
+    if recipe == "train_lenet":
+        assert weights(model)["conv1.weight"].shape == (12, 1, 5, 5)
