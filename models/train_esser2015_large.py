@@ -7,14 +7,16 @@ Layer 2: 8 cores of 192 neurons; core 2q + h (q = 2 * r0 + c0 in 0..3, h in 0..1
 every layer-2 core sees the whole image. Output: 8 cores, core g reads the 192 neurons of
 layer-2 core g and has 30 neurons (3 per class); the readout sums 24 neurons per class.
 --width 2: 256 neurons per patch core (4 slices of 64), so 16 layer-2 and 16 output cores
-(48 cores, 7,648 neurons; 48 voters per class). --hidden N: N neurons per layer-2 core (192).
+(48 cores, 7,648 neurons; 48 voters per class); --width 4: 512 neurons per patch (two cores
+reading the same 256 pixels), 32 layer-2 and 32 output cores (96 cores, 15,296 neurons). --hidden N:
+N neurons per layer-2 core (192).
 
 --mode binary (default): binary connections learned with a straight-through estimator, as in
 esser2015_binary. --mode prob: probabilistic synapses and neurons, as in esser2015_small (also
 writes <out stem>_prob.onnx with the expected weights p * sign).
 
 Usage: python models/train_esser2015_large.py [--epochs E] [--mode binary|prob] [--out models/esser2015_large.onnx]
-       [--width 1|2] [--hidden N] [--shift PX --rotate DEG --scale F --elastic A]  (training distortions; default none)
+       [--width 1|2|4] [--hidden N] [--shift PX --rotate DEG --scale F --elastic A]  (training distortions; default none)
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def main() -> None:
         parser.add_argument("--mode", choices=["binary", "prob"], default="binary")
         parser.add_argument("--temperature", type=float, default=0.5, help="logit scale on the spike counts")
         parser.add_argument("--width", type=int, default=1, choices=(1, 2, 4),
-                            help="neurons per patch core x 128 (a core has 256), layer-2 and output cores x 8")
+                            help="neurons per patch x 128 (a core has 256: width 4 takes two cores a patch), "
+                                 "layer-2 and output cores x 8")
         parser.add_argument("--hidden", type=int, default=192, help="neurons per layer-2 core (at most 256)")
         common.add_distortion_args(parser, shift=0)
 

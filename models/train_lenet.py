@@ -56,7 +56,8 @@ class LeNet(nn.Module):
 def main() -> None:
     """Train, evaluate, export."""
     def extra(parser):
-        parser.add_argument("--width", type=int, default=1, help="channels and hidden neurons x K")
+        parser.add_argument("--width", type=int, default=1, choices=range(1, 9), metavar="K",
+                            help="channels and hidden neurons x K (1 to 8)")
         common.add_distortion_args(parser, shift=0)
 
     common.train_float("lenet", lambda args: LeNet(args.width), extra)
