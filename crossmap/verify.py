@@ -110,6 +110,7 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     from .compiler import calibration_inputs
     from .deployed_onnx import export_bytes
     from .encoding import encode
+    from .frontend.compare import onnxruntime_outputs
 
     deployed, network = rebuild_deployed(program, model, calibration)
     x = calibration_inputs(network, limit=limit, seed=1) if inputs is None else inputs[:limit]
@@ -127,7 +128,7 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     bad = np.flatnonzero((expected != got).any(axis=1))
     report = VerifyReport(samples=len(x), matching=int(len(x) - bad.size), reference=reference, tolerance=tolerance)
     if against_model:
-        wanted = _model_classes(model, x)
+        wanted = np.asarray(onnxruntime_outputs(model, x)).reshape(len(x), -1).argmax(axis=1)
         differ = np.flatnonzero(wanted != got.argmax(axis=1))
         report.model_agreeing = int(len(x) - differ.size)
         report.first_model_disagreement = int(differ[0]) if differ.size else None
@@ -158,18 +159,6 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
                      f"{got[bad[0]].tolist()}) but every mapped neuron agrees with the deployed simulation: "
                      f"the deployed ONNX export and the deployed network disagree")
     return report
-
-
-def _model_classes(model: Any, x: np.ndarray) -> np.ndarray:
-    """Predicted classes (argmax of the first output, ties to the lowest class) of the original
-    ONNX model (path or ModelProto) run in onnxruntime on the float inputs ``x``."""
-    import onnxruntime as ort
-
-    source = model.SerializeToString() if hasattr(model, "SerializeToString") else str(model)
-    session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    out = session.run(None, {name: x.astype(np.float32)})[0]
-    return np.asarray(out).reshape(len(x), -1).argmax(axis=1)
 
 
 def _onnxruntime_counts(deployed: Any, spikes: np.ndarray, ticks: int) -> np.ndarray:
