@@ -16,6 +16,11 @@ neuron is read by exactly one core:
   c6     2x2     2      0    8       512 ->  512   1x1    256 (sees the whole image)
   c7     1x1     1      0    2       512 ->  500   1x1    256 (the voters)
 
+``--layout full`` keeps more of the image at full resolution: c1 becomes a 3x3 stride-1 layer of
+64 channels at 28x28 with free ternary weights (a + and a - axon per pixel), and a 2x2 stride-2
+layer of 128 channels makes the 14x14 map; then c2, c4, c5, c6, c7 as above (the 1x1 c3 is left
+out to bound the training time): 7 step layers, about 590 cores on the chip against 343.
+
 The 2x2 stride-2 kernels do not overlap and the 1x1 kernels read one position, so a neuron has
 one reader position, and one group's filters at one position fit one core. Channels are shuffled
 between grouped layers (ShuffleNet style) so that information crosses groups; the shuffle is
@@ -31,7 +36,7 @@ both with straight-through gradients; a batch norm with scale 1 folded into an i
 threshold; a straight-through step; random shifts of up to ``--shift`` pixels (default 1);
 5,000 training images held out to keep the best epoch (``--val``).
 
-Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--out models/eedn_groups.onnx]
+Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full] [--out models/eedn_groups.onnx]
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ import common
 # (out channels, kernel, stride, pad, groups): every group reads at most 256 lines
 LAYERS = [(128, 4, 2, 1, 1), (256, 2, 2, 0, 2), (256, 1, 1, 0, 1), (512, 2, 2, 1, 4), (512, 2, 2, 0, 8),
           (512, 2, 2, 0, 8), (500, 1, 1, 0, 2)]
+# --layout full: a 3x3 layer at full resolution (free ternary weights: a + and a - axon per pixel)
+# and a 2x2 stride-2 layer make the 14x14x128 map that c1 makes above; then the same layers but
+# the 1x1 c3 (seven step layers again, at 1.5x the training time)
+LAYOUTS = {"base": LAYERS, "full": [(64, 3, 1, 1, 1), (128, 2, 2, 0, 1), LAYERS[1]] + LAYERS[3:]}
 TYPES = 4
 MAX_FAN_IN = 256
 
@@ -79,7 +88,10 @@ class CoreConv(nn.Module):
             raise ValueError(f"conv {cin}->{cout} k{k} groups {groups}: {lines} axons per filter "
                              f"(max {MAX_FAN_IN}), channels must divide by the groups")
         self.stride, self.pad, self.groups, self.levels, self.free = stride, pad, groups, levels, free
-        self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
+        if free:  # no axon types to respect: the sign picks the axon
+            self.register_buffer("types", torch.zeros(per_group, k, k, dtype=torch.long))
+        else:
+            self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
         if free:  # latent ternary weights: every input line gets a + and a - axon on the chip
             self.w = nn.Parameter(torch.rand(cout, per_group, k, k) * 2.0 - 1.0)
         else:
@@ -124,10 +136,14 @@ class EednGroups(nn.Module):
     """Core-shaped grouped convolutions (binary connections x sign per axon type) with channel
     shuffles, step neurons and a class readout."""
 
-    def __init__(self, floor: float | None, levels: int = 1, free_first: bool = False) -> None:
+    def __init__(self, floor: float | None, levels: int = 1, free_first: bool = False,
+                 layout: str = "base") -> None:
         super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
+        free_first = free_first or layout == "full"  # a 3x3 stride-1 kernel has no position-free line types
         self.specs, self.orders, cin, size, prev_groups = [], [], 1, 28, 1
-        for cout, k, stride, pad, groups in LAYERS:
+        for cout, k, stride, pad, groups in LAYOUTS[layout]:
             self.specs.append((cin, cout, k, stride, pad, groups))
             self.orders.append(shuffle_order(cin, prev_groups))
             cin, size, prev_groups = cout, (size + 2 * pad - k) // stride + 1, groups
@@ -177,14 +193,18 @@ def main() -> None:
                                  "allows any integer weight per type at no cost in axons)")
         parser.add_argument("--free-first", action="store_true",
                             help="free ternary weights in c1 (two axons per pixel on the chip, one per sign)")
+        parser.add_argument("--layout", choices=sorted(LAYOUTS), default="base",
+                            help="base: c1 4x4 stride 2 (the table above); full: c1 3x3 stride 1 at 28x28 with "
+                                 "free ternary weights and a 2x2 stride-2 layer in front of the base's c2")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)
     common.setup(args)
     data = common.load_data(args)
-    model = EednGroups(args.min_threshold, args.levels, args.free_first)
+    model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
-    weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if args.free_first else "")
+    free = args.free_first or args.layout == "full"
+    weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if free else "")
     common.train_vote_network(model, args, data, "binary connections", weights=weights, shuffle="ShuffleNet")
 
 

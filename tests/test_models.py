@@ -186,6 +186,30 @@ def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer(rec
     np.testing.assert_array_equal(session.run(None, {"x": images[:20]})[0], expected)
 
 
+def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_and_typed_others(recipes):
+    """``--layout full``: c1 is 3x3 stride 1 at 28x28 with free ternary weights (no line types fit
+    a stride-1 kernel), then 2x2 stride-2 layers whose filters read at most 256 lines with one
+    sign per (neuron, axon type), down to the same 1x1 map of voters as the base layout."""
+    torch, _ = recipes
+    from train_eedn_groups import LAYOUTS, EednGroups, line_types
+
+    torch.manual_seed(1)
+    net = EednGroups(None, layout="full")
+    assert net.specs == [(cin, *layer) for cin, layer in zip([1, 64, 128, 256, 512, 512, 512], LAYOUTS["full"])]
+    first = net.convs[0].weight().detach().numpy()
+    assert first.shape == (64, 1, 3, 3) and set(np.unique(first)) == {-1.0, 0.0, 1.0}
+    for conv, (cin, _, k, stride, pad, groups) in zip(net.convs[1:], net.specs[1:]):
+        weight = conv.weight().detach().numpy()
+        assert cin // groups * k * k <= 256
+        types = line_types(weight.shape[1], k, stride, pad)
+        for t in range(4):
+            on_type = weight[:, types == t]
+            assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="choose one of"):
+        EednGroups(None, layout="wide")
+
+
 def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherwise(recipes, sample):
     """``warp``: no distortion leaves the image; a move of whole pixels is a shift; a quarter turn
     of the square image is ``rot90``. ``warp_images`` draws within the limits it is given."""
@@ -263,6 +287,7 @@ def test_distillation_targets_mix_labels_with_the_teachers_softened_probabilitie
 @pytest.mark.parametrize("recipe, options", [
     ("train_lenet", ["--width", "2", "--shift", "1", "--rotate", "10"]),
     ("train_esser2015_binary", ["--teacher", str(MODELS / "lenet.onnx"), "--distill", "0.7"]),
+    ("train_eedn_groups", ["--layout", "full", "--val", "100"]),
 ])
 def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes, sample, recipe, options, tmp_path,
                                                                         monkeypatch, capsys):
@@ -286,3 +311,5 @@ def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes,
     assert meta["crossmap.command"].endswith(" ".join(options))
     if recipe == "train_lenet":
         assert weights(model)["conv1.weight"].shape == (12, 1, 5, 5)
+    if recipe == "train_eedn_groups":
+        assert weights(model)["c1.weight"].shape == (64, 1, 3, 3)
