@@ -19,7 +19,7 @@ neuron is read by exactly one core:
 ``--layout full`` keeps more of the image at full resolution: c1 becomes a 3x3 stride-1 layer of
 64 channels at 28x28 with free ternary weights (a + and a - axon per pixel), and a 2x2 stride-2
 layer of 128 channels makes the 14x14 map; then c2, c4, c5, c6, c7 as above (the 1x1 c3 is left
-out to bound the training time): 7 step layers, about 590 cores on the chip against 343.
+out to bound the training time): 7 step layers, 586 cores on the chip against 343.
 
 The 2x2 stride-2 kernels do not overlap and the 1x1 kernels read one position, so a neuron has
 one reader position, and one group's filters at one position fit one core. Channels are shuffled
@@ -51,8 +51,8 @@ import common
 LAYERS = [(128, 4, 2, 1, 1), (256, 2, 2, 0, 2), (256, 1, 1, 0, 1), (512, 2, 2, 1, 4), (512, 2, 2, 0, 8),
           (512, 2, 2, 0, 8), (500, 1, 1, 0, 2)]
 # --layout full: a 3x3 layer at full resolution (free ternary weights: a + and a - axon per pixel)
-# and a 2x2 stride-2 layer make the 14x14x128 map that c1 makes above; then the same layers but
-# the 1x1 c3 (seven step layers again, at 1.5x the training time)
+# and a 2x2 stride-2 layer make the 14x14x128 map that c1 makes above; then the same layers without
+# the 1x1 c3 (seven step layers again, at about 1.7x the training time)
 LAYOUTS = {"base": LAYERS, "full": [(64, 3, 1, 1, 1), (128, 2, 2, 0, 1), LAYERS[1]] + LAYERS[3:]}
 TYPES = 4
 MAX_FAN_IN = 256
@@ -88,13 +88,12 @@ class CoreConv(nn.Module):
             raise ValueError(f"conv {cin}->{cout} k{k} groups {groups}: {lines} axons per filter "
                              f"(max {MAX_FAN_IN}), channels must divide by the groups")
         self.stride, self.pad, self.groups, self.levels, self.free = stride, pad, groups, levels, free
-        if free:  # no axon types to respect: the sign picks the axon
+        if free:  # latent ternary weights: every input line gets a + and a - axon on the chip, so the
+            # sign picks the axon and no line types need respecting
             self.register_buffer("types", torch.zeros(per_group, k, k, dtype=torch.long))
-        else:
-            self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
-        if free:  # latent ternary weights: every input line gets a + and a - axon on the chip
             self.w = nn.Parameter(torch.rand(cout, per_group, k, k) * 2.0 - 1.0)
         else:
+            self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
             self.p = nn.Parameter(torch.rand(cout, per_group, k, k))
             sign = torch.ones(cout, TYPES)
             sign[torch.rand(cout, TYPES).argsort(1) >= TYPES // 2] = -1.0  # two + and two - types
