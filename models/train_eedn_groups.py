@@ -90,7 +90,6 @@ class CoreConv(nn.Module):
         self.stride, self.pad, self.groups, self.levels, self.free = stride, pad, groups, levels, free
         if free:  # latent ternary weights: every input line gets a + and a - axon on the chip, so the
             # sign picks the axon and no line types need respecting
-            self.register_buffer("types", torch.zeros(per_group, k, k, dtype=torch.long))
             self.w = nn.Parameter(torch.rand(cout, per_group, k, k) * 2.0 - 1.0)
         else:
             self.register_buffer("types", torch.from_numpy(line_types(per_group, k, stride, pad)).long())
@@ -140,14 +139,15 @@ class EednGroups(nn.Module):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
-        free_first = free_first or layout == "full"  # a 3x3 stride-1 kernel has no position-free line types
+        # a 3x3 stride-1 kernel has no position-free line types
+        self.free_first = free_first or layout == "full"
         self.specs, self.orders, cin, size, prev_groups = [], [], 1, 28, 1
         for cout, k, stride, pad, groups in LAYOUTS[layout]:
             self.specs.append((cin, cout, k, stride, pad, groups))
             self.orders.append(shuffle_order(cin, prev_groups))
             cin, size, prev_groups = cout, (size + 2 * pad - k) // stride + 1, groups
         shifts = [0.0] * (len(self.specs) - 1) + [common.OUTPUT_SHIFT]
-        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift, levels, free_first and i == 0)
+        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift, levels, self.free_first and i == 0)
                                    for i, (spec, shift) in enumerate(zip(self.specs, shifts)))
         for i, order in enumerate(self.orders):
             self.register_buffer(f"order{i}", torch.from_numpy(order))
@@ -202,8 +202,7 @@ def main() -> None:
     data = common.load_data(args)
     model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
-    free = args.free_first or args.layout == "full"
-    weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if free else "")
+    weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if model.free_first else "")
     common.train_vote_network(model, args, data, "binary connections", weights=weights, shuffle="ShuffleNet")
 
 

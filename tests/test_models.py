@@ -130,6 +130,14 @@ def test_cnn_filters_fit_a_core():
         assert 2 * fan_in <= 256, f"{node.name}: {fan_in} inputs x 2 signs"
 
 
+def assert_one_sign_per_axon_type(weight: np.ndarray, types: np.ndarray) -> None:
+    """Conv weights (out, in, k, k) whose nonzero weights of one output channel on lines of one
+    axon type (``types``, (in, k, k)) share a sign, as the chip's one weight per type requires."""
+    for t in range(4):
+        on_type = weight[:, types == t]  # (out, lines of type t)
+        assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
+
+
 @pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6"])
 def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type(name):
     sys.path.insert(0, str(MODELS))
@@ -144,10 +152,7 @@ def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert attrs["group"] == groups and weight.shape[2:] == (k, k)
         assert int(np.prod(weight.shape[1:])) <= 256, f"{node.name}: a filter reads at most 256 lines"
-        types = line_types(weight.shape[1], k, stride, pad)
-        for t in range(4):
-            on_type = weight[:, types == t]  # (out, lines of type t)
-            assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
+        assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
 
 
 def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer(recipes, sample):
@@ -201,10 +206,7 @@ def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_a
     for conv, (cin, _, k, stride, pad, groups) in zip(net.convs[1:], net.specs[1:]):
         weight = conv.weight().detach().numpy()
         assert cin // groups * k * k <= 256
-        types = line_types(weight.shape[1], k, stride, pad)
-        for t in range(4):
-            on_type = weight[:, types == t]
-            assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
+        assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="choose one of"):
         EednGroups(None, layout="wide")
