@@ -20,6 +20,8 @@ neuron is read by exactly one core:
 64 channels at 28x28 with free ternary weights (a + and a - axon per pixel), and a 2x2 stride-2
 layer of 128 channels makes the 14x14 map; then c2, c4, c5, c6, c7 as above (the 1x1 c3 is left
 out to bound the training time): 7 step layers, 586 cores on the chip against 343.
+``--layout wide`` doubles the channels from c2 on (512, 512, 1024, 1024, 1024, 1000 voters) in
+twice the groups, so every filter still reads 256 lines; about 1.6x the time per training step.
 
 The 2x2 stride-2 kernels do not overlap and the 1x1 kernels read one position, so a neuron has
 one reader position, and one group's filters at one position fit one core. Channels are shuffled
@@ -36,7 +38,7 @@ both with straight-through gradients; a batch norm with scale 1 folded into an i
 threshold; a straight-through step; random shifts of up to ``--shift`` pixels (default 1);
 5,000 training images held out to keep the best epoch (``--val``).
 
-Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full] [--out models/eedn_groups.onnx]
+Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full|wide] [--out models/eedn_groups.onnx]
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ LAYERS = [(128, 4, 2, 1, 1), (256, 2, 2, 0, 2), (256, 1, 1, 0, 1), (512, 2, 2, 1
 # --layout full: a 3x3 layer at full resolution (free ternary weights: a + and a - axon per pixel)
 # and a 2x2 stride-2 layer make the 14x14x128 map that c1 makes above; then the same layers without
 # the 1x1 c3 (seven step layers again, at about 1.7x the training time)
-LAYOUTS = {"base": LAYERS, "full": [(64, 3, 1, 1, 1), (128, 2, 2, 0, 1), LAYERS[1]] + LAYERS[3:]}
+# --layout wide: twice the channels from c2 on, in twice the groups (each filter still reads 256 lines)
+LAYOUTS = {"base": LAYERS, "full": [(64, 3, 1, 1, 1), (128, 2, 2, 0, 1), LAYERS[1]] + LAYERS[3:],
+           "wide": [LAYERS[0], (512, 2, 2, 0, 2), (512, 1, 1, 0, 2), (1024, 2, 2, 1, 8), (1024, 2, 2, 0, 16),
+                    (1024, 2, 2, 0, 16), (1000, 1, 1, 0, 4)]}
 TYPES = 4
 MAX_FAN_IN = 256
 
@@ -194,7 +199,8 @@ def main() -> None:
                             help="free ternary weights in c1 (two axons per pixel on the chip, one per sign)")
         parser.add_argument("--layout", choices=sorted(LAYOUTS), default="base",
                             help="base: c1 4x4 stride 2 (the table above); full: c1 3x3 stride 1 at 28x28 with "
-                                 "free ternary weights and a 2x2 stride-2 layer in front of the base's c2")
+                                 "free ternary weights and a 2x2 stride-2 layer in front of the base's c2; wide: "
+                                 "twice the base's channels from c2 on")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)

@@ -209,7 +209,27 @@ def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_a
         assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="choose one of"):
-        EednGroups(None, layout="wide")
+        EednGroups(None, layout="tall")
+
+
+def test_core_shaped_cnn_wide_layout_doubles_the_channels_and_keeps_every_filter_core_shaped(recipes):
+    """``--layout wide``: twice the base's channels from c2 on, in twice the groups, so every
+    filter still reads at most 256 lines with one sign per (neuron, axon type); 1,000 voters,
+    100 per class."""
+    torch, _ = recipes
+    from train_eedn_groups import LAYOUTS, EednGroups, line_types
+
+    torch.manual_seed(2)
+    net = EednGroups(None, layout="wide")
+    base = EednGroups(None, layout="base")
+    assert [spec[1] for spec in net.specs[1:]] == [2 * spec[1] for spec in base.specs[1:]]
+    assert net.specs[0] == base.specs[0] and len(LAYOUTS["wide"]) == len(LAYOUTS["base"])
+    for conv, (cin, _, k, stride, pad, groups) in zip(net.convs, net.specs):
+        weight = conv.weight().detach().numpy()
+        assert cin // groups * k * k <= 256
+        assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
+    assert np.array_equal(np.bincount(net.classes), np.full(10, 100))
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherwise(recipes, sample):
@@ -290,6 +310,7 @@ def test_distillation_targets_mix_labels_with_the_teachers_softened_probabilitie
     ("train_lenet", ["--width", "2", "--shift", "1", "--rotate", "10"]),
     ("train_esser2015_binary", ["--teacher", str(MODELS / "lenet.onnx"), "--distill", "0.7"]),
     ("train_eedn_groups", ["--layout", "full", "--val", "100"]),
+    ("train_eedn_groups", ["--layout", "wide", "--val", "100"]),
 ])
 def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes, sample, recipe, options, tmp_path,
                                                                         monkeypatch, capsys):
@@ -313,5 +334,7 @@ def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes,
     assert meta["crossmap.command"].endswith(" ".join(options))
     if recipe == "train_lenet":
         assert weights(model)["conv1.weight"].shape == (12, 1, 5, 5)
-    if recipe == "train_eedn_groups":
+    if options[:2] == ["--layout", "full"]:
         assert weights(model)["c1.weight"].shape == (64, 1, 3, 3)
+    if options[:2] == ["--layout", "wide"]:
+        assert weights(model)["c7.weight"].shape == (1000, 256, 1, 1)
