@@ -1,18 +1,21 @@
-"""A small progress bar on stderr for long work (compiling, emulating datasets, training).
+"""Progress on stderr for long work (emulating datasets).
 
-It draws only when stderr is a terminal or when forced, so logs and pipes stay clean."""
+On a terminal it is one status line redrawn at most 10 times a second. When stderr is a file or a
+pipe (``nohup``, CI logs) it is a plain line every ``LOG_EVERY`` seconds and one at the end, so a
+log shows how far a long run got without filling up with redraws."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable, Iterator, TypeVar
 
-T = TypeVar("T")
+LOG_EVERY = 30.0  # seconds between progress lines when stderr is not a terminal
+REDRAW_EVERY = 0.1  # seconds between redraws of the status line on a terminal
 
 
 class Progress:
-    """Counts work done out of ``total`` and redraws one status line at most 10 times a second."""
+    """Counts work done out of ``total``. ``enabled``: None picks the status line on a terminal
+    and log lines elsewhere; True forces the status line; False shows nothing."""
 
     def __init__(self, total: int, label: str, enabled: bool | None = None, unit: str = "it") -> None:
         self.total = max(int(total), 0)
@@ -20,43 +23,51 @@ class Progress:
         self.unit = unit
         self.done = 0
         self.start = time.perf_counter()
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._last = 0.0
+        self.enabled = enabled is not False
+        self.redraw = enabled is True or (enabled is None and sys.stderr.isatty())
+        self._last = self.start
         self.status = ""
 
     def update(self, amount: int = 1, status: str = "") -> None:
-        """Add ``amount`` to the work done and redraw if due."""
+        """Add ``amount`` to the work done and show it if due."""
         self.done += amount
         if status:
             self.status = status
+        if not self.enabled:
+            return
         now = time.perf_counter()
-        if self.enabled and (now - self._last > 0.1 or self.done >= self.total):
+        due = now - self._last >= (REDRAW_EVERY if self.redraw else LOG_EVERY)
+        if due or (self.redraw and self.done >= self.total):
             self._last = now
-            self._draw(now)
+            self._show(now)
 
-    def _draw(self, now: float) -> None:
+    def line(self, now: float) -> str:
+        """The progress text: label, done of total, rate, time left, status."""
         elapsed = now - self.start
         frac = self.done / self.total if self.total else 1.0
-        width = 24
-        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {self.unit} "
-                         f"{rate:,.0f} {self.unit}/s eta {eta:4.0f}s {self.status}\x1b[K")
+        if self.redraw:
+            width = 24
+            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+            count = f"[{bar}] {self.done}/{self.total} {self.unit}"
+        else:
+            count = f"{self.done}/{self.total} {self.unit} ({100 * frac:.0f}%)"
+        text = f"{self.label} {count} {rate:,.1f} {self.unit}/s eta {eta:.0f}s, {elapsed:.0f}s elapsed"
+        return f"{text} {self.status}".rstrip()
+
+    def _show(self, now: float) -> None:
+        if self.redraw:
+            sys.stderr.write(f"\r{self.line(now)}\x1b[K")
+        else:
+            sys.stderr.write(self.line(now) + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
-        """Finish the line."""
-        if self.enabled:
-            self._draw(time.perf_counter())
+        """Show the final state (ending the status line)."""
+        if not self.enabled:
+            return
+        self._show(time.perf_counter())
+        if self.redraw:
             sys.stderr.write("\n")
             sys.stderr.flush()
-
-
-def track(items: Iterable[T], total: int, label: str, enabled: bool | None = None) -> Iterator[T]:
-    """Iterate over ``items`` while showing a progress bar."""
-    bar = Progress(total, label, enabled)
-    for item in items:
-        yield item
-        bar.update()
-    bar.close()
