@@ -11,8 +11,9 @@ Synaptic integration has two exact paths, chosen every tick from the measured ac
 with ``path="dense"`` / ``path="event"``):
 
 - dense: ``S[c] = x[c]^T @ W_eff[c]`` as a float32 batched matmul over cores, with
-  ``W_eff[c] = crossbar[c] * weight[c, :, axon_type[c]]`` (cores, axons, neurons). Exact: every
-  partial sum is an integer below 2^24 (the chip spec checks ``A * max|w| < 2^24``).
+  ``W_eff[c] = crossbar[c] * weight[c, :, axon_type[c]]`` (cores, axons, neurons); cores without
+  an active axon are skipped. Exact: every partial sum is an integer below 2^24 (the chip spec
+  checks ``A * max|w| < 2^24``).
 - event: per core only the rows of ``W_eff`` of axons active in some sample are gathered (cores
   grouped by their count of such axons, padded to one of ``EVENT_WIDTHS``) and multiplied; cores
   without activity are skipped.
@@ -102,10 +103,9 @@ class _Run:
         slot = self.ring[t % tab.routing.ring_size]
         if t < self.spec.input_ticks:
             tab.routing.inputs.deliver(wide(self.inputs[t]), wide(slot))
-        active = None
-        if self.path != "dense":  # (C, A): axons active in some sample
-            words = wide(slot)
-            active = (words[:, 0] != 0 if words.shape[1] == 1 else words.any(axis=1)).reshape(C, A)
+        words = wide(slot)  # (C, A): axons active in some sample
+        active = (words[:, 0] != 0 if words.shape[1] == 1 else words.any(axis=1)).reshape(C, A)
+        busy = active.any(axis=1)
         event = self.path == "event" or (self.path == "auto" and active.mean() <= EVENT_MAX_ACTIVE_AXONS)
         slot = slot.reshape(C, A, -1)
         stoch_syn = self.stochastic_synapses(slot, t)
@@ -116,18 +116,29 @@ class _Run:
             if event:
                 self.integrate_event(slot, active, c0, c1, S)
             else:
-                self.integrate_dense(slot, c0, c1, S)
+                self.integrate_dense(slot, busy[c0:c1], c0, c1, S)
             self.add_stochastic(S, c0, c1, stoch_syn)
             self.update_neurons(S, c0, c1, stoch_thr, t)
         slot[...] = 0
         self.deliver(t)
 
     # ------------------------------------------------------------------ step 2: integration
-    def integrate_dense(self, slot: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
-        """S = x^T W_eff for the block as one float32 batched matmul; counts synaptic events."""
-        x = unpack_float(slot[c0:c1], self.shape[3], out=self.unpacked[: c1 - c0])    # (nb, A, B)
-        np.matmul(x.transpose(0, 2, 1), self.tab.weights[c0:c1], out=S)
-        self.events += np.matmul(self.tab.fanout[c0:c1], x).sum(axis=(0, 1), dtype=np.float64)
+    def integrate_dense(self, slot: np.ndarray, busy: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
+        """S = x^T W_eff for the block as float32 batched matmuls over its busy cores (those with an
+        active axon; the others get S = 0, in a layered network most cores of a tick); counts
+        synaptic events."""
+        if busy.all():
+            x = unpack_float(slot[c0:c1], self.shape[3], out=self.unpacked[: c1 - c0])    # (nb, A, B)
+            np.matmul(x.transpose(0, 2, 1), self.tab.weights[c0:c1], out=S)
+            self.events += np.matmul(self.tab.fanout[c0:c1], x).sum(axis=(0, 1), dtype=np.float64)
+            return
+        S.fill(0)
+        cores = c0 + np.flatnonzero(busy)
+        if cores.size == 0:
+            return
+        x = unpack_float(slot[cores], self.shape[3], out=self.unpacked[: cores.size])  # (busy, A, B)
+        S[cores - c0] = np.matmul(x.transpose(0, 2, 1), self.tab.weights[cores])
+        self.events += np.matmul(self.tab.fanout[cores], x).sum(axis=(0, 1), dtype=np.float64)
 
     def integrate_event(self, slot: np.ndarray, active: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
         """S from the gathered rows of axons active in some sample; idle cores are skipped."""

@@ -3,7 +3,7 @@ input activity 5% and 50%, dense path vs event path, in synaptic events per seco
 path's time per tick against a plain float32 numpy matmul of the same shapes (C, B, A) x (C, A, N)
 measured in the same run; and the peak memory of 4096 cores at batch 64.
 
-    python benchmarks/bench_emulator.py [--threads N] [--ticks T] [--quick]
+    python benchmarks/bench_emulator.py [--threads N] [--ticks T] [--quick] [--program DIR [--samples N]]
 
 Input channel k drives axon k of every core, so every axon is driven at the given rate and the
 activity is at least that rate (neuron spikes add to it; the table prints the measured fraction of active
@@ -11,6 +11,11 @@ activity is at least that rate (neuron spikes add to it; the table prints the me
 emulator's own work is single-threaded, and the matmul it is compared with runs under the same
 setting). Targets: dense <= 1.5x the matmul at 4096 cores batch 64;
 event faster than dense at 5% activity; 4096 cores at batch 64 under 4 GiB.
+
+``--program DIR`` also emulates a compiled program on the first ``--samples`` MNIST test images
+(batch 256; needs the data, see crossmap.datasets), per path, beside a plain float32 matmul over
+all its cores for each of its ticks: in a layered network most cores of a tick have no active
+axon, and the dense path skips them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ def _parse() -> argparse.Namespace:
     p.add_argument("--ticks", type=int, default=None,
                    help="ticks of the long timed run (default 12, 6 at 4096 cores; the short run has a third)")
     p.add_argument("--quick", action="store_true", help="16 and 256 cores only")
+    p.add_argument("--program", default=None, help="also time this compiled program directory on MNIST")
+    p.add_argument("--samples", type=int, default=512, help="MNIST test images for --program (default 512)")
     return p.parse_args()
 
 
@@ -110,9 +117,39 @@ def per_tick_seconds(prog, spikes, short: int, long: int, path: str, repeats: in
     return tick, max(t_short - short * tick, 0.0), runs[long]
 
 
+def bench_compiled(directory: str, samples: int) -> None:
+    """Samples per second of a compiled program on MNIST per path, against a plain all-cores
+    matmul per tick; the paths' predictions must agree."""
+    import crossmap
+    from crossmap.datasets import load_mnist
+    from crossmap.encoding import encode
+
+    prog = crossmap.load(directory)
+    images, _ = load_mnist("test")
+    spikes = encode(prog.encoding, images[:samples].reshape(samples, -1))
+    batch = min(256, samples)
+    emulate(prog, spikes[:1])  # build the tables
+    predictions, seconds = {}, {}
+    for path in ("dense", "event", "auto"):
+        start = time.perf_counter()
+        predictions[path] = np.concatenate([emulate(prog, spikes[lo:lo + batch], path=path).predictions
+                                            for lo in range(0, samples, batch)])
+        seconds[path] = time.perf_counter() - start
+    matmul = plain_matmul_seconds(prog, batch, 0.5) * prog.total_ticks * -(-samples // batch)
+    print(f"compiled program {directory}: {prog.num_cores} cores, {prog.total_ticks} ticks, {samples} samples "
+          f"at batch {batch}")
+    for path in seconds:
+        print(f"  {path:>5}: {samples / seconds[path]:8.1f} samples/s  ({seconds[path]:.1f} s)")
+    print(f"  plain all-cores matmul for every tick: {matmul:.1f} s  (dense / matmul "
+          f"{seconds['dense'] / matmul:.2f})")
+    assert all(np.array_equal(predictions["dense"], p) for p in predictions.values())
+
+
 def main() -> int:
     """Run the grid and print the table."""
-    args = ARGS or argparse.Namespace(threads=1, ticks=None, quick=False)
+    args = ARGS or argparse.Namespace(threads=1, ticks=None, quick=False, program=None, samples=512)
+    if args.program:
+        bench_compiled(args.program, args.samples)
     sizes = [16, 256] if args.quick else [16, 256, 4096]
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "library default")
     print(f"emulator benchmark: numpy {np.__version__}, BLAS threads {threads}, {os.cpu_count()} CPUs")
