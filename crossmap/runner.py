@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -108,6 +109,15 @@ def _emulate_batch(lo: int) -> Figures:
             {k: float(np.sum(v)) for k, v in result.energy().items()})
 
 
+def _limit_blas_threads(threads: int) -> None:
+    """Cap this process's BLAS threads: workers that each ran a thread per CPU would oversubscribe
+    the machine (OpenBLAS threads spin while they wait; on 2 CPUs with 2 workers the emulation ran
+    at half speed)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads, user_api="blas")
+
+
 def _batches(program: Any, flat: np.ndarray, labels: np.ndarray, size: int, backend: str,
              workers: int) -> Iterator[tuple[int, Figures]]:
     """(batch size, figures) of every batch in order, emulated here or in ``workers`` forked processes."""
@@ -121,7 +131,9 @@ def _batches(program: Any, flat: np.ndarray, labels: np.ndarray, size: int, back
         if backend == "emulator":  # built once here, shared with the forked workers
             from .backends.tables import get_tables
             get_tables(program)
-        with ProcessPoolExecutor(min(workers, len(starts)), mp_context=mp.get_context("fork")) as pool:
+        processes = min(workers, len(starts))
+        with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_limit_blas_threads,
+                                 initargs=(max(1, (os.cpu_count() or 1) // processes),)) as pool:
             yield from zip(sizes, pool.map(_emulate_batch, starts))
     finally:
         _job.clear()

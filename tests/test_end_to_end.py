@@ -227,6 +227,18 @@ def test_run_arrays_in_worker_processes_gives_the_same_figures(model_path, tmp_p
         run_arrays(program, x, labels, workers=0)
 
 
+def test_worker_processes_cap_their_blas_threads():
+    """Each emulating worker runs BLAS on cpu_count / workers threads (at least 1)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from crossmap.runner import _limit_blas_threads
+
+    with threadpool_limits(None):  # restores this process's limits afterwards
+        _limit_blas_threads(1)
+        blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+        assert blas and all(pool["num_threads"] == 1 for pool in blas)
+
+
 def test_cli_compile_report_verify(model_path, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["compile", str(model_path), "-o", str(out), "--json"]) == 0
