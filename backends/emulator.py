@@ -105,7 +105,6 @@ class _Run:
             tab.routing.inputs.deliver(wide(self.inputs[t]), wide(slot))
         words = wide(slot)  # (C, A): axons active in some sample
         active = (words[:, 0] != 0 if words.shape[1] == 1 else words.any(axis=1)).reshape(C, A)
-        busy = active.any(axis=1)
         event = self.path == "event" or (self.path == "auto" and active.mean() <= EVENT_MAX_ACTIVE_AXONS)
         slot = slot.reshape(C, A, -1)
         stoch_syn = self.stochastic_synapses(slot, t)
@@ -116,7 +115,7 @@ class _Run:
             if event:
                 self.integrate_event(slot, active, c0, c1, S)
             else:
-                self.integrate_dense(slot, busy[c0:c1], c0, c1, S)
+                self.integrate_dense(slot, active[c0:c1].any(axis=1), c0, c1, S)
             self.add_stochastic(S, c0, c1, stoch_syn)
             self.update_neurons(S, c0, c1, stoch_thr, t)
         slot[...] = 0

@@ -138,6 +138,17 @@ def assert_one_sign_per_axon_type(weight: np.ndarray, types: np.ndarray) -> None
         assert not ((on_type > 0).any(1) & (on_type < 0).any(1)).any(), "one sign per neuron and axon type"
 
 
+def assert_core_shaped_filters(convs, specs) -> None:
+    """Every filter of these ``CoreConv`` layers (specs (cin, cout, k, stride, pad, groups)) reads
+    at most 256 lines with one sign per (neuron, axon type)."""
+    from train_eedn_groups import line_types
+
+    for conv, (cin, _, k, stride, pad, groups) in zip(convs, specs, strict=True):
+        weight = conv.weight().detach().numpy()
+        assert cin // groups * k * k <= 256
+        assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
+
+
 @pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6"])
 def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type(name):
     sys.path.insert(0, str(MODELS))
@@ -196,17 +207,14 @@ def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_a
     a stride-1 kernel), then 2x2 stride-2 layers whose filters read at most 256 lines with one
     sign per (neuron, axon type), down to the same 1x1 map of voters as the base layout."""
     torch, _ = recipes
-    from train_eedn_groups import LAYOUTS, EednGroups, line_types
+    from train_eedn_groups import LAYOUTS, EednGroups
 
     torch.manual_seed(1)
     net = EednGroups(None, layout="full")
     assert net.specs == [(cin, *layer) for cin, layer in zip([1, 64, 128, 256, 512, 512, 512], LAYOUTS["full"])]
     first = net.convs[0].weight().detach().numpy()
     assert first.shape == (64, 1, 3, 3) and set(np.unique(first)) == {-1.0, 0.0, 1.0}
-    for conv, (cin, _, k, stride, pad, groups) in zip(net.convs[1:], net.specs[1:]):
-        weight = conv.weight().detach().numpy()
-        assert cin // groups * k * k <= 256
-        assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
+    assert_core_shaped_filters(net.convs[1:], net.specs[1:])
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(ValueError, match="choose one of"):
         EednGroups(None, layout="tall")
@@ -217,17 +225,14 @@ def test_core_shaped_cnn_wide_layout_doubles_the_channels_and_keeps_every_filter
     filter still reads at most 256 lines with one sign per (neuron, axon type); 1,000 voters,
     100 per class."""
     torch, _ = recipes
-    from train_eedn_groups import LAYOUTS, EednGroups, line_types
+    from train_eedn_groups import LAYOUTS, EednGroups
 
     torch.manual_seed(2)
     net = EednGroups(None, layout="wide")
     base = EednGroups(None, layout="base")
     assert [spec[1] for spec in net.specs[1:]] == [2 * spec[1] for spec in base.specs[1:]]
     assert net.specs[0] == base.specs[0] and len(LAYOUTS["wide"]) == len(LAYOUTS["base"])
-    for conv, (cin, _, k, stride, pad, groups) in zip(net.convs, net.specs):
-        weight = conv.weight().detach().numpy()
-        assert cin // groups * k * k <= 256
-        assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
+    assert_core_shaped_filters(net.convs, net.specs)
     assert np.array_equal(np.bincount(net.classes), np.full(10, 100))
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
