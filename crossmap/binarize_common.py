@@ -2,9 +2,12 @@
 
 ``plan_network`` resolves the float network into the layers that become chip neuron groups:
 
-- the input encoding: a first step population fed 1:1 (a diagonal projection with positive
-  weights) by the input, ``Greater(x, t) -> Cast``, IS the threshold encoding, with per-channel
-  threshold ``(t - bias) / weight``; it is not deployed and its consumers read the input channels;
+- the input encoding: step populations whose every neuron reads one input value with a positive
+  weight, ``Greater(x, t) -> Cast`` (or a 1x1 Conv with a bias per output channel, then a step: a
+  thermometer code of several thresholds per value), when they are all the input feeds, ARE the
+  threshold encoding: spike channel = (input value, threshold ``(t - bias) / weight``), channels
+  several populations share are one; they are not deployed and their consumers read the spike
+  channels;
 - aliases: populations with identity activation, no bias and a pure selection (every row one entry
   equal to 1: Flatten, Reshape, Identity) are not deployed; their consumers read the source;
 - the class readout: an identity output population with a fixed 0/1 matrix, every source neuron in
@@ -72,9 +75,12 @@ class Plan:
     """The deployable layers of a float network, in topological order."""
 
     layers: list[Layer]
-    data_channels: int
+    data_channels: int  # input spike channels (without the always-on bias channel)
     num_classes: int
-    input_threshold: dict[str, Any] | None = None  # {"threshold": t or [t...], "inclusive": b}
+    # the model's own threshold encoding: {"threshold": t or [t...], "inclusive": b, "source": [value of
+    # each spike channel] or None (channel c reads value c)}
+    input_threshold: dict[str, Any] | None = None
+    input_values: int = 0  # values per sample (data_channels unless one value feeds several channels)
     readout: str | None = None  # name of the readout population, if the model has one
     output: str = ""  # the layer(s) whose neurons vote (the readout's sources, comma-separated, or the output layer)
     notes: list[str] = field(default_factory=list)
@@ -113,16 +119,15 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
         if order.index(proj.source) >= order.index(proj.target):
             raise BinarizeError(f"projection {proj.source!r} -> {proj.target!r} goes backwards (a recurrent "
                                 f"network); binarization handles feed-forward networks only")
-    data_channels = pops[INPUT].size
+    input_values = data_channels = pops[INPUT].size
     # resolved[name] = (source, selection matrix (pop size, source size)) for non-deployed pops
     resolved: dict[str, tuple[str, sp.csr_matrix]] = {INPUT: (INPUT, sp.identity(data_channels, format="csr"))}
-    encoder = _input_encoder(network, consumers)
+    encoding = _input_encoding(network, consumers)
     input_threshold = None
-    if encoder is not None:
-        pop, thresholds = encoder
-        input_threshold = {"threshold": float(thresholds[0]) if np.ptp(thresholds) <= 1e-12 * max(1, np.abs(
-            thresholds).max()) else thresholds.tolist(), "inclusive": bool(pop.params.get("inclusive", False))}
-        resolved[pop.name] = (INPUT, sp.identity(data_channels, format="csr"))
+    if encoding is not None:
+        input_threshold, selections = encoding
+        data_channels = next(iter(selections.values())).shape[1]
+        resolved.update({name: (INPUT, sel) for name, sel in selections.items()})
     readout = _readout(network, pops[network.output], resolved)
     layers: dict[str, Layer] = {}
     for name in order:
@@ -174,7 +179,7 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
                 f"readout) because class votes are spike counts; end the model with a step layer, or use "
                 f"--binarize lsq for float outputs")
     return Plan(layers=list(layers.values()), data_channels=data_channels, num_classes=int(num_classes),
-                input_threshold=input_threshold, readout=network.output if readout is not None else None,
+                input_threshold=input_threshold, input_values=input_values, readout=network.output if readout is not None else None,
                 output=output_name)
 
 
@@ -219,25 +224,54 @@ def _alias(pop: Population, incoming: list[Any]) -> sp.csr_matrix | None:
     return weight if _is_selection(weight) else None
 
 
-def _input_encoder(network: Network, consumers: dict[str, list[str]]) -> tuple[Population, np.ndarray] | None:
-    """The step population fed 1:1 by the input that is the threshold encoding, if any."""
-    readers = consumers[INPUT]
-    if len(readers) != 1:
-        return None
-    pop = network.population(readers[0])
+def _encoder_channels(network: Network, pop: Population) -> tuple[np.ndarray, np.ndarray] | None:
+    """(input value, threshold) of each neuron of ``pop`` when it is a threshold encoder: a step
+    population (not the output) whose one projection from the input gives every neuron one input
+    value with a positive weight; else None."""
     incoming = network.incoming(pop.name)
     if pop.name == network.output or pop.activation != "step" or pop.reduce != "sum" or len(incoming) != 1:
         return None
-    n = network.input.size
     w = sp.csr_matrix(incoming[0].weight)
     w.eliminate_zeros()
-    if w.shape != (n, n) or w.nnz != n or not np.all(np.diff(w.indptr) == 1):
+    if incoming[0].source != INPUT or w.shape[0] != pop.size or not np.all(np.diff(w.indptr) == 1):
         return None
-    if not np.all(w.indices == np.arange(n)) or np.any(w.data <= 0):
+    if np.any(w.data <= 0):
         return None
-    bias = np.zeros(n) if pop.bias is None else np.broadcast_to(np.asarray(pop.bias, np.float64).reshape(-1), (n,))
+    bias = np.zeros(pop.size) if pop.bias is None else np.broadcast_to(
+        np.asarray(pop.bias, np.float64).reshape(-1), (pop.size,))
     thresholds = (float(pop.params.get("threshold", 0.0)) - bias) / w.data.astype(np.float64)
-    return pop, np.asarray(thresholds, np.float64)
+    return w.indices.astype(np.int64), np.asarray(thresholds, np.float64)
+
+
+def _input_encoding(network: Network, consumers: dict[str, list[str]]
+                    ) -> tuple[dict[str, Any], dict[str, sp.csr_matrix]] | None:
+    """The threshold encoding made by the populations the input feeds, when every one of them is
+    an encoder (``_encoder_channels``): ({"threshold", "inclusive", "source"}, {encoder population:
+    selection (its size, spike channels)}); else None. Encoders that share a (value, threshold)
+    share its spike channel; the channels are ordered by first use."""
+    readers = [network.population(name) for name in consumers[INPUT]]
+    channels = [_encoder_channels(network, pop) for pop in readers]
+    if not readers or any(c is None for c in channels):
+        return None
+    inclusive = {bool(pop.params.get("inclusive", False)) for pop in readers}
+    if len(inclusive) > 1:
+        raise BinarizeError(f"the input feeds threshold encoders with both x > t and x >= t "
+                            f"({', '.join(p.name for p in readers)}); one input encoding takes one kind of "
+                            f"comparison; use Greater for every encoder (or GreaterOrEqual for every one)")
+    index: dict[tuple[int, float], int] = {}
+    rows = []
+    for values, thresholds in channels:
+        rows.append([index.setdefault((int(v), float(t)), len(index)) for v, t in zip(values, thresholds)])
+    keys = list(index)
+    source = np.array([v for v, _ in keys], np.int64)
+    thresholds = np.array([t for _, t in keys], np.float64)
+    same = np.ptp(thresholds) <= 1e-12 * max(1.0, float(np.abs(thresholds).max()))
+    plain = len(keys) == network.input.size and np.array_equal(source, np.arange(len(keys)))
+    spec = {"threshold": float(thresholds[0]) if same else thresholds.tolist(), "inclusive": inclusive.pop(),
+            "source": None if plain else source.tolist()}
+    selections = {pop.name: sp.csr_matrix((np.ones(len(r)), (np.arange(len(r)), r)), shape=(len(r), len(keys)))
+                  for pop, r in zip(readers, rows)}
+    return spec, selections
 
 
 def _readout(network: Network, out: Population,
@@ -318,7 +352,7 @@ def choose_encoding(plan: Plan, kind: str, *, ticks: int | None, threshold: floa
         raise BinarizeError(f"binarize_{method}: unknown encoding {kind!r}; choose one of {', '.join(KINDS)}")
     if ticks is not None and ticks < 1:
         raise BinarizeError(f"binarize_{method}: ticks = {ticks} must be at least 1")
-    channels = plan.data_channels
+    channels = plan.input_values or plan.data_channels
     if plan.input_threshold is not None:
         if kind != "threshold":
             raise BinarizeError(f"the model thresholds its input itself (Greater(x, t) on the input), which is "
@@ -326,5 +360,6 @@ def choose_encoding(plan: Plan, kind: str, *, ticks: int | None, threshold: floa
                                 f"computes; use encoding=threshold (the default) or remove that layer")
         return make_encoding("threshold", channels=channels, ticks=ticks,
                              threshold=plan.input_threshold["threshold"],
-                             inclusive=plan.input_threshold["inclusive"])
+                             inclusive=plan.input_threshold["inclusive"],
+                             source=plan.input_threshold.get("source"))
     return make_encoding(kind, channels=channels, ticks=ticks, threshold=threshold, seed=seed)

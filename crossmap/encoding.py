@@ -4,7 +4,9 @@ An encoding is a JSON-able dict stored in the deployed network and in the progra
 
 - ``{"kind": "threshold", "threshold": t, "ticks": T}``: channel c spikes when x[c] > t (or
   ``>= t`` with ``"inclusive": true``), the same frame repeated on each of the T ticks; ``t`` may be
-  a list with one threshold per channel.
+  a list with one threshold per channel. With ``"source": [c0, c1, ...]`` spike channel j reads data
+  value ``source[j]``, so one value may drive several spike channels (a thermometer code: one pixel
+  against several thresholds) and ``"threshold"`` has one entry per spike channel.
 - ``{"kind": "rate", "ticks": T, "seed": s}``: Bernoulli rate coding, channel c spikes at tick k of
   sample n when ``draw(s, INPUT, n, k, 0, c, 0) < x[c] * 2**32`` (crossmap.prng), so the spikes of a
   sample do not depend on the batch it is in (pass the sample's global index as ``sample_offset``).
@@ -31,8 +33,10 @@ _TWO32 = float(2**32)
 
 
 def make_encoding(kind: str, *, channels: int, ticks: int | None = None, threshold: Any = 0.5,
-                  inclusive: bool = False, seed: int = 0, bias_channel: bool = False) -> dict[str, Any]:
-    """A validated encoding dict (``ticks`` defaults to 1 for threshold and 16 for rate)."""
+                  inclusive: bool = False, seed: int = 0, bias_channel: bool = False,
+                  source: Any = None) -> dict[str, Any]:
+    """A validated encoding dict (``ticks`` defaults to 1 for threshold and 16 for rate); ``source``
+    (threshold only) gives the data value of each spike channel."""
     if kind not in KINDS:
         raise InputError(f"unknown input encoding {kind!r}; available: {', '.join(KINDS)}")
     enc: dict[str, Any] = {"kind": kind, "channels": int(channels)}
@@ -40,6 +44,8 @@ def make_encoding(kind: str, *, channels: int, ticks: int | None = None, thresho
         enc["threshold"] = float(threshold) if np.ndim(threshold) == 0 else [float(v) for v in np.ravel(threshold)]
         enc["inclusive"] = bool(inclusive)
         enc["ticks"] = int(ticks) if ticks is not None else 1
+        if source is not None:
+            enc["source"] = [int(c) for c in np.ravel(source)]
     elif kind == "rate":
         enc["ticks"] = int(ticks) if ticks is not None else 16
         enc["seed"] = int(seed)
@@ -66,12 +72,29 @@ def validate_encoding(encoding: dict[str, Any]) -> dict[str, Any]:
         t = np.asarray(encoding.get("threshold", 0.5), dtype=np.float64)
         if not np.all(np.isfinite(t)):
             raise InputError("threshold encoding: the threshold must be finite")
-        if t.ndim > 1 or (t.ndim == 1 and channels is not None and t.size != channels):
-            raise InputError(f"threshold encoding: {t.size} per-channel thresholds for {channels} channels; "
-                             f"give one threshold or one per channel")
+        source = encoding.get("source")
+        spiking = channels if source is None else len(source)
+        if t.ndim > 1 or (t.ndim == 1 and spiking is not None and t.size != spiking):
+            raise InputError(f"threshold encoding: {t.size} per-channel thresholds for {spiking} spike channels; "
+                             f"give one threshold or one per spike channel")
+        if source is not None:
+            _check_source(source, channels)
     if encoding["kind"] == "rate" and not isinstance(encoding.get("seed", 0), (int, np.integer)):
         raise InputError(f"rate encoding: seed = {encoding.get('seed')!r} must be an integer")
     return encoding
+
+
+def _check_source(source: Any, channels: int | None) -> None:
+    """``source`` must be a list of data-value indices below ``channels``."""
+    if channels is None:
+        raise InputError("threshold encoding with a 'source' list needs 'channels', the values per sample")
+    index = np.asarray(source)
+    if index.ndim != 1 or (index.size and not np.issubdtype(index.dtype, np.integer)):
+        raise InputError(f"threshold encoding: 'source' must be a list of integer data-value indices, got "
+                         f"{str(source)[:60]}")
+    if index.size and (index.min() < 0 or index.max() >= channels):
+        raise InputError(f"threshold encoding: 'source' indices span [{index.min()}, {index.max()}], the samples "
+                         f"have {channels} values; every index must lie in [0, {channels - 1}]")
 
 
 def input_ticks(encoding: dict[str, Any]) -> int:
@@ -81,11 +104,14 @@ def input_ticks(encoding: dict[str, Any]) -> int:
 
 def spike_channels(encoding: dict[str, Any], data_channels: int) -> int:
     """Input channels of the spikes ``encode`` makes from ``data_channels`` values per sample."""
-    return int(data_channels) + (1 if encoding.get("bias_channel") else 0)
+    spiking = len(encoding["source"]) if "source" in encoding else int(data_channels)
+    return spiking + (1 if encoding.get("bias_channel") else 0)
 
 
 def data_channels(encoding: dict[str, Any], num_inputs: int) -> int:
     """Values per sample a network with ``num_inputs`` input channels takes under ``encoding``."""
+    if "source" in encoding:
+        return int(encoding["channels"])
     return int(num_inputs) - (1 if encoding.get("bias_channel") else 0)
 
 
@@ -103,6 +129,8 @@ def encode(encoding: dict[str, Any], x: np.ndarray, sample_offset: int = 0) -> n
         flat = _flatten(encoding, x)
         if kind == "threshold":
             t = np.asarray(encoding.get("threshold", 0.5), dtype=np.float64)
+            if "source" in encoding:
+                flat = flat[:, np.asarray(encoding["source"], np.int64)]
             hit = flat >= t if encoding.get("inclusive") else flat > t
             spikes = np.repeat(hit[:, None, :], ticks, axis=1)
         else:

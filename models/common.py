@@ -108,9 +108,26 @@ def load_data(args: argparse.Namespace) -> dict[str, np.ndarray]:
     return {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte}
 
 
-def binarize_input(x: torch.Tensor) -> torch.Tensor:
-    """The chip's threshold input encoding: a pixel spikes when its value is above 0.5."""
-    return (x > 0.5).float()
+def binarize_input(x: torch.Tensor, thresholds: tuple[float, ...] = (0.5,)) -> torch.Tensor:
+    """The chip's threshold input encoding: a pixel spikes when its value is above 0.5; with
+    several ``thresholds`` (a thermometer code) each channel becomes one channel per threshold,
+    in threshold order."""
+    if len(thresholds) == 1:
+        return (x > thresholds[0]).float()
+    return torch.cat([(x > t).float() for t in thresholds], dim=1)
+
+
+def input_thresholds(model: torch.nn.Module) -> tuple[float, ...]:
+    """The thresholds of a model's input encoding (``input_thresholds`` attribute, default 0.5)."""
+    return tuple(getattr(model, "input_thresholds", (0.5,)))
+
+
+def thermometer(levels: int) -> tuple[float, ...]:
+    """``levels`` evenly spaced input thresholds k / (levels + 1): (0.5,) for one level, (0.25,
+    0.5, 0.75) for three."""
+    if levels < 1:
+        raise SystemExit(f"--input-levels {levels}: give at least one threshold level")
+    return tuple((k + 1) / (levels + 1) for k in range(levels))
 
 
 def shift_images(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -183,7 +200,7 @@ def predict(model: torch.nn.Module, x: np.ndarray, batch: int = 1000) -> np.ndar
     model.eval()
     out = []
     for lo in range(0, len(x), batch):
-        scores = model(binarize_input(torch.from_numpy(x[lo:lo + batch])))
+        scores = model(binarize_input(torch.from_numpy(x[lo:lo + batch]), input_thresholds(model)))
         out.append(scores.argmax(1).numpy())
     return np.concatenate(out)
 
@@ -246,6 +263,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     distortion = {"max_shift": getattr(args, "shift", 0), "rotate": getattr(args, "rotate", 0.0),
                   "scale": getattr(args, "scale", 0.0), "elastic": getattr(args, "elastic", 0.0)}
     targets = soft_targets(args)
+    thresholds = input_thresholds(model)
     start = time.perf_counter()
     test_acc, best = 0.0, (-1.0, 0, None)
     for epoch in range(1, args.epochs + 1):
@@ -254,9 +272,9 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         total_loss, correct = 0.0, 0
         for lo in range(0, n, args.batch_size):
             idx = order[lo:lo + args.batch_size]
-            xb = binarize_input(augment_images(xtr[idx], generator=generator, **distortion))
-            scores = model(xb)
-            loss = loss_fn(scores, targets(xb, ytr[idx]))
+            grey = augment_images(xtr[idx], generator=generator, **distortion)
+            scores = model(binarize_input(grey, thresholds))
+            loss = loss_fn(scores, targets(grey, ytr[idx]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -265,7 +283,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
                 after_step()
             total_loss += float(loss.detach()) * len(idx)
             correct += int((scores.argmax(1) == ytr[idx]).sum())
-        recalibrate_batchnorm(model, binarize_input(xtr[order[:10000]]))
+        recalibrate_batchnorm(model, binarize_input(xtr[order[:10000]], thresholds))
         test_acc = float((predict(model, data["xte"]) == data["yte"]).mean())
         line = (f"epoch {epoch:3d}/{args.epochs}  loss {total_loss / n:.4f}  train acc {100 * correct / n:.2f}%  "
                 f"test acc {100 * test_acc:.2f}%")
@@ -460,8 +478,14 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=f"{op_type}_{self.count}", **attrs))
         return out
 
-    def encode_input(self) -> str:
-        """x -> Greater(x, 0.5) -> Cast(FLOAT): the threshold input encoding."""
+    def encode_input(self, thresholds: tuple[float, ...] = (0.5,)) -> str:
+        """x -> Greater(x, 0.5) -> Cast(FLOAT) named ``x_spikes``: the threshold input encoding. With
+        several thresholds (a thermometer code): a 1x1 Conv with one output channel per threshold
+        (weight 1, bias -t), then a step, named ``x_levels`` (channels in ``binarize_input``'s order)."""
+        if len(thresholds) > 1:
+            weight = np.ones((len(thresholds), 1, 1, 1), np.float32)
+            bias = -np.asarray(thresholds, np.float32)
+            return self.step(self.conv("x", weight, bias, "input_levels"), name="x_levels")
         half = self.const("input_threshold", np.array(0.5, np.float32))
         spikes = self.op("Greater", ["x", half])
         return self.op("Cast", [spikes], name="x_spikes", to=TensorProto.FLOAT)

@@ -1,8 +1,11 @@
 """Join independently trained chip-ready step networks into one ensemble model.
 
 Every member must follow the chip-ready contract of models/README.md: the threshold input
-encoding (``Greater(x, 0.5)`` -> ``Cast`` named ``x_spikes``) and a class readout
-``y = MatMul(spikes, readout.weight)`` with a 0/1 matrix. The ensemble shares the encoding,
+encoding (``Greater(x, 0.5)`` -> ``Cast`` named ``x_spikes``) or a thermometer code of several
+thresholds (``--input-levels``: a 1x1 Conv and a step named ``x_levels``, which the member keeps
+as its own), and a class readout ``y = MatMul(spikes, readout.weight)`` with a 0/1 matrix. On the
+chip, spike channels that several members' encodings share (a pixel above 0.5) are one. The
+ensemble shares the encoding,
 runs the members side by side and concatenates their voting neurons in front of one readout, so
 ``y`` is the sum of the members' class counts: an ensemble of copies, each copy a separately
 trained network (deterministic networks gain nothing from identical copies).
@@ -74,6 +77,9 @@ def _member_parts(model: onnx.ModelProto, prefix: str, source: str = "x_spikes")
     input spikes read from ``source``), without the readout, plus the name of its voting spikes
     and its readout matrix."""
     graph = model.graph
+    if source != "x_spikes" and not any("x_spikes" in n.input for n in graph.node):
+        raise SystemExit(f"{prefix}: the member does not read the shared x_spikes (a thermometer input code?); "
+                         f"only members with the plain threshold encoding can be shifted; give it shift 0,0")
     readout = [n for n in graph.node if n.op_type == "MatMul" and n.output[0] == graph.output[0].name]
     if len(readout) != 1:
         raise SystemExit(f"{prefix}: no MatMul readout producing the output {graph.output[0].name!r}")

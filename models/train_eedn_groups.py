@@ -33,12 +33,16 @@ Axon types: 1x1 kernels give input channel j type j mod 4; larger kernels with a
 add the parity of the input row and column (the checkerboard of Esser et al. 2015 for pixels),
 which every output position sees the same way.
 
+``--input-levels K`` thresholds every pixel at K levels k / (K + 1) (a thermometer code): c1
+reads K input lines per tap (48 for K = 3), one spike channel per (pixel, level) on the chip.
+
 Training: latent connection probabilities p in [0, 1] (connected when p > 1/2) and latent signs,
 both with straight-through gradients; a batch norm with scale 1 folded into an integer
 threshold; a straight-through step; random shifts of up to ``--shift`` pixels (default 1);
 5,000 training images held out to keep the best epoch (``--val``).
 
-Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full|wide] [--out models/eedn_groups.onnx]
+Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full|wide] [--input-levels K]
+       [--out models/eedn_groups.onnx]
 """
 
 from __future__ import annotations
@@ -140,13 +144,14 @@ class EednGroups(nn.Module):
     shuffles, step neurons and a class readout."""
 
     def __init__(self, floor: float | None, levels: int = 1, free_first: bool = False,
-                 layout: str = "base") -> None:
+                 layout: str = "base", input_thresholds: tuple[float, ...] = (0.5,)) -> None:
         super().__init__()
+        self.input_thresholds = tuple(input_thresholds)
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
         # a 3x3 stride-1 kernel has no position-free line types
         self.free_first = free_first or layout == "full"
-        self.specs, self.orders, cin, size, prev_groups = [], [], 1, 28, 1
+        self.specs, self.orders, cin, size, prev_groups = [], [], len(self.input_thresholds), 28, 1
         for cout, k, stride, pad, groups in LAYOUTS[layout]:
             self.specs.append((cin, cout, k, stride, pad, groups))
             self.orders.append(shuffle_order(cin, prev_groups))
@@ -173,7 +178,7 @@ class EednGroups(nn.Module):
         """Chip-ready ONNX: encoding, then per layer the channel shuffle (``Gather`` on the channel
         axis), a grouped Conv (weights in {-1, 0, 1}, integer-threshold bias) and a step; readout."""
         builder = common.GraphBuilder(name)
-        h = builder.encode_input()
+        h = builder.encode_input(self.input_thresholds)
         with torch.no_grad():
             for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(self.convs, self.specs)):
                 order = self.orders[i]
@@ -201,12 +206,16 @@ def main() -> None:
                             help="base: c1 4x4 stride 2 (the table above); full: c1 3x3 stride 1 at 28x28 with "
                                  "free ternary weights and a 2x2 stride-2 layer in front of the base's c2; wide: "
                                  "twice the base's channels from c2 on")
+        parser.add_argument("--input-levels", type=int, default=1,
+                            help="input thresholds per pixel (a thermometer code, thresholds k / (levels + 1)): "
+                                 "each pixel drives one input line per level, so c1 reads levels x its taps")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)
     common.setup(args)
     data = common.load_data(args)
-    model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout)
+    model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,
+                       common.thermometer(args.input_levels))
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
     weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if model.free_first else "")
     common.train_vote_network(model, args, data, "binary connections", weights=weights, shuffle="ShuffleNet")

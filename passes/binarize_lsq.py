@@ -66,9 +66,9 @@ class BinarizeLsq:
         plan = plan_network(net, allow_logits=True, method="lsq")
         x = np.asarray(state.calibration, dtype=np.float64)[: self.samples].reshape(
             min(len(state.calibration), self.samples), -1)
-        if x.shape[1] != plan.data_channels:
+        if x.shape[1] != plan.input_values:
             raise BinarizeError(f"calibration inputs have {x.shape[1]} values per sample, the network's input has "
-                                f"{plan.data_channels}; give calibration samples of the model's input shape")
+                                f"{plan.input_values}; give calibration samples of the model's input shape")
         kind = self.encoding
         if kind == "auto":
             kind = "threshold" if plan.input_threshold is not None else "rate"
@@ -77,7 +77,8 @@ class BinarizeLsq:
                                    method="lsq")
         spikes = encode(encoding, x)
         values = net.evaluate(x, keep=True)
-        floats = {INPUT: values[_encoder_name(net, plan)]}
+        # the model's own threshold encoding: the spike channels are its step neurons' values
+        floats = {INPUT: values[INPUT] if plan.input_threshold is None else spikes.mean(axis=1)}
         floats.update({layer.name: values[layer.name] for layer in plan.layers})
         run_ticks = ticks + plan.max_depth - 1
         counts: dict[str, np.ndarray] = {INPUT: spikes.sum(axis=1).astype(np.int64)}
@@ -177,13 +178,6 @@ class BinarizeLsq:
                 "silent_samples": int(np.sum(counts.sum(axis=1) == 0)),
                 "groups": len(deployed.groups), "neurons": deployed.num_neurons, "readout": plan.readout,
                 "num_classes": plan.num_classes}
-
-
-def _encoder_name(net: Any, plan: Plan) -> str:
-    """The population whose float values the deployed input channels carry."""
-    if plan.input_threshold is None:
-        return INPUT
-    return next(p.target for p in net.projections if p.source == INPUT)
 
 
 def pre_activation(layer: Layer, floats: dict[str, np.ndarray]) -> np.ndarray:

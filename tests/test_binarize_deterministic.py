@@ -85,6 +85,41 @@ def test_model_input_threshold_is_the_encoding():
     assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
 
 
+def thermometer_net(seed: int) -> Network:
+    """A step MLP on 12 values read through two encoders: a thermometer of three thresholds per
+    value (a 1x1 conv: weight 2, bias -2t) and a plain x > 0.5 that the thermometer also makes."""
+    net = step_mlp([36 + 12, 10, 6], seed=seed, classes=3)
+    levels = np.array([0.25, 0.5, 0.75])
+    therm = step_pop("x_levels", 36, -2.0 * np.repeat(levels, 12))
+    plain = step_pop("x_spikes", 12, np.full(12, -0.5))
+    hidden = net.projections[0].weight.tocsc()
+    pops = [Population(INPUT, (12,)), therm, plain] + net.populations[1:]
+    projs = [Projection(INPUT, "x_levels", sp.csr_matrix(np.tile(2.0 * np.eye(12), (3, 1)))),
+             Projection(INPUT, "x_spikes", sp.identity(12, format="csr")),
+             Projection("x_levels", "h0", sp.csr_matrix(hidden[:, :36])),
+             Projection("x_spikes", "h0", sp.csr_matrix(hidden[:, 36:]))] + net.projections[1:]
+    return Network(pops, projs, net.output)
+
+
+def test_a_thermometer_code_is_the_encoding_with_shared_channels_merged():
+    net = thermometer_net(seed=7)
+    deployed, report = deploy(net)
+    enc = report["encoding"]
+    assert enc["channels"] == 12 and deployed.num_inputs == 36  # the plain encoder's channels are the 0.5 level
+    assert enc["source"] == list(range(12)) * 3
+    assert enc["threshold"] == [0.25] * 12 + [0.5] * 12 + [0.75] * 12
+    assert not {"x_levels", "x_spikes"} & {g.name for g in deployed.groups}
+    x = np.random.default_rng(1).random((200, 12))
+    assert np.array_equal(class_counts(deployed, x), net.evaluate(x))
+
+
+def test_encoders_of_both_comparisons_are_refused():
+    net = thermometer_net(seed=7)
+    net.population("x_spikes").params["inclusive"] = True
+    with pytest.raises(BinarizeError, match="both x > t and x >= t"):
+        deploy(net)
+
+
 def test_rate_encoding_streams_frames_through_memoryless_neurons():
     net = step_mlp([12, 10, 8, 6], seed=6, classes=3)
     deployed, _ = deploy(net, encoding="rate", ticks=7)

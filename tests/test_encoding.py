@@ -25,6 +25,21 @@ def test_threshold_per_channel_and_image_shapes():
     assert encode(enc, x)[:, 0].tolist() == [[True, True, False, False]] * 2
 
 
+def test_threshold_with_a_source_drives_several_spike_channels_from_one_value():
+    enc = make_encoding("threshold", channels=2, threshold=[0.25, 0.75, 0.25, 0.75], source=[0, 0, 1, 1])
+    x = np.array([[0.5, 0.9], [0.1, 0.3]])
+    assert encode(enc, x)[:, 0].tolist() == [[True, False, True, True], [False, False, True, False]]
+    assert spike_channels(enc, 2) == 4 and data_channels(enc, 4) == 2
+    enc["bias_channel"] = True
+    assert spike_channels(enc, 2) == 5 and data_channels(enc, 5) == 2
+    with pytest.raises(InputError, match=r"indices span \[0, 2\], the samples have 2 values"):
+        make_encoding("threshold", channels=2, source=[0, 2])
+    with pytest.raises(InputError, match="3 per-channel thresholds for 2 spike channels"):
+        make_encoding("threshold", channels=2, threshold=[0.1, 0.2, 0.3], source=[1, 0])
+    with pytest.raises(InputError, match="samples have 3 values"):
+        encode(make_encoding("threshold", channels=2, source=[0, 1, 1]), np.zeros((1, 3)))
+
+
 def test_rate_uses_the_documented_counter_draws():
     enc = make_encoding("rate", channels=3, ticks=5, seed=7)
     x = np.array([[0.0, 0.3, 1.0], [0.9, 0.5, 0.1]])

@@ -21,13 +21,14 @@ import common  # noqa: E402
 from make_ensemble import ensemble_copies, join, parse_shifts, shifted  # noqa: E402
 
 
-def conv_member(seed: int) -> onnx.ModelProto:
-    """A chip-ready step CNN: threshold encoding, one 4x4 stride-2 conv with weights in
-    {-1, 0, 1} and half-integer biases, a step, and a readout of its 2 x 14 x 14 voters."""
+def conv_member(seed: int, thresholds: tuple[float, ...] = (0.5,)) -> onnx.ModelProto:
+    """A chip-ready step CNN: threshold encoding (a thermometer code with several ``thresholds``),
+    one 4x4 stride-2 conv with weights in {-1, 0, 1} and half-integer biases, a step, and a
+    readout of its 2 x 14 x 14 voters."""
     rng = np.random.default_rng(seed)
     builder = common.GraphBuilder(f"member{seed}")
-    h = builder.encode_input()
-    weight = rng.choice(np.array([-1.0, 0.0, 1.0], np.float32), size=(2, 1, 4, 4), p=[0.3, 0.3, 0.4])
+    h = builder.encode_input(thresholds)
+    weight = rng.choice(np.array([-1.0, 0.0, 1.0], np.float32), size=(2, len(thresholds), 4, 4), p=[0.3, 0.3, 0.4])
     bias = (rng.integers(-3, 1, size=2) - 0.5).astype(np.float32)
     h = builder.step(builder.conv(h, weight, bias, "c1", stride=2, pad=1), name="c1.spikes")
     counts = builder.readout(builder.flatten(h), np.arange(2 * 14 * 14) % 10)
@@ -76,3 +77,19 @@ def test_a_shifted_ensemble_compiles_to_a_program_equal_to_onnxruntime(images, t
     program = crossmap.compile(path, tmp_path / "out", seed=0)
     report = verify(program, path, inputs=images, limit=len(images))
     assert report.ok, report.detail
+
+
+def test_a_thermometer_member_keeps_its_own_encoding_and_compiles_equal_to_onnxruntime(images, tmp_path):
+    levels = common.thermometer(3)
+    members = [conv_member(0), conv_member(2, levels)]
+    model = join(members, "ens", [(0, 0), (0, 0)])
+    np.testing.assert_array_equal(run_onnxruntime(model, images), sum(run_onnxruntime(m, images) for m in members))
+    path = tmp_path / "ens.onnx"
+    onnx.save(model, str(path))
+    program = crossmap.compile(path, tmp_path / "out", seed=0)
+    # 784 pixels at 0.5 (shared by both members) and at 0.25 and 0.75 (the thermometer member's own)
+    assert program.num_inputs == 3 * 784 and program.encoding["channels"] == 784
+    report = verify(program, path, inputs=images, limit=len(images))
+    assert report.ok, report.detail
+    with pytest.raises(SystemExit, match="only members with the plain threshold encoding can be shifted"):
+        join(members, "ens", [(0, 0), (1, 0)])

@@ -237,6 +237,16 @@ def test_core_shaped_cnn_wide_layout_doubles_the_channels_and_keeps_every_filter
     assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_thermometer_input_gives_one_channel_per_threshold_in_order(recipes):
+    torch, common = recipes
+    assert common.thermometer(1) == (0.5,) and common.thermometer(3) == (0.25, 0.5, 0.75)
+    x = torch.tensor([0.1, 0.3, 0.6, 0.9]).view(1, 1, 2, 2)
+    levels = common.binarize_input(x, common.thermometer(3))
+    assert levels.shape == (1, 3, 2, 2)
+    assert levels.view(3, 4).tolist() == [[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]]
+    assert torch.equal(common.binarize_input(x), levels[:, 1:2])
+
+
 def test_training_distortions_keep_the_image_when_zero_and_move_rotate_it_otherwise(recipes, sample):
     """``warp``: no distortion leaves the image; a move of whole pixels is a shift; a quarter turn
     of the square image is ``rot90``. ``warp_images`` draws within the limits it is given."""
@@ -316,6 +326,7 @@ def test_distillation_targets_mix_labels_with_the_teachers_softened_probabilitie
     ("train_esser2015_binary", ["--teacher", str(MODELS / "lenet.onnx"), "--distill", "0.7"]),
     ("train_eedn_groups", ["--layout", "full", "--val", "100"]),
     ("train_eedn_groups", ["--layout", "wide", "--val", "100"]),
+    ("train_eedn_groups", ["--input-levels", "3", "--val", "100"]),
 ])
 def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes, sample, recipe, options, tmp_path,
                                                                         monkeypatch, capsys):
@@ -343,3 +354,6 @@ def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes,
         assert weights(model)["c1.weight"].shape == (64, 1, 3, 3)
     if options[:2] == ["--layout", "wide"]:
         assert weights(model)["c7.weight"].shape == (1000, 256, 1, 1)
+    if options[:2] == ["--input-levels", "3"]:  # a thermometer code: c1 reads three channels per pixel
+        assert weights(model)["c1.weight"].shape == (128, 3, 4, 4)
+        assert weights(model)["input_levels.bias"].tolist() == [-0.25, -0.5, -0.75]
