@@ -179,8 +179,8 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
                 f"readout) because class votes are spike counts; end the model with a step layer, or use "
                 f"--binarize lsq for float outputs")
     return Plan(layers=list(layers.values()), data_channels=data_channels, num_classes=int(num_classes),
-                input_threshold=input_threshold, input_values=input_values, readout=network.output if readout is not None else None,
-                output=output_name)
+                input_threshold=input_threshold, input_values=input_values,
+                readout=network.output if readout is not None else None, output=output_name)
 
 
 def _align_voters(voters: list[Layer], layers: Any) -> None:
