@@ -6,8 +6,9 @@ thresholds (``--input-levels``: a 1x1 Conv and a step named ``x_levels``, which 
 as its own), and a class readout ``y = MatMul(spikes, readout.weight)`` with a 0/1 matrix. On the
 chip, spike channels that several members' encodings share (a pixel above 0.5) are one. The
 ensemble shares the encoding, runs the members side by side and concatenates their voting neurons
-in front of one readout, so ``y`` is the sum of the members' class counts: an ensemble of copies, each copy a separately
-trained network (deterministic networks gain nothing from identical copies).
+in front of one readout, so ``y`` is the sum of the members' class counts: an ensemble of
+copies, each copy a separately trained network (deterministic networks gain nothing from
+identical copies).
 
 A copy may also read the image translated by a pixel or two (``--shifts``): the same trained
 network wired to shifted pixel axons, a ``Pad`` -> ``Slice`` of the input spikes in front of the
