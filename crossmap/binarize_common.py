@@ -76,11 +76,11 @@ class Plan:
 
     layers: list[Layer]
     data_channels: int  # input spike channels (without the always-on bias channel)
+    input_values: int  # values per sample (data_channels unless one value feeds several channels)
     num_classes: int
     # the model's own threshold encoding: {"threshold": t or [t...], "inclusive": b, "source": [value of
     # each spike channel] or None (channel c reads value c)}
     input_threshold: dict[str, Any] | None = None
-    input_values: int = 0  # values per sample (data_channels unless one value feeds several channels)
     readout: str | None = None  # name of the readout population, if the model has one
     output: str = ""  # the layer(s) whose neurons vote (the readout's sources, comma-separated, or the output layer)
     notes: list[str] = field(default_factory=list)
@@ -352,7 +352,7 @@ def choose_encoding(plan: Plan, kind: str, *, ticks: int | None, threshold: floa
         raise BinarizeError(f"binarize_{method}: unknown encoding {kind!r}; choose one of {', '.join(KINDS)}")
     if ticks is not None and ticks < 1:
         raise BinarizeError(f"binarize_{method}: ticks = {ticks} must be at least 1")
-    channels = plan.input_values or plan.data_channels
+    channels = plan.input_values
     if plan.input_threshold is not None:
         if kind != "threshold":
             raise BinarizeError(f"the model thresholds its input itself (Greater(x, t) on the input), which is "
