@@ -53,6 +53,11 @@ def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
         parser.add_argument("--min-threshold", default=min_threshold,
                             help="lowest real firing threshold of a step neuron (0.5: every neuron needs an "
                                  "integer input >= 1 to fire), or 'none' (neurons may fire without input)")
+    parser.add_argument("--finetune", type=int, default=0,
+                        help="after the schedule, N more epochs with every batch norm frozen at statistics over "
+                             "all training images: the step neurons then train with the thresholds the chip uses")
+    parser.add_argument("--finetune-lr", type=float, default=None,
+                        help="peak learning rate of the --finetune epochs, cosine to 0 (default: --lr / 50)")
     parser.add_argument("--teacher", default=None,
                         help="distil from this ONNX model (same input contract): train on targets mixing the "
                              "labels with the teacher's softened class probabilities (--distill, --teacher-temperature)")
@@ -66,6 +71,8 @@ def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
     if not 0.0 <= args.distill <= 1.0 or args.teacher_temperature <= 0:
         raise SystemExit(f"--distill {args.distill} must be in [0, 1] and --teacher-temperature "
                          f"{args.teacher_temperature} above 0")
+    if args.epochs < 0 or args.finetune < 0 or args.epochs + args.finetune == 0:
+        raise SystemExit(f"--epochs {args.epochs} --finetune {args.finetune}: give a positive number of epochs")
     if min_threshold is not None:
         args.min_threshold = None if args.min_threshold.lower() == "none" else float(args.min_threshold)
     args.name = name
@@ -241,9 +248,10 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     """Train for ``args.epochs`` with a one-cycle learning-rate schedule, printing loss, train and
     test accuracy and time per epoch. Training images are distorted as the recipe's options
     (``add_distortion_args``) ask; recipes without them train on the images as given. With
-    ``args.val`` > 0 the last ``val`` images of a fixed shuffle of the training set are held out
-    and the model ends in the state of the epoch with the best accuracy on them (ties: the later
-    epoch). Returns the final test accuracy, the training time and the chosen epoch."""
+    ``args.finetune`` > 0, that many epochs follow with every batch norm frozen (``finetune``).
+    With ``args.val`` > 0 the last ``val`` images of a fixed shuffle of the training set are held
+    out and the model ends in the state of the epoch with the best accuracy on them (ties: the
+    later epoch). Returns the final test accuracy, the training time and the chosen epoch."""
     xtr, ytr = torch.from_numpy(data["xtr"]), torch.from_numpy(data["ytr"])
     val = int(getattr(args, "val", 0) or 0)
     if val >= len(ytr):
@@ -254,11 +262,14 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         xval, yval = data["xtr"][split[-val:].numpy()], data["ytr"][split[-val:].numpy()]
         xtr, ytr = xtr[split[:-val]], ytr[split[:-val]]
     n = len(ytr)
-    steps = args.epochs * math.ceil(n / args.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                                                    total_steps=steps, pct_start=0.15, anneal_strategy="cos",
-                                                    div_factor=10.0, final_div_factor=100.0,
-                                                    cycle_momentum=False)
+    batches = math.ceil(n / args.batch_size)
+    finetune = int(getattr(args, "finetune", 0) or 0)
+    epochs = args.epochs + finetune
+    if args.epochs:
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=args.epochs * batches,
+            pct_start=0.15, anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    peaks = [(getattr(args, "finetune_lr", None) or g["lr"] / 50) for g in optimizer.param_groups]
     generator = torch.Generator().manual_seed(args.seed)
     distortion = {"max_shift": getattr(args, "shift", 0), "rotate": getattr(args, "rotate", 0.0),
                   "scale": getattr(args, "scale", 0.0), "elastic": getattr(args, "elastic", 0.0)}
@@ -266,11 +277,20 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     thresholds = input_thresholds(model)
     start = time.perf_counter()
     test_acc, best = 0.0, (-1.0, 0, None)
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, epochs + 1):
+        frozen = epoch > args.epochs
+        if frozen and epoch == args.epochs + 1 and args.epochs:  # a loaded model (--init) keeps its thresholds
+            recalibrate_batchnorm(model, binarize_input(xtr, thresholds))
         model.train()
+        if frozen:
+            freeze_batchnorm(model)
         order = torch.randperm(n, generator=generator)
         total_loss, correct = 0.0, 0
-        for lo in range(0, n, args.batch_size):
+        for b, lo in enumerate(range(0, n, args.batch_size)):
+            if frozen:  # cosine from the peak to 0 over the fine-tuning steps
+                done = ((epoch - args.epochs - 1) * batches + b) / (finetune * batches)
+                for group, peak in zip(optimizer.param_groups, peaks):
+                    group["lr"] = peak * 0.5 * (1.0 + math.cos(math.pi * done))
             idx = order[lo:lo + args.batch_size]
             grey = augment_images(xtr[idx], generator=generator, **distortion)
             scores = model(binarize_input(grey, thresholds))
@@ -278,15 +298,17 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            scheduler.step()
+            if not frozen:
+                scheduler.step()
             if after_step is not None:
                 after_step()
             total_loss += float(loss.detach()) * len(idx)
             correct += int((scores.argmax(1) == ytr[idx]).sum())
-        recalibrate_batchnorm(model, binarize_input(xtr[order[:10000]], thresholds))
+        if not frozen:
+            recalibrate_batchnorm(model, binarize_input(xtr[order[:10000]], thresholds))
         test_acc = float((predict(model, data["xte"]) == data["yte"]).mean())
-        line = (f"epoch {epoch:3d}/{args.epochs}  loss {total_loss / n:.4f}  train acc {100 * correct / n:.2f}%  "
-                f"test acc {100 * test_acc:.2f}%")
+        line = (f"epoch {epoch:3d}/{epochs}{' (frozen norms)' if frozen else ''}  loss {total_loss / n:.4f}  "
+                f"train acc {100 * correct / n:.2f}%  test acc {100 * test_acc:.2f}%")
         if val:
             val_acc = float((predict(model, xval) == yval).mean())
             line += f"  val acc {100 * val_acc:.2f}%"
@@ -298,7 +320,17 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         test_acc = float((predict(model, data["xte"]) == data["yte"]).mean())
         print(f"kept epoch {best[1]} (val acc {100 * best[0]:.2f}%): test acc {100 * test_acc:.2f}%", flush=True)
     return {"test_accuracy": test_acc, "train_seconds": time.perf_counter() - start,
-            "epoch": best[1] if val else args.epochs}
+            "epoch": best[1] if val else epochs}
+
+
+def freeze_batchnorm(model: torch.nn.Module) -> None:
+    """Put every batch norm of ``model`` in eval mode: the step neurons then fire at the fixed
+    thresholds of the deployed network (running statistics and learned shift) while the shift and
+    the weights keep training. Binary networks trained with batch statistics see a threshold that
+    moves with every batch, and the chip's fixed one only at test time."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
 
 
 def soft_targets(args: argparse.Namespace) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -348,7 +380,8 @@ def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: d
     torch_pred = predict(model, data["xte"])
     metadata = training_metadata(args, result, layers=model.specs, **meta)
     save_checked(model.to_onnx(metadata, args.name), args.out, data, torch_pred, label)
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    finetuned = f" + {args.finetune} with frozen norms" if getattr(args, "finetune", 0) else ""
+    print(f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s")
 
 
 # ---------------------------------------------------------------- straight-through estimators
@@ -551,6 +584,20 @@ def onnx_predict(model: onnx.ModelProto, x: np.ndarray, batch: int = 1000) -> np
                            for lo in range(0, len(x), batch)])
 
 
+def onnx_initializers(path: str | Path) -> dict[str, np.ndarray]:
+    """The initializers of an ONNX file by name, int8-stored weights (``NAME_int8``) back as
+    float32 under ``NAME``."""
+    model = onnx.load(str(path))
+    arrays = {}
+    for tensor in model.graph.initializer:
+        values = numpy_helper.to_array(tensor)
+        if tensor.name.endswith("_int8") and values.dtype == np.int8:
+            arrays[tensor.name[:-len("_int8")]] = values.astype(np.float32)
+        else:
+            arrays[tensor.name] = values
+    return arrays
+
+
 INT8_MIN_SIZE = 1 << 16  # weight tensors at least this large are stored as int8 when their values allow
 
 
@@ -606,6 +653,8 @@ def training_metadata(args: argparse.Namespace, result: dict[str, float], **extr
             "crossmap.epochs": str(args.epochs), "crossmap.train_seconds": f"{result['train_seconds']:.0f}",
             "crossmap.torch_test_accuracy": f"{result['test_accuracy']:.4f}",
             "crossmap.kept_epoch": str(result.get("epoch", args.epochs))}
+    if getattr(args, "finetune", 0):
+        meta["crossmap.finetune_epochs"] = str(args.finetune)
     meta.update({f"crossmap.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in extra.items()})
     return meta
 
@@ -623,4 +672,5 @@ def train_float(name: str, make_model: Callable[[argparse.Namespace], torch.nn.M
     result = fit(model, data, args, torch.nn.functional.cross_entropy, optimizer)
     meta = training_metadata(args, result, weights="float")
     save_checked(model.to_onnx(meta, args.name), args.out, data, predict(model, data["xte"]), "float")
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    finetuned = f" + {args.finetune} with frozen norms" if getattr(args, "finetune", 0) else ""
+    print(f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s")

@@ -47,7 +47,10 @@ Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -193,6 +196,68 @@ class EednGroups(nn.Module):
         return builder.model(counts, [10], metadata)
 
 
+INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded with --init
+
+
+@torch.no_grad()
+def load_exported(model: EednGroups, path: str, x: torch.Tensor, y: torch.Tensor) -> None:
+    """Start ``model`` from a network this recipe exported (``--init``): each connection's latent p
+    at 1/2 +- ``INIT_MARGIN`` (connected or not), each sign at +-``INIT_MARGIN`` (free ternary
+    weights at 0 or +-(1/2 + margin)), so that fine-tuning can flip them; each batch norm's
+    statistics measured on the grey images ``x`` (the layer's integer sums, earlier layers firing
+    at the file's thresholds) and its shift set so that the threshold is the file's exactly; the
+    loss scale fitted to the class counts on ``x`` and labels ``y``. The model then predicts exactly what the file does."""
+    arrays = common.onnx_initializers(path)
+    h = common.binarize_input(x, model.input_thresholds)
+    for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(model.convs, model.specs)):
+        name = f"c{i + 1}"
+        weight, bias = arrays.get(f"{name}.weight"), arrays.get(f"{name}.bias")
+        expected = tuple(conv.weight().shape)
+        if weight is None or bias is None or weight.shape != expected:
+            found = "no such layer" if weight is None else f"weight {weight.shape}"
+            raise SystemExit(f"--init {path}: layer {name} has {found}, this recipe's layer is {expected}; "
+                             f"give the --layout and --input-levels the file was trained with")
+        w = torch.from_numpy(np.array(weight))
+        if conv.free:
+            conv.w.copy_(w * (0.5 + INIT_MARGIN))
+        else:
+            if conv.levels != 1:
+                raise SystemExit(f"--init with --levels {conv.levels}: only sign weights (--levels 1) can be loaded")
+            conv.p.copy_(0.5 + INIT_MARGIN * torch.where(w != 0, 1.0, -1.0))
+            per_type = torch.stack([(w * (conv.types == t)).sum((1, 2, 3)) for t in range(TYPES)], dim=1)
+            conv.sign.copy_(INIT_MARGIN * torch.where(per_type != 0, torch.sign(per_type), torch.sign(conv.sign)))
+        threshold = torch.from_numpy(-bias.astype(np.float64)).float()  # fires iff s > -bias
+        s = nn.functional.conv2d(h.index_select(1, getattr(model, f"order{i}")), conv.weight(), stride=stride,
+                                 padding=pad, groups=groups)
+        bn = conv.norm.bn
+        mean, var = s.mean((0, 2, 3)), s.var((0, 2, 3), unbiased=False).clamp(min=1.0)
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.bias.copy_((mean - threshold) / torch.sqrt(var + bn.eps))
+        h = (s > threshold[None, :, None, None]).float()
+    model.log_scale.fill_(float(np.log(_fit_scale(h.flatten(1) @ model.readout, y))))
+
+
+def _fit_scale(counts: torch.Tensor, labels: torch.Tensor) -> float:
+    """The scale of the class counts with the lowest cross-entropy on ``labels`` (a grid search)."""
+    scales = np.geomspace(0.01, 10.0, 61)
+    losses = [float(nn.functional.cross_entropy(float(a) * counts, labels)) for a in scales]
+    return float(scales[int(np.argmin(losses))])
+
+
+def start_from(model: EednGroups, path: str, data: dict[str, np.ndarray]) -> None:
+    """``load_exported`` on 10,000 training images, then check that the model predicts what the
+    file predicts on the test images (onnxruntime)."""
+    if not Path(path).is_file():
+        raise SystemExit(f"--init {path}: no such file; give an ONNX model exported by this recipe")
+    keep = np.random.default_rng(0).permutation(len(data["ytr"]))[:10000]
+    load_exported(model, path, torch.from_numpy(data["xtr"][keep]), torch.from_numpy(data["ytr"][keep]))
+    differing = int((common.predict(model, data["xte"]) != common.onnx_predict(onnx.load(path), data["xte"])).sum())
+    if differing:
+        raise SystemExit(f"--init {path}: the loaded network differs from the file on {differing} test images")
+    print(f"started from {path}: predicts what the file does on all {len(data['yte'])} test images", flush=True)
+
+
 def main() -> None:
     """Train, evaluate, export."""
     def extra(parser):
@@ -206,6 +271,10 @@ def main() -> None:
                             help="base: c1 4x4 stride 2 (the table above); full: c1 3x3 stride 1 at 28x28 with "
                                  "free ternary weights and a 2x2 stride-2 layer in front of the base's c2; wide: "
                                  "twice the base's channels from c2 on")
+        parser.add_argument("--init", default=None,
+                            help="start from this ONNX file, exported by this recipe with the same --layout and "
+                                 "--input-levels (with --epochs 0 --finetune N: fine-tune a trained network; keep "
+                                 "its --seed so that its held-out images stay held out)")
         parser.add_argument("--input-levels", type=int, default=1,
                             help="input thresholds per pixel (a thermometer code, thresholds k / (levels + 1)): "
                                  "each pixel drives one input line per level, so c1 reads levels x its taps")
@@ -216,6 +285,8 @@ def main() -> None:
     data = common.load_data(args)
     model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,
                        common.thermometer(args.input_levels))
+    if args.init is not None:
+        start_from(model, args.init, data)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
     weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if model.free_first else "")
     common.train_vote_network(model, args, data, "binary connections", weights=weights, shuffle="ShuffleNet")

@@ -357,3 +357,71 @@ def test_recipes_train_and_export_a_checked_model_on_the_bundled_sample(recipes,
     if options[:2] == ["--input-levels", "3"]:  # a thermometer code: c1 reads three channels per pixel
         assert weights(model)["c1.weight"].shape == (128, 3, 4, 4)
         assert weights(model)["input_levels.bias"].tolist() == [-0.25, -0.5, -0.75]
+
+
+def run_recipe(common, recipe: str, argv: list[str], data: dict, monkeypatch) -> None:
+    """Run a recipe's ``main`` with ``argv`` on ``data`` instead of MNIST."""
+    import importlib
+
+    monkeypatch.setattr(common, "load_data", lambda args: data)
+    monkeypatch.setattr(sys, "argv", [f"{recipe}.py", *argv])
+    importlib.import_module(recipe).main()
+
+
+def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, sample, tmp_path, monkeypatch,
+                                                                       capsys):
+    """``--init FILE --epochs 0 --finetune 1``: the loaded network predicts exactly what the file
+    does before fine-tuning, the fine-tuned export still equals torch, and the metadata records the
+    frozen-norm epochs; a file of another layout is refused with the layer that differs."""
+    torch, common = recipes
+    from train_eedn_groups import EednGroups, load_exported
+
+    torch.set_num_threads(1)
+    images, labels = sample
+    data = {"xtr": images, "ytr": labels.astype(np.int64), "xte": images[:100], "yte": labels[:100].astype(np.int64)}
+    first, tuned = tmp_path / "first.onnx", tmp_path / "tuned.onnx"
+    run_recipe(common, "train_eedn_groups", ["--epochs", "1", "--val", "100", "--input-levels", "3",
+                                             "--out", str(first)], data, monkeypatch)
+    run_recipe(common, "train_eedn_groups", ["--epochs", "0", "--finetune", "1", "--val", "100", "--input-levels",
+                                             "3", "--init", str(first), "--out", str(tuned)], data, monkeypatch)
+    printed = capsys.readouterr().out
+    assert f"started from {first}: predicts what the file does on all 100 test images" in printed
+    assert "epoch   1/1 (frozen norms)" in printed and "predictions differing from torch: 0" in printed
+    meta = {p.key: p.value for p in onnx.load(str(tuned)).metadata_props}
+    assert meta["crossmap.finetune_epochs"] == "1" and meta["crossmap.epochs"] == "0"
+
+    net = EednGroups(None, input_thresholds=(0.25, 0.5, 0.75))
+    x, y = torch.from_numpy(images[:200]), torch.from_numpy(labels[:200].astype(np.int64))
+    load_exported(net, str(first), x, y)
+    exported = weights(onnx.load(str(first)))
+    for i, conv in enumerate(net.convs):  # the same integer weights and thresholds as the file
+        np.testing.assert_array_equal(conv.weight().detach().numpy(), exported[f"c{i + 1}.weight"])
+        np.testing.assert_allclose(conv.norm.threshold(), -exported[f"c{i + 1}.bias"], atol=1e-4)
+    with pytest.raises(SystemExit, match="layer c1 has weight .*give the --layout and --input-levels"):
+        load_exported(EednGroups(None), str(first), x, y)
+
+
+def test_frozen_norms_train_at_fixed_thresholds(recipes):
+    """``freeze_batchnorm``: in training mode the step neurons then use the running statistics
+    (the deployed thresholds), which forward passes no longer move, while the shift still learns."""
+    torch, common = recipes
+    from train_eedn_groups import EednGroups
+
+    torch.manual_seed(3)
+    net = EednGroups(None)
+    x = common.binarize_input(torch.rand(64, 1, 28, 28))
+    common.recalibrate_batchnorm(net, x)
+    net.eval()
+    with torch.no_grad():
+        deployed = net(x)
+    net.train()
+    common.freeze_batchnorm(net)
+    before = [conv.norm.bn.running_mean.clone() for conv in net.convs]
+    out = net(x)
+    assert torch.equal(out, deployed)
+    assert all(torch.equal(b, conv.norm.bn.running_mean) for b, conv in zip(before, net.convs))
+    out.sum().backward()
+    assert any(conv.norm.bn.bias.grad is not None and conv.norm.bn.bias.grad.abs().sum() > 0 for conv in net.convs)
+    net.train()
+    with torch.no_grad():
+        assert not torch.equal(net(x[:7]), deployed[:7]), "batch statistics move the thresholds"
