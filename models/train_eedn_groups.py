@@ -41,8 +41,12 @@ both with straight-through gradients; a batch norm with scale 1 folded into an i
 threshold; a straight-through step; random shifts of up to ``--shift`` pixels (default 1);
 5,000 training images held out to keep the best epoch (``--val``).
 
+``--init FILE.onnx --epochs 0 --finetune N`` fine-tunes a network this recipe exported: its
+weights and thresholds are loaded exactly (``load_exported``), then N epochs train with the batch
+norms frozen, i.e. at the thresholds the chip uses.
+
 Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full|wide] [--input-levels K]
-       [--out models/eedn_groups.onnx]
+       [--finetune N] [--init FILE.onnx] [--out models/eedn_groups.onnx]
 """
 
 from __future__ import annotations
