@@ -323,6 +323,21 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
             "epoch": best[1] if val else epochs}
 
 
+def start_from(model: torch.nn.Module, path: str, data: dict[str, np.ndarray],
+               load: Callable[[torch.nn.Module, dict[str, np.ndarray], torch.Tensor, torch.Tensor], None]) -> None:
+    """``--init``: ``load(model, initializers, x, y)`` the network exported to ``path`` (on 10,000
+    training images), then check that the model predicts what the file predicts (onnxruntime) on
+    every test image."""
+    if not Path(path).is_file():
+        raise SystemExit(f"--init {path}: no such file; give an ONNX model exported by this recipe")
+    keep = np.random.default_rng(0).permutation(len(data["ytr"]))[:10000]
+    load(model, onnx_initializers(path), torch.from_numpy(data["xtr"][keep]), torch.from_numpy(data["ytr"][keep]))
+    differing = int((predict(model, data["xte"]) != onnx_predict(onnx.load(path), data["xte"])).sum())
+    if differing:
+        raise SystemExit(f"--init {path}: the loaded network differs from the file on {differing} test images")
+    print(f"started from {path}: predicts what the file does on all {len(data['yte'])} test images", flush=True)
+
+
 def freeze_batchnorm(model: torch.nn.Module) -> None:
     """Put every batch norm of ``model`` in eval mode: the step neurons then fire at the fixed
     thresholds of the deployed network (running statistics and learned shift) while the shift and
@@ -456,6 +471,17 @@ class ThresholdNorm(torch.nn.Module):
     def threshold(self) -> np.ndarray:
         """c per neuron (float64): the neuron fires iff s > c."""
         return bn_threshold(self.bn)
+
+    @torch.no_grad()
+    def load(self, sums: torch.Tensor, threshold: torch.Tensor) -> None:
+        """Statistics measured on ``sums`` (integer sums, features on dimension 1) and the shift
+        that makes the eval-mode threshold exactly ``threshold`` (per feature): how a network
+        loaded from its export (``--init``) keeps its deployed thresholds."""
+        dims = [d for d in range(sums.dim()) if d != 1]
+        mean, var = sums.mean(dims), sums.var(dims, unbiased=False).clamp(min=1.0)
+        self.bn.running_mean.copy_(mean)
+        self.bn.running_var.copy_(var)
+        self.bn.bias.copy_((mean - threshold) / torch.sqrt(var + self.bn.eps))
 
     def constrain(self) -> None:
         """Lower the shift where the threshold would fall below the floor."""

@@ -196,3 +196,38 @@ class PatchNet(nn.Module):
         meta["crossmap.axon_types"] = json.dumps(types)
         meta["crossmap.weights"] = kind
         return builder.model(counts, [10], meta)
+
+
+INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded with --init
+
+
+@torch.no_grad()
+def load_exported(model: PatchNet, arrays: dict[str, np.ndarray], x: torch.Tensor, y: torch.Tensor) -> None:
+    """Start a binary-mode ``model`` from the initializers ``arrays`` of a network of the same
+    layout exported by its recipe (``--init``): each connection's latent p at 1/2 +-
+    ``INIT_MARGIN``, each sign at +-``INIT_MARGIN``, so that fine-tuning can flip them; each
+    threshold norm's statistics measured on the grey images ``x`` with the shift that keeps the
+    file's threshold exactly. ``y`` is unused (the loss scale is a fixed option here)."""
+    del y
+    h = (x.reshape(len(x), -1) > 0.5).float()
+    for k, layer in enumerate(model.layers, start=1):
+        if layer.mode != "binary":
+            raise SystemExit("--init loads binary networks only (--mode binary)")
+        weight, bias = arrays.get(f"l{k}.weight"), arrays.get(f"l{k}.bias")
+        cores, fan_in, neurons = layer.p.shape
+        expected = (layer.n_in, cores * neurons)
+        if weight is None or bias is None or weight.shape != expected:
+            found = "no such layer" if weight is None else f"weight {weight.shape}"
+            raise SystemExit(f"--init: layer l{k} has {found}, this recipe's layer is {expected}; give the --width "
+                             f"and --hidden the file was trained with")
+        dense = torch.from_numpy(np.array(weight)).reshape(layer.n_in, cores, neurons).permute(1, 0, 2)
+        w = torch.gather(dense, 1, layer.index[:, :, None].expand(-1, -1, neurons))  # (cores, fan_in, neurons)
+        if int((dense != 0).sum()) != int((w != 0).sum()):
+            raise SystemExit(f"--init: layer l{k} connects lines outside its cores' inputs; not this recipe's layout")
+        layer.p.copy_(0.5 + INIT_MARGIN * torch.where(w != 0, 1.0, -1.0))
+        per_type = torch.stack([(w * (layer.types == t)[:, :, None]).sum(1) for t in range(TYPES)], dim=1)
+        layer.sign.copy_(INIT_MARGIN * torch.where(per_type != 0, torch.sign(per_type), torch.sign(layer.sign)))
+        threshold = torch.from_numpy(-bias.astype(np.float64)).float()
+        s = layer._apply(h, quantize(layer.p, "binary") * layer.signs())
+        layer.threshold.load(s, threshold)
+        h = (s > threshold).float()

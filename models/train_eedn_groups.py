@@ -51,10 +51,7 @@ Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
@@ -204,14 +201,14 @@ INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded 
 
 
 @torch.no_grad()
-def load_exported(model: EednGroups, path: str, x: torch.Tensor, y: torch.Tensor) -> None:
-    """Start ``model`` from a network this recipe exported (``--init``): each connection's latent p
-    at 1/2 +- ``INIT_MARGIN`` (connected or not), each sign at +-``INIT_MARGIN`` (free ternary
-    weights at 0 or +-(1/2 + margin)), so that fine-tuning can flip them; each batch norm's
-    statistics measured on the grey images ``x`` (the layer's integer sums, earlier layers firing
-    at the file's thresholds) and its shift set so that the threshold is the file's exactly; the
-    loss scale fitted to the class counts on ``x`` and labels ``y``. The model then predicts exactly what the file does."""
-    arrays = common.onnx_initializers(path)
+def load_exported(model: EednGroups, arrays: dict[str, np.ndarray], x: torch.Tensor, y: torch.Tensor) -> None:
+    """Start ``model`` from the initializers ``arrays`` of a network this recipe exported
+    (``--init``): each connection's latent p at 1/2 +- ``INIT_MARGIN`` (connected or not), each
+    sign at +-``INIT_MARGIN`` (free ternary weights at 0 or +-(1/2 + margin)), so that fine-tuning
+    can flip them; each batch norm's statistics measured on the grey images ``x`` (the layer's
+    integer sums, earlier layers firing at the file's thresholds) with the shift that keeps the
+    file's threshold exactly; the loss scale fitted to the class counts on ``x`` and labels ``y``.
+    The model then predicts exactly what the file does."""
     h = common.binarize_input(x, model.input_thresholds)
     for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(model.convs, model.specs)):
         name = f"c{i + 1}"
@@ -219,7 +216,7 @@ def load_exported(model: EednGroups, path: str, x: torch.Tensor, y: torch.Tensor
         expected = tuple(conv.weight().shape)
         if weight is None or bias is None or weight.shape != expected:
             found = "no such layer" if weight is None else f"weight {weight.shape}"
-            raise SystemExit(f"--init {path}: layer {name} has {found}, this recipe's layer is {expected}; "
+            raise SystemExit(f"--init: layer {name} has {found}, this recipe's layer is {expected}; "
                              f"give the --layout and --input-levels the file was trained with")
         w = torch.from_numpy(np.array(weight))
         if conv.free:
@@ -233,11 +230,7 @@ def load_exported(model: EednGroups, path: str, x: torch.Tensor, y: torch.Tensor
         threshold = torch.from_numpy(-bias.astype(np.float64)).float()  # fires iff s > -bias
         s = nn.functional.conv2d(h.index_select(1, getattr(model, f"order{i}")), conv.weight(), stride=stride,
                                  padding=pad, groups=groups)
-        bn = conv.norm.bn
-        mean, var = s.mean((0, 2, 3)), s.var((0, 2, 3), unbiased=False).clamp(min=1.0)
-        bn.running_mean.copy_(mean)
-        bn.running_var.copy_(var)
-        bn.bias.copy_((mean - threshold) / torch.sqrt(var + bn.eps))
+        conv.norm.load(s, threshold)
         h = (s > threshold[None, :, None, None]).float()
     model.log_scale.fill_(float(np.log(_fit_scale(h.flatten(1) @ model.readout, y))))
 
@@ -247,19 +240,6 @@ def _fit_scale(counts: torch.Tensor, labels: torch.Tensor) -> float:
     scales = np.geomspace(0.01, 10.0, 61)
     losses = [float(nn.functional.cross_entropy(float(a) * counts, labels)) for a in scales]
     return float(scales[int(np.argmin(losses))])
-
-
-def start_from(model: EednGroups, path: str, data: dict[str, np.ndarray]) -> None:
-    """``load_exported`` on 10,000 training images, then check that the model predicts what the
-    file predicts on the test images (onnxruntime)."""
-    if not Path(path).is_file():
-        raise SystemExit(f"--init {path}: no such file; give an ONNX model exported by this recipe")
-    keep = np.random.default_rng(0).permutation(len(data["ytr"]))[:10000]
-    load_exported(model, path, torch.from_numpy(data["xtr"][keep]), torch.from_numpy(data["ytr"][keep]))
-    differing = int((common.predict(model, data["xte"]) != common.onnx_predict(onnx.load(path), data["xte"])).sum())
-    if differing:
-        raise SystemExit(f"--init {path}: the loaded network differs from the file on {differing} test images")
-    print(f"started from {path}: predicts what the file does on all {len(data['yte'])} test images", flush=True)
 
 
 def main() -> None:
@@ -290,7 +270,7 @@ def main() -> None:
     model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,
                        common.thermometer(args.input_levels))
     if args.init is not None:
-        start_from(model, args.init, data)
+        common.start_from(model, args.init, data, load_exported)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
     weights = f"binary connections x {per_type} per axon type" + (", c1 free ternary" if model.free_first else "")
     common.train_vote_network(model, args, data, "binary connections", weights=weights, shuffle="ShuffleNet")

@@ -15,8 +15,12 @@ N neurons per layer-2 core (192).
 esser2015_binary. --mode prob: probabilistic synapses and neurons, as in esser2015_small (also
 writes <out stem>_prob.onnx with the expected weights p * sign).
 
+--init FILE.onnx --epochs 0 --finetune N: fine-tune an exported binary network (weights and
+thresholds loaded exactly, then N epochs with frozen batch norms: the chip's thresholds).
+
 Usage: python models/train_esser2015_large.py [--epochs E] [--mode binary|prob] [--out models/esser2015_large.onnx]
        [--width 1|2|4] [--hidden N] [--shift PX --rotate DEG --scale F --elastic A]  (training distortions; default none)
+       [--finetune N] [--init FILE.onnx]
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 
 import common
-from patchnet import PatchNet, block_index, class_of_outputs, patch_index
+from patchnet import PatchNet, block_index, class_of_outputs, load_exported, patch_index
 from train_esser2015_small import ensemble_accuracy
 
 
@@ -55,6 +59,10 @@ def main() -> None:
                             help="neurons per patch x 128 (a core has 256: width 4 takes two cores a patch), "
                                  "layer-2 and output cores x 8")
         parser.add_argument("--hidden", type=int, default=192, help="neurons per layer-2 core (at most 256)")
+        parser.add_argument("--init", default=None,
+                            help="start from this ONNX file, exported by this recipe (--mode binary) with the same "
+                                 "--width and --hidden (with --epochs 0 --finetune N: fine-tune a trained network; "
+                                 "keep its --seed and --val so that its held-out images stay held out)")
         common.add_distortion_args(parser, shift=0)
 
     args = common.parse_args("esser2015_large", epochs=15, lr=0.01, min_threshold="none", extra=extra)
@@ -65,6 +73,8 @@ def main() -> None:
         raise SystemExit(f"--hidden {args.hidden}: a core has 256 neurons (and an output core 256 axons)")
     model = build(args.mode, floor, args.width, args.hidden)
     print(f"{model.neuron_count()} neurons, mode {args.mode}", flush=True)
+    if args.init is not None:
+        common.start_from(model, args.init, data, load_exported)
     optimizer = torch.optim.Adam(common.param_groups(model, args.lr, factor=1.0 if args.mode == "binary" else 10.0))
     loss = lambda counts, y: torch.nn.functional.cross_entropy(args.temperature * counts, y)  # noqa: E731
     result = common.fit(model, data, args, loss, optimizer, after_step=model.constrain)
@@ -82,7 +92,8 @@ def main() -> None:
         out = Path(args.out)
         common.save_checked(model.to_onnx("expected", meta, args.name + "_prob"),
                             out.with_name(out.stem + "_prob.onnx"), data, expected_pred, "expected weights")
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    finetuned = f" + {args.finetune} with frozen norms" if args.finetune else ""
+    print(f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s")
 
 
 if __name__ == "__main__":

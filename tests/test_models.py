@@ -392,13 +392,13 @@ def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, s
 
     net = EednGroups(None, input_thresholds=(0.25, 0.5, 0.75))
     x, y = torch.from_numpy(images[:200]), torch.from_numpy(labels[:200].astype(np.int64))
-    load_exported(net, str(first), x, y)
+    load_exported(net, common.onnx_initializers(first), x, y)
     exported = weights(onnx.load(str(first)))
     for i, conv in enumerate(net.convs):  # the same integer weights and thresholds as the file
         np.testing.assert_array_equal(conv.weight().detach().numpy(), exported[f"c{i + 1}.weight"])
         np.testing.assert_allclose(conv.norm.threshold(), -exported[f"c{i + 1}.bias"], atol=1e-4)
-    with pytest.raises(SystemExit, match="layer c1 has weight .*give the --layout and --input-levels"):
-        load_exported(EednGroups(None), str(first), x, y)
+    with pytest.raises(SystemExit, match="--init: layer c1 has weight .*give the --layout and --input-levels"):
+        load_exported(EednGroups(None), common.onnx_initializers(first), x, y)
 
 
 def test_frozen_norms_train_at_fixed_thresholds(recipes):
@@ -425,3 +425,26 @@ def test_frozen_norms_train_at_fixed_thresholds(recipes):
     net.train()
     with torch.no_grad():
         assert not torch.equal(net(x[:7]), deployed[:7]), "batch statistics move the thresholds"
+
+
+def test_patch_network_loads_its_export_exactly_and_refuses_another_layout(recipes, sample):
+    """``patchnet.load_exported`` on the committed ``esser2015_large.onnx``: the same integer
+    weights and thresholds, the same predictions as onnxruntime; a file of another width is
+    refused with the layer that differs."""
+    torch, common = recipes
+    from patchnet import load_exported
+    from train_esser2015_large import build
+
+    images, labels = sample
+    arrays = common.onnx_initializers(MODELS / "esser2015_large.onnx")
+    x, y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
+    net = build("binary", None)
+    load_exported(net, arrays, x, y)
+    for k, layer in enumerate(net.layers, start=1):
+        weight, bias = layer.export("binary")
+        np.testing.assert_array_equal(weight, arrays[f"l{k}.weight"])
+        np.testing.assert_array_equal(bias, arrays[f"l{k}.bias"])
+    expected = common.onnx_predict(load("esser2015_large"), images)
+    np.testing.assert_array_equal(common.predict(net, images), expected)
+    with pytest.raises(SystemExit, match="--init: layer l1 has weight .*--width and --hidden"):
+        load_exported(build("binary", None, width=2), arrays, x, y)
