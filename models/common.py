@@ -248,7 +248,8 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     """Train for ``args.epochs`` with a one-cycle learning-rate schedule, printing loss, train and
     test accuracy and time per epoch. Training images are distorted as the recipe's options
     (``add_distortion_args``) ask; recipes without them train on the images as given. With
-    ``args.finetune`` > 0, that many epochs follow with every batch norm frozen (``finetune``).
+    ``args.finetune`` > 0, that many epochs follow with every batch norm frozen
+    (``freeze_batchnorm``) at a cosine learning rate from ``args.finetune_lr`` (default lr / 50).
     With ``args.val`` > 0 the last ``val`` images of a fixed shuffle of the training set are held
     out and the model ends in the state of the epoch with the best accuracy on them (ties: the
     later epoch). Returns the final test accuracy, the training time and the chosen epoch."""
@@ -279,7 +280,8 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     test_acc, best = 0.0, (-1.0, 0, None)
     for epoch in range(1, epochs + 1):
         frozen = epoch > args.epochs
-        if frozen and epoch == args.epochs + 1 and args.epochs:  # a loaded model (--init) keeps its thresholds
+        if epoch == args.epochs + 1 and args.epochs:  # statistics over all training images, frozen from here
+            # on (a network loaded with --init and no epochs of its own keeps its exported thresholds)
             recalibrate_batchnorm(model, binarize_input(xtr, thresholds))
         model.train()
         if frozen:
@@ -395,8 +397,7 @@ def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: d
     torch_pred = predict(model, data["xte"])
     metadata = training_metadata(args, result, layers=model.specs, **meta)
     save_checked(model.to_onnx(metadata, args.name), args.out, data, torch_pred, label)
-    finetuned = f" + {args.finetune} with frozen norms" if getattr(args, "finetune", 0) else ""
-    print(f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s")
+    print(trained_line(args, result))
 
 
 # ---------------------------------------------------------------- straight-through estimators
@@ -673,6 +674,12 @@ def save_checked(model: onnx.ModelProto, path: str | Path, data: dict[str, np.nd
     return acc
 
 
+def trained_line(args: argparse.Namespace, result: dict[str, float]) -> str:
+    """The recipes' last line: epochs (and frozen-norm epochs) and training time."""
+    finetuned = f" + {args.finetune} with frozen norms" if getattr(args, "finetune", 0) else ""
+    return f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s"
+
+
 def training_metadata(args: argparse.Namespace, result: dict[str, float], **extra: object) -> dict[str, str]:
     """ONNX metadata recording how a model was trained."""
     meta = {"crossmap.model": args.name, "crossmap.command": args.command.strip(),
@@ -698,5 +705,4 @@ def train_float(name: str, make_model: Callable[[argparse.Namespace], torch.nn.M
     result = fit(model, data, args, torch.nn.functional.cross_entropy, optimizer)
     meta = training_metadata(args, result, weights="float")
     save_checked(model.to_onnx(meta, args.name), args.out, data, predict(model, data["xte"]), "float")
-    finetuned = f" + {args.finetune} with frozen norms" if getattr(args, "finetune", 0) else ""
-    print(f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s")
+    print(trained_line(args, result))

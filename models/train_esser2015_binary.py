@@ -32,7 +32,7 @@ def main() -> None:
     torch_pred = common.predict(model, data["xte"])
     meta = common.training_metadata(args, result)
     common.save_checked(model.to_onnx("binary", meta, args.name), args.out, data, torch_pred, "binary connections")
-    print(f"trained {args.epochs} epochs in {result['train_seconds']:.0f} s")
+    print(common.trained_line(args, result))
 
 
 if __name__ == "__main__":

@@ -92,8 +92,7 @@ def main() -> None:
         out = Path(args.out)
         common.save_checked(model.to_onnx("expected", meta, args.name + "_prob"),
                             out.with_name(out.stem + "_prob.onnx"), data, expected_pred, "expected weights")
-    finetuned = f" + {args.finetune} with frozen norms" if args.finetune else ""
-    print(f"trained {args.epochs} epochs{finetuned} in {result['train_seconds']:.0f} s")
+    print(common.trained_line(args, result))
 
 
 if __name__ == "__main__":
