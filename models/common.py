@@ -340,6 +340,21 @@ def start_from(model: torch.nn.Module, path: str, data: dict[str, np.ndarray],
     print(f"started from {path}: predicts what the file does on all {len(data['yte'])} test images", flush=True)
 
 
+INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded with --init
+
+
+def loaded_connections(weight: torch.Tensor) -> torch.Tensor:
+    """Latent connection probabilities for integer weights loaded with ``--init``: 1/2 +-
+    ``INIT_MARGIN`` (connected or not), close enough to 1/2 that fine-tuning can flip them."""
+    return 0.5 + INIT_MARGIN * torch.where(weight != 0, 1.0, -1.0)
+
+
+def loaded_signs(per_type: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    """Latent signs +-``INIT_MARGIN`` from the summed loaded weights of each (neuron, axon type);
+    a type without any connection keeps the sign of ``current``."""
+    return INIT_MARGIN * torch.where(per_type != 0, torch.sign(per_type), torch.sign(current))
+
+
 def freeze_batchnorm(model: torch.nn.Module) -> None:
     """Put every batch norm of ``model`` in eval mode: the step neurons then fire at the fixed
     thresholds of the deployed network (running statistics and learned shift) while the shift and

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import OUTPUT_SHIFT, GraphBuilder, ThresholdNorm, integer_bias, quantize, step
+from common import (OUTPUT_SHIFT, GraphBuilder, ThresholdNorm, integer_bias, loaded_connections, loaded_signs, quantize,
+                    step)
 
 TYPES = 4
 
@@ -198,14 +199,11 @@ class PatchNet(nn.Module):
         return builder.model(counts, [10], meta)
 
 
-INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded with --init
-
-
 @torch.no_grad()
 def load_exported(model: PatchNet, arrays: dict[str, np.ndarray], x: torch.Tensor, y: torch.Tensor) -> None:
     """Start a binary-mode ``model`` from the initializers ``arrays`` of a network of the same
-    layout exported by its recipe (``--init``): each connection's latent p at 1/2 +-
-    ``INIT_MARGIN``, each sign at +-``INIT_MARGIN``, so that fine-tuning can flip them; each
+    layout exported by its recipe (``--init``): latent connections and signs near their rounding
+    points (``loaded_connections``, ``loaded_signs``), so that fine-tuning can flip them; each
     threshold norm's statistics measured on the grey images ``x`` with the shift that keeps the
     file's threshold exactly. ``y`` is unused (the loss scale is a fixed option here)."""
     del y
@@ -224,9 +222,9 @@ def load_exported(model: PatchNet, arrays: dict[str, np.ndarray], x: torch.Tenso
         w = torch.gather(dense, 1, layer.index[:, :, None].expand(-1, -1, neurons))  # (cores, fan_in, neurons)
         if int((dense != 0).sum()) != int((w != 0).sum()):
             raise SystemExit(f"--init: layer l{k} connects lines outside its cores' inputs; not this recipe's layout")
-        layer.p.copy_(0.5 + INIT_MARGIN * torch.where(w != 0, 1.0, -1.0))
+        layer.p.copy_(loaded_connections(w))
         per_type = torch.stack([(w * (layer.types == t)[:, :, None]).sum(1) for t in range(TYPES)], dim=1)
-        layer.sign.copy_(INIT_MARGIN * torch.where(per_type != 0, torch.sign(per_type), torch.sign(layer.sign)))
+        layer.sign.copy_(loaded_signs(per_type, layer.sign))
         threshold = torch.from_numpy(-bias.astype(np.float64)).float()
         s = layer._apply(h, quantize(layer.p, "binary") * layer.signs())
         layer.threshold.load(s, threshold)

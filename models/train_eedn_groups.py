@@ -197,18 +197,15 @@ class EednGroups(nn.Module):
         return builder.model(counts, [10], metadata)
 
 
-INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded with --init
-
-
 @torch.no_grad()
 def load_exported(model: EednGroups, arrays: dict[str, np.ndarray], x: torch.Tensor, y: torch.Tensor) -> None:
     """Start ``model`` from the initializers ``arrays`` of a network this recipe exported
-    (``--init``): each connection's latent p at 1/2 +- ``INIT_MARGIN`` (connected or not), each
-    sign at +-``INIT_MARGIN`` (free ternary weights at 0 or +-(1/2 + margin)), so that fine-tuning
-    can flip them; each batch norm's statistics measured on the grey images ``x`` (the layer's
-    integer sums, earlier layers firing at the file's thresholds) with the shift that keeps the
-    file's threshold exactly; the loss scale fitted to the class counts on ``x`` and labels ``y``.
-    The model then predicts exactly what the file does."""
+    (``--init``): latent connections and signs near their rounding points
+    (``common.loaded_connections``, ``common.loaded_signs``; free ternary weights at 0 or
+    +-(1/2 + margin)), so that fine-tuning can flip them; each batch norm's statistics measured
+    on the grey images ``x`` (the layer's integer sums, earlier layers firing at the file's
+    thresholds) with the shift that keeps the file's threshold exactly; the loss scale fitted to
+    the class counts on ``x`` and labels ``y``. The model then predicts exactly what the file does."""
     h = common.binarize_input(x, model.input_thresholds)
     for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(model.convs, model.specs)):
         name = f"c{i + 1}"
@@ -220,13 +217,13 @@ def load_exported(model: EednGroups, arrays: dict[str, np.ndarray], x: torch.Ten
                              f"give the --layout and --input-levels the file was trained with")
         w = torch.from_numpy(np.array(weight))
         if conv.free:
-            conv.w.copy_(w * (0.5 + INIT_MARGIN))
+            conv.w.copy_(w * (0.5 + common.INIT_MARGIN))
         else:
             if conv.levels != 1:
                 raise SystemExit(f"--init with --levels {conv.levels}: only sign weights (--levels 1) can be loaded")
-            conv.p.copy_(0.5 + INIT_MARGIN * torch.where(w != 0, 1.0, -1.0))
+            conv.p.copy_(common.loaded_connections(w))
             per_type = torch.stack([(w * (conv.types == t)).sum((1, 2, 3)) for t in range(TYPES)], dim=1)
-            conv.sign.copy_(INIT_MARGIN * torch.where(per_type != 0, torch.sign(per_type), torch.sign(conv.sign)))
+            conv.sign.copy_(common.loaded_signs(per_type, conv.sign))
         threshold = torch.from_numpy(-bias.astype(np.float64)).float()  # fires iff s > -bias
         s = nn.functional.conv2d(h.index_select(1, getattr(model, f"order{i}")), conv.weight(), stride=stride,
                                  padding=pad, groups=groups)

@@ -396,9 +396,14 @@ def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, s
     exported = weights(onnx.load(str(first)))
     for i, conv in enumerate(net.convs):  # the same integer weights and thresholds as the file
         np.testing.assert_array_equal(conv.weight().detach().numpy(), exported[f"c{i + 1}.weight"])
-        np.testing.assert_allclose(conv.norm.threshold(), -exported[f"c{i + 1}.bias"], atol=1e-4)
+        np.testing.assert_array_equal(common.integer_bias(conv.norm.threshold()), exported[f"c{i + 1}.bias"])
     with pytest.raises(SystemExit, match="--init: layer c1 has weight .*give the --layout and --input-levels"):
         load_exported(EednGroups(None), common.onnx_initializers(first), x, y)
+    with pytest.raises(SystemExit, match="--init .*missing.onnx: no such file"):
+        run_recipe(common, "train_eedn_groups", ["--epochs", "0", "--finetune", "1", "--init",
+                                                 str(tmp_path / "missing.onnx")], data, monkeypatch)
+    with pytest.raises(SystemExit, match="--epochs 0 --finetune 0: give a positive number of epochs"):
+        run_recipe(common, "train_eedn_groups", ["--epochs", "0"], data, monkeypatch)
 
 
 def test_frozen_norms_train_at_fixed_thresholds(recipes):
