@@ -250,6 +250,8 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     (``add_distortion_args``) ask; recipes without them train on the images as given. With
     ``args.finetune`` > 0, that many epochs follow with every batch norm frozen
     (``freeze_batchnorm``) at a cosine learning rate from ``args.finetune_lr`` (default lr / 50).
+    With no epochs of its own (``--epochs 0``, a network loaded with ``--init``) the model as
+    given is a candidate too, as epoch 0.
     With ``args.val`` > 0 the last ``val`` images of a fixed shuffle of the training set are held
     out and the model ends in the state of the epoch with the best accuracy on them (ties: the
     later epoch). Returns the final test accuracy, the training time and the chosen epoch."""
@@ -278,6 +280,10 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     thresholds = input_thresholds(model)
     start = time.perf_counter()
     test_acc, best = 0.0, (-1.0, 0, None)
+    if val and not args.epochs:  # a loaded network (--init) competes as it is, as epoch 0
+        val_acc = float((predict(model, xval) == yval).mean())
+        best = (val_acc, 0, copy.deepcopy(model.state_dict()))
+        print(f"epoch   0/{epochs} (as loaded)  val acc {100 * val_acc:.2f}%", flush=True)
     for epoch in range(1, epochs + 1):
         frozen = epoch > args.epochs
         if epoch == args.epochs + 1 and args.epochs:  # statistics over all training images, frozen from here
