@@ -338,12 +338,26 @@ def start_from(model: torch.nn.Module, path: str, data: dict[str, np.ndarray],
     every test image."""
     if not Path(path).is_file():
         raise SystemExit(f"--init {path}: no such file; give an ONNX model exported by this recipe")
+    exported = onnx.load(path)
     keep = np.random.default_rng(0).permutation(len(data["ytr"]))[:10000]
-    load(model, onnx_initializers(path), torch.from_numpy(data["xtr"][keep]), torch.from_numpy(data["ytr"][keep]))
-    differing = int((predict(model, data["xte"]) != onnx_predict(onnx.load(path), data["xte"])).sum())
+    load(model, onnx_initializers(exported), torch.from_numpy(data["xtr"][keep]), torch.from_numpy(data["ytr"][keep]))
+    differing = int((predict(model, data["xte"]) != onnx_predict(exported, data["xte"])).sum())
     if differing:
         raise SystemExit(f"--init {path}: the loaded network differs from the file on {differing} test images")
     print(f"started from {path}: predicts what the file does on all {len(data['yte'])} test images", flush=True)
+
+
+def exported_layer(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...],
+                   options: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer weights (of ``shape``) and firing thresholds (a neuron fires iff its sum exceeds
+    -bias) of layer ``name`` in the initializers of an exported network (``--init``); a missing
+    layer or another shape ends the run naming the layer and the recipe ``options`` to match."""
+    weight, bias = arrays.get(f"{name}.weight"), arrays.get(f"{name}.bias")
+    if weight is None or bias is None or weight.shape != shape:
+        found = "no such layer" if weight is None else f"weight {weight.shape}"
+        raise SystemExit(f"--init: layer {name} has {found}, this recipe's layer is {shape}; give the {options} "
+                         f"the file was trained with")
+    return torch.from_numpy(np.array(weight)), torch.from_numpy(-bias.astype(np.float64)).float()
 
 
 INIT_MARGIN = 0.1  # latent distance from the rounding point of a weight loaded with --init
@@ -632,10 +646,9 @@ def onnx_predict(model: onnx.ModelProto, x: np.ndarray, batch: int = 1000) -> np
                            for lo in range(0, len(x), batch)])
 
 
-def onnx_initializers(path: str | Path) -> dict[str, np.ndarray]:
-    """The initializers of an ONNX file by name, int8-stored weights (``NAME_int8``) back as
+def onnx_initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """The initializers of an ONNX model by name, int8-stored weights (``NAME_int8``) back as
     float32 under ``NAME``."""
-    model = onnx.load(str(path))
     arrays = {}
     for tensor in model.graph.initializer:
         values = numpy_helper.to_array(tensor)

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import (OUTPUT_SHIFT, GraphBuilder, ThresholdNorm, integer_bias, loaded_connections, loaded_signs, quantize,
-                    step)
+from common import (OUTPUT_SHIFT, GraphBuilder, ThresholdNorm, exported_layer, integer_bias, loaded_connections,
+                    loaded_signs, quantize, step)
 
 TYPES = 4
 
@@ -211,21 +211,15 @@ def load_exported(model: PatchNet, arrays: dict[str, np.ndarray], x: torch.Tenso
     for k, layer in enumerate(model.layers, start=1):
         if layer.mode != "binary":
             raise SystemExit("--init loads binary networks only (--mode binary)")
-        weight, bias = arrays.get(f"l{k}.weight"), arrays.get(f"l{k}.bias")
         cores, fan_in, neurons = layer.p.shape
-        expected = (layer.n_in, cores * neurons)
-        if weight is None or bias is None or weight.shape != expected:
-            found = "no such layer" if weight is None else f"weight {weight.shape}"
-            raise SystemExit(f"--init: layer l{k} has {found}, this recipe's layer is {expected}; give the --width "
-                             f"and --hidden the file was trained with")
-        dense = torch.from_numpy(np.array(weight)).reshape(layer.n_in, cores, neurons).permute(1, 0, 2)
+        weight, threshold = exported_layer(arrays, f"l{k}", (layer.n_in, cores * neurons), "--width and --hidden")
+        dense = weight.reshape(layer.n_in, cores, neurons).permute(1, 0, 2)
         w = torch.gather(dense, 1, layer.index[:, :, None].expand(-1, -1, neurons))  # (cores, fan_in, neurons)
         if int((dense != 0).sum()) != int((w != 0).sum()):
             raise SystemExit(f"--init: layer l{k} connects lines outside its cores' inputs; not this recipe's layout")
         layer.p.copy_(loaded_connections(w))
         per_type = torch.stack([(w * (layer.types == t)[:, :, None]).sum(1) for t in range(TYPES)], dim=1)
         layer.sign.copy_(loaded_signs(per_type, layer.sign))
-        threshold = torch.from_numpy(-bias.astype(np.float64)).float()
         s = layer._apply(h, quantize(layer.p, "binary") * layer.signs())
         layer.threshold.load(s, threshold)
         h = (s > threshold).float()

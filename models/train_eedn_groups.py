@@ -208,14 +208,8 @@ def load_exported(model: EednGroups, arrays: dict[str, np.ndarray], x: torch.Ten
     the class counts on ``x`` and labels ``y``. The model then predicts exactly what the file does."""
     h = common.binarize_input(x, model.input_thresholds)
     for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(model.convs, model.specs)):
-        name = f"c{i + 1}"
-        weight, bias = arrays.get(f"{name}.weight"), arrays.get(f"{name}.bias")
-        expected = tuple(conv.weight().shape)
-        if weight is None or bias is None or weight.shape != expected:
-            found = "no such layer" if weight is None else f"weight {weight.shape}"
-            raise SystemExit(f"--init: layer {name} has {found}, this recipe's layer is {expected}; "
-                             f"give the --layout and --input-levels the file was trained with")
-        w = torch.from_numpy(np.array(weight))
+        w, threshold = common.exported_layer(arrays, f"c{i + 1}", tuple(conv.weight().shape),
+                                             "--layout and --input-levels")
         if conv.free:
             conv.w.copy_(w * (0.5 + common.INIT_MARGIN))
         else:
@@ -224,7 +218,6 @@ def load_exported(model: EednGroups, arrays: dict[str, np.ndarray], x: torch.Ten
             conv.p.copy_(common.loaded_connections(w))
             per_type = torch.stack([(w * (conv.types == t)).sum((1, 2, 3)) for t in range(TYPES)], dim=1)
             conv.sign.copy_(common.loaded_signs(per_type, conv.sign))
-        threshold = torch.from_numpy(-bias.astype(np.float64)).float()  # fires iff s > -bias
         s = nn.functional.conv2d(h.index_select(1, getattr(model, f"order{i}")), conv.weight(), stride=stride,
                                  padding=pad, groups=groups)
         conv.norm.load(s, threshold)

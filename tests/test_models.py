@@ -393,13 +393,13 @@ def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, s
 
     net = EednGroups(None, input_thresholds=(0.25, 0.5, 0.75))
     x, y = torch.from_numpy(images[:200]), torch.from_numpy(labels[:200].astype(np.int64))
-    load_exported(net, common.onnx_initializers(first), x, y)
+    load_exported(net, common.onnx_initializers(onnx.load(str(first))), x, y)
     exported = weights(onnx.load(str(first)))
     for i, conv in enumerate(net.convs):  # the same integer weights and thresholds as the file
         np.testing.assert_array_equal(conv.weight().detach().numpy(), exported[f"c{i + 1}.weight"])
         np.testing.assert_array_equal(common.integer_bias(conv.norm.threshold()), exported[f"c{i + 1}.bias"])
     with pytest.raises(SystemExit, match="--init: layer c1 has weight .*give the --layout and --input-levels"):
-        load_exported(EednGroups(None), common.onnx_initializers(first), x, y)
+        load_exported(EednGroups(None), common.onnx_initializers(onnx.load(str(first))), x, y)
     with pytest.raises(SystemExit, match="--init .*missing.onnx: no such file"):
         run_recipe(common, "train_eedn_groups", ["--epochs", "0", "--finetune", "1", "--init",
                                                  str(tmp_path / "missing.onnx")], data, monkeypatch)
@@ -442,7 +442,7 @@ def test_patch_network_loads_its_export_exactly_and_refuses_another_layout(recip
     from train_esser2015_large import build
 
     images, labels = sample
-    arrays = common.onnx_initializers(MODELS / "esser2015_large.onnx")
+    arrays = common.onnx_initializers(load("esser2015_large"))
     x, y = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
     net = build("binary", None)
     load_exported(net, arrays, x, y)
