@@ -63,11 +63,19 @@ def parse_args(name: str, epochs: int, lr: float, batch_size: int = 100,
                              "labels with the teacher's softened class probabilities (--distill, --teacher-temperature)")
     parser.add_argument("--distill", type=float, default=0.5, help="weight of the teacher's probabilities in the targets")
     parser.add_argument("--teacher-temperature", type=float, default=2.0, help="softening of the teacher's logits")
+    parser.add_argument("--boost", nargs="+", default=None, metavar="FILE.onnx",
+                        help="train as the next member of the ensemble of these networks (ONNX models of the same "
+                             "contract): the loss sees the network's outputs plus --boost-weight times the sum of "
+                             "theirs on the undistorted training image, so the network learns where they are weak")
+    parser.add_argument("--boost-weight", type=float, default=1.0, help="weight of the --boost ensemble's outputs")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
     if args.teacher is not None and not Path(args.teacher).is_file():
         raise SystemExit(f"--teacher {args.teacher}: no such file; give an ONNX model trained on MNIST")
+    missing = [path for path in args.boost or [] if not Path(path).is_file()]
+    if missing:
+        raise SystemExit(f"--boost {' '.join(missing)}: no such file; give trained networks' ONNX files")
     if not 0.0 <= args.distill <= 1.0 or args.teacher_temperature <= 0:
         raise SystemExit(f"--distill {args.distill} must be in [0, 1] and --teacher-temperature "
                          f"{args.teacher_temperature} above 0")
@@ -256,6 +264,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     out and the model ends in the state of the epoch with the best accuracy on them (ties: the
     later epoch). Returns the final test accuracy, the training time and the chosen epoch."""
     xtr, ytr = torch.from_numpy(data["xtr"]), torch.from_numpy(data["ytr"])
+    offsets = boost_offsets(args, data["xtr"], data["ytr"])
     val = int(getattr(args, "val", 0) or 0)
     if val >= len(ytr):
         raise SystemExit(f"--val {val} would hold out all {len(ytr)} training images; give a smaller --val "
@@ -263,7 +272,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
     if val:
         split = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(args.seed + 12345))
         xval, yval = data["xtr"][split[-val:].numpy()], data["ytr"][split[-val:].numpy()]
-        xtr, ytr = xtr[split[:-val]], ytr[split[:-val]]
+        xtr, ytr, offsets = xtr[split[:-val]], ytr[split[:-val]], offsets[split[:-val]]
     n = len(ytr)
     batches = math.ceil(n / args.batch_size)
     finetune = int(getattr(args, "finetune", 0) or 0)
@@ -302,7 +311,7 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
             idx = order[lo:lo + args.batch_size]
             grey = augment_images(xtr[idx], generator=generator, **distortion)
             scores = model(binarize_input(grey, thresholds))
-            loss = loss_fn(scores, targets(grey, ytr[idx]))
+            loss = loss_fn(scores + offsets[idx], targets(grey, ytr[idx]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -383,6 +392,25 @@ def freeze_batchnorm(model: torch.nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.eval()
+
+
+def boost_offsets(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> torch.Tensor:
+    """What the loss adds to the network's outputs for each training image ``x``: zeros, or with
+    ``--boost FILE ...`` the sum of the files' outputs (class counts) on the undistorted image
+    times ``--boost-weight``, computed once in onnxruntime. Training the sum makes the network the
+    next member of that ensemble: images the ensemble already classifies with a wide margin give
+    little gradient, its errors and near misses the most."""
+    if getattr(args, "boost", None) is None:
+        return torch.zeros(len(x), 10)
+    start, outputs = time.perf_counter(), np.zeros((len(x), 10), np.float32)
+    for path in args.boost:
+        scores = onnx_outputs(path, x, threads=getattr(args, "threads", 1))
+        if scores.shape != outputs.shape:
+            raise SystemExit(f"--boost {path}: outputs of shape {scores.shape[1:]}, not the 10 class scores")
+        outputs += scores
+    print(f"boosting {len(args.boost)} networks: together {100 * float((outputs.argmax(1) == y).mean()):.2f}% on the "
+          f"{len(x)} training images [{time.perf_counter() - start:.0f} s]", flush=True)
+    return torch.from_numpy(args.boost_weight * outputs.astype(np.float32))
 
 
 def soft_targets(args: argparse.Namespace) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -636,14 +664,23 @@ class GraphBuilder:
         return model
 
 
-def onnx_predict(model: onnx.ModelProto, x: np.ndarray, batch: int = 1000) -> np.ndarray:
-    """Class predictions of an ONNX model with onnxruntime (argmax, ties to the lowest class)."""
+def onnx_outputs(model: onnx.ModelProto | str, x: np.ndarray, batch: int = 1000, threads: int = 0) -> np.ndarray:
+    """The first output of an ONNX model (or file) on the images ``x``, in onnxruntime (``threads``
+    0: its default)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = options.inter_op_num_threads = max(1, min(threads, 2))
+    source = model if isinstance(model, str) else model.SerializeToString()
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[lo:lo + batch]})[0].argmax(1)
-                           for lo in range(0, len(x), batch)])
+    return np.concatenate([session.run(None, {name: x[lo:lo + batch]})[0] for lo in range(0, len(x), batch)])
+
+
+def onnx_predict(model: onnx.ModelProto, x: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Class predictions of an ONNX model with onnxruntime (argmax, ties to the lowest class)."""
+    return onnx_outputs(model, x, batch).argmax(1)
 
 
 def onnx_initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -454,3 +454,45 @@ def test_patch_network_loads_its_export_exactly_and_refuses_another_layout(recip
     np.testing.assert_array_equal(common.predict(net, images), expected)
     with pytest.raises(SystemExit, match="--init: layer l1 has weight .*--width and --hidden"):
         load_exported(build("binary", None, width=2), arrays, x, y)
+
+
+def test_boosting_adds_the_ensembles_weighted_outputs_to_the_networks_in_the_loss(recipes, sample, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """``--boost FILE ...``: ``boost_offsets`` is zeros without it, and ``--boost-weight`` times
+    the files' summed onnxruntime outputs on the undistorted images with it; ``fit`` hands the loss
+    the network's outputs plus those offsets, image by image; a recipe trains with it, and a
+    missing file is refused."""
+    import argparse
+
+    torch, common = recipes
+    images, labels = sample
+    files = [str(MODELS / "lenet.onnx"), str(MODELS / "esser2015_binary.onnx")]
+    summed = sum(ort.InferenceSession(f, providers=["CPUExecutionProvider"]).run(None, {"x": images})[0] for f in files)
+    assert torch.equal(common.boost_offsets(argparse.Namespace(), images, labels), torch.zeros(300, 10))
+    offsets = common.boost_offsets(argparse.Namespace(boost=files, boost_weight=0.5), images, labels)
+    np.testing.assert_allclose(offsets.numpy(), 0.5 * summed, rtol=1e-6, atol=1e-5)
+    assert "boosting 2 networks: together" in capsys.readouterr().out
+
+    seen = []
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    torch.nn.init.zeros_(model[1].weight), torch.nn.init.zeros_(model[1].bias)  # outputs 0: the loss sees the offsets
+
+    def loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(torch.cat([scores.detach(), y[:, None].float()], 1))
+        return torch.nn.functional.cross_entropy(scores, y)
+
+    data = {"xtr": images, "ytr": labels.astype(np.int64), "xte": images[:50], "yte": labels[:50].astype(np.int64)}
+    args = argparse.Namespace(epochs=1, batch_size=64, seed=3, boost=files, boost_weight=0.5)
+    common.fit(model, data, args, loss, torch.optim.SGD(model.parameters(), lr=0.0))
+    rows = torch.cat(seen).numpy()
+    expected = np.concatenate([0.5 * summed, labels[:, None]], 1)
+    order = lambda a: a[np.lexsort(a.T[::-1])]  # noqa: E731  (rows in a canonical order: the batches are shuffled)
+    np.testing.assert_allclose(order(rows), order(expected), rtol=1e-5, atol=1e-4)
+
+    out = tmp_path / "boosted.onnx"
+    run_recipe(common, "train_esser2015_large", ["--epochs", "1", "--boost", files[1], "--boost-weight", "0.05",
+                                                 "--out", str(out)], data, monkeypatch)
+    assert "predictions differing from torch: 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--boost .*missing.onnx: no such file"):
+        run_recipe(common, "train_esser2015_large", ["--epochs", "1", "--boost", str(tmp_path / "missing.onnx")],
+                   data, monkeypatch)
