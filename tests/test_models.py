@@ -18,7 +18,8 @@ ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn",
-               "eedn_groups", "eedn_groups_s6"]
+               "eedn_groups", "eedn_groups_s6", "eedn_levels3"]
+LEVEL_MODELS = {"eedn_levels3": (0.25, 0.5, 0.75)}  # thermometer input codes: the thresholds of each pixel
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
@@ -72,7 +73,12 @@ def test_loads_with_declared_shapes_and_classifies_sample(name, sample):
     assert accuracy >= recorded - 0.05, f"{name}: {accuracy:.3f} on the sample, {recorded:.3f} recorded"
 
 
-@pytest.mark.parametrize("name", ALL)
+def layer_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The Gemm and Conv layers of a step network, without a thermometer code's input Conv."""
+    return [n for n in graph.node if n.op_type in ("Gemm", "Conv") and n.input[0] != "x"]
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in LEVEL_MODELS])
 def test_threshold_input_encoding_comes_first(name):
     graph = load(name).graph
     first, second = graph.node[0], graph.node[1]
@@ -80,6 +86,19 @@ def test_threshold_input_encoding_comes_first(name):
     assert float(weights(load(name))[first.input[1]]) == 0.5
     assert second.op_type == "Cast" and second.input[0] == first.output[0]
     assert onnx.helper.get_attribute_value(second.attribute[0]) == onnx.TensorProto.FLOAT
+
+
+@pytest.mark.parametrize("name", sorted(LEVEL_MODELS))
+def test_thermometer_input_encoding_comes_first(name):
+    """A 1x1 Conv of x (weight 1, bias -t per threshold t) -> Greater(h, 0) -> Cast named x_levels."""
+    model = load(name)
+    graph, w = model.graph, weights(model)
+    conv, step, cast = graph.node[:3]
+    assert conv.op_type == "Conv" and conv.input[0] == "x"
+    assert (w[conv.input[1]] == 1).all() and w[conv.input[1]].shape == (len(LEVEL_MODELS[name]), 1, 1, 1)
+    np.testing.assert_array_equal(w[conv.input[2]], -np.array(LEVEL_MODELS[name], np.float32))
+    assert step.op_type == "Greater" and step.input[0] == conv.output[0] and float(w[step.input[1]]) == 0.0
+    assert cast.op_type == "Cast" and cast.output[0] == "x_levels"
 
 
 @pytest.mark.parametrize("name", STEP_MODELS)
@@ -91,7 +110,7 @@ def test_step_models_have_integer_weights_and_a_readout(name):
     assert readout.op_type == "MatMul" and readout.output[0] == "y"
     matrix = w[readout.input[1]]
     assert set(np.unique(matrix)) <= {0.0, 1.0} and (matrix.sum(1) == 1).all()
-    layers = [n for n in graph.node if n.op_type in ("Gemm", "Conv")]
+    layers = layer_nodes(graph)
     for node in layers:
         weight = w[node.input[1]]
         assert set(np.unique(weight)) <= {-1.0, 0.0, 1.0}, node.name
@@ -149,14 +168,14 @@ def assert_core_shaped_filters(convs, specs) -> None:
         assert_one_sign_per_axon_type(weight, line_types(weight.shape[1], k, stride, pad))
 
 
-@pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6"])
+@pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6", "eedn_levels3"])
 def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type(name):
     sys.path.insert(0, str(MODELS))
     from train_eedn_groups import LAYERS, line_types
 
     model = load(name)
     w = weights(model)
-    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    convs = layer_nodes(model.graph)
     assert len(convs) == len(LAYERS)
     for node, (_, k, stride, pad, groups) in zip(convs, LAYERS):
         weight = w[node.input[1]]
