@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from crossmap.chip import ChipSpec  # noqa: E402
+from crossmap.errors import CrossmapError  # noqa: E402
 from crossmap.encoding import encode  # noqa: E402
 from crossmap.pipeline import CompileState  # noqa: E402
 
@@ -128,4 +129,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CrossmapError as error:  # missing MNIST files and the like: the message, not a traceback
+        sys.exit(f"{Path(sys.argv[0]).name}: {error}")

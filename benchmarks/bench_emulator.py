@@ -49,7 +49,7 @@ import tracemalloc  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from crossmap import ChipSpec, emulate  # noqa: E402
+from crossmap import ChipSpec, CrossmapError, emulate  # noqa: E402
 from crossmap.backends import tables  # noqa: E402
 from crossmap.testing import random_program  # noqa: E402
 
@@ -193,4 +193,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CrossmapError as error:  # missing MNIST files and the like: the message, not a traceback
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {error}")

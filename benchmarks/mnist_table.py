@@ -28,6 +28,7 @@ import numpy as np
 
 import crossmap
 from crossmap.datasets import load_mnist
+from crossmap.errors import CrossmapError
 from crossmap.runner import run_arrays
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -148,4 +149,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CrossmapError as error:  # missing MNIST files and the like: the message, not a traceback
+        sys.exit(f"{Path(sys.argv[0]).name}: {error}")

@@ -25,6 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from crossmap.datasets import load_mnist  # noqa: E402
+from crossmap.errors import CrossmapError  # noqa: E402
 
 OPSET = 17
 IR_VERSION = 8
@@ -114,9 +115,13 @@ def setup(args: argparse.Namespace) -> None:
 
 
 def load_data(args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """MNIST float images (n, 1, 28, 28) in [0, 1] and int64 labels, train and test."""
-    xtr, ytr = load_mnist("train", data_dir=args.data_dir)
-    xte, yte = load_mnist("test", data_dir=args.data_dir)
+    """MNIST float images (n, 1, 28, 28) in [0, 1] and int64 labels, train and test (missing
+    files: the loader's message and exit, not a traceback)."""
+    try:
+        xtr, ytr = load_mnist("train", data_dir=args.data_dir)
+        xte, yte = load_mnist("test", data_dir=args.data_dir)
+    except CrossmapError as error:
+        raise SystemExit(f"{args.name}: {error}") from None
     if args.train_limit:
         keep = np.random.default_rng(args.seed).permutation(len(ytr))[: args.train_limit]
         xtr, ytr = xtr[keep], ytr[keep]

@@ -515,3 +515,20 @@ def test_boosting_adds_the_ensembles_weighted_outputs_to_the_networks_in_the_los
     with pytest.raises(SystemExit, match="--boost .*missing.onnx: no such file"):
         run_recipe(common, "train_esser2015_large", ["--epochs", "1", "--boost", str(tmp_path / "missing.onnx")],
                    data, monkeypatch)
+
+
+def test_recipes_name_the_missing_mnist_files_instead_of_a_traceback(recipes, tmp_path, monkeypatch):
+    """``load_data`` turns the loader's error (no files, no network) into an exit with its message."""
+    import argparse
+
+    from crossmap import datasets
+
+    _, common = recipes
+
+    def offline(*args, **kwargs):
+        raise OSError("no network here")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", offline)
+    args = argparse.Namespace(data_dir=str(tmp_path), train_limit=None, seed=0, name="mlp")
+    with pytest.raises(SystemExit, match="mlp: MNIST file train-images-idx3-ubyte.* not found in .*no network here"):
+        common.load_data(args)
