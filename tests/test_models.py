@@ -494,7 +494,8 @@ def test_boosting_adds_the_ensembles_weighted_outputs_to_the_networks_in_the_los
 
     seen = []
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    torch.nn.init.zeros_(model[1].weight), torch.nn.init.zeros_(model[1].bias)  # outputs 0: the loss sees the offsets
+    torch.nn.init.zeros_(model[1].weight)  # outputs 0 (and lr 0 keeps them): the loss sees the offsets alone
+    torch.nn.init.zeros_(model[1].bias)
 
     def loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         seen.append(torch.cat([scores.detach(), y[:, None].float()], 1))
