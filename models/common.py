@@ -454,7 +454,14 @@ def add_vote_readout(module: torch.nn.Module, classes: np.ndarray) -> None:
 def train_vote_network(model: torch.nn.Module, args: argparse.Namespace, data: dict[str, np.ndarray],
                        label: str, **meta: object) -> None:
     """The CNN recipes' training and export: Adam, cross-entropy on the scaled class counts
-    (``add_vote_readout``), ``fit``, then the checked ONNX export with ``meta`` recorded."""
+    (``add_vote_readout``), ``fit``, then the checked ONNX export with ``meta`` recorded. Refuses
+    ``--boost``: the learned scale would multiply the ensemble's counts too, and grow until they
+    decide every image (two boosted CNNs' test accuracy fell to 20% and 73% within 6 epochs)."""
+    if getattr(args, "boost", None):
+        raise SystemExit("--boost: this recipe learns the scale of the class counts in its loss, and with an "
+                         "ensemble's counts added the scale grows until they decide every image and the network "
+                         "stops learning; boost a patch network instead (train_esser2015_large.py, fixed "
+                         "--temperature)")
     print("layers (cin, cout, k, stride, pad, groups):", model.specs, flush=True)
     optimizer = torch.optim.Adam(param_groups(model, args.lr, factor=1.0))
 

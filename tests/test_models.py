@@ -479,8 +479,8 @@ def test_boosting_adds_the_ensembles_weighted_outputs_to_the_networks_in_the_los
                                                                                  monkeypatch, capsys):
     """``--boost FILE ...``: ``boost_offsets`` is zeros without it, and ``--boost-weight`` times
     the files' summed onnxruntime outputs on the undistorted images with it; ``fit`` hands the loss
-    the network's outputs plus those offsets, image by image; a recipe trains with it, and a
-    missing file is refused."""
+    the network's outputs plus those offsets, image by image; a recipe trains with it; a missing
+    file, and a recipe that learns its loss scale (the CNNs), are refused."""
     import argparse
 
     torch, common = recipes
@@ -513,6 +513,8 @@ def test_boosting_adds_the_ensembles_weighted_outputs_to_the_networks_in_the_los
     run_recipe(common, "train_esser2015_large", ["--epochs", "1", "--boost", files[1], "--boost-weight", "0.05",
                                                  "--out", str(out)], data, monkeypatch)
     assert "predictions differing from torch: 0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--boost: this recipe learns the scale .* boost a patch network instead"):
+        run_recipe(common, "train_eedn_groups", ["--epochs", "1", "--boost", files[1]], data, monkeypatch)
     with pytest.raises(SystemExit, match="--boost .*missing.onnx: no such file"):
         run_recipe(common, "train_esser2015_large", ["--epochs", "1", "--boost", str(tmp_path / "missing.onnx")],
                    data, monkeypatch)
