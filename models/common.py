@@ -409,7 +409,7 @@ def boost_offsets(args: argparse.Namespace, x: np.ndarray, y: np.ndarray) -> tor
         return torch.zeros(len(x), 10)
     start, outputs = time.perf_counter(), np.zeros((len(x), 10), np.float32)
     for path in args.boost:
-        scores = onnx_outputs(path, x, threads=getattr(args, "threads", 1))
+        scores = onnx_outputs(path, x, threads=max(1, getattr(args, "threads", 1)))
         if scores.shape != outputs.shape:
             raise SystemExit(f"--boost {path}: outputs of shape {scores.shape[1:]}, not the 10 class scores")
         outputs += scores
@@ -424,11 +424,7 @@ def soft_targets(args: argparse.Namespace) -> Callable[[torch.Tensor, torch.Tens
     (knowledge distillation, Hinton et al. 2015), which ``cross_entropy`` takes as targets."""
     if getattr(args, "teacher", None) is None:
         return lambda x, y: y
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = max(1, min(getattr(args, "threads", 1), 2))
-    session = ort.InferenceSession(args.teacher, options, providers=["CPUExecutionProvider"])
+    session = onnx_session(args.teacher, threads=max(1, getattr(args, "threads", 1)))
     name = session.get_inputs()[0].name
     alpha, temperature = args.distill, args.teacher_temperature
 
@@ -676,16 +672,22 @@ class GraphBuilder:
         return model
 
 
-def onnx_outputs(model: onnx.ModelProto | str, x: np.ndarray, batch: int = 1000, threads: int = 0) -> np.ndarray:
-    """The first output of an ONNX model (or file) on the images ``x``, in onnxruntime (``threads``
-    0: its default)."""
+def onnx_session(model: onnx.ModelProto | str, threads: int = 0):
+    """An onnxruntime CPU session of an ONNX model (or file) on ``threads`` threads, at most 2
+    (0: onnxruntime's default)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = options.inter_op_num_threads = max(1, min(threads, 2))
     source = model if isinstance(model, str) else model.SerializeToString()
-    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def onnx_outputs(model: onnx.ModelProto | str, x: np.ndarray, batch: int = 1000, threads: int = 0) -> np.ndarray:
+    """The first output of an ONNX model (or file) on the images ``x``, in onnxruntime (``threads``
+    0: its default)."""
+    session = onnx_session(model, threads)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[lo:lo + batch]})[0] for lo in range(0, len(x), batch)])
 

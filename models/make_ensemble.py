@@ -164,16 +164,9 @@ def main() -> None:
     shifts = parse_shifts(args.shifts)
     copies = ensemble_copies(members, args.copies or len(members) * len(shifts), shifts)
     model = join([m for (_, m), _ in copies], Path(args.out).stem, [shift for _, shift in copies])
-    args.train_limit, args.seed = None, 0
+    args.train_limit, args.seed, args.name = None, 0, "make_ensemble"  # what common.load_data reads
     data = common.load_data(args)
-    import onnxruntime as ort
-
-    def counts(m: onnx.ModelProto, shift: Shift) -> np.ndarray:
-        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-        x = shifted(data["xte"], shift)
-        return np.concatenate([session.run(None, {"x": x[lo:lo + 1000]})[0] for lo in range(0, len(x), 1000)])
-
-    each = [counts(m, shift) for (_, m), shift in copies]
+    each = [common.onnx_outputs(m, shifted(data["xte"], shift)) for (_, m), shift in copies]
     common.save_checked(model, args.out, data, sum(each).argmax(1), f"ensemble of {len(copies)}",
                         reference_name="the copies' summed counts")
     for ((path, _), shift), c in zip(copies, each):
