@@ -41,12 +41,19 @@ both with straight-through gradients; a batch norm with scale 1 folded into an i
 threshold; a straight-through step; random shifts of up to ``--shift`` pixels (default 1);
 5,000 training images held out to keep the best epoch (``--val``).
 
+``--spike-levels L`` gives every hidden neuron L - 1 siblings with the same filter and higher
+thresholds (at ``SPIKE_LEVEL_GAP`` batch-norm units apart): a unit sends L spike lines, its value
+is how many fire (0..L), and the next layer reads all L lines with the unit's weight. Every filter
+still reads at most 256 lines, so from c2 on each layer has L times the groups (a filter reads 1/L
+of the units it reads at L = 1, each at L + 1 values); the compute per step stays about the same
+and c1..c6 have L times the neurons on the chip.
+
 ``--init FILE.onnx --epochs 0 --finetune N`` fine-tunes a network this recipe exported: its
 weights and thresholds are loaded exactly (``load_exported``), then N epochs train with the batch
 norms frozen, i.e. at the thresholds the chip uses.
 
 Usage: python models/train_eedn_groups.py [--epochs E] [--seed S] [--layout base|full|wide] [--input-levels K]
-       [--finetune N] [--init FILE.onnx] [--out models/eedn_groups.onnx]
+       [--spike-levels L] [--finetune N] [--init FILE.onnx] [--out models/eedn_groups.onnx]
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ LAYOUTS = {"base": LAYERS, "full": [(64, 3, 1, 1, 1), (128, 2, 2, 0, 1), LAYERS[
                     (1024, 2, 2, 0, 16), (1000, 1, 1, 0, 4)]}
 TYPES = 4
 MAX_FAN_IN = 256
+SPIKE_LEVEL_GAP = 1.0  # --spike-levels: batch-norm units between the thresholds of a unit's spike lines
 
 
 def line_types(per_group: int, k: int, stride: int, pad: int) -> np.ndarray:
@@ -90,13 +98,17 @@ def line_types(per_group: int, k: int, stride: int, pad: int) -> np.ndarray:
 class CoreConv(nn.Module):
     """A grouped conv in TrueNorth's native form: binary connections (latent p > 1/2) times one
     sign per (neuron, axon type), so each input line needs one axon and a core reads 256 lines;
-    followed by a foldable batch norm and a step neuron."""
+    followed by a foldable batch norm and a step neuron (``out_levels`` > 1: that many steps at
+    thresholds ``SPIKE_LEVEL_GAP`` apart, the unit's value their count). ``in_levels``: spike lines
+    per input channel (the previous layer's ``out_levels``), all read with the channel's weight."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int, pad: int, groups: int, floor: float | None,
-                 shift: float = 0.0, levels: int = 1, free: bool = False) -> None:
+                 shift: float = 0.0, levels: int = 1, free: bool = False, in_levels: int = 1,
+                 out_levels: int = 1) -> None:
         super().__init__()
         per_group = cin // groups
-        lines = per_group * k * k * (2 if free else 1)
+        self.in_levels, self.out_levels = in_levels, out_levels
+        lines = per_group * k * k * (2 if free else 1) * in_levels
         if lines > MAX_FAN_IN or cin % groups or cout % groups:
             raise ValueError(f"conv {cin}->{cout} k{k} groups {groups}: {lines} axons per filter "
                              f"(max {MAX_FAN_IN}), channels must divide by the groups")
@@ -121,9 +133,17 @@ class CoreConv(nn.Module):
         return common.quantize(self.p, "binary") * common.quantize(self.sign, kind)[:, self.types]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Spikes of the layer."""
+        """Spikes of the layer (``out_levels`` > 1: per unit, how many of its spike lines fire)."""
         s = nn.functional.conv2d(x, self.weight(), stride=self.stride, padding=self.pad, groups=self.groups)
-        return common.step(self.norm(s))
+        z = self.norm(s)
+        if self.out_levels == 1:
+            return common.step(z)
+        return sum(common.step(z - level * SPIKE_LEVEL_GAP) for level in range(self.out_levels))
+
+    def thresholds(self) -> np.ndarray:
+        """(cout, out_levels) integer-sum thresholds of the unit's spike lines: line l fires iff s > c_l."""
+        std = np.sqrt(self.norm.bn.running_var.detach().double().numpy() + self.norm.bn.eps)
+        return self.norm.threshold()[:, None] + np.arange(self.out_levels)[None, :] * SPIKE_LEVEL_GAP * std[:, None]
 
     def constrain(self) -> None:
         """Latent parameters in range; threshold floor."""
@@ -148,20 +168,26 @@ class EednGroups(nn.Module):
     shuffles, step neurons and a class readout."""
 
     def __init__(self, floor: float | None, levels: int = 1, free_first: bool = False,
-                 layout: str = "base", input_thresholds: tuple[float, ...] = (0.5,)) -> None:
+                 layout: str = "base", input_thresholds: tuple[float, ...] = (0.5,), spike_levels: int = 1) -> None:
         super().__init__()
-        self.input_thresholds = tuple(input_thresholds)
+        self.input_thresholds, self.spike_levels = tuple(input_thresholds), spike_levels
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
+        if spike_levels < 1:
+            raise ValueError(f"spike levels {spike_levels}: give 1 or more")
         # a 3x3 stride-1 kernel has no position-free line types
         self.free_first = free_first or layout == "full"
         self.specs, self.orders, cin, size, prev_groups = [], [], len(self.input_thresholds), 28, 1
-        for cout, k, stride, pad, groups in LAYOUTS[layout]:
+        for i, (cout, k, stride, pad, groups) in enumerate(LAYOUTS[layout]):
+            groups *= spike_levels if i else 1  # every filter keeps its 256 lines
             self.specs.append((cin, cout, k, stride, pad, groups))
             self.orders.append(shuffle_order(cin, prev_groups))
             cin, size, prev_groups = cout, (size + 2 * pad - k) // stride + 1, groups
         shifts = [0.0] * (len(self.specs) - 1) + [common.OUTPUT_SHIFT]
-        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift, levels, self.free_first and i == 0)
+        last = len(self.specs) - 1  # the voters fire once: their spikes are counted
+        self.convs = nn.ModuleList(CoreConv(*spec, floor, shift, levels, self.free_first and i == 0,
+                                            in_levels=spike_levels if i else 1,
+                                            out_levels=spike_levels if i < last else 1)
                                    for i, (spec, shift) in enumerate(zip(self.specs, shifts)))
         for i, order in enumerate(self.orders):
             self.register_buffer(f"order{i}", torch.from_numpy(order))
@@ -180,17 +206,20 @@ class EednGroups(nn.Module):
 
     def to_onnx(self, metadata: dict[str, str], name: str):
         """Chip-ready ONNX: encoding, then per layer the channel shuffle (``Gather`` on the channel
-        axis), a grouped Conv (weights in {-1, 0, 1}, integer-threshold bias) and a step; readout."""
+        axis), a grouped Conv (weights in {-1, 0, 1}, integer-threshold bias) and a step; readout.
+        With spike levels a unit's L spike channels are adjacent (channel u L + l): its filter
+        repeats L times with rising thresholds, and the next layer's weight repeats per line."""
         builder = common.GraphBuilder(name)
         h = builder.encode_input(self.input_thresholds)
         with torch.no_grad():
             for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(self.convs, self.specs)):
-                order = self.orders[i]
+                lines = np.arange(conv.in_levels)
+                order = (self.orders[i][:, None] * conv.in_levels + lines[None, :]).reshape(-1)
                 if np.any(order != np.arange(order.size)):
                     h = builder.op("Gather", [h, builder.const(f"c{i + 1}.shuffle", order.astype(np.int64))],
                                    name=f"c{i + 1}.shuffled", axis=1)
-                bias = common.integer_bias(conv.norm.threshold())
-                weight = conv.weight().numpy()
+                bias = common.integer_bias(conv.thresholds()).reshape(-1)
+                weight = np.repeat(np.repeat(conv.weight().numpy(), conv.in_levels, axis=1), conv.out_levels, axis=0)
                 h = builder.step(builder.conv(h, weight, bias, f"c{i + 1}", stride=stride, pad=pad, group=groups),
                                  name=f"c{i + 1}.spikes")
         counts = builder.readout(builder.flatten(h), self.classes)
@@ -206,6 +235,9 @@ def load_exported(model: EednGroups, arrays: dict[str, np.ndarray], x: torch.Ten
     on the grey images ``x`` (the layer's integer sums, earlier layers firing at the file's
     thresholds) with the shift that keeps the file's threshold exactly; the loss scale fitted to
     the class counts on ``x`` and labels ``y``. The model then predicts exactly what the file does."""
+    if model.spike_levels != 1:
+        raise SystemExit(f"--init with --spike-levels {model.spike_levels}: only networks of one spike line per "
+                         "neuron (--spike-levels 1) can be loaded")
     h = common.binarize_input(x, model.input_thresholds)
     for i, (conv, (_, _, _, stride, pad, groups)) in enumerate(zip(model.convs, model.specs)):
         w, threshold = common.exported_layer(arrays, f"c{i + 1}", tuple(conv.weight().shape),
@@ -252,13 +284,19 @@ def main() -> None:
         parser.add_argument("--input-levels", type=int, default=1,
                             help="input thresholds per pixel (a thermometer code, thresholds k / (levels + 1)): "
                                  "each pixel drives one input line per level, so c1 reads levels x its taps")
+        parser.add_argument("--spike-levels", type=int, default=1,
+                            help="spike lines per hidden neuron, at rising thresholds (the neuron's value is how "
+                                 "many fire); from c2 on each layer has this many times the groups so that a filter "
+                                 "still reads 256 lines")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)
+    if args.spike_levels < 1:
+        raise SystemExit(f"--spike-levels {args.spike_levels}: give 1 (one spike line per neuron) or more")
     common.setup(args)
     data = common.load_data(args)
     model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,
-                       common.thermometer(args.input_levels))
+                       common.thermometer(args.input_levels), args.spike_levels)
     if args.init is not None:
         common.start_from(model, args.init, data, load_exported)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"

@@ -221,6 +221,44 @@ def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer(rec
     np.testing.assert_array_equal(session.run(None, {"x": images[:20]})[0], expected)
 
 
+def test_core_shaped_cnn_spike_levels_export_two_lines_per_neuron_and_equal_torch(recipes, sample):
+    """``--spike-levels 2``: every hidden unit is two neurons with one filter and rising
+    thresholds, read by the next layer with one weight per line; from c2 on the layers have twice
+    the groups so a filter still reads at most 256 lines with one sign per axon type; the voters
+    have one line; onnxruntime's class counts equal torch's exactly, and the units take all three
+    values."""
+    torch, common = recipes
+    from train_eedn_groups import LAYERS, EednGroups, line_types
+
+    torch.manual_seed(2)
+    net = EednGroups(None, spike_levels=2)
+    assert [spec[5] for spec in net.specs] == [LAYERS[0][4]] + [layer[4] * 2 for layer in LAYERS[1:]]
+    images, _ = sample
+    x = common.binarize_input(torch.from_numpy(images[:60]))
+    common.recalibrate_batchnorm(net, x)
+    net.eval()
+    with torch.no_grad():
+        expected = net(x).numpy()
+        values = net.convs[1](net.convs[0](x).index_select(1, net.order1))
+    assert set(np.unique(values.numpy())) == {0.0, 1.0, 2.0}
+    model = net.to_onnx({}, "probe")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(session.run(None, {"x": images[:60]})[0], expected)
+
+    w = weights(model)
+    for i, (node, (_, cout, k, stride, pad, groups)) in enumerate(zip(layer_nodes(model.graph), net.specs)):
+        weight, bias = w[node.input[1]], w[node.input[2]]
+        lines_out = 2 if i < len(net.specs) - 1 else 1
+        assert weight.shape[0] == cout * lines_out and int(np.prod(weight.shape[1:])) <= 256
+        if lines_out == 2:  # a unit's two neurons: one filter, the second threshold higher
+            np.testing.assert_array_equal(weight[0::2], weight[1::2])
+            assert (bias[1::2] <= bias[0::2]).all() and (bias[1::2] < bias[0::2]).any()
+        if i:  # both lines of an input unit carry the unit's weight and axon type
+            np.testing.assert_array_equal(weight[:, 0::2], weight[:, 1::2])
+            types = np.repeat(line_types(weight.shape[1] // 2, k, stride, pad), 2, axis=0)
+            assert_one_sign_per_axon_type(weight, types)
+
+
 def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_and_typed_others(recipes):
     """``--layout full``: c1 is 3x3 stride 1 at 28x28 with free ternary weights (no line types fit
     a stride-1 kernel), then 2x2 stride-2 layers whose filters read at most 256 lines with one
@@ -424,6 +462,10 @@ def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, s
                                                  str(tmp_path / "missing.onnx")], data, monkeypatch)
     with pytest.raises(SystemExit, match="--epochs 0 --finetune 0: give a positive number of epochs"):
         run_recipe(common, "train_eedn_groups", ["--epochs", "0"], data, monkeypatch)
+    with pytest.raises(SystemExit, match="--spike-levels 0: give 1"):
+        run_recipe(common, "train_eedn_groups", ["--spike-levels", "0"], data, monkeypatch)
+    with pytest.raises(SystemExit, match="--init with --spike-levels 2: only networks of one spike line"):
+        load_exported(EednGroups(None, spike_levels=2), common.onnx_initializers(onnx.load(str(first))), x, y)
 
 
 def test_frozen_norms_train_at_fixed_thresholds(recipes):
