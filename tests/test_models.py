@@ -246,7 +246,7 @@ def test_core_shaped_cnn_spike_levels_export_two_lines_per_neuron_and_equal_torc
     np.testing.assert_array_equal(session.run(None, {"x": images[:60]})[0], expected)
 
     w = weights(model)
-    for i, (node, (_, cout, k, stride, pad, groups)) in enumerate(zip(layer_nodes(model.graph), net.specs)):
+    for i, (node, (_, cout, k, stride, pad, _)) in enumerate(zip(layer_nodes(model.graph), net.specs)):
         weight, bias = w[node.input[1]], w[node.input[2]]
         lines_out = 2 if i < len(net.specs) - 1 else 1
         assert weight.shape[0] == cout * lines_out and int(np.prod(weight.shape[1:])) <= 256
