@@ -46,7 +46,8 @@ thresholds (at ``SPIKE_LEVEL_GAP`` batch-norm units apart): a unit sends L spike
 is how many fire (0..L), and the next layer reads all L lines with the unit's weight. Every filter
 still reads at most 256 lines, so from c2 on each layer has L times the groups (a filter reads 1/L
 of the units it reads at L = 1, each at L + 1 values); the compute per step stays about the same
-and c1..c6 have L times the neurons on the chip.
+and c1..c6 have L times the neurons on the chip. The channel counts of the three layouts divide
+into twice their groups but not three times: L is 1 or 2 (``spike_level_choices``).
 
 ``--init FILE.onnx --epochs 0 --finetune N`` fine-tunes a network this recipe exported: its
 weights and thresholds are loaded exactly (``load_exported``), then N epochs train with the batch
@@ -163,6 +164,15 @@ def shuffle_order(channels: int, groups: int) -> np.ndarray:
     return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
 
 
+def spike_level_choices(layout: str, most: int = 8) -> list[int]:
+    """The ``--spike-levels`` L (up to ``most``) for which every layer from c2 on can have L times
+    its groups: its input and output channels divide by them."""
+    layers = LAYOUTS[layout]
+    return [level for level in range(1, most + 1)
+            if all(cin % (groups * level) == 0 and cout % (groups * level) == 0
+                   for (cin, *_), (cout, _, _, _, groups) in zip(layers, layers[1:]))]
+
+
 class EednGroups(nn.Module):
     """Core-shaped grouped convolutions (binary connections x sign per axon type) with channel
     shuffles, step neurons and a class readout."""
@@ -173,8 +183,9 @@ class EednGroups(nn.Module):
         self.input_thresholds, self.spike_levels = tuple(input_thresholds), spike_levels
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
-        if spike_levels < 1:
-            raise ValueError(f"spike levels {spike_levels}: give 1 or more")
+        if spike_levels not in spike_level_choices(layout):
+            raise ValueError(f"spike levels {spike_levels}: the {layout} layout's channels divide into L times its "
+                             f"groups only for L in {spike_level_choices(layout)}")
         # a 3x3 stride-1 kernel has no position-free line types
         self.free_first = free_first or layout == "full"
         self.specs, self.orders, cin, size, prev_groups = [], [], len(self.input_thresholds), 28, 1
@@ -287,12 +298,14 @@ def main() -> None:
         parser.add_argument("--spike-levels", type=int, default=1,
                             help="spike lines per hidden neuron, at rising thresholds (the neuron's value is how "
                                  "many fire); from c2 on each layer has this many times the groups so that a filter "
-                                 "still reads 256 lines")
+                                 "still reads 256 lines (1 or 2: the layouts' channels do not divide by 3 x groups)")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)
-    if args.spike_levels < 1:
-        raise SystemExit(f"--spike-levels {args.spike_levels}: give 1 (one spike line per neuron) or more")
+    if args.spike_levels not in spike_level_choices(args.layout):
+        raise SystemExit(f"--spike-levels {args.spike_levels}: with --layout {args.layout} every layer from c2 on "
+                         f"needs channels that divide into L times its groups; choose one of "
+                         f"{spike_level_choices(args.layout)}")
     common.setup(args)
     data = common.load_data(args)
     model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,

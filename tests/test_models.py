@@ -462,8 +462,9 @@ def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, s
                                                  str(tmp_path / "missing.onnx")], data, monkeypatch)
     with pytest.raises(SystemExit, match="--epochs 0 --finetune 0: give a positive number of epochs"):
         run_recipe(common, "train_eedn_groups", ["--epochs", "0"], data, monkeypatch)
-    with pytest.raises(SystemExit, match="--spike-levels 0: give 1"):
-        run_recipe(common, "train_eedn_groups", ["--spike-levels", "0"], data, monkeypatch)
+    for levels in ("0", "3"):  # 256 channels do not split into 2 x 3 groups
+        with pytest.raises(SystemExit, match=rf"--spike-levels {levels}: .*choose one of \[1, 2\]"):
+            run_recipe(common, "train_eedn_groups", ["--spike-levels", levels], data, monkeypatch)
     with pytest.raises(SystemExit, match="--init with --spike-levels 2: only networks of one spike line"):
         load_exported(EednGroups(None, spike_levels=2), common.onnx_initializers(onnx.load(str(first))), x, y)
 
