@@ -184,8 +184,9 @@ class EednGroups(nn.Module):
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
         if spike_levels not in spike_level_choices(layout):
-            raise ValueError(f"spike levels {spike_levels}: the {layout} layout's channels divide into L times its "
-                             f"groups only for L in {spike_level_choices(layout)}")
+            raise ValueError(f"--spike-levels {spike_levels}: with --layout {layout} every layer from c2 on needs "
+                             f"channels that divide into L times its groups; choose one of "
+                             f"{spike_level_choices(layout)}")
         # a 3x3 stride-1 kernel has no position-free line types
         self.free_first = free_first or layout == "full"
         self.specs, self.orders, cin, size, prev_groups = [], [], len(self.input_thresholds), 28, 1
@@ -302,14 +303,13 @@ def main() -> None:
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)
-    if args.spike_levels not in spike_level_choices(args.layout):
-        raise SystemExit(f"--spike-levels {args.spike_levels}: with --layout {args.layout} every layer from c2 on "
-                         f"needs channels that divide into L times its groups; choose one of "
-                         f"{spike_level_choices(args.layout)}")
     common.setup(args)
+    try:  # before the data is read: an option the layout cannot take ends here, with its message
+        model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,
+                           common.thermometer(args.input_levels), args.spike_levels)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     data = common.load_data(args)
-    model = EednGroups(args.min_threshold, args.levels, args.free_first, args.layout,
-                       common.thermometer(args.input_levels), args.spike_levels)
     if args.init is not None:
         common.start_from(model, args.init, data, load_exported)
     per_type = "sign" if args.levels == 1 else f"integer weight in -{args.levels}..{args.levels}"
