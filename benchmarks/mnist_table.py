@@ -48,6 +48,8 @@ ROWS = [
     ("eedn_groups", "eedn_groups*.onnx", "deterministic", [1, 2, 3, 4, 6, 16], "Esser 2016 (trinary CNN)"),
     ("eedn_groups_s6", "eedn_groups_s6.onnx", "deterministic", [1], "(trained with rotations and scaling)"),
     ("eedn_levels3", "eedn_levels3.onnx", "deterministic", [1], "(three input levels, frozen-norm epochs)"),
+    ("eedn_spikes2", "eedn_spikes2.onnx", "deterministic", [1], "(two spike lines per hidden neuron)"),
+    ("eedn_spikes2_s93", "eedn_spikes2_s93.onnx", "deterministic", [1], "(the same, seven input levels)"),
     ("mixed", "eedn_groups_s6.onnx esser2015_large_w2.onnx", "deterministic", [2], "(a CNN and a patch network)"),
     # the float models threshold their input themselves (Greater on the input), so lsq keeps that encoding
     ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),

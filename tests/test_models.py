@@ -18,8 +18,11 @@ ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn",
-               "eedn_groups", "eedn_groups_s6", "eedn_levels3"]
-LEVEL_MODELS = {"eedn_levels3": (0.25, 0.5, 0.75)}  # thermometer input codes: the thresholds of each pixel
+               "eedn_groups", "eedn_groups_s6", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s93"]
+# thermometer input codes: the thresholds of each pixel
+LEVEL_MODELS = {"eedn_levels3": (0.25, 0.5, 0.75), "eedn_spikes2": (0.25, 0.5, 0.75),
+                "eedn_spikes2_s93": tuple(k / 8 for k in range(1, 8))}
+SPIKE_LEVEL_MODELS = ["eedn_spikes2", "eedn_spikes2_s93"]  # --spike-levels 2
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
@@ -228,7 +231,7 @@ def test_core_shaped_cnn_spike_levels_export_two_lines_per_neuron_and_equal_torc
     have one line; onnxruntime's class counts equal torch's exactly, and the units take all three
     values."""
     torch, common = recipes
-    from train_eedn_groups import LAYERS, EednGroups, line_types
+    from train_eedn_groups import LAYERS, EednGroups
 
     torch.manual_seed(2)
     net = EednGroups(None, spike_levels=2)
@@ -245,11 +248,23 @@ def test_core_shaped_cnn_spike_levels_export_two_lines_per_neuron_and_equal_torc
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(session.run(None, {"x": images[:60]})[0], expected)
 
+    assert_two_spike_lines_per_hidden_neuron(model, net.specs)
+
+
+def assert_two_spike_lines_per_hidden_neuron(model: onnx.ModelProto, specs) -> None:
+    """The layers of a ``--spike-levels 2`` export (specs (cin, cout, k, stride, pad, groups) of its
+    units): a hidden unit's two neurons share one filter and the second has the higher threshold;
+    both lines of an input unit carry the unit's weight and axon type; a filter reads at most 256
+    lines with one sign per axon type; the voters have one line."""
+    from train_eedn_groups import line_types
+
     w = weights(model)
-    for i, (node, (_, cout, k, stride, pad, _)) in enumerate(zip(layer_nodes(model.graph), net.specs)):
+    for i, (node, (_, cout, k, stride, pad, groups)) in enumerate(zip(layer_nodes(model.graph), specs, strict=True)):
         weight, bias = w[node.input[1]], w[node.input[2]]
-        lines_out = 2 if i < len(net.specs) - 1 else 1
-        assert weight.shape[0] == cout * lines_out and int(np.prod(weight.shape[1:])) <= 256
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        lines_out = 2 if i < len(specs) - 1 else 1
+        assert attrs["group"] == groups and weight.shape[2:] == (k, k)
+        assert weight.shape[0] == cout * lines_out and int(np.prod(weight.shape[1:])) <= 256, node.name
         if lines_out == 2:  # a unit's two neurons: one filter, the second threshold higher
             np.testing.assert_array_equal(weight[0::2], weight[1::2])
             assert (bias[1::2] <= bias[0::2]).all() and (bias[1::2] < bias[0::2]).any()
@@ -257,6 +272,15 @@ def test_core_shaped_cnn_spike_levels_export_two_lines_per_neuron_and_equal_torc
             np.testing.assert_array_equal(weight[:, 0::2], weight[:, 1::2])
             types = np.repeat(line_types(weight.shape[1] // 2, k, stride, pad), 2, axis=0)
             assert_one_sign_per_axon_type(weight, types)
+
+
+@pytest.mark.parametrize("name", SPIKE_LEVEL_MODELS)
+def test_committed_spike_level_cnns_have_two_lines_per_hidden_neuron(recipes, name):
+    """The committed ``--spike-levels 2`` networks have the structure of the recipe's export."""
+    from train_eedn_groups import EednGroups
+
+    net = EednGroups(None, input_thresholds=LEVEL_MODELS[name], spike_levels=2)
+    assert_two_spike_lines_per_hidden_neuron(load(name), net.specs)
 
 
 def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_and_typed_others(recipes):
