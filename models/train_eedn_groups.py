@@ -183,10 +183,10 @@ class EednGroups(nn.Module):
         self.input_thresholds, self.spike_levels = tuple(input_thresholds), spike_levels
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: choose one of {sorted(LAYOUTS)}")
-        if spike_levels not in spike_level_choices(layout):
+        choices = spike_level_choices(layout)
+        if spike_levels not in choices:
             raise ValueError(f"--spike-levels {spike_levels}: with --layout {layout} every layer from c2 on needs "
-                             f"channels that divide into L times its groups; choose one of "
-                             f"{spike_level_choices(layout)}")
+                             f"channels that divide into L times its groups; choose one of {choices}")
         # a 3x3 stride-1 kernel has no position-free line types
         self.free_first = free_first or layout == "full"
         self.specs, self.orders, cin, size, prev_groups = [], [], len(self.input_thresholds), 28, 1

@@ -21,9 +21,9 @@ STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2
                "eedn_groups", "eedn_groups_s6", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s93",
                "eedn_spikes2_s94", "eedn_spikes2_s95"]
 # thermometer input codes: the thresholds of each pixel
-LEVEL_MODELS = {"eedn_levels3": (0.25, 0.5, 0.75), "eedn_spikes2": (0.25, 0.5, 0.75),
-                "eedn_spikes2_s93": tuple(k / 8 for k in range(1, 8)), "eedn_spikes2_s94": (0.25, 0.5, 0.75),
-                "eedn_spikes2_s95": (0.25, 0.5, 0.75)}
+THREE_LEVELS = (0.25, 0.5, 0.75)
+LEVEL_MODELS = {"eedn_levels3": THREE_LEVELS, "eedn_spikes2": THREE_LEVELS, "eedn_spikes2_s94": THREE_LEVELS,
+                "eedn_spikes2_s95": THREE_LEVELS, "eedn_spikes2_s93": tuple(k / 8 for k in range(1, 8))}
 SPIKE_LEVEL_MODELS = ["eedn_spikes2", "eedn_spikes2_s93", "eedn_spikes2_s94", "eedn_spikes2_s95"]  # --spike-levels 2
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
