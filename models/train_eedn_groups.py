@@ -47,7 +47,8 @@ is how many fire (0..L), and the next layer reads all L lines with the unit's we
 still reads at most 256 lines, so from c2 on each layer has L times the groups (a filter reads 1/L
 of the units it reads at L = 1, each at L + 1 values); the compute per step stays about the same
 and c1..c6 have L times the neurons on the chip. The channel counts of the three layouts divide
-into twice their groups but not three times: L is 1 or 2 (``spike_level_choices``).
+into 2, 4 and 8 times their groups but not 3 times: L is 1, 2, 4 or 8 (``spike_level_choices``;
+at L = 4 and 8 the 500 voters become 480, which split evenly into the groups and the classes).
 
 ``--init FILE.onnx --epochs 0 --finetune N`` fine-tunes a network this recipe exported: its
 weights and thresholds are loaded exactly (``load_exported``), then N epochs train with the batch
@@ -164,13 +165,23 @@ def shuffle_order(channels: int, groups: int) -> np.ndarray:
     return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
 
 
+def voter_count(voters: int, groups: int) -> int:
+    """The most voters, at most ``voters``, that split evenly into ``groups`` groups and, within
+    each group, evenly over the ten classes (500 for 2 and 4 groups, 480 for 8)."""
+    step = int(np.lcm(groups, 10))
+    return voters // step * step
+
+
 def spike_level_choices(layout: str, most: int = 8) -> list[int]:
     """The ``--spike-levels`` L (up to ``most``) for which every layer from c2 on can have L times
-    its groups: its input and output channels divide by them."""
+    its groups: its input channels and (but for the voters, see ``voter_count``) its output
+    channels divide by them."""
     layers = LAYOUTS[layout]
+    hidden = layers[1:-1]
     return [level for level in range(1, most + 1)
-            if all(cin % (groups * level) == 0 and cout % (groups * level) == 0
-                   for (cin, *_), (cout, _, _, _, groups) in zip(layers, layers[1:]))]
+            if all(cin % (groups * level) == 0 for (cin, *_), (_, _, _, _, groups) in zip(layers, layers[1:]))
+            and all(cout % (groups * level) == 0 for cout, _, _, _, groups in hidden)
+            and voter_count(layers[-1][0], layers[-1][4] * level) > 0]
 
 
 class EednGroups(nn.Module):
@@ -190,13 +201,14 @@ class EednGroups(nn.Module):
         # a 3x3 stride-1 kernel has no position-free line types
         self.free_first = free_first or layout == "full"
         self.specs, self.orders, cin, size, prev_groups = [], [], len(self.input_thresholds), 28, 1
+        last = len(LAYOUTS[layout]) - 1  # the voters fire once: their spikes are counted
         for i, (cout, k, stride, pad, groups) in enumerate(LAYOUTS[layout]):
             groups *= spike_levels if i else 1  # every filter keeps its 256 lines
+            cout = voter_count(cout, groups) if i == last else cout
             self.specs.append((cin, cout, k, stride, pad, groups))
             self.orders.append(shuffle_order(cin, prev_groups))
             cin, size, prev_groups = cout, (size + 2 * pad - k) // stride + 1, groups
         shifts = [0.0] * (len(self.specs) - 1) + [common.OUTPUT_SHIFT]
-        last = len(self.specs) - 1  # the voters fire once: their spikes are counted
         self.convs = nn.ModuleList(CoreConv(*spec, floor, shift, levels, self.free_first and i == 0,
                                             in_levels=spike_levels if i else 1,
                                             out_levels=spike_levels if i < last else 1)
@@ -299,7 +311,8 @@ def main() -> None:
         parser.add_argument("--spike-levels", type=int, default=1,
                             help="spike lines per hidden neuron, at rising thresholds (the neuron's value is how "
                                  "many fire); from c2 on each layer has this many times the groups so that a filter "
-                                 "still reads 256 lines (1 or 2: the layouts' channels do not divide by 3 x groups)")
+                                 "still reads 256 lines (1, 2, 4 or 8: the layouts' channels do not divide by "
+                                 "3 x groups)")
 
     args = common.parse_args("eedn_groups", epochs=30, lr=0.01, batch_size=200, min_threshold="none", extra=extra,
                              val=5000)

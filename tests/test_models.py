@@ -24,7 +24,7 @@ STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2
 THREE_LEVELS = (0.25, 0.5, 0.75)
 LEVEL_MODELS = {"eedn_levels3": THREE_LEVELS, "eedn_spikes2": THREE_LEVELS, "eedn_spikes2_s94": THREE_LEVELS,
                 "eedn_spikes2_s95": THREE_LEVELS, "eedn_spikes2_s93": tuple(k / 8 for k in range(1, 8))}
-SPIKE_LEVEL_MODELS = ["eedn_spikes2", "eedn_spikes2_s93", "eedn_spikes2_s94", "eedn_spikes2_s95"]  # --spike-levels 2
+SPIKE_LEVEL_MODELS = {"eedn_spikes2": 2, "eedn_spikes2_s93": 2, "eedn_spikes2_s94": 2, "eedn_spikes2_s95": 2}  # --spike-levels
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
@@ -226,63 +226,71 @@ def test_core_shaped_cnn_recipe_integer_type_weights_and_ternary_first_layer(rec
     np.testing.assert_array_equal(session.run(None, {"x": images[:20]})[0], expected)
 
 
-def test_core_shaped_cnn_spike_levels_export_two_lines_per_neuron_and_equal_torch(recipes, sample):
-    """``--spike-levels 2``: every hidden unit is two neurons with one filter and rising
-    thresholds, read by the next layer with one weight per line; from c2 on the layers have twice
+@pytest.mark.parametrize("levels", [2, 4])
+def test_core_shaped_cnn_spike_levels_export_lines_per_neuron_and_equal_torch(recipes, sample, levels):
+    """``--spike-levels L``: every hidden unit is L neurons with one filter and rising
+    thresholds, read by the next layer with one weight per line; from c2 on the layers have L times
     the groups so a filter still reads at most 256 lines with one sign per axon type; the voters
-    have one line; onnxruntime's class counts equal torch's exactly, and the units take all three
-    values."""
+    have one line (480 of them at L = 4, so that they split into 8 groups); onnxruntime's class
+    counts equal torch's exactly, and the units take all L + 1 values."""
     torch, common = recipes
     from train_eedn_groups import LAYERS, EednGroups
 
     torch.manual_seed(2)
-    net = EednGroups(None, spike_levels=2)
-    assert [spec[5] for spec in net.specs] == [LAYERS[0][4]] + [layer[4] * 2 for layer in LAYERS[1:]]
+    net = EednGroups(None, spike_levels=levels)
+    assert [spec[5] for spec in net.specs] == [LAYERS[0][4]] + [layer[4] * levels for layer in LAYERS[1:]]
+    assert net.specs[-1][1] == {2: 500, 4: 480}[levels]
     images, _ = sample
     x = common.binarize_input(torch.from_numpy(images[:60]))
     common.recalibrate_batchnorm(net, x)
+    with torch.no_grad():  # shifts as training leaves them: at shift 0 a mean over 60 images can be an
+        for conv in net.convs:  # integer sum, and float32 then decides that tie either way
+            conv.norm.bn.bias.uniform_(-0.2, 0.2)
     net.eval()
     with torch.no_grad():
         expected = net(x).numpy()
         values = net.convs[1](net.convs[0](x).index_select(1, net.order1))
-    assert set(np.unique(values.numpy())) == {0.0, 1.0, 2.0}
+    assert set(np.unique(values.numpy())) == set(range(levels + 1))
     model = net.to_onnx({}, "probe")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(session.run(None, {"x": images[:60]})[0], expected)
 
-    assert_two_spike_lines_per_hidden_neuron(model, net.specs)
+    assert_spike_lines_per_hidden_neuron(model, net.specs, levels)
 
 
-def assert_two_spike_lines_per_hidden_neuron(model: onnx.ModelProto, specs) -> None:
-    """The layers of a ``--spike-levels 2`` export (specs (cin, cout, k, stride, pad, groups) of its
-    units): a hidden unit's two neurons share one filter and the second has the higher threshold;
-    both lines of an input unit carry the unit's weight and axon type; a filter reads at most 256
-    lines with one sign per axon type; the voters have one line."""
+def assert_spike_lines_per_hidden_neuron(model: onnx.ModelProto, specs, levels: int) -> None:
+    """The layers of a ``--spike-levels L`` export (specs (cin, cout, k, stride, pad, groups) of its
+    units): a hidden unit's L neurons share one filter and their thresholds rise; all L lines of
+    an input unit carry the unit's weight and axon type; a filter reads at most 256 lines with one
+    sign per axon type; the voters have one line."""
     from train_eedn_groups import line_types
 
     w = weights(model)
     for i, (node, (_, cout, k, stride, pad, groups)) in enumerate(zip(layer_nodes(model.graph), specs, strict=True)):
         weight, bias = w[node.input[1]], w[node.input[2]]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        lines_out = 2 if i < len(specs) - 1 else 1
+        lines_out = levels if i < len(specs) - 1 else 1
         assert attrs["group"] == groups and weight.shape[2:] == (k, k)
         assert weight.shape[0] == cout * lines_out and int(np.prod(weight.shape[1:])) <= 256, node.name
-        if lines_out == 2:  # a unit's two neurons: one filter, the second threshold higher
-            np.testing.assert_array_equal(weight[0::2], weight[1::2])
-            assert (bias[1::2] <= bias[0::2]).all() and (bias[1::2] < bias[0::2]).any()
-        if i:  # both lines of an input unit carry the unit's weight and axon type
-            np.testing.assert_array_equal(weight[:, 0::2], weight[:, 1::2])
-            types = np.repeat(line_types(weight.shape[1] // 2, k, stride, pad), 2, axis=0)
+        for line in range(1, lines_out):  # a unit's neurons: one filter, each threshold above the last
+            np.testing.assert_array_equal(weight[line::lines_out], weight[0::lines_out])
+            higher, lower = bias[line::lines_out], bias[line - 1::lines_out]
+            assert (higher <= lower).all() and (higher < lower).any()
+        if i:  # all lines of an input unit carry the unit's weight and axon type
+            for line in range(1, levels):
+                np.testing.assert_array_equal(weight[:, line::levels], weight[:, 0::levels])
+            types = np.repeat(line_types(weight.shape[1] // levels, k, stride, pad), levels, axis=0)
             assert_one_sign_per_axon_type(weight, types)
 
 
 @pytest.mark.parametrize("name", SPIKE_LEVEL_MODELS)
-def test_committed_spike_level_cnns_have_two_lines_per_hidden_neuron(recipes, name):
-    """The committed ``--spike-levels 2`` networks have the structure of the recipe's export."""
+def test_committed_spike_level_cnns_have_their_lines_per_hidden_neuron(recipes, name):
+    """The committed ``--spike-levels`` networks have the structure of the recipe's export."""
     from train_eedn_groups import EednGroups
 
-    net = EednGroups(None, input_thresholds=LEVEL_MODELS[name], spike_levels=2)
-    assert_two_spike_lines_per_hidden_neuron(load(name), net.specs)
+    levels = SPIKE_LEVEL_MODELS[name]
+    net = EednGroups(None, input_thresholds=LEVEL_MODELS[name], spike_levels=levels)
+    assert_spike_lines_per_hidden_neuron(load(name), net.specs, levels)
 
 
 def test_core_shaped_cnn_full_layout_has_a_ternary_full_resolution_first_layer_and_typed_others(recipes):
@@ -489,7 +497,7 @@ def test_core_shaped_cnn_fine_tunes_from_its_export_with_frozen_norms(recipes, s
     with pytest.raises(SystemExit, match="--epochs 0 --finetune 0: give a positive number of epochs"):
         run_recipe(common, "train_eedn_groups", ["--epochs", "0"], data, monkeypatch)
     for levels in ("0", "3"):  # 256 channels do not split into 2 x 3 groups
-        with pytest.raises(SystemExit, match=rf"--spike-levels {levels}: .*choose one of \[1, 2\]"):
+        with pytest.raises(SystemExit, match=rf"--spike-levels {levels}: .*choose one of \[1, 2, 4, 8\]"):
             run_recipe(common, "train_eedn_groups", ["--spike-levels", levels], data, monkeypatch)
     with pytest.raises(SystemExit, match="--init with --spike-levels 2: only networks of one spike line"):
         load_exported(EednGroups(None, spike_levels=2), common.onnx_initializers(onnx.load(str(first))), x, y)
