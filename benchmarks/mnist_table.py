@@ -53,6 +53,7 @@ ROWS = [
     ("eedn_spikes2_s94", "eedn_spikes2_s94.onnx", "deterministic", [1], "(the same recipe, seed 94, 20 + 4 epochs)"),
     ("eedn_spikes2_s95", "eedn_spikes2_s95.onnx", "deterministic", [1], "(the same recipe, seed 95, 20 + 4 epochs)"),
     ("eedn_spikes2_s97", "eedn_spikes2_s97.onnx", "deterministic", [1], "(the same recipe, seed 97, 20 + 4 epochs)"),
+    ("eedn_spikes4", "eedn_spikes4.onnx", "deterministic", [1], "(four spike lines per hidden neuron)"),
     ("mixed", "eedn_groups_s6.onnx esser2015_large_w2.onnx", "deterministic", [2], "(a CNN and a patch network)"),
     # the float models threshold their input themselves (Greater on the input), so lsq keeps that encoding
     ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),
