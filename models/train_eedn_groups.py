@@ -48,7 +48,8 @@ still reads at most 256 lines, so from c2 on each layer has L times the groups (
 of the units it reads at L = 1, each at L + 1 values); the compute per step stays about the same
 and c1..c6 have L times the neurons on the chip. The channel counts of the three layouts divide
 into 2, 4 and 8 times their groups but not 3 times: L is 1, 2, 4 or 8 (``spike_level_choices``;
-at L = 4 and 8 the 500 voters become 480, which split evenly into the groups and the classes).
+at L = 4 and 8 the 500 voters become 480 and the wide layout's 1,000 become 960, which split evenly
+into the groups and the classes: ``voter_count``).
 
 ``--init FILE.onnx --epochs 0 --finetune N`` fine-tunes a network this recipe exported: its
 weights and thresholds are loaded exactly (``load_exported``), then N epochs train with the batch
@@ -167,7 +168,7 @@ def shuffle_order(channels: int, groups: int) -> np.ndarray:
 
 def voter_count(voters: int, groups: int) -> int:
     """The most voters, at most ``voters``, that split evenly into ``groups`` groups and, within
-    each group, evenly over the ten classes (500 for 2 and 4 groups, 480 for 8)."""
+    each group, evenly over the ten classes (of 500: 500 for 2 and 4 groups, 480 for 8 and 16)."""
     step = int(np.lcm(groups, 10))
     return voters // step * step
 
