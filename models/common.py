@@ -128,6 +128,13 @@ def load_data(args: argparse.Namespace) -> dict[str, np.ndarray]:
     return {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte}
 
 
+def heldout_split(count: int, seed: int, val: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training images a recipe trains on and the ``val`` it holds out (``--val``): the last
+    ``val`` of a shuffle of ``count`` images seeded by the recipe's ``--seed``."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed + 12345)).numpy()
+    return order[:-val], order[-val:]
+
+
 def binarize_input(x: torch.Tensor, thresholds: tuple[float, ...] = (0.5,)) -> torch.Tensor:
     """The chip's threshold input encoding: a pixel spikes when its value is above 0.5; with
     several ``thresholds`` (a thermometer code) each channel becomes one channel per threshold,
@@ -275,9 +282,9 @@ def fit(model: torch.nn.Module, data: dict[str, np.ndarray], args: argparse.Name
         raise SystemExit(f"--val {val} would hold out all {len(ytr)} training images; give a smaller --val "
                          f"(or --val 0) with --train-limit {len(ytr)}")
     if val:
-        split = torch.randperm(len(ytr), generator=torch.Generator().manual_seed(args.seed + 12345))
-        xval, yval = data["xtr"][split[-val:].numpy()], data["ytr"][split[-val:].numpy()]
-        xtr, ytr, offsets = xtr[split[:-val]], ytr[split[:-val]], offsets[split[:-val]]
+        kept, held_out = heldout_split(len(ytr), args.seed, val)
+        xval, yval = data["xtr"][held_out], data["ytr"][held_out]
+        xtr, ytr, offsets = xtr[kept], ytr[kept], offsets[kept]
     n = len(ytr)
     batches = math.ceil(n / args.batch_size)
     finetune = int(getattr(args, "finetune", 0) or 0)
