@@ -45,7 +45,7 @@ ROWS = [
     ("esser2015_large_w2", "esser2015_large_w2.onnx", "deterministic", [1, 5],
      "(twice as wide, trained with distortions; 5: read shifted by a pixel 4 ways)"),
     ("eedn_cnn", "eedn_cnn.onnx", "deterministic", [1], "Esser 2016 (trinary CNN)"),
-    ("eedn_groups", "eedn_groups*.onnx", "deterministic", [1, 2, 3, 4, 6, 16], "Esser 2016 (trinary CNN)"),
+    ("eedn_groups", "eedn_groups.onnx eedn_groups_s[0-9].onnx", "deterministic", [1, 2, 3, 4, 6, 16], "Esser 2016 (trinary CNN)"),
     ("eedn_groups_s6", "eedn_groups_s6.onnx", "deterministic", [1], "(trained with rotations and scaling)"),
     ("eedn_levels3", "eedn_levels3.onnx", "deterministic", [1], "(three input levels, frozen-norm epochs)"),
     ("eedn_spikes2", "eedn_spikes2.onnx", "deterministic", [1], "(two spike lines per hidden neuron)"),
