@@ -18,7 +18,8 @@ ort = pytest.importorskip("onnxruntime")
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn",
-               "eedn_groups", "eedn_groups_s6", "eedn_groups_ft", "eedn_groups_s4_ft", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s93",
+               "eedn_groups", "eedn_groups_s6", "eedn_groups_ft", "eedn_groups_s4_ft",
+               "eedn_groups_s5_ft", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s93",
                "eedn_spikes2_s94", "eedn_spikes2_s95", "eedn_spikes2_s97", "eedn_spikes4"]
 # thermometer input codes: the thresholds of each pixel
 THREE_LEVELS = (0.25, 0.5, 0.75)
