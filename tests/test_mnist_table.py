@@ -1,0 +1,28 @@
+"""benchmarks/mnist_table.py: every row names committed model files, so no row runs with fewer
+members than it says."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import mnist_table  # noqa: E402
+
+
+@pytest.mark.parametrize("row", mnist_table.ROWS, ids=[row[0] for row in mnist_table.ROWS])
+def test_row_files_are_committed_and_hold_the_copies_asked_for(row):
+    name, files, method, ensembles, _ = row
+    matches = [sorted(mnist_table.MODELS.glob(pattern)) for pattern in files.split()]
+    assert all(matches), f"{name}: {files} names a file that is not in models/"
+    members = {path for paths in matches for path in paths}
+    assert len(members) == sum(len(paths) for paths in matches), f"{name}: a file is named twice"
+    if method == "deterministic":
+        assert max(ensembles) <= len(members) * len(mnist_table.SHIFTS)
+
+
+def test_the_fifteen_network_ensemble_is_fifteen_different_networks():
+    row = next(row for row in mnist_table.ROWS if row[0] == "ensemble15")
+    assert len(set(row[1].split())) == 15 and row[3] == [15]
