@@ -19,15 +19,15 @@ ort = pytest.importorskip("onnxruntime")
 MODELS = Path(__file__).resolve().parents[1] / "models"
 STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn",
                "eedn_groups", "eedn_groups_s6", "eedn_groups_ft", "eedn_groups_s4_ft",
-               "eedn_groups_s5_ft", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s93",
+               "eedn_groups_s5_ft", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s91", "eedn_spikes2_s93",
                "eedn_spikes2_s94", "eedn_spikes2_s95", "eedn_spikes2_s97", "eedn_spikes4"]
 # thermometer input codes: the thresholds of each pixel
 THREE_LEVELS = (0.25, 0.5, 0.75)
 LEVEL_MODELS = {"eedn_levels3": THREE_LEVELS, "eedn_spikes2": THREE_LEVELS, "eedn_spikes2_s94": THREE_LEVELS,
-                "eedn_spikes2_s95": THREE_LEVELS, "eedn_spikes2_s97": THREE_LEVELS,
+                "eedn_spikes2_s95": THREE_LEVELS, "eedn_spikes2_s97": THREE_LEVELS, "eedn_spikes2_s91": THREE_LEVELS,
                 "eedn_spikes4": THREE_LEVELS, "eedn_spikes2_s93": tuple(k / 8 for k in range(1, 8))}
 SPIKE_LEVEL_MODELS = {"eedn_spikes2": 2, "eedn_spikes2_s93": 2, "eedn_spikes2_s94": 2, "eedn_spikes2_s95": 2,
-                      "eedn_spikes2_s97": 2, "eedn_spikes4": 4}  # --spike-levels
+                      "eedn_spikes2_s97": 2, "eedn_spikes2_s91": 2, "eedn_spikes4": 4}  # --spike-levels
 FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
