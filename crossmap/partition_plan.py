@@ -110,10 +110,15 @@ class PackOptions:
 
 
 def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys], topo: list[int],
-                   key_rate: dict[int, float], options: PackOptions) -> Plan:
+                   key_rate: dict[int, float], options: PackOptions, memo: dict | None = None) -> Plan:
     """Pack every group, outputs first, then place the splitter sets. Mode ``mixed`` chooses copy
     or splitter per group by a local estimate: its cores, its splitter neurons, and the axons its
-    cores ask of the groups before it (each one later costs a copy or a splitter there)."""
+    cores ask of the groups before it (each one later costs a copy or a splitter there).
+
+    ``memo`` (a dict kept between calls on the same network) holds the greedy packings of each
+    group by what they depend on, so a second call (with the solver) packs again only the groups
+    whose readers changed."""
+    memo = {} if memo is None else memo
     chip = net.chip
     A, N = chip.axons_per_core, chip.neurons_per_core
     plan = Plan(mode=options.mode)
@@ -125,16 +130,14 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         _check_fan_in(net, g, gk, A)
         offset = int(space.offsets[g])
         targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
-        modes = ["copy", "splitter"] if options.mode == "mixed" else [options.mode]
         readers = _reader_cores(plan, offset, group.size)
-        packs = [pack for mode in modes
-                 for by_reader in ((False, True) if readers.nnz else (False,))
-                 for pack in _pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)]
-        if "copy" in modes and np.diff(readers.indptr).max(initial=0) >= 2:  # copies split by reader
-            packs += _pack_group(net, space, gk, g, targets, "copy", N, A, True, readers, per_reader=True)
-        mode, counts, item_neuron, item_count, reads, bins, item_aim = min(packs, key=lambda p: p[0])[1]
+        mode, counts, item_neuron, item_count, bins, item_aim = _best_greedy(net, space, gk, g, targets, options.mode,
+                                                                           N, A, readers, memo)
+        reads = gk.reads[item_neuron]
         greedy_cores = len(bins)
-        bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), conflict_bound(gk.reads, A))
+        if ("conflicts", g) not in memo:
+            memo[("conflicts", g)] = conflict_bound(gk.reads, A)
+        bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), memo[("conflicts", g)])
         if g in small and bound < len(bins) and len(bins) * reads.nnz <= options.solver_max_terms:
             cost = np.array([1 + int(round(100 * key_rate.get(int(k), 0.0))) for k in gk.keys], np.int64)
             result = solve_pack(reads, item_count, cost, A, N, bins, budget, options.seed)
@@ -166,6 +169,25 @@ def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
             rows.append(n)
             cols.append(core)
     return sp.csr_matrix((np.ones(len(rows), np.int64), (rows, cols)), shape=(size, max(1, len(plan.cores))))
+
+
+def _best_greedy(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, fanout: str,
+                 N: int, A: int, readers: sp.csr_matrix, memo: dict) -> tuple:
+    """The cheapest greedy packing of group ``g`` over its fan-out modes and orders (see
+    ``_pack_group``) as (mode, counts, item_neuron, item_count, bins, item_aim). Kept in ``memo``
+    under all it depends on: the group, ``fanout``, and what its readers ask of it."""
+    key = (fanout, g, targets.tobytes(), readers.shape, readers.indptr.tobytes(), readers.indices.tobytes(),
+           readers.data.tobytes())
+    if key not in memo:
+        modes = ["copy", "splitter"] if fanout == "mixed" else [fanout]
+        packs = [pack for mode in modes
+                 for by_reader in ((False, True) if readers.nnz else (False,))
+                 for pack in _pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)]
+        if "copy" in modes and np.diff(readers.indptr).max(initial=0) >= 2:  # copies split by reader
+            packs += _pack_group(net, space, gk, g, targets, "copy", N, A, True, readers, per_reader=True)
+        mode, counts, item_neuron, item_count, _, bins, item_aim = min(packs, key=lambda p: p[0])[1]
+        memo[key] = (mode, counts, item_neuron, item_count, bins, item_aim)  # not the reads: they are large
+    return memo[key]
 
 
 COPY_WEIGHT = 4.0  # an extra instance of an upstream neuron, in neuron slots (see _pack_group)

@@ -72,6 +72,7 @@ class Partition:
         candidates: list[dict[str, Any]] = []
         errors: list[ResourceError] = []
         best: tuple[Any, Built] | None = None
+        memo: dict = {}  # greedy packings per group, shared by the runs without and with the solver
         for mode in modes:
             for use_solver in solver_runs:
                 options = PackOptions(mode=mode, solver=use_solver, solver_max_items=self.solver_max_items,
@@ -79,7 +80,9 @@ class Partition:
                                       seed=state.seed)
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
-                    plan = plan_partition(net, space, keys, topo, key_rate, options)
+                    plan = plan_partition(net, space, keys, topo, key_rate, options, memo)
+                    if use_solver and not plan.solver_runs:
+                        break  # no group went to the solver: the same packing as the greedy one
                     built = build_program(self._on_board(net, len(plan.cores)), plan, space, keys, topo, rates,
                                           input_rate, input_fed)
                 except ResourceError as exc:
@@ -88,8 +91,6 @@ class Partition:
                     errors.append(exc)
                     candidates.append({"fanout": mode, "solver": use_solver, "error": str(exc)})
                     break
-                if use_solver and not plan.solver_runs:
-                    break  # no group went to the solver: the same packing as the greedy one
                 candidates.append({"fanout": mode, "solver": use_solver, "cores": built.program.num_cores,
                                    "traffic": round(built.traffic, 6), "latency": built.program.latency})
                 score = (built.program.num_cores, built.traffic)

@@ -443,3 +443,22 @@ def test_aimed_instances_take_the_jobs_of_their_reader():
     roles = _aim_roles({(0, 0): jobs, (0, 1): jobs}, {(0, 0): [-1, 7, 3, -1], (0, 1): [-1] * 4})
     assert roles[(0, 0)] == [("port",), ("direct", (7, 12)), ("direct", (3, 10)), ("direct", (5, 11))]
     assert roles[(0, 1)] == jobs
+
+
+def test_the_solver_run_reuses_the_greedy_packings(monkeypatch):
+    """The run with CP-SAT packs again only the groups whose readers changed, and gives the
+    program it gives when it packs every group afresh."""
+    import crossmap.passes.partition as partition_pass
+    from crossmap import partition_plan
+    net = three_layer(seed=4)
+    packed = []
+    pack_group = partition_plan._pack_group
+    monkeypatch.setattr(partition_plan, "_pack_group", lambda *a, **k: packed.append(a[3]) or pack_group(*a, **k))
+    shared = partition(net, solver=True, time_limit=2.0)
+    shared_packs = len(packed)
+    plan = partition_plan.plan_partition
+    monkeypatch.setattr(partition_pass, "plan_partition", lambda *a: plan(*a[:6]))  # a new memo per run
+    packed.clear()
+    fresh = partition(net, solver=True, time_limit=2.0)
+    assert shared.program.checksum() == fresh.program.checksum()
+    assert 0 < shared_packs < len(packed)
