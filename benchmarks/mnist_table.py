@@ -62,6 +62,8 @@ ROWS = [
     ("eedn_spikes4", "eedn_spikes4.onnx", "deterministic", [1], "(four spike lines per hidden neuron)"),
     ("ensemble15", " ".join(f"{n}.onnx" for n in ENSEMBLE_15), "deterministic", [15],
      "(15 separately trained networks; Esser 2015: 99.42% with 64 copies)"),
+    ("rule_y16", " ".join(f"{n}.onnx" for n in ENSEMBLE_15 + ["eedn_spikes2_s91"]), "deterministic", [16],
+     "(rule Y: the 16 best by held-out accuracy, models/rank_members.py --top 16)"),
     ("mixed", "eedn_groups_s6.onnx esser2015_large_w2.onnx", "deterministic", [2], "(a CNN and a patch network)"),
     # the float models threshold their input themselves (Greater on the input), so lsq keeps that encoding
     ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),
