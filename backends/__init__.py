@@ -9,7 +9,7 @@ from typing import Callable
 
 from crossmap.errors import CrossmapError
 
-from .result import Result
+from crossmap.backends.result import Result
 
 BACKENDS = ("emulator", "reference")
 
@@ -17,9 +17,9 @@ BACKENDS = ("emulator", "reference")
 def get_backend(name: str) -> Callable[..., Result]:
     """The run function of the backend called ``name``."""
     if name == "emulator":
-        from .emulator import run
+        from crossmap.backends.emulator import run
     elif name == "reference":
-        from .reference import run
+        from crossmap.backends.reference import run
     else:
         raise CrossmapError(f"unknown backend {name!r}; available backends: {', '.join(BACKENDS)}")
     return run

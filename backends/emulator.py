@@ -37,10 +37,10 @@ import numpy as np
 from crossmap import prng
 from crossmap.errors import CrossmapError
 
-from .bits import pack, pack_rows, packed_width, unpack_float, wide
-from .common import RunSpec, prepare_run
-from .result import Result, make_result
-from .tables import Tables, get_tables
+from crossmap.backends.bits import pack, pack_rows, packed_width, unpack_float, wide
+from crossmap.backends.common import RunSpec, prepare_run
+from crossmap.backends.result import Result, make_result
+from crossmap.backends.tables import Tables, get_tables
 
 PATHS = ("auto", "dense", "event")
 # bytes of float32 (batch x neurons) state per block of cores

@@ -33,8 +33,8 @@ import numpy as np
 
 from crossmap import prng
 
-from .common import prepare_run
-from .result import Result, make_result
+from crossmap.backends.common import prepare_run
+from crossmap.backends.result import Result, make_result
 
 
 def _saturate(v: int, lo: int, hi: int) -> int:

@@ -16,7 +16,7 @@ import numpy as np
 
 from crossmap.program import ARRAY_FIELDS, RESET_LINEAR, RESET_TO_VALUE
 
-from .routing import Routing, build_routing
+from crossmap.backends.routing import Routing, build_routing
 
 # W_eff is built this many bytes at a time
 _BUILD_BYTES = 64 << 20

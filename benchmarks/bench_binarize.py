@@ -33,7 +33,7 @@ def deterministic_part() -> None:
     """Exactness and time of the deterministic mapping on random step MLPs."""
     from binarize_nets import binary_inputs, step_mlp
 
-    from crossmap.passes.binarize_deterministic import BinarizeDeterministic
+    from crossmap.passes.binarize.deterministic import BinarizeDeterministic
 
     print("binarize_deterministic on random step MLPs (500 binary inputs)")
     print(f"{'sizes':>22} {'neurons':>8} {'seconds':>8} {'schemes':>16} {'lines':>7} {'exact':>6}")
@@ -90,7 +90,7 @@ def train(kind: str, data_dir: str | None):
 def lsq_part(data_dir: str | None, n_test: int, time_limit: float) -> None:
     """Float vs deployed accuracy of binarize_lsq with each solver."""
     from crossmap.datasets import load_mnist
-    from crossmap.passes.binarize_lsq import BinarizeLsq
+    from crossmap.passes.binarize.lsq import BinarizeLsq
 
     xte, yte = load_mnist("test", data_dir=data_dir)
     pick = np.random.default_rng(2).permutation(len(yte))[:n_test]

@@ -26,11 +26,11 @@ import numpy as np
 
 from crossmap.chip import ChipSpec
 from crossmap.passes.place import Place
-from crossmap.placement_bound import placement_lower_bound
-from crossmap.placement_cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
+from crossmap.passes.place.bound import placement_lower_bound
+from crossmap.passes.place.cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
                                      placement_cost, random_cells, row_major_cells)
-from crossmap.placement_search import search
-from crossmap.placement_synthetic import conv_like_graph, mlp_like_graph
+from crossmap.passes.place.search import search
+from crossmap.testing.placement import conv_like_graph, mlp_like_graph
 
 
 def measure(name: str, mesh: Mesh, edges: Edges, place: Place, seed: int = 0,
@@ -62,8 +62,8 @@ def measure(name: str, mesh: Mesh, edges: Edges, place: Place, seed: int = 0,
 def program_edges(directory: str) -> tuple[Mesh, Edges, str, np.ndarray | None]:
     """Mesh and edges of a compiled program (report.json traffic when measured, else neurons),
     and the image positions of its cores when the place pass recorded the input shape."""
-    from crossmap.placement_cost import program_connections
-    from crossmap.placement_geometry import input_positions
+    from crossmap.passes.place.cost import program_connections
+    from crossmap.passes.place.geometry import input_positions
     from crossmap.program import load
     from crossmap.report import MEASURED, load_reports
 

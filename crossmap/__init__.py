@@ -4,15 +4,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .chip import ChipSpec, EnergyModel  # noqa: E402
-from .errors import CrossmapError  # noqa: E402
-from .program import Program, load  # noqa: E402
+from crossmap.chip import ChipSpec, EnergyModel  # noqa: E402
+from crossmap.errors import CrossmapError  # noqa: E402
+from crossmap.program import Program, load  # noqa: E402
 
 
 def emulate(program, inputs, ticks=None, backend: str = "emulator", **options):
     """Run ``program`` on input spikes ``inputs`` (batch, ticks, channels) or (batch, channels)
     with the named backend (``emulator`` or ``reference``); returns a ``Result``."""
-    from .backends import get_backend
+    from crossmap.backends import get_backend
 
     return get_backend(backend)(program, inputs, ticks=ticks, **options)
 
@@ -21,7 +21,7 @@ def compile(model, output=None, **options):
     """Compile an ONNX model (path or ModelProto) to a Program, written to ``output`` if given.
     Options: chip, binarize, ensemble, encoding, ticks, pipeline, seed, time_limit, calibration,
     overwrite, progress (see ``crossmap.compiler.compile``)."""
-    from .compiler import compile as compile_model
+    from crossmap.compiler import compile as compile_model
 
     return compile_model(model, output, **options)
 

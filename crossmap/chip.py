@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ChipSpecError, ResourceError
+from crossmap.errors import ChipSpecError, ResourceError
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
-from .errors import CrossmapError
+from crossmap import __version__
+from crossmap.errors import CrossmapError
 
 COMMANDS = ["info", "inspect", "compile", "report", "run", "verify", "emulate"]
 

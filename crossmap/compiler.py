@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .chip import ChipSpec
-from .errors import CrossmapError, OutputExistsError, PipelineError
-from .pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
+from crossmap.chip import ChipSpec
+from crossmap.errors import CrossmapError, OutputExistsError, PipelineError
+from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
 
 BINARIZE_METHODS = ("deterministic", "stochastic", "lsq")
 
@@ -23,7 +23,7 @@ def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -
     (options that method does not have are left out)."""
     if binarize not in BINARIZE_METHODS:
         raise PipelineError(f"unknown binarization {binarize!r}; choose one of {', '.join(BINARIZE_METHODS)}")
-    from .pipeline import pass_class
+    from crossmap.pipeline import pass_class
 
     cls = pass_class(f"binarize_{binarize}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -41,7 +41,7 @@ def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndar
     shape = tuple(network.input.shape)
     if int(np.prod(shape)) == 784:
         try:
-            from .datasets import load_sample
+            from crossmap.datasets import load_sample
 
             images, _ = load_sample()
             return images[:limit].reshape((-1,) + shape).astype(np.float32)
@@ -62,7 +62,7 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     atomically (nothing is left behind on failure). Returns the Program (``.reports`` attached).
     ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
     in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program."""
-    from .frontend import import_onnx
+    from crossmap.frontend import import_onnx
 
     grow_board = isinstance(chip, str) and chip.endswith(AUTO_BOARD)
     chip_spec = chip if isinstance(chip, ChipSpec) else ChipSpec.named(chip.removesuffix(AUTO_BOARD) or "truenorth")

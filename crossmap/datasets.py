@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from crossmap.errors import DatasetError
 
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .chip import ChipSpec
-from .errors import CrossmapError, InputError
+from crossmap.chip import ChipSpec
+from crossmap.errors import CrossmapError, InputError
 
 INPUT = "input"
 NEURON_ARRAYS = ("alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v", "threshold_mask", "delay",
@@ -177,7 +177,7 @@ class DeployedNetwork:
     def to_onnx(self, ticks: int | None = None) -> Any:
         """An ONNX model reproducing this network's tick dynamics: input spikes (batch, input_ticks,
         num_inputs) float 0/1 -> class spike counts (batch, num_classes); see crossmap.deployed_onnx."""
-        from .deployed_onnx import deployed_to_onnx
+        from crossmap.deployed_onnx import deployed_to_onnx
 
         return deployed_to_onnx(self, ticks=ticks)
 

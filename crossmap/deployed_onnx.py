@@ -30,7 +30,7 @@ import onnx
 import scipy.sparse as sp
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import CrossmapError
+from crossmap.errors import CrossmapError
 
 OPSET = 17
 INPUT = "input"

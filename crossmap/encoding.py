@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from . import prng
-from .errors import InputError
+from crossmap import prng
+from crossmap.errors import InputError
 
 KINDS = ("threshold", "rate", "spikes")
 _TWO32 = float(2**32)

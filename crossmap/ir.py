@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import InputError
+from crossmap.errors import InputError
 
 INPUT = "input"
 

@@ -2,7 +2,7 @@
 
 Spec grammar: passes separated by ``,``; options in braces, ``name{key=value;key=value}``, e.g.
 ``binarize_deterministic,partition{copies=true},place{time_limit=10},route,emit``.
-The pass called ``name`` is class ``Name`` (CamelCase) in file ``passes/name.py``. The spec that
+Pass names resolve through the explicit registry ``crossmap.passes.registry()``. The spec that
 made a program, with every option spelled out, is stored in its manifest (``metadata.pipeline``)
 and parses back to the same passes.
 """
@@ -10,7 +10,6 @@ and parses back to the same passes.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .chip import ChipSpec
-from .errors import PipelineError
+from crossmap.chip import ChipSpec
+from crossmap.errors import PipelineError
 
-PASS_NAMES = ["binarize_deterministic", "binarize_stochastic", "binarize_lsq", "partition", "place", "route", "emit"]
 DEFAULT_PIPELINE = "binarize_deterministic,partition,place,route,emit"
 
 
@@ -53,10 +51,12 @@ class CompileState:
 
 def pass_class(name: str) -> type:
     """The pass class called ``name`` (``partition`` -> ``crossmap.passes.partition.Partition``)."""
-    if name not in PASS_NAMES:
-        raise PipelineError(f"unknown pass {name!r}; available passes: {', '.join(PASS_NAMES)}")
-    module = importlib.import_module(f"crossmap.passes.{name}")
-    return getattr(module, "".join(part.capitalize() for part in name.split("_")))
+    from crossmap.passes import registry
+
+    passes = registry()
+    if name not in passes:
+        raise PipelineError(f"unknown pass {name!r}; available passes: {', '.join(passes)}")
+    return passes[name]
 
 
 _ITEM = re.compile(r"\s*([a-z_]+)\s*(?:\{([^{}]*)\})?\s*(?:,|$)")

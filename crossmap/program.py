@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .chip import ChipSpec
-from .errors import OutputExistsError, ProgramError, ProgramFormatError
+from crossmap.chip import ChipSpec
+from crossmap.errors import OutputExistsError, ProgramError, ProgramFormatError
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -249,7 +249,7 @@ class Program:
     # ------------------------------------------------------------------ disk
     def manifest(self) -> dict[str, Any]:
         """The JSON manifest written beside the arrays."""
-        from . import __version__
+        from crossmap import __version__
 
         meta = dict(self.metadata)
         meta.setdefault("crossmap_version", __version__)

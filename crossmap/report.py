@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ProgramError
-from .placement_bound import placement_lower_bound
-from .placement_cost import (Mesh, default_crossing_penalty, edges_from_arrays, placement_cost,
+from crossmap.errors import ProgramError
+from crossmap.passes.place.bound import placement_lower_bound
+from crossmap.passes.place.cost import (Mesh, default_crossing_penalty, edges_from_arrays, placement_cost,
                              program_connections, random_cells, row_major_cells)
-from .placement_route import latency_ticks, route_summary
+from crossmap.passes.route.routes import latency_ticks, route_summary
 
 REPORT_FILE = "report.json"
 MEASURED = "spikes per sample"

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .placement_route import link_loads
-from .report import format_value, report_traffic, format_text
+from crossmap.passes.route.routes import link_loads
+from crossmap.report import format_value, report_traffic, format_text
 
 
 def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,

@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from crossmap.errors import InputError
 
 
 def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
                  limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images and labels of ``mnist`` (IDX files; with ``limit`` a seeded random subset) or
     ``sample`` (the bundled MNIST sample)."""
-    from .datasets import load_mnist, load_sample
+    from crossmap.datasets import load_mnist, load_sample
 
     if name == "sample":
         images, labels = load_sample()
@@ -45,8 +45,8 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
     """Emulate ``program`` on float inputs with labels; the summary of ``run_dataset``. With
     ``workers`` > 1 the batches run in that many processes; every figure is the same as with one
     (each batch is emulated on its own, stochastic draws keyed by the sample index)."""
-    from .encoding import data_channels
-    from .progress import Progress
+    from crossmap.encoding import data_channels
+    from crossmap.progress import Progress
 
     if batch_size < 1:
         raise InputError(f"batch size {batch_size} must be >= 1")
@@ -97,8 +97,8 @@ _job: dict[str, Any] = {}  # what forked workers emulate: set before the pool st
 
 def _emulate_batch(lo: int) -> Figures:
     """Correct predictions, summed activity and summed energy of the batch starting at ``lo``."""
-    from . import emulate
-    from .encoding import encode
+    from crossmap import emulate
+    from crossmap.encoding import encode
 
     program, flat, labels, size, backend = (_job[k] for k in ("program", "flat", "labels", "size", "backend"))
     hi = min(lo + size, len(flat))
@@ -129,7 +129,7 @@ def _batches(program: Any, flat: np.ndarray, labels: np.ndarray, size: int, back
             yield from zip(sizes, map(_emulate_batch, starts))
             return
         if backend == "emulator":  # built once here, shared with the forked workers
-            from .backends.tables import get_tables
+            from crossmap.backends.tables import get_tables
             get_tables(program)
         processes = min(workers, len(starts))
         with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_limit_blas_threads,

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CrossmapError
+from crossmap.errors import CrossmapError
 
 MAX_ONNX_BYTES = 1 << 30
 
@@ -67,9 +67,9 @@ class VerifyReport:
 def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = None) -> Any:
     """The deployed network of ``model`` made by the binarize pass recorded in ``program``
     (with the calibration inputs it was compiled with, if they were not the default ones)."""
-    from .compiler import calibration_digest, calibration_inputs
-    from .frontend import import_onnx
-    from .pipeline import CompileState, parse_pipeline
+    from crossmap.compiler import calibration_digest, calibration_inputs
+    from crossmap.frontend import import_onnx
+    from crossmap.pipeline import CompileState, parse_pipeline
 
     spec = program.metadata.get("pipeline")
     if not spec:
@@ -106,11 +106,11 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     if not 0.0 <= tolerance <= 1.0:
         raise CrossmapError(f"tolerance {tolerance} must be a fraction of the samples, in [0, 1] "
                             f"(e.g. 0.02 lets 2% of the samples predict another class than the model)")
-    from . import emulate
-    from .compiler import calibration_inputs
-    from .deployed_onnx import export_bytes
-    from .encoding import encode
-    from .frontend.compare import onnxruntime_outputs
+    from crossmap import emulate
+    from crossmap.compiler import calibration_inputs
+    from crossmap.deployed_onnx import export_bytes
+    from crossmap.encoding import encode
+    from crossmap.frontend.compare import onnxruntime_outputs
 
     deployed, network = rebuild_deployed(program, model, calibration)
     x = calibration_inputs(network, limit=limit, seed=1) if inputs is None else inputs[:limit]

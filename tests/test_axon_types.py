@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from crossmap.axon_types import _dsatur
+from crossmap.passes.binarize.axon_types import _dsatur
 
 
 def plain_dsatur(adj: sp.csr_matrix, colors: int) -> np.ndarray | None:

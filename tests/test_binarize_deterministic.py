@@ -11,7 +11,7 @@ from crossmap.chip import ChipSpec
 from crossmap.encoding import encode
 from crossmap.errors import BinarizeError
 from crossmap.ir import INPUT, Network, Population, Projection
-from crossmap.passes.binarize_deterministic import BinarizeDeterministic
+from crossmap.passes.binarize.deterministic import BinarizeDeterministic
 
 
 def deploy(net: Network, **options):

@@ -15,7 +15,7 @@ from crossmap.encoding import encode
 from crossmap.errors import BinarizeError
 from crossmap.frontend import import_onnx
 from crossmap.ir import INPUT, Network, Population, Projection
-from crossmap.passes.binarize_lsq import BinarizeLsq
+from crossmap.passes.binarize.lsq import BinarizeLsq
 
 
 def float_mlp(sizes=(10, 12, 4), seed=0, hidden="relu") -> Network:

@@ -11,7 +11,7 @@ from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode
 from crossmap.errors import BinarizeError
 from crossmap.ir import INPUT, Network, Population, Projection
-from crossmap.passes.binarize_stochastic import BinarizeStochastic
+from crossmap.passes.binarize.stochastic import BinarizeStochastic
 
 
 def probability_mlp(seed: int = 0, sizes=(16, 12, 8), classes: int = 2, scale: float = 1.0) -> Network:

@@ -14,7 +14,7 @@ from crossmap.chip import ChipSpec
 from crossmap.deployed import DeployedNetwork, Lines, NeuronGroup
 from crossmap.encoding import encode
 from crossmap.errors import CrossmapError
-from crossmap.passes.binarize_deterministic import BinarizeDeterministic
+from crossmap.passes.binarize.deterministic import BinarizeDeterministic
 
 
 def run_onnx(deployed, spikes, ticks=None):
@@ -111,7 +111,7 @@ def test_stochastic_groups_are_refused():
 
 @pytest.mark.parametrize("encoding, ticks", [("threshold", None), ("rate", 5)])
 def test_stochastic_ensemble(encoding, ticks):
-    from crossmap.passes.binarize_stochastic import BinarizeStochastic
+    from crossmap.passes.binarize.stochastic import BinarizeStochastic
 
     net = step_mlp([14, 10, 8], seed=9, classes=4, per_neuron_scale=False)
     for p in net.projections[:2]:

@@ -70,7 +70,7 @@ def test_verify_against_the_model_catches_a_binarize_pass_that_changes_the_netwo
     """The exact step network agrees with its compiled program class for class. A binarize pass
     that negates every weight builds the program and the deployed network alike, so the first
     check passes; ``against_model`` sees the classes change."""
-    from crossmap.binarize_build import DeployedBuilder
+    from crossmap.passes.binarize.build import DeployedBuilder
 
     x = binary_images(48, seed=2)
     crossmap.compile(model_path, tmp_path / "good", chip=SMALL_CHIP, seed=1)

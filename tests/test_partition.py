@@ -393,7 +393,7 @@ def test_random_networks_are_exact(seed, fanout, merge):
 
 
 def test_bins_merge_into_an_unrelated_network_only_to_share_axons():
-    from crossmap.partition_plan import CoreContent, Plan, _merge_host
+    from crossmap.passes.partition.plan import CoreContent, Plan, _merge_host
 
     plan = Plan(mode="copy", cores=[CoreContent(members=[(1, 0, 1)], keys={1, 2}, neurons=1)])
     related = [True, False]  # the bin's group 0 and the core's group 1 are separate networks
@@ -422,7 +422,7 @@ def local_chain(size=40, taps=2):
 def test_copies_split_by_reader_make_a_sparser_core_graph(monkeypatch):
     """Each copy of a neuron packed with its reader's other inputs (partition_plan's per_reader
     items): exact, and fewer core-to-core links than keeping a neuron's copies together."""
-    from crossmap import partition_plan
+    from crossmap.passes.partition import plan as partition_plan
     net = local_chain()
     state = partition(net, fanout="copy", solver=False)
     assert_exact(net, state)
@@ -438,7 +438,7 @@ def test_copies_split_by_reader_make_a_sparser_core_graph(monkeypatch):
 
 
 def test_aimed_instances_take_the_jobs_of_their_reader():
-    from crossmap.partition_build import _aim_roles
+    from crossmap.passes.partition.build import _aim_roles
     jobs = [("port",), ("direct", (3, 10)), ("direct", (5, 11)), ("direct", (7, 12))]
     roles = _aim_roles({(0, 0): jobs, (0, 1): jobs}, {(0, 0): [-1, 7, 3, -1], (0, 1): [-1] * 4})
     assert roles[(0, 0)] == [("port",), ("direct", (7, 12)), ("direct", (3, 10)), ("direct", (5, 11))]
@@ -449,7 +449,7 @@ def test_the_solver_run_reuses_the_greedy_packings(monkeypatch):
     """The run with CP-SAT packs again only the groups whose readers changed, and gives the
     program it gives when it packs every group afresh."""
     import crossmap.passes.partition as partition_pass
-    from crossmap import partition_plan
+    from crossmap.passes.partition import plan as partition_plan
     net = three_layer(seed=4)
     packed = []
     pack_group = partition_plan._pack_group

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from crossmap.chip import ChipSpec
 from crossmap.deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
 from crossmap.errors import ResourceError
-from crossmap.partition_keys import group_keys
-from crossmap.partition_pack import compact_pack, greedy_pack, lower_bound, packing_cost, solve_pack
-from crossmap.partition_plan import instance_count
-from crossmap.partition_timing import ShiftConstraints, at_rest
+from crossmap.passes.partition.keys import group_keys
+from crossmap.passes.partition.pack import compact_pack, greedy_pack, lower_bound, packing_cost, solve_pack
+from crossmap.passes.partition.plan import instance_count
+from crossmap.passes.partition.timing import ShiftConstraints, at_rest
 
 CHIP = ChipSpec.truenorth().replace(axons_per_core=16, neurons_per_core=8)
 
@@ -156,7 +156,7 @@ def plain_greedy_pack(reads, weights, max_axons, max_neurons, targets=None):
     """The textbook greedy_pack: open a core with the first free item in structural order, then
     add the free item that fits with the fewest new reader cores, then new axons, then rank,
     scoring every item at every step."""
-    from crossmap.partition_pack import structural_order
+    from crossmap.passes.partition.pack import structural_order
     reads = sp.csr_matrix(reads)
     n = reads.shape[0]
     rank = structural_order(reads)
@@ -190,7 +190,7 @@ def plain_greedy_pack(reads, weights, max_axons, max_neurons, targets=None):
 @settings(max_examples=80, deadline=None)
 @given(instances(), st.integers(0, 10_000), st.booleans(), st.sampled_from([1, 3, 4096]))
 def test_greedy_pack_equals_the_plain_greedy(instance, seed, with_targets, chunk):
-    from crossmap import partition_pack
+    from crossmap.passes.partition import pack as partition_pack
     reads, weights, A, N = instance
     n = reads.shape[0]
     targets = None

@@ -10,11 +10,11 @@ import pytest
 from crossmap.chip import ChipSpec
 from crossmap.errors import PipelineError, ResourceError
 from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline
-from crossmap.placement_cost import Mesh, adjacency, edges_from_graph, lower_bound, placement_cost
-from crossmap.placement_cpsat import SolveResult
-from crossmap.placement_local import anneal, improve_by_swaps
-from crossmap.placement_start import greedy_cells, hilbert_order, spread_cells, starting_placements
-from crossmap.placement_synthetic import conv_like_graph, mlp_like_graph
+from crossmap.passes.place.cost import Mesh, adjacency, edges_from_graph, lower_bound, placement_cost
+from crossmap.passes.place.cpsat import SolveResult
+from crossmap.passes.place.local import anneal, improve_by_swaps
+from crossmap.passes.place.start import greedy_cells, hilbert_order, spread_cells, starting_placements
+from crossmap.testing.placement import conv_like_graph, mlp_like_graph
 from crossmap.program import Program
 from place_graphs import brute_force, random_graph, tiny_chip
 
@@ -93,7 +93,7 @@ def test_time_limit_zero_keeps_the_heuristic_with_a_warning():
 
 
 def test_solver_without_solution_falls_back_to_heuristic(monkeypatch):
-    import crossmap.placement_search as search_module
+    import crossmap.passes.place.search as search_module
 
     monkeypatch.setattr(search_module, "solve_global",
                         lambda *args, **kwargs: SolveResult(None, "UNKNOWN", False, 0.0, 0.0))

@@ -1,4 +1,4 @@
-"""Image positions of cores (crossmap.placement_geometry) and the place pass's spatial start."""
+"""Image positions of cores (crossmap.passes.place.geometry) and the place pass's spatial start."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 
 import crossmap
 from crossmap.chip import ChipSpec
-from crossmap.placement_cost import Mesh, edges_from_graph, placement_cost
-from crossmap.placement_geometry import input_positions
-from crossmap.placement_search import search
-from crossmap.placement_synthetic import conv_like_graph
+from crossmap.passes.place.cost import Mesh, edges_from_graph, placement_cost
+from crossmap.passes.place.geometry import input_positions
+from crossmap.passes.place.search import search
+from crossmap.testing.placement import conv_like_graph
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

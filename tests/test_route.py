@@ -8,7 +8,7 @@ import pytest
 from crossmap.chip import ChipSpec
 from crossmap.errors import ProgramError, ResourceError
 from crossmap.pipeline import CompileState, parse_pipeline
-from crossmap.placement_route import latency_ticks, link_loads, route_table
+from crossmap.passes.route.routes import latency_ticks, link_loads, route_table
 from crossmap.program import Program
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from ..compiler import BINARIZE_METHODS, compile as compile_model, stderr_progress
+from crossmap.compiler import BINARIZE_METHODS, compile as compile_model, stderr_progress
 
 
 def register(sub: argparse._SubParsersAction) -> None:

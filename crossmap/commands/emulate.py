@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from ..program import load
+from crossmap.errors import InputError
+from crossmap.program import load
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 SHOWN_SAMPLES = 20
@@ -74,7 +74,7 @@ def _inputs(args: argparse.Namespace, program: Any, directory: Path) -> tuple[np
     if args.random is not None:
         if args.random < 1 or not 0.0 <= args.rate <= 1.0:
             raise InputError(f"--random {args.random} --rate {args.rate}: need N >= 1 and a rate in [0, 1]")
-        from ..testing import random_inputs
+        from crossmap.testing import random_inputs
 
         seed = args.seed if args.seed is not None else int(program.metadata.get("seed", 0))
         return random_inputs(program, args.random, seed, args.rate), None, f"random (rate {args.rate}, seed {seed})"
@@ -87,7 +87,7 @@ def _inputs(args: argparse.Namespace, program: Any, directory: Path) -> tuple[np
 
 def run(args: argparse.Namespace) -> int:
     """Emulate and print the per-sample table and the means."""
-    from .. import emulate
+    from crossmap import emulate
 
     directory = _program_dir(args)
     program = load(directory)

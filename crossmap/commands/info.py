@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..chip import ChipSpec
+from crossmap.chip import ChipSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:

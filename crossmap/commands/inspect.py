@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..chip import ChipSpec
-from ..errors import InputError
-from ..ir import Network
+from crossmap.chip import ChipSpec
+from crossmap.errors import InputError
+from crossmap.ir import Network
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Import the model and print the layer table (or JSON)."""
-    from ..frontend import import_onnx
+    from crossmap.frontend import import_onnx
 
     chip = ChipSpec.named(args.chip)
     network = import_onnx(args.model, input_shape=_parse_shape(args.input_shape))

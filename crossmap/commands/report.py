@@ -7,10 +7,10 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import InputError
-from ..program import load
-from ..report import build_report, format_text, load_reports
-from ..report_pictures import write_pictures
+from crossmap.errors import InputError
+from crossmap.program import load
+from crossmap.report import build_report, format_text, load_reports
+from crossmap.report_pictures import write_pictures
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..program import load
-from ..runner import run_dataset
+from crossmap.program import load
+from crossmap.runner import run_dataset
 
 
 def register(sub: argparse._SubParsersAction) -> None:

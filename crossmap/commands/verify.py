@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..program import load
-from ..verify import verify
+from crossmap.program import load
+from crossmap.verify import verify
 
 
 def register(sub: argparse._SubParsersAction) -> None:

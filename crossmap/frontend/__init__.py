@@ -34,13 +34,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..ir import Network
-from . import ops_activation, ops_linear, ops_pool, ops_shape  # noqa: F401  (register the handlers)
-from .compare import compare_with_onnxruntime
-from .loading import TARGET_OPSET, load_model
-from .lowering import HANDLERS, Lowerer
-from .optimize import fuse_relabels
-from .output import TAIL_OPS
+from crossmap.ir import Network
+from crossmap.frontend import ops_activation, ops_linear, ops_pool, ops_shape  # noqa: F401  (register the handlers)
+from crossmap.frontend.compare import compare_with_onnxruntime
+from crossmap.frontend.loading import TARGET_OPSET, load_model
+from crossmap.frontend.lowering import HANDLERS, Lowerer
+from crossmap.frontend.optimize import fuse_relabels
+from crossmap.frontend.output import TAIL_OPS
 
 SUPPORTED_OPS = sorted(set(HANDLERS) | set(TAIL_OPS) | {"Constant"})
 

@@ -6,15 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, ModelError
-from ..ir import Network
+from crossmap.errors import InputError, ModelError
+from crossmap.ir import Network
 
 
 def onnxruntime_outputs(model: Any, x: np.ndarray) -> np.ndarray:
     """The model's single output on ``x`` (batch first), computed by onnxruntime on the CPU."""
     import onnxruntime as ort
 
-    from .loading import _read
+    from crossmap.frontend.loading import _read
 
     proto, source, _ = _read(model)
     try:

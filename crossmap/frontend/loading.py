@@ -14,7 +14,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto, version_converter
 
-from ..errors import ModelError
+from crossmap.errors import ModelError
 
 # Models older than this are converted up to it with onnx.version_converter, so the lowering
 # only ever sees the operator semantics of opset TARGET_OPSET and later.

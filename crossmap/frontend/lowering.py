@@ -16,10 +16,10 @@ import onnx
 from onnx import helper
 from onnx.reference import ReferenceEvaluator
 
-from ..errors import UnsupportedModelError
-from ..ir import INPUT, Network, Population, Projection
-from .loading import DEFAULT_DOMAINS, LoadedModel, to_numpy
-from .values import Affine, Condition, Const, Poison, Unsupported
+from crossmap.errors import UnsupportedModelError
+from crossmap.ir import INPUT, Network, Population, Projection
+from crossmap.frontend.loading import DEFAULT_DOMAINS, LoadedModel, to_numpy
+from crossmap.frontend.values import Affine, Condition, Const, Poison, Unsupported
 
 Value = Any  # Const | Affine | Condition | Poison | None
 Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
@@ -188,7 +188,7 @@ class Lowerer:
     # ------------------------------------------------------------------ the walk
     def run(self) -> Network:
         """Lower the whole graph; raise UnsupportedModelError listing every node that cannot be."""
-        from .output import find_output_tail, finish_output
+        from crossmap.frontend.output import find_output_tail, finish_output
 
         tail = find_output_tail(self.nodes, self.loaded.output_name)
         live = _live_nodes(self.nodes, self.loaded.output_name)
@@ -283,7 +283,7 @@ def _live_nodes(nodes: list[onnx.NodeProto], output: str) -> set[int]:
 
 
 def _unsupported_message(lw: Lowerer) -> str:
-    from . import SUPPORTED_OPS
+    from crossmap.frontend import SUPPORTED_OPS
 
     lines = [f"model {lw.loaded.source}: {len(lw.unsupported)} node(s) cannot be lowered to neurons "
              f"(opset {lw.loaded.original_opset}" + (f", converted to {lw.opset}" if lw.opset != lw.loaded.original_opset

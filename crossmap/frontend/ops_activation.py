@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .lowering import Lowerer, attributes, handler
-from .ops_linear import _binary, _sample_row
-from .values import Affine, Condition, Unsupported
+from crossmap.frontend.lowering import Lowerer, attributes, handler
+from crossmap.frontend.ops_linear import _binary, _sample_row
+from crossmap.frontend.values import Affine, Condition, Unsupported
 
 SIMPLE = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Sign": "sign"}
 

@@ -9,9 +9,9 @@ import numpy as np
 import onnx
 import scipy.sparse as sp
 
-from .lowering import Lowerer, attributes, handler
-from .values import Affine, Condition, Const, Unsupported
-from .windows import Window
+from crossmap.frontend.lowering import Lowerer, attributes, handler
+from crossmap.frontend.values import Affine, Condition, Const, Unsupported
+from crossmap.frontend.windows import Window
 
 FLOAT_CASTS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 

@@ -7,9 +7,9 @@ import numpy as np
 import onnx
 import scipy.sparse as sp
 
-from .lowering import Lowerer, attributes, handler
-from .values import Affine, Unsupported
-from .windows import Window
+from crossmap.frontend.lowering import Lowerer, attributes, handler
+from crossmap.frontend.values import Affine, Unsupported
+from crossmap.frontend.windows import Window
 
 
 def _window(x: Affine, node: onnx.NodeProto, attrs: dict, global_pool: bool) -> Window:

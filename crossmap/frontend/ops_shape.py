@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 import scipy.sparse as sp
 
-from .lowering import Lowerer, handler
-from .values import Affine, Condition, Const, Unsupported
+from crossmap.frontend.lowering import Lowerer, handler
+from crossmap.frontend.values import Affine, Condition, Const, Unsupported
 
 # op -> indices of its data inputs (None: all inputs)
 MOVEMENT = {"Reshape": [0], "Flatten": [0], "Squeeze": [0], "Unsqueeze": [0], "Transpose": [0], "Concat": None,
@@ -159,7 +159,7 @@ def _assemble(lw: Lowerer, node: onnx.NodeProto, ins: list, data: list[int], sha
 @handler("Shape")
 def shape(lw: Lowerer, node: onnx.NodeProto, ins: list) -> list:
     """The shape (batch, *per-sample shape) of a network tensor, as a constant."""
-    from .lowering import attributes
+    from crossmap.frontend.lowering import attributes
 
     value = ins[0]
     attrs = attributes(node)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..ir import INPUT, Network, Projection
+from crossmap.ir import INPUT, Network, Projection
 
 
 def fuse_relabels(net: Network) -> Network:

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import ModelError
-from .loading import DEFAULT_DOMAINS
-from .values import Affine, Condition, Const, Unsupported
+from crossmap.errors import ModelError
+from crossmap.frontend.loading import DEFAULT_DOMAINS
+from crossmap.frontend.values import Affine, Condition, Const, Unsupported
 
 TAIL_OPS = ("Softmax", "LogSoftmax", "ArgMax")
 ORDER_PRESERVING = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
@@ -79,7 +79,7 @@ def _tail_ops(lw: Any, tail: list[onnx.NodeProto], shape: tuple[int, ...]) -> li
 
 
 def _describe(lw: Any, node: onnx.NodeProto, shape: tuple[int, ...]) -> dict[str, Any]:
-    from .lowering import attributes
+    from crossmap.frontend.lowering import attributes
 
     attrs = attributes(node)
     default_axis = 0 if node.op_type == "ArgMax" else -1

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .values import Unsupported
+from crossmap.frontend.values import Unsupported
 
 
 @dataclass

@@ -268,7 +268,7 @@ def solve_pack(reads: sp.csr_matrix, weights: np.ndarray, key_cost: np.ndarray, 
     """Improve the packing ``start`` with CP-SAT (fewest cores, then least summed key cost, where a
     key used on two cores costs twice). Deterministic: one worker, fixed seed, deterministic time."""
     from ortools.sat.python import cp_model
-    from .solvers import reproducible_solver
+    from crossmap.solvers import reproducible_solver
 
     reads = reads.tocsr()
     n_items, n_keys = reads.shape

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .deployed import INPUT, DeployedNetwork
-from .errors import UnsupportedModelError
+from crossmap.deployed import INPUT, DeployedNetwork
+from crossmap.errors import UnsupportedModelError
 
 
 @dataclass

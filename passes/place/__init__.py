@@ -1,9 +1,9 @@
 """Stage 4, ``place``: put the logical cores on distinct mesh positions of the board, minimizing the
 sum over core-graph edges of traffic x hops plus a penalty per chip crossing.
 
-The search (crossmap.placement_search) starts from fast heuristics (greedy max-adjacency order,
+The search (crossmap.passes.place.search) starts from fast heuristics (greedy max-adjacency order,
 spectral layouts along a Hilbert curve or spread in 2-D, and for image inputs each core at the
-image position its spikes come from, crossmap.placement_geometry), improves them by swaps and
+image position its spikes come from, crossmap.passes.place.geometry), improves them by swaps and
 simulated annealing, then runs CP-SAT warm-started from the best: on the whole problem for small core
 graphs, on small windows of the board (large-neighbourhood search) for big ones. The heuristic
 result is the fallback whenever the solver finds nothing better.
@@ -23,12 +23,12 @@ import numpy as np
 from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
 from crossmap.pipeline import CompileState
-from crossmap.placement_bound import placement_lower_bound
-from crossmap.placement_cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
+from crossmap.passes.place.bound import placement_lower_bound
+from crossmap.passes.place.cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
                                      placement_cost, program_connections, random_cells,
                                      row_major_cells, traffic_hops)
-from crossmap.placement_geometry import input_positions
-from crossmap.placement_search import METHODS, search
+from crossmap.passes.place.geometry import input_positions
+from crossmap.passes.place.search import METHODS, search as search_placement
 
 
 @dataclass
@@ -70,7 +70,7 @@ class Place:
         state.log(f"place: {n} cores, {edges.u.size} edges, budget {budget:.1f} s ({self.method})")
         input_shape = tuple(state.network.input.shape) if state.network is not None else None
         points = input_positions(program, input_shape)
-        result = search(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
+        result = search_placement(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
                         workers=os.cpu_count() or 1, points=points)
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)

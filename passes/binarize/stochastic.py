@@ -12,7 +12,7 @@ exact for its sampled weights (fire iff k . x > (t - b) / scale). Each copy is i
 neuron groups (``copy = k``, names ``layer@k``); the input channels are multicast to every copy
 (one set of lines from ``input`` per copy), and every copy's output neurons vote for the same
 classes, so the class counts add up over the ensemble. Neurons and axon lines are then built as in
-binarize_deterministic (crossmap.binarize_build).
+binarize_deterministic (crossmap.passes.binarize.build).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from crossmap import prng
-from crossmap.binarize_build import DeployedBuilder, IntLayer, step_neurons
-from crossmap.binarize_common import Layer, choose_encoding, integer_threshold, plan_network
-from crossmap.binarize_levels import integer_step_layer
+from crossmap.passes.binarize.build import DeployedBuilder, IntLayer, step_neurons
+from crossmap.passes.binarize.analysis import Layer, choose_encoding, integer_threshold, plan_network
+from crossmap.passes.binarize.levels import integer_step_layer
 from crossmap.chip import ChipSpec
 from crossmap.encoding import input_ticks
 from crossmap.errors import BinarizeError

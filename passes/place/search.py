@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .placement_cost import Edges, Mesh, adjacency, placement_cost
-from .placement_cpsat import SolverBudget, solve_global, solve_window
-from .placement_local import anneal, improve_by_swaps
-from .placement_start import starting_placements
+from crossmap.passes.place.cost import Edges, Mesh, adjacency, placement_cost
+from crossmap.passes.place.cpsat import SolverBudget, solve_global, solve_window
+from crossmap.passes.place.local import anneal, improve_by_swaps
+from crossmap.passes.place.start import starting_placements
 
 METHODS = ("auto", "cpsat", "lns", "heuristic")
 # "auto" solves the whole problem with CP-SAT up to this many cores, windows beyond

@@ -28,7 +28,7 @@ Steps (``fit_layer``):
    solvers see at most half of the samples; a neuron keeps a new solution only when its squared
    error is lower on all samples and not higher on the unseen half (a guard against overfitting),
    so a better solver never does worse than the rounding solution (``solver=round``); see
-   crossmap.lsq_refine.
+   crossmap.passes.binarize.lsq_refine.
 """
 
 from __future__ import annotations
@@ -329,7 +329,7 @@ def fit_layer(counts: np.ndarray, ticks: int, support: sp.csr_matrix, prior: sp.
     fit.error = fit.error_round
     if options.solver in ("cpsat", "lp") and counts.shape[0]:
         start = time.process_time()
-        from .lsq_refine import refine
+        from crossmap.passes.binarize.lsq_refine import refine
 
         refine(fit, counts, target, a, d, options, bias_bound)
         fit.solver_seconds = time.process_time() - start

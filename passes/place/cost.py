@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .chip import ChipSpec
+from crossmap.chip import ChipSpec
 
 
 @dataclass(frozen=True)

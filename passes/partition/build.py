@@ -21,13 +21,13 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .chip import check_fits
-from .deployed import DeployedNetwork
-from .errors import ResourceError
-from .partition_keys import GroupKeys, KeySpace
-from .partition_plan import Plan
-from .partition_timing import ShiftConstraints, pin_groups
-from .program import Program
+from crossmap.chip import check_fits
+from crossmap.deployed import DeployedNetwork
+from crossmap.errors import ResourceError
+from crossmap.passes.partition.keys import GroupKeys, KeySpace
+from crossmap.passes.partition.plan import Plan
+from crossmap.passes.partition.timing import ShiftConstraints, pin_groups
+from crossmap.program import Program
 
 
 @dataclass

@@ -10,7 +10,7 @@ the float outputs (a 0/1 class readout of step neurons is kept as class votes in
 
 Layer by layer, on the calibration inputs (``state.calibration``): the deployed inputs are the
 spike counts of the layers already binarized (simulated on the chip model, so their errors are
-seen), the targets are the float network's pre-activations, and crossmap.lsq_solver chooses the
+seen), the targets are the float network's pre-activations, and crossmap.passes.binarize.lsq_fit chooses the
 axon types, per-neuron integer weights, binary synapses and the bias (as the initial potential:
 bias * T counts, no leak, so ticks without input add nothing) minimizing the squared error, with
 LP rounding and CP-SAT (``solver=cpsat``), LP rounding only (``solver=lp``) or the rounding solution
@@ -26,14 +26,14 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from crossmap.axon_types import TypeAssignment
-from crossmap.binarize_build import DeployedBuilder, IntLayer
-from crossmap.binarize_common import Layer, Plan, choose_encoding, plan_network
+from crossmap.passes.binarize.axon_types import TypeAssignment
+from crossmap.passes.binarize.build import DeployedBuilder, IntLayer
+from crossmap.passes.binarize.analysis import Layer, Plan, choose_encoding, plan_network
 from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode
 from crossmap.errors import BinarizeError
 from crossmap.ir import INPUT, _sparse_max
-from crossmap.lsq_solver import FitOptions, LayerFit, fit_layer, prediction
+from crossmap.passes.binarize.lsq_fit import FitOptions, LayerFit, fit_layer, prediction
 from crossmap.pipeline import CompileState
 
 RAMP = 0.25  # a step neuron's ramp: a quarter of the way to its high activations

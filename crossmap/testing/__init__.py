@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .chip import ChipSpec
-from .program import Program
+from crossmap.chip import ChipSpec
+from crossmap.program import Program
 
 
 def small_chip(**changes: Any) -> ChipSpec:

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from .placement_cost import Adjacency, Mesh
-from .placement_start import weighted_median
+from crossmap.passes.place.cost import Adjacency, Mesh
+from crossmap.passes.place.start import weighted_median
 
 
 def improve_by_swaps(mesh: Mesh, adj: Adjacency, cells: np.ndarray, sweeps: int = 8, radius: int = 2,

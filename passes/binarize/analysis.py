@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .errors import BinarizeError
-from .ir import INPUT, Network, Population
+from crossmap.errors import BinarizeError
+from crossmap.ir import INPUT, Network, Population
 
 
 @dataclass
@@ -346,7 +346,7 @@ def choose_encoding(plan: Plan, kind: str, *, ticks: int | None, threshold: floa
                     method: str) -> dict[str, Any]:
     """The input encoding of a binarized network: the model's own ``Greater(x, t)`` threshold when it
     has one, else the requested kind (threshold at ``threshold``, rate with ``seed``, or spikes)."""
-    from .encoding import KINDS, make_encoding
+    from crossmap.encoding import KINDS, make_encoding
 
     if kind not in KINDS:
         raise BinarizeError(f"binarize_{method}: unknown encoding {kind!r}; choose one of {', '.join(KINDS)}")

@@ -17,8 +17,8 @@ import numpy as np
 
 from crossmap.errors import PipelineError, ProgramError, ResourceError
 from crossmap.pipeline import CompileState
-from crossmap.placement_cost import directed_traffic, program_connections
-from crossmap.placement_route import latency_ticks, route_summary, route_table
+from crossmap.passes.place.cost import directed_traffic, program_connections
+from crossmap.passes.route.routes import latency_ticks, route_summary, route_table
 
 
 @dataclass

@@ -17,9 +17,9 @@ from itertools import combinations
 
 import numpy as np
 
-from .chip import ChipSpec
-from .deployed import DeployedNetwork, NeuronGroup
-from .errors import ResourceError
+from crossmap.chip import ChipSpec
+from crossmap.deployed import DeployedNetwork, NeuronGroup
+from crossmap.errors import ResourceError
 
 INPUT_NODE = -1
 

@@ -2,10 +2,10 @@
 
 For every step layer: per-neuron integer weights (the float weights divided by the neuron's scale,
 checked integral within ``tolerance``) and an integer threshold θ (fire iff k . x >= θ), see
-crossmap.binarize_levels; axon lines and types: one axon per input when the inputs group into at
+crossmap.passes.binarize.levels; axon lines and types: one axon per input when the inputs group into at
 most G types with a common weight per neuron, else one axon per input and needed value, see
-crossmap.axon_types; neuron parameters, relays for tick alignment and the always-on bias channel
-for neurons that fire with zero input, see crossmap.binarize_build. A threshold population on the
+crossmap.passes.binarize.axon_types; neuron parameters, relays for tick alignment and the always-on bias channel
+for neurons that fire with zero input, see crossmap.passes.binarize.build. A threshold population on the
 input is the threshold encoding; a 0/1 class readout becomes ``output_class``.
 
 Exactness: on binary inputs, the deployed network's class spike counts equal the float network's
@@ -19,9 +19,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from crossmap.binarize_build import DeployedBuilder, IntLayer, step_neurons
-from crossmap.binarize_common import choose_encoding, plan_network
-from crossmap.binarize_levels import integer_step_layer
+from crossmap.passes.binarize.build import DeployedBuilder, IntLayer, step_neurons
+from crossmap.passes.binarize.analysis import choose_encoding, plan_network
+from crossmap.passes.binarize.levels import integer_step_layer
 from crossmap.encoding import input_ticks
 from crossmap.errors import BinarizeError
 from crossmap.pipeline import CompileState

@@ -41,10 +41,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .axon_types import TooManyValues, TypeAssignment, assign_axon_types
-from .chip import ChipSpec
-from .deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
-from .errors import BinarizeError, CrossmapError
+from crossmap.passes.binarize.axon_types import TooManyValues, TypeAssignment, assign_axon_types
+from crossmap.chip import ChipSpec
+from crossmap.deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
+from crossmap.errors import BinarizeError, CrossmapError
 
 
 @dataclass

@@ -21,9 +21,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import norm as sparse_norm
 
-from .binarize_common import Layer, integer_threshold, row_scale
-from .chip import ChipSpec
-from .errors import BinarizeError
+from crossmap.passes.binarize.analysis import Layer, integer_threshold, row_scale
+from crossmap.chip import ChipSpec
+from crossmap.errors import BinarizeError
 
 
 @dataclass

@@ -28,10 +28,10 @@ import scipy.sparse as sp
 
 from crossmap.chip import smallest_board
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
-from crossmap.partition_build import Built, build_program
-from crossmap.partition_keys import group_keys, topological_groups
-from crossmap.partition_pack import conflict_bound
-from crossmap.partition_plan import FANOUT_MODES, PackOptions, input_groups, plan_partition
+from crossmap.passes.partition.build import Built, build_program
+from crossmap.passes.partition.keys import group_keys, topological_groups
+from crossmap.passes.partition.pack import conflict_bound
+from crossmap.passes.partition.plan import FANOUT_MODES, PackOptions, input_groups, plan_partition
 from crossmap.pipeline import CompileState
 
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 from scipy.sparse.csgraph import connected_components
 
-from .placement_cost import Adjacency, Edges, Mesh, adjacency
+from crossmap.passes.place.cost import Adjacency, Edges, Mesh, adjacency
 
 
 def region_order(mesh: Mesh) -> np.ndarray:
@@ -249,7 +249,7 @@ def starting_placements(mesh: Mesh, edges: Edges, seed: int = 0,
     components only), ``curve`` (Fiedler order along the Hilbert curve), ``spectral`` (2-D
     Laplacian embedding spread over a compact block; these two only when the eigensolver
     succeeds) and ``spatial`` (given ``points``, n x 2, such as the image positions of
-    crossmap.placement_geometry, spread over a compact block)."""
+    crossmap.passes.place.geometry, spread over a compact block)."""
     n = edges.num_nodes
     adj = adjacency(edges)
     starts = {"greedy": greedy_cells(mesh, adj, np.arange(n))}

@@ -1,4 +1,4 @@
-"""The refinement stage of binarize_lsq (see crossmap.lsq_solver): re-choose the synapses of the
+"""The refinement stage of binarize_lsq (see crossmap.passes.binarize.lsq_fit): re-choose the synapses of the
 neurons with the largest errors with OR-Tools, on an L1 surrogate of the squared error.
 
 For one neuron, the connections of its most ambiguous inputs (where the rounding solution was
@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 if TYPE_CHECKING:
-    from .lsq_solver import FitOptions, LayerFit
+    from crossmap.passes.binarize.lsq_fit import FitOptions, LayerFit
 
 LP_COST = 0.04  # seconds one neuron's LP takes (model building included), for the budget
 CPSAT_OVERHEAD = 3.0  # wall seconds per deterministic second of a small CP-SAT model (building, presolve)
@@ -36,7 +36,7 @@ def l1_connections(coef: np.ndarray, fixed: np.ndarray, target: np.ndarray, hint
     if method == "lp":
         return _lp_round(coef, fixed, target, capacity)
     from ortools.sat.python import cp_model
-    from .solvers import reproducible_solver
+    from crossmap.solvers import reproducible_solver
 
     n_s, n_i, n_c = coef.shape
     model = cp_model.CpModel()

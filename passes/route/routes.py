@@ -11,8 +11,8 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from .chip import ChipSpec
-from .errors import ProgramError
+from crossmap.chip import ChipSpec
+from crossmap.errors import ProgramError
 
 
 def route_table(program: Any) -> dict[str, np.ndarray]:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .deployed import INPUT, DeployedNetwork
-from .errors import ResourceError
-from .partition_keys import GroupKeys, KeySpace
-from .partition_pack import compact_pack, conflict_bound, greedy_pack, lower_bound, solve_pack
+from crossmap.deployed import INPUT, DeployedNetwork
+from crossmap.errors import ResourceError
+from crossmap.passes.partition.keys import GroupKeys, KeySpace
+from crossmap.passes.partition.pack import compact_pack, conflict_bound, greedy_pack, lower_bound, solve_pack
 
 FANOUT_MODES = ("copy", "splitter", "auto")  # auto: the best of copy, splitter and a per-group mix
 

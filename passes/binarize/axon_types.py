@@ -173,7 +173,7 @@ def _cpsat_coloring(adj: sp.csr_matrix, colors: int, clique: list[int], time_lim
                     seed: int, max_edges: int = 200_000) -> np.ndarray | None:
     """An exact colouring by CP-SAT within ``time_limit`` (deterministic time), or None."""
     from ortools.sat.python import cp_model
-    from .solvers import reproducible_solver
+    from crossmap.solvers import reproducible_solver
 
     upper = sp.triu(adj, k=1).tocoo()
     if upper.nnz > max_edges:
