@@ -12,7 +12,8 @@ from typing import Any, Callable
 import numpy as np
 
 from crossmap.chip import ChipSpec
-from crossmap.errors import CrossmapError, OutputExistsError, PipelineError
+from crossmap.errors import CrossmapError, InputError, PipelineError
+from crossmap.outdir import check_output
 from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
 
 BINARIZE_METHODS = ("deterministic", "stochastic", "lsq")
@@ -50,6 +51,15 @@ def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndar
     return np.random.default_rng(seed).random((min(limit, 64),) + shape).astype(np.float32)
 
 
+from crossmap.limits import MAX_SEED
+
+
+def check_seed(seed: int) -> None:
+    """Raise ``InputError`` unless ``seed`` is an integer in [0, 2^31 - 1]."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed {seed!r} must be an integer in [0, {MAX_SEED}]; pass e.g. --seed 0")
+
+
 AUTO_BOARD = "-auto"  # chip name suffix: the smallest board of that chip holding the program
 
 
@@ -66,9 +76,9 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
 
     grow_board = isinstance(chip, str) and chip.endswith(AUTO_BOARD)
     chip_spec = chip if isinstance(chip, ChipSpec) else ChipSpec.named(chip.removesuffix(AUTO_BOARD) or "truenorth")
-    if output is not None and Path(output).exists() and not overwrite:
-        raise OutputExistsError(f"output directory {str(output)!r} already exists; choose a new path or "
-                                f"pass overwrite=True (--force on the command line)")
+    check_seed(seed)
+    if output is not None:
+        check_output(output, overwrite)
     if pipeline is None:
         pipeline = default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks)
     passes = parse_pipeline(pipeline)

@@ -34,10 +34,14 @@ class InputError(CrossmapError):
     exit_code = 2
 
 
-class OutputExistsError(CrossmapError):
-    """An output directory that exists and was not asked to be overwritten."""
+class OutputError(CrossmapError):
+    """An output path that cannot be written (a file in the way, a read-only file system)."""
 
     exit_code = 2
+
+
+class OutputExistsError(OutputError):
+    """An output that exists and was not asked to be overwritten, or may not be replaced."""
 
 
 class ModelError(CrossmapError):

@@ -12,8 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from crossmap.chip import ChipSpec
-from crossmap.errors import OutputExistsError, ProgramError, ProgramFormatError
+from crossmap.errors import ProgramError, ProgramFormatError
+from crossmap.outdir import write_directory_atomically
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -275,7 +274,8 @@ class Program:
     def save(self, directory: str | os.PathLike, overwrite: bool = False,
              extra_files: dict[str, str | bytes] | None = None) -> Path:
         """Validate, then write ``directory`` atomically (a temp dir renamed into place).
-        An existing directory is refused unless ``overwrite``. ``extra_files`` (plain file name ->
+        An existing directory is refused unless ``overwrite``, and even then only a program
+        directory or an empty directory is replaced (``crossmap.outdir``). ``extra_files`` (plain file name ->
         text or bytes, e.g. ``report.json``) are written in the same atomic step."""
         self.validate()
         extra = dict(extra_files or {})
@@ -284,9 +284,6 @@ class Program:
                 raise ProgramError(f"extra file name {name!r} must be a plain file name other than "
                                    f"{MANIFEST} and {ARRAYS}; rename it")
         target = Path(directory)
-        if target.exists() and not overwrite:
-            raise OutputExistsError(f"output directory {str(target)!r} already exists; choose a new path "
-                                    f"or pass overwrite=True (--force on the command line)")
         write_directory_atomically(target, lambda tmp: self._write_into(tmp, extra), overwrite)
         return target
 
@@ -303,28 +300,6 @@ class Program:
         with open(tmp / ARRAYS, "wb") as handle:
             np.savez_compressed(handle, **arrays)
         (tmp / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
-
-
-def write_directory_atomically(target: Path, write: Any, overwrite: bool) -> None:
-    """Call ``write(tmp_dir)`` and move the result to ``target``; on any error nothing is left.
-    With ``overwrite`` an existing ``target`` is replaced only after the new one is complete."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        write(tmp)
-        if target.exists():
-            if not overwrite:
-                raise OutputExistsError(f"output directory {str(target)!r} already exists; pass overwrite")
-            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.rename(target, trash / "old")
-            os.rename(tmp, target)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _schema() -> dict[str, Any]:

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import crossmap
-from crossmap.errors import CrossmapError, OutputExistsError, ProgramError, ProgramFormatError
-from crossmap.program import ARRAY_FIELDS, ARRAYS, MANIFEST, Program, load, write_directory_atomically
+from crossmap.errors import CrossmapError, OutputError, OutputExistsError, ProgramError, ProgramFormatError
+from crossmap.outdir import write_directory_atomically
+from crossmap.program import ARRAY_FIELDS, ARRAYS, MANIFEST, Program, load
 from crossmap.testing import random_inputs, random_program, small_chip
 
 
@@ -227,7 +228,7 @@ def test_failed_save_leaves_nothing(prog, tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(np, "savez_compressed", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="No space left on device; nothing was written"):
         prog.save(tmp_path / "b")
     assert leftovers(tmp_path) == []
 
@@ -240,7 +241,7 @@ def test_failed_overwrite_keeps_the_old_program(prog, saved, monkeypatch):
 
     monkeypatch.setattr(np, "savez_compressed", disk_full)
     prog.alpha[0, 0] = 3
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="No space left on device"):
         prog.save(saved, overwrite=True)
     assert load(saved).checksum() == before
     assert leftovers(saved.parent) == [saved.name]

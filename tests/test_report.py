@@ -70,8 +70,13 @@ def test_emit_refuses_an_existing_directory_and_leaves_it_alone(tmp_path):
         compile_tiny(out)
     assert [f.name for f in out.iterdir()] == ["keep.txt"]
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".prog")]  # no temp dirs left
-    compile_tiny(out, overwrite=True)
-    assert (out / REPORT_FILE).is_file() and not (out / "keep.txt").exists()
+    with pytest.raises(OutputExistsError, match="does not hold a crossmap program"):
+        compile_tiny(out, overwrite=True)  # overwrite replaces only a program directory
+    assert [f.name for f in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    compile_tiny(out, overwrite=True)  # an empty directory
+    compile_tiny(out, overwrite=True)  # a program directory
+    assert (out / REPORT_FILE).is_file()
 
 
 def test_emit_needs_an_output_directory():

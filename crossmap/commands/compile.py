@@ -8,6 +8,8 @@ import sys
 import time
 
 from crossmap.compiler import BINARIZE_METHODS, compile as compile_model, stderr_progress
+from crossmap.commands.arguments import bounded_int, positive_float
+from crossmap.limits import MAX_ENSEMBLE, MAX_SEED, MAX_TICKS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,12 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chip", default="truenorth", help="chip name (truenorth, truenorth-2x2), JSON file, or truenorth-auto: "
                                                          "the smallest board of TrueNorth chips that holds the program")
     p.add_argument("--binarize", default="deterministic", choices=BINARIZE_METHODS, help="binarization method")
-    p.add_argument("--ensemble", type=int, default=None, help="ensemble copies (stochastic binarization)")
+    p.add_argument("--ensemble", type=bounded_int(1, MAX_ENSEMBLE), default=None, help="ensemble copies (stochastic binarization)")
     p.add_argument("--encoding", default=None, help="input encoding: threshold or rate")
-    p.add_argument("--ticks", type=int, default=None, help="input ticks per sample (rate encoding)")
+    p.add_argument("--ticks", type=bounded_int(1, MAX_TICKS), default=None, help="input ticks per sample (rate encoding)")
     p.add_argument("--pipeline", default=None, help="full pipeline spec (overrides --binarize and friends)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--time-limit", type=float, default=None, help="solver time limit per pass, seconds")
+    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--time-limit", type=positive_float, default=None, help="solver time limit per pass, seconds")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)

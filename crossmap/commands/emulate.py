@@ -13,6 +13,8 @@ import numpy as np
 
 from crossmap.errors import InputError
 from crossmap.program import load
+from crossmap.commands.arguments import bounded_int
+from crossmap.limits import MAX_SAMPLES, MAX_TICKS
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 SHOWN_SAMPLES = 20
@@ -32,11 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--example", help=f"a shipped example program instead ({', '.join(available_examples())})")
     p.add_argument("--inputs", help="input spikes .npy: bool or 0/1 integers, (batch, ticks, channels) or "
                                     "(batch, channels)")
-    p.add_argument("--random", type=int, metavar="N", help="N samples of random input spikes")
+    p.add_argument("--random", type=bounded_int(1, MAX_SAMPLES), metavar="N", help="N samples of random input spikes")
     p.add_argument("--rate", type=float, default=0.2, help="spike probability of --random inputs (default 0.2)")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=bounded_int(0, 2**64 - 1), default=None,
                    help="seed of --random inputs and of the chip's stochastic modes (default: the program's seed)")
-    p.add_argument("--ticks", type=int, default=None, help="ticks to run (default: input ticks + latency)")
+    p.add_argument("--ticks", type=bounded_int(1, 2 * MAX_TICKS), default=None, help="ticks to run (default: input ticks + latency)")
     p.add_argument("--backend", default="emulator", choices=["emulator", "reference"])
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)

@@ -11,6 +11,7 @@ from crossmap.errors import InputError
 from crossmap.program import load
 from crossmap.report import build_report, format_text, load_reports
 from crossmap.report_pictures import write_pictures
+from crossmap.commands.arguments import bounded_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pictures", nargs="?", const="", default=None, metavar="DIR",
                    help="write PNG/SVG heatmaps and report.html to DIR (default PROGRAM/report/)")
     p.add_argument("--all-cores", action="store_true", help="list every core in the text tables (default 20)")
-    p.add_argument("--hottest", type=int, default=10, help="hottest links to list (default 10)")
+    p.add_argument("--hottest", type=bounded_int(0, 10**6), default=10, help="hottest links to list (default 10)")
     p.set_defaults(func=run)
 
 

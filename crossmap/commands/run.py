@@ -7,6 +7,8 @@ import json
 
 from crossmap.program import load
 from crossmap.runner import run_dataset
+from crossmap.commands.arguments import bounded_int
+from crossmap.limits import MAX_BATCH, MAX_SAMPLES, MAX_WORKERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="mnist (IDX files) or sample (the small MNIST sample bundled with crossmap)")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $CROSSMAP_DATA_DIR or the cache)")
     p.add_argument("--split", default="test", choices=["test", "train"])
-    p.add_argument("--limit", type=int, default=None, help="use N samples (a fixed random subset: MNIST copies may be sorted by label)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=bounded_int(1, MAX_SAMPLES), default=None, help="use N samples (a fixed random subset: MNIST copies may be sorted by label)")
+    p.add_argument("--batch-size", type=bounded_int(1, MAX_BATCH), default=256)
     p.add_argument("--backend", default="emulator", choices=["emulator", "reference"])
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=1,
                    help="emulate batches in N processes (same figures, about N times the throughput on N cores)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -8,6 +8,8 @@ import json
 
 from crossmap.program import load
 from crossmap.verify import verify
+from crossmap.commands.arguments import bounded_int
+from crossmap.limits import MAX_SAMPLES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("verify", help="check the emulated program against onnxruntime on the deployed model")
     p.add_argument("program", help="compiled program directory")
     p.add_argument("model", help="the ONNX model it was compiled from")
-    p.add_argument("--limit", type=int, default=64, help="samples to compare (default 64)")
+    p.add_argument("--limit", type=bounded_int(1, MAX_SAMPLES), default=64, help="samples to compare (default 64)")
     p.add_argument("--against-model", action="store_true",
                    help="also run MODEL.onnx itself and compare its predicted classes with the emulator's "
                         "(catches a binarize pass that changes the network; exact for step networks)")
