@@ -9,14 +9,23 @@ import importlib
 import sys
 
 from crossmap import __version__
-from crossmap.errors import CrossmapError
+from crossmap.errors import CrossmapError, UsageError
 
 COMMANDS = ["info", "inspect", "compile", "report", "run", "verify", "emulate"]
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are ``UsageError``s (one line, exit code 2), so that a bad
+    value is reported like every other error, before any work is done."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Raise instead of printing the usage and exiting."""
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every available subcommand registered."""
-    parser = argparse.ArgumentParser(prog="crossmap", description="Compile ONNX networks to neuromorphic "
+    parser = Parser(prog="crossmap", description="Compile ONNX networks to neuromorphic "
                                      "cores, inspect the result, and emulate it.")
     parser.add_argument("--version", action="version", version=f"crossmap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -34,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``crossmap`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"crossmap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -16,6 +16,12 @@ class ChipSpecError(CrossmapError):
     exit_code = 2
 
 
+class UsageError(CrossmapError):
+    """A command line with a missing, unknown or out-of-range argument."""
+
+    exit_code = 2
+
+
 class ProgramFormatError(CrossmapError):
     """A program directory that is missing, corrupt, truncated, or written by a newer schema."""
 

@@ -201,7 +201,7 @@ def test_cli_emulate_text_random_and_inputs(capsys, tmp_path):
     (["emulate", "--example", "nope"], "unknown example 'nope'; available examples: bars"),
     (["emulate", "--example", "bars", "--random", "2", "--inputs", "x.npy"], "not both"),
     (["emulate", "--example", "bars", "--inputs", "missing.npy"], "inputs file 'missing.npy' does not exist"),
-    (["emulate", "--example", "bars", "--random", "0"], "need N >= 1"),
+    (["emulate", "--example", "bars", "--random", "0"], "argument --random: 0 is outside [1, 100000000]"),
     (["emulate", "--example", "bars", "--ticks", "2"], "cover 4 ticks but the run is 2 ticks long"),
 ])
 def test_cli_emulate_errors_are_one_line(capsys, argv, message):
