@@ -5,6 +5,11 @@ Spec grammar: passes separated by ``,``; options in braces, ``name{key=value;key
 Pass names resolve through the explicit registry ``crossmap.passes.registry()``. The spec that
 made a program, with every option spelled out, is stored in its manifest (``metadata.pipeline``)
 and parses back to the same passes.
+
+Every pass class declares what it ``reads`` and what it ``produces`` (names of ``ARTIFACTS``).
+``parse_pipeline`` checks the whole spec against these declarations before any pass runs: a pass
+whose input nothing earlier makes is refused with its position in the spec. ``run_pipeline``
+checks after each pass that it made what it declared, and validates the IRs it holds.
 """
 
 from __future__ import annotations
@@ -13,31 +18,50 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Protocol
 
 import numpy as np
 
 from crossmap.chip import ChipSpec
+from crossmap.deployed import DeployedNetwork
 from crossmap.errors import PipelineError
+from crossmap.ir import Network
+from crossmap.program import Program
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 DEFAULT_PIPELINE = "binarize_deterministic,partition,place,route,emit"
+
+# what passes hand to each other: name -> what it is (the words of a refused spec's message)
+ARTIFACTS: dict[str, str] = {
+    "network": "a float network (CompileState.network, imported from ONNX)",
+    "calibration": "calibration inputs (CompileState.calibration)",
+    "deployed": "a deployed network (CompileState.deployed)",
+    "program": "a program of logical cores (CompileState.program)",
+    "core_graph": "the core graph with measured traffic (CompileState.core_graph)",
+    "placement": "final core coordinates (Program.core_xy)",
+    "traffic": "the routed core-to-core traffic (Program.traffic)",
+    "output": "a program directory on disk (CompileState.output_dir)",
+}
+COMPILE_INPUTS: tuple[str, ...] = ("network", "calibration")  # what crossmap.compile starts a pipeline with
 
 
 @dataclass
 class CompileState:
     """Everything the passes hand to each other. Each stage fills its own field:
     binarize -> ``deployed``; partition -> ``program`` (logical cores, provisional coordinates)
-    and ``core_graph``; place -> ``program.core_xy``; route -> ``program`` delays checked and
-    ``reports['route']``; emit -> writes ``output_dir``."""
+    and ``core_graph``; place -> ``program.core_xy``; route -> ``program.traffic`` (delays
+    checked); emit -> writes ``output_dir``. ``reports`` holds each pass's report by pass name."""
 
     chip: ChipSpec
     seed: int = 0
-    network: Any = None  # crossmap.ir.Network
+    network: Network | None = None
     calibration: np.ndarray | None = None  # float inputs (batch, *input shape) for lsq and traffic
-    deployed: Any = None  # crossmap.deployed.DeployedNetwork
-    program: Any = None  # crossmap.program.Program
-    core_graph: Any = None  # networkx.DiGraph over logical cores, edge attr 'traffic' (spikes/sample)
-    reports: dict[str, Any] = field(default_factory=dict)
+    deployed: DeployedNetwork | None = None
+    program: Program | None = None
+    core_graph: nx.DiGraph | None = None  # over logical cores, edge attr 'traffic' (spikes/sample)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     output_dir: Path | None = None
     overwrite: bool = False
@@ -48,8 +72,29 @@ class CompileState:
         if self.progress is not None:
             self.progress(message)
 
+    def holds(self, artifact: str) -> bool:
+        """Whether the state holds ``artifact`` (for artifacts that are a state or program field)."""
+        if artifact in ("placement", "output"):
+            return True  # coordinates always exist once there is a program; emit checks its own output
+        if artifact == "traffic":
+            return self.program is not None and "route" in self.reports
+        return getattr(self, artifact) is not None
 
-def pass_class(name: str) -> type:
+
+class Pass(Protocol):
+    """What the registry's pass classes have: a spec name, the artifacts they read and produce,
+    options as dataclass fields, and ``run``."""
+
+    name: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
+    produces: ClassVar[tuple[str, ...]]
+
+    def run(self, state: CompileState) -> CompileState:
+        """Do the pass's work on ``state``."""
+        ...
+
+
+def pass_class(name: str) -> type[Pass]:
     """The pass class called ``name`` (``partition`` -> ``crossmap.passes.partition.Partition``)."""
     from crossmap.passes import registry
 
@@ -81,8 +126,10 @@ def _convert(raw: str, kind: Any, where: str) -> Any:
     return raw
 
 
-def parse_pipeline(spec: str) -> list[Any]:
-    """Parse a spec into pass instances; unknown passes or options raise ``PipelineError``."""
+def parse_pipeline(spec: str, given: Iterable[str] = COMPILE_INPUTS) -> list[Pass]:
+    """Parse a spec into pass instances; unknown passes or options, and passes whose inputs
+    nothing before them makes (from ``given`` onwards, see ``check_pipeline``), raise
+    ``PipelineError``."""
     passes = []
     pos = 0
     spec = spec.strip()
@@ -105,10 +152,30 @@ def parse_pipeline(spec: str) -> list[Any]:
         pos = match.end()
     if not passes:
         raise PipelineError("empty pipeline spec; the default is " + DEFAULT_PIPELINE)
+    check_pipeline(passes, given)
     return passes
 
 
-def format_pipeline(passes: list[Any]) -> str:
+def check_pipeline(passes: list[Pass], given: Iterable[str] = COMPILE_INPUTS) -> None:
+    """Raise ``PipelineError`` for the first pass that reads an artifact which neither ``given``
+    nor an earlier pass produces, naming its position in the spec (1-based), what is missing
+    and which passes make it."""
+    from crossmap.passes import registry
+
+    available = set(given)
+    for position, p in enumerate(passes, start=1):
+        missing = [a for a in p.reads if a not in available]
+        if missing:
+            what = missing[0]
+            makers = [name for name, cls in registry().items() if what in cls.produces]
+            remedy = (f"put {' or '.join(repr(m) for m in makers)} before it" if makers else
+                      "the pipeline must start from it")
+            raise PipelineError(f"pipeline position {position} ({p.name!r}) reads {ARTIFACTS.get(what, what)}, "
+                                f"which nothing before it makes; {remedy}")
+        available.update(p.produces)
+
+
+def format_pipeline(passes: list[Pass]) -> str:
     """The canonical spec of pass instances, every option spelled out (round-trips)."""
     items = []
     for p in passes:
@@ -121,18 +188,24 @@ def format_pipeline(passes: list[Any]) -> str:
     return ",".join(items)
 
 
-def run_pipeline(passes: list[Any], state: CompileState,
+def run_pipeline(passes: list[Pass], state: CompileState,
                  before_emit: Callable[[CompileState], None] | None = None) -> CompileState:
-    """Run the passes in order, calling each stage's verifier after every pass (and
-    ``before_emit(state)`` right before an ``emit`` pass)."""
+    """Run the passes in order; after every pass check that it made what it declares and
+    validate the deployed network and the program (``before_emit(state)`` runs right before an
+    ``emit`` pass, or at the end when there is none)."""
     for p in passes:
         state.log(f"pass {p.name}")
         if p.name == "emit" and before_emit is not None:
             before_emit(state)
         state = p.run(state) or state
-        for obj in (state.deployed, state.program):
-            if obj is not None and hasattr(obj, "validate"):
-                obj.validate()
+        missing = [a for a in p.produces if not state.holds(a)]
+        if missing:
+            raise PipelineError(f"pass {p.name!r} declares that it produces {ARTIFACTS.get(missing[0], missing[0])}, "
+                                f"but the state holds none after it ran")
+        if state.deployed is not None:
+            state.deployed.validate()
+        if state.program is not None:
+            state.program.validate()
     if before_emit is not None and not any(p.name == "emit" for p in passes):
         before_emit(state)
     return state

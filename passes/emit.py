@@ -16,6 +16,8 @@ class Emit:
     """Writes ``state.program`` to ``state.output_dir`` (``state.overwrite`` replaces an existing one)."""
 
     name: ClassVar[str] = "emit"
+    reads: ClassVar[tuple[str, ...]] = ("program",)
+    produces: ClassVar[tuple[str, ...]] = ("output",)
 
     def run(self, state: CompileState) -> CompileState:
         """Save the program with ``report.json``."""

@@ -237,7 +237,7 @@ def test_unknown_fanout_and_missing_deployed():
 
 
 def test_pipeline_spec_options():
-    (p,) = parse_pipeline("partition{fanout=auto;time_limit=0.5;solver=false}")
+    (p,) = parse_pipeline("partition{fanout=auto;time_limit=0.5;solver=false}", given=("deployed",))
     assert (p.fanout, p.time_limit, p.solver) == ("auto", 0.5, False)
 
 

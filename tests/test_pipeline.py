@@ -1,9 +1,15 @@
 """Pipeline specs: parsing, errors, and the canonical round trip."""
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import pytest
 
+from crossmap.chip import ChipSpec
 from crossmap.errors import PipelineError
-from crossmap.pipeline import DEFAULT_PIPELINE, format_pipeline, parse_pipeline
+from crossmap.passes import registry
+from crossmap.pipeline import (ARTIFACTS, COMPILE_INPUTS, DEFAULT_PIPELINE, CompileState, format_pipeline,
+                               parse_pipeline, run_pipeline)
 
 
 def test_unknown_pass_lists_available():
@@ -32,4 +38,56 @@ def test_default_pipeline_round_trips():
 
 def test_unknown_option_names_the_pass_and_its_options():
     with pytest.raises(PipelineError, match="pass 'place': unknown option 'speed'"):
-        parse_pipeline("place{speed=3}")
+        parse_pipeline("place{speed=3}", given=("program",))
+
+
+def test_a_pass_on_the_wrong_ir_is_refused_with_its_position():
+    with pytest.raises(PipelineError, match=r"position 1 \('partition'\) reads a deployed network.*"
+                                            r"'binarize_deterministic' or 'binarize_stochastic' or 'binarize_lsq'"):
+        parse_pipeline("partition,binarize_deterministic")
+    with pytest.raises(PipelineError, match=r"position 2 \('place'\) reads a program of logical cores.*"
+                                            r"put 'partition' before it"):
+        parse_pipeline("binarize_deterministic,place,route,emit")
+    with pytest.raises(PipelineError, match=r"position 1 \('binarize_lsq'\) reads calibration inputs"):
+        parse_pipeline("binarize_lsq", given=("network",))
+
+
+def test_a_spec_is_checked_before_any_work(tmp_path):
+    import crossmap
+
+    with pytest.raises(PipelineError, match="position 1"):
+        crossmap.compile(tmp_path / "no_such_model.onnx", tmp_path / "out", pipeline="place,route,emit")
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_pass_declares_what_it_reads_and_produces():
+    passes = registry()
+    assert list(passes) == ["binarize_deterministic", "binarize_stochastic", "binarize_lsq", "partition", "place",
+                            "route", "emit"]
+    for name, cls in passes.items():
+        assert cls.name == name
+        assert set(cls.reads) | set(cls.produces) <= set(ARTIFACTS), name
+        assert cls.produces, name
+    spec_order = parse_pipeline(DEFAULT_PIPELINE)  # the default pipeline satisfies every declaration
+    made = set(COMPILE_INPUTS)
+    for p in spec_order:
+        assert set(p.reads) <= made
+        made |= set(p.produces)
+
+
+@dataclass
+class Idle:
+    """A pass that declares a deployed network and makes none."""
+
+    name: ClassVar[str] = "idle"
+    reads: ClassVar[tuple[str, ...]] = ("network",)
+    produces: ClassVar[tuple[str, ...]] = ("deployed",)
+
+    def run(self, state: CompileState) -> CompileState:
+        return state
+
+
+def test_a_pass_that_does_not_make_what_it_declares_is_stopped():
+    state = CompileState(chip=ChipSpec.truenorth())
+    with pytest.raises(PipelineError, match="pass 'idle' declares that it produces a deployed network"):
+        run_pipeline([Idle()], state)

@@ -23,7 +23,7 @@ def run_place(chip: ChipSpec, graph: nx.DiGraph | None, spec: str = "place", see
               program: Program | None = None) -> CompileState:
     n = graph.number_of_nodes() if graph is not None else program.num_cores
     state = CompileState(chip=chip, seed=seed, program=program or Program.empty(chip, n), core_graph=graph)
-    (place,) = parse_pipeline(spec)
+    (place,) = parse_pipeline(spec, given=("program", "core_graph"))
     return place.run(state)
 
 
@@ -124,15 +124,15 @@ def test_bad_options_are_pipeline_errors():
     with pytest.raises(PipelineError, match="time_limit"):
         run_place(chip, random_graph(3, 2, 0), "place{time_limit=-1}")
     with pytest.raises(PipelineError, match="needs a partitioned program"):
-        parse_pipeline("place")[0].run(CompileState(chip=chip))
+        parse_pipeline("place", given=("program",))[0].run(CompileState(chip=chip))
 
 
 def test_place_options_round_trip_through_the_spec():
     spec = "place{time_limit=5.0;reproducible=false;method=heuristic;chip_crossing_penalty=none;seconds_per_core=0.1}"
-    (place,) = parse_pipeline(spec)
+    (place,) = parse_pipeline(spec, given=("program",))
     assert (place.time_limit, place.reproducible, place.method, place.chip_crossing_penalty) == (5.0, False,
                                                                                                   "heuristic", None)
-    assert parse_pipeline(format_pipeline([place])) == [place]
+    assert parse_pipeline(format_pipeline([place]), given=("program",)) == [place]
 
 
 def test_hilbert_curve_visits_every_cell_by_unit_steps():

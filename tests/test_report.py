@@ -44,7 +44,7 @@ def compile_tiny(out, overwrite=False, reports=None):
     state = CompileState(chip=tiny_program().chip, program=tiny_program(), core_graph=graph, output_dir=out,
                          overwrite=overwrite, seed=1)
     state.reports.update(reports or {"partition": {"cores": 2, "splitters": 0}})
-    for p in parse_pipeline("place{time_limit=5},route,emit"):
+    for p in parse_pipeline("place{time_limit=5},route,emit", given=("program", "core_graph")):
         state = p.run(state)
     return state
 
@@ -82,7 +82,7 @@ def test_emit_refuses_an_existing_directory_and_leaves_it_alone(tmp_path):
 def test_emit_needs_an_output_directory():
     state = CompileState(chip=tiny_program().chip, program=tiny_program())
     with pytest.raises(PipelineError, match="needs an output directory"):
-        parse_pipeline("emit")[0].run(state)
+        parse_pipeline("emit", given=("program",))[0].run(state)
 
 
 def test_save_rejects_extra_files_that_clash(tmp_path):

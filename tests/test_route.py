@@ -48,7 +48,7 @@ def traffic_graph() -> nx.DiGraph:
 
 def run_route(program: Program, graph=None, spec: str = "route") -> dict:
     state = CompileState(chip=program.chip, program=program, core_graph=graph)
-    return parse_pipeline(spec)[0].run(state).reports["route"]
+    return parse_pipeline(spec, given=("program",))[0].run(state).reports["route"]
 
 
 def test_route_table_gives_relative_targets():

@@ -34,6 +34,8 @@ class BinarizeDeterministic:
     """Exact integer mapping of step networks with few-level weights."""
 
     name: ClassVar[str] = "binarize_deterministic"
+    reads: ClassVar[tuple[str, ...]] = ("network",)
+    produces: ClassVar[tuple[str, ...]] = ("deployed",)
     encoding: str = "threshold"  # threshold | rate | spikes (a Greater input layer forces threshold)
     ticks: int | None = None  # input ticks per sample (default: 1 for threshold, 16 for rate)
     threshold: float = 0.5  # input threshold when the model has no Greater input layer

@@ -45,6 +45,8 @@ class BinarizeLsq:
     """Rate-neuron layers with synapses fitted to calibration data (OR-Tools CP-SAT)."""
 
     name: ClassVar[str] = "binarize_lsq"
+    reads: ClassVar[tuple[str, ...]] = ("network", "calibration")
+    produces: ClassVar[tuple[str, ...]] = ("deployed",)
     encoding: str = "auto"  # auto (threshold when the model thresholds its input, else rate) | rate | threshold
     ticks: int | None = None  # input ticks per sample (default 32 for rate, 16 for threshold)
     threshold: float = 0.5  # input threshold of the threshold encoding

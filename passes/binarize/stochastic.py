@@ -42,6 +42,8 @@ class BinarizeStochastic:
     """An ensemble of sampled binary networks (Esser et al. 2015)."""
 
     name: ClassVar[str] = "binarize_stochastic"
+    reads: ClassVar[tuple[str, ...]] = ("network",)
+    produces: ClassVar[tuple[str, ...]] = ("deployed",)
     ensemble: int = 4  # sampled copies whose class votes add up
     encoding: str = "threshold"  # threshold | rate | spikes (a Greater input layer forces threshold)
     ticks: int | None = None  # input ticks per sample (default: 1 for threshold, 16 for rate)

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from crossmap.chip import smallest_board
+from crossmap.deployed import DeployedNetwork
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.passes.partition.build import Built, build_program
 from crossmap.passes.partition.keys import group_keys, topological_groups
@@ -51,6 +52,8 @@ class Partition:
     board: str = "fixed"  # or "auto": grow the board to the smallest one that holds the cores
 
     name: ClassVar[str] = "partition"
+    reads: ClassVar[tuple[str, ...]] = ("deployed",)
+    produces: ClassVar[tuple[str, ...]] = ("program", "core_graph")
 
     def run(self, state: CompileState) -> CompileState:
         """Write ``state.program``, ``state.core_graph`` and ``state.reports['partition']``."""
@@ -105,7 +108,7 @@ class Partition:
         state.reports[self.name] = _report(self, net, plan, built, keys, candidates, traffic_source)
         return state
 
-    def _on_board(self, net: Any, cores: int) -> Any:
+    def _on_board(self, net: DeployedNetwork, cores: int) -> DeployedNetwork:
         """``net`` on the smallest board of its chips holding ``cores`` cores when ``board=auto``
         and its own board is too small; else ``net`` unchanged."""
         chip = net.chip
@@ -127,7 +130,7 @@ class Partition:
                                 f">= 1")
 
 
-def calibration_spikes(net: Any, calibration: np.ndarray | None, seed: int, samples: int) -> tuple[np.ndarray, str]:
+def calibration_spikes(net: DeployedNetwork, calibration: np.ndarray | None, seed: int, samples: int) -> tuple[np.ndarray, str]:
     """Input spikes (batch, ticks, channels) to measure traffic on, and where they came from: the
     encoded calibration inputs, or a fixed random 0/1 input (seeded) when there are none."""
     if calibration is not None:
@@ -144,7 +147,7 @@ def calibration_spikes(net: Any, calibration: np.ndarray | None, seed: int, samp
     return rng.random((samples, int(net.input_ticks), int(net.num_inputs))) < 0.5, "random"
 
 
-def measure_rates(net: Any, calibration: np.ndarray | None, seed: int,
+def measure_rates(net: DeployedNetwork, calibration: np.ndarray | None, seed: int,
                   samples: int) -> tuple[dict[str, np.ndarray], np.ndarray, str]:
     """Expected spikes per sample of every neuron (by group name) and every input channel, from
     ``DeployedNetwork.simulate``; stochastic networks count one spike per neuron and sample."""
@@ -159,7 +162,7 @@ def measure_rates(net: Any, calibration: np.ndarray | None, seed: int,
 
 
 def _key_rates(space: Any, keys: list[Any], rates: dict[str, np.ndarray], input_rate: np.ndarray,
-               net: Any) -> dict[int, float]:
+               net: DeployedNetwork) -> dict[int, float]:
     """Expected spikes per sample on each axon key."""
     flat = np.concatenate([input_rate] + [rates[g.name] for g in net.groups])
     out: dict[int, float] = {}
@@ -169,7 +172,7 @@ def _key_rates(space: Any, keys: list[Any], rates: dict[str, np.ndarray], input_
     return out
 
 
-def _report(p: Partition, net: Any, plan: Any, built: Built, keys: list[Any], candidates: list[dict[str, Any]],
+def _report(p: Partition, net: DeployedNetwork, plan: Any, built: Built, keys: list[Any], candidates: list[dict[str, Any]],
             traffic_source: str) -> dict[str, Any]:
     chip = net.chip
     every = np.unique(np.concatenate([gk.keys for gk in keys] + [np.zeros(0, np.int64)]))

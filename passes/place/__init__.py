@@ -23,6 +23,7 @@ import numpy as np
 from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
 from crossmap.pipeline import CompileState
+from crossmap.program import Program
 from crossmap.passes.place.bound import placement_lower_bound
 from crossmap.passes.place.cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
                                      placement_cost, program_connections, random_cells,
@@ -51,6 +52,8 @@ class Place:
     seconds_per_core: float = 0.02
 
     name: ClassVar[str] = "place"
+    reads: ClassVar[tuple[str, ...]] = ("program",)
+    produces: ClassVar[tuple[str, ...]] = ("placement",)
 
     def run(self, state: CompileState) -> CompileState:
         """Set ``state.program.core_xy`` and write ``state.reports['place']``."""
@@ -142,7 +145,7 @@ def _ratio(a: float, b: float) -> float | None:
     return float(a / b) if b > 0 else None
 
 
-def core_graph_edges(graph: nx.DiGraph | None, program: Any) -> tuple[Edges, bool]:
+def core_graph_edges(graph: nx.DiGraph | None, program: Program) -> tuple[Edges, bool]:
     """Undirected edges to place by: the core graph's traffic when there is one (True), else
     the program's routed neurons per core pair (False)."""
     n = program.num_cores

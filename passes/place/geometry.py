@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from crossmap.program import Program
 
-def input_positions(program: Any, input_shape: tuple[int, ...] | None, rounds: int = 100) -> np.ndarray | None:
+
+def input_positions(program: Program, input_shape: tuple[int, ...] | None, rounds: int = 100) -> np.ndarray | None:
     """(cores, 2) positions in [0, 1)^2 of each core's sources on the input image, or None when the
     input is not an image (fewer than two spatial axes of size > 1) or no core reads it. Channels
     beyond the image (a bias channel) have no position; cores no input reaches sit in the middle."""

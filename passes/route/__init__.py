@@ -17,6 +17,7 @@ import numpy as np
 
 from crossmap.errors import PipelineError, ProgramError, ResourceError
 from crossmap.pipeline import CompileState
+from crossmap.program import Program
 from crossmap.passes.place.cost import directed_traffic, program_connections
 from crossmap.passes.route.routes import latency_ticks, route_summary, route_table
 
@@ -30,6 +31,8 @@ class Route:
     hottest: int = 10
 
     name: ClassVar[str] = "route"
+    reads: ClassVar[tuple[str, ...]] = ("program",)
+    produces: ClassVar[tuple[str, ...]] = ("traffic",)
 
     def run(self, state: CompileState) -> CompileState:
         """Check every route's delay and write ``state.reports['route']``."""
@@ -67,7 +70,7 @@ class Route:
         return state
 
 
-def check_delays(program: Any, table: dict[str, np.ndarray], hops_per_tick: int) -> None:
+def check_delays(program: Program, table: dict[str, np.ndarray], hops_per_tick: int) -> None:
     """Raise ``ResourceError`` for a delay outside the chip's range or shorter than its route."""
     chip = program.chip
     delay = table["delay"]
