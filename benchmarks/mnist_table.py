@@ -11,8 +11,8 @@ TrueNorth chips that holds it (``--chip truenorth-auto``).
 
 Columns: test accuracy of the emulated chip program, float accuracy of the ONNX model (onnxruntime)
 on the same images, cores, input ticks + latency, estimated energy per image (chip energy model of
-crossmap/chip.py), and the compile and emulation times. Targets (issue 7): one copy of the small
-network >= 95.98% in one tick; >= 99.42% with no more than 16 copies.
+crossmap/chip.py), and the compile and emulation times. Targets: one copy of the small network
+>= 95.98% in one tick; >= 99.42% with no more than 16 copies.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from crossmap.runner import run_arrays
 MODELS = Path(__file__).resolve().parents[1] / "models"
 sys.path.insert(0, str(MODELS))
 
-# stop 23: the fifteen committed networks that held training images out, best first by accuracy
-# on them (python models/rank_members.py; models/README.md)
+# the fifteen committed networks that held training images out, best first by accuracy on them
+# (python models/rank_members.py; models/README.md)
 ENSEMBLE_15 = ["eedn_levels3", "eedn_groups_s4_ft", "eedn_spikes4", "eedn_spikes2", "eedn_spikes2_s94",
                "eedn_spikes2_s95", "esser2015_large_w2", "eedn_spikes2_s93", "eedn_spikes2_s97", "eedn_groups_ft",
                "eedn_groups_s6", "eedn_groups_s5_ft", "eedn_groups_s1", "eedn_groups_s3", "eedn_groups_s2"]
@@ -62,8 +62,8 @@ ROWS = [
     ("eedn_spikes4", "eedn_spikes4.onnx", "deterministic", [1], "(four spike lines per hidden neuron)"),
     ("ensemble15", " ".join(f"{n}.onnx" for n in ENSEMBLE_15), "deterministic", [15],
      "(15 separately trained networks; Esser 2015: 99.42% with 64 copies)"),
-    ("rule_y16", " ".join(f"{n}.onnx" for n in ENSEMBLE_15 + ["eedn_spikes2_s91"]), "deterministic", [16],
-     "(rule Y: the 16 best by held-out accuracy, models/rank_members.py --top 16)"),
+    ("ensemble16", " ".join(f"{n}.onnx" for n in ENSEMBLE_15 + ["eedn_spikes2_s91"]), "deterministic", [16],
+     "(the 16 best by held-out accuracy, models/rank_members.py --top 16)"),
     ("mixed", "eedn_groups_s6.onnx esser2015_large_w2.onnx", "deterministic", [2], "(a CNN and a patch network)"),
     # the float models threshold their input themselves (Greater on the input), so lsq keeps that encoding
     ("mlp", "mlp.onnx", "lsq", [1], "Mern 2018: layer-wise lsq"),

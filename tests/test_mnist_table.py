@@ -28,7 +28,7 @@ def test_the_fifteen_network_ensemble_is_fifteen_different_networks():
     assert len(set(row[1].split())) == 15 and row[3] == [15]
 
 
-def test_rule_y_is_the_fifteen_and_one_more():
+def test_the_sixteen_network_ensemble_is_the_fifteen_and_one_more():
     fifteen = next(row for row in mnist_table.ROWS if row[0] == "ensemble15")[1].split()
-    sixteen = next(row for row in mnist_table.ROWS if row[0] == "rule_y16")[1].split()
+    sixteen = next(row for row in mnist_table.ROWS if row[0] == "ensemble16")[1].split()
     assert set(fifteen) < set(sixteen) and len(set(sixteen)) == 16
