@@ -16,7 +16,7 @@ from crossmap.errors import CrossmapError, InputError, PipelineError
 from crossmap.outdir import check_output
 from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
 
-BINARIZE_METHODS = ("deterministic", "stochastic", "lsq")
+BINARIZE_METHODS = ("deterministic", "stochastic", "lsq", "ttfs")
 
 
 def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -> str:

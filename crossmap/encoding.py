@@ -11,6 +11,12 @@ An encoding is a JSON-able dict stored in the deployed network and in the progra
   sample n when ``draw(s, INPUT, n, k, 0, c, 0) < x[c] * 2**32`` (crossmap.prng), so the spikes of a
   sample do not depend on the batch it is in (pass the sample's global index as ``sample_offset``).
   Values must lie in [0, 1].
+- ``{"kind": "ttfs", "ticks": T, "levels": [l1, ..., lL]}``: time-to-first-spike coding, one spike per
+  channel at most. A value's level q is the number of ascending level bounds it exceeds (``>=`` with
+  ``"inclusive": true``); a channel with q >= 1 spikes once, on tick ``L - q`` (earlier = larger),
+  and a channel with q = 0 does not spike. The default bounds ``(m - 1/2) / L`` for m = 1..L round a
+  value in [0, 1] to the nearest of L + 1 levels; L <= T (the ticks after the L-th are the window in
+  which the network computes).
 - ``{"kind": "spikes"}``: the input already is binary spikes, (batch, T, channels) or
   (batch, channels) for one tick; values must be 0 or 1.
 
@@ -28,15 +34,16 @@ import numpy as np
 from crossmap import prng
 from crossmap.errors import InputError
 
-KINDS = ("threshold", "rate", "spikes")
+KINDS = ("threshold", "rate", "ttfs", "spikes")
 _TWO32 = float(2**32)
 
 
 def make_encoding(kind: str, *, channels: int, ticks: int | None = None, threshold: Any = 0.5,
                   inclusive: bool = False, seed: int = 0, bias_channel: bool = False,
-                  source: Any = None) -> dict[str, Any]:
-    """A validated encoding dict (``ticks`` defaults to 1 for threshold and 16 for rate); ``source``
-    (threshold only) gives the data value of each spike channel."""
+                  source: Any = None, levels: Any = None) -> dict[str, Any]:
+    """A validated encoding dict (``ticks`` defaults to 1 for threshold, 16 for rate and the number of
+    levels for ttfs); ``source`` (threshold only) gives the data value of each spike channel;
+    ``levels`` (ttfs only) the ascending level bounds, or their number (default: ``ticks``)."""
     if kind not in KINDS:
         raise InputError(f"unknown input encoding {kind!r}; available: {', '.join(KINDS)}")
     enc: dict[str, Any] = {"kind": kind, "channels": int(channels)}
@@ -49,6 +56,15 @@ def make_encoding(kind: str, *, channels: int, ticks: int | None = None, thresho
     elif kind == "rate":
         enc["ticks"] = int(ticks) if ticks is not None else 16
         enc["seed"] = int(seed)
+    elif kind == "ttfs":
+        if levels is None or np.ndim(levels) == 0:
+            count = int(levels if levels is not None else (ticks if ticks is not None else 8))
+            if count < 1:
+                raise InputError(f"ttfs encoding: {count} levels; need at least 1")
+            levels = (np.arange(1, count + 1) - 0.5) / count
+        enc["levels"] = [float(v) for v in np.ravel(levels)]
+        enc["inclusive"] = bool(inclusive)
+        enc["ticks"] = int(ticks) if ticks is not None else len(enc["levels"])
     else:
         enc["ticks"] = int(ticks) if ticks is not None else 1
     if bias_channel:
@@ -79,9 +95,31 @@ def validate_encoding(encoding: dict[str, Any]) -> dict[str, Any]:
                              f"give one threshold or one per spike channel")
         if source is not None:
             _check_source(source, channels)
+    if encoding["kind"] == "ttfs":
+        _check_levels(encoding.get("levels"), ticks)
     if encoding["kind"] == "rate" and not isinstance(encoding.get("seed", 0), (int, np.integer)):
         raise InputError(f"rate encoding: seed = {encoding.get('seed')!r} must be an integer")
     return encoding
+
+
+def _check_levels(levels: Any, ticks: int) -> None:
+    """``levels`` must be a non-empty ascending list of finite bounds, at most ``ticks`` of them."""
+    bounds = np.asarray(levels if levels is not None else [], dtype=np.float64)
+    if bounds.ndim != 1 or bounds.size == 0 or not np.all(np.isfinite(bounds)):
+        raise InputError(f"ttfs encoding: 'levels' = {str(levels)[:60]} must be a non-empty list of finite level "
+                         f"bounds, e.g. [0.25, 0.75]")
+    if np.any(np.diff(bounds) <= 0):
+        raise InputError(f"ttfs encoding: the level bounds {bounds.tolist()[:8]} must be strictly ascending")
+    if bounds.size > ticks:
+        raise InputError(f"ttfs encoding: {bounds.size} levels need {bounds.size} ticks, the encoding has {ticks}; "
+                         f"give ticks >= {bounds.size}")
+
+
+def ttfs_levels(encoding: dict[str, Any], flat: np.ndarray) -> np.ndarray:
+    """The level q (0..L) of every value of ``flat`` under a ttfs encoding (int64, same shape)."""
+    bounds = np.asarray(encoding["levels"], np.float64)
+    side = "right" if encoding.get("inclusive") else "left"
+    return np.searchsorted(bounds, flat, side=side).astype(np.int64)
 
 
 def _check_source(source: Any, channels: int | None) -> None:
@@ -133,6 +171,8 @@ def encode(encoding: dict[str, Any], x: np.ndarray, sample_offset: int = 0) -> n
                 flat = flat[:, np.asarray(encoding["source"], np.int64)]
             hit = flat >= t if encoding.get("inclusive") else flat > t
             spikes = np.repeat(hit[:, None, :], ticks, axis=1)
+        elif kind == "ttfs":
+            spikes = _ttfs(ttfs_levels(encoding, flat), len(encoding["levels"]), ticks)
         else:
             spikes = _rate(flat, ticks, int(encoding.get("seed", 0)), int(sample_offset))
     if encoding.get("bias_channel"):
@@ -159,6 +199,15 @@ def _flatten(encoding: dict[str, Any], x: np.ndarray) -> np.ndarray:
         raise InputError(f"rate encoding needs values in [0, 1], the input spans [{flat.min():g}, "
                          f"{flat.max():g}]; scale the inputs to [0, 1] (e.g. divide pixels by 255)")
     return flat
+
+
+def _ttfs(level: np.ndarray, count: int, ticks: int) -> np.ndarray:
+    """One spike on tick ``count - q`` for every value of level q >= 1."""
+    batch, channels = level.shape
+    out = np.zeros((batch, ticks, channels), bool)
+    sample, channel = np.nonzero(level > 0)
+    out[sample, count - level[sample, channel], channel] = True
+    return out
 
 
 def _rate(flat: np.ndarray, ticks: int, seed: int, offset: int) -> np.ndarray:

@@ -3,7 +3,8 @@ thresholds, the input encoding). Three passes, one per method:
 
 - ``binarize_deterministic`` (``deterministic.py``): exact for networks trained for the chip;
 - ``binarize_stochastic`` (``stochastic.py``): sampled copies of a probabilistic network;
-- ``binarize_lsq`` (``lsq.py``, fit in ``lsq_fit.py`` and ``lsq_refine.py``): least-squares synapses.
+- ``binarize_lsq`` (``lsq.py``, fit in ``lsq_fit.py`` and ``lsq_refine.py``): least-squares synapses;
+- ``binarize_ttfs`` (``ttfs.py``): time-to-first-spike coding, one spike per hidden neuron.
 
 Shared algorithms: ``analysis.py`` resolves the float network into layers, ``levels.py`` turns float
 weights into integer levels, ``axon_types.py`` colours a core's inputs into axon types and
@@ -13,5 +14,6 @@ weights into integer levels, ``axon_types.py`` colours a core's inputs into axon
 from crossmap.passes.binarize.deterministic import BinarizeDeterministic
 from crossmap.passes.binarize.lsq import BinarizeLsq
 from crossmap.passes.binarize.stochastic import BinarizeStochastic
+from crossmap.passes.binarize.ttfs import BinarizeTtfs
 
-__all__ = ["BinarizeDeterministic", "BinarizeLsq", "BinarizeStochastic"]
+__all__ = ["BinarizeDeterministic", "BinarizeLsq", "BinarizeStochastic", "BinarizeTtfs"]
