@@ -96,6 +96,8 @@ class BinarizeTtfs:
     """Time-to-first-spike coding: hidden neurons fire once, on a tick that encodes their activation."""
 
     name: ClassVar[str] = "binarize_ttfs"
+    reads: ClassVar[tuple[str, ...]] = ("network", "calibration")
+    produces: ClassVar[tuple[str, ...]] = ("deployed",)
     encoding: str = "ttfs"  # ttfs (the only encoding of this method)
     ticks: int | None = None  # K, the levels of a hidden activation and the ticks of the window (default 8)
     percentile: float = 99.9  # ReLU activation (on calibration samples) that maps to the top level
