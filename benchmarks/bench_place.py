@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from crossmap.chip import ChipSpec
+from crossmap.mesh import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
+                           placement_cost, random_cells, row_major_cells)
 from crossmap.passes.place import Place
 from crossmap.passes.place.bound import placement_lower_bound
-from crossmap.passes.place.cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
-                                     placement_cost, random_cells, row_major_cells)
 from crossmap.passes.place.search import search
 from crossmap.testing.placement import conv_like_graph, mlp_like_graph
 
@@ -60,21 +60,18 @@ def measure(name: str, mesh: Mesh, edges: Edges, place: Place, seed: int = 0,
 
 
 def program_edges(directory: str) -> tuple[Mesh, Edges, str, np.ndarray | None]:
-    """Mesh and edges of a compiled program (report.json traffic when measured, else neurons),
-    and the image positions of its cores when the place pass recorded the input shape."""
-    from crossmap.passes.place.cost import program_connections
+    """Mesh and edges of a compiled program (its measured traffic, else routed neurons), and the
+    image positions of its cores when the place pass recorded the input shape."""
+    from crossmap.mesh import program_connections
     from crossmap.passes.place.geometry import input_positions
     from crossmap.program import load
-    from crossmap.report import MEASURED, load_reports
 
     program = load(directory)
-    reports = load_reports(directory)
-    shape = (reports.get("place") or {}).get("input_shape")
+    shape = (program.reports.get("place") or {}).get("input_shape")
     points = input_positions(program, tuple(shape)) if shape else None
-    route = reports.get("route") or {}
-    if route.get("traffic") == MEASURED and route.get("edges"):
-        arr = np.asarray(route["edges"], np.float64).reshape(-1, 3)
-        edges = edges_from_arrays(program.num_cores, arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
+    traffic = program.traffic
+    if traffic is not None and traffic.measured:
+        edges = edges_from_arrays(program.num_cores, traffic.src, traffic.dst, traffic.spikes)
     else:
         edges = edges_from_arrays(program.num_cores, *program_connections(program))
     return Mesh(program.chip, default_crossing_penalty(program.chip)), edges, Path(directory).name, points

@@ -11,9 +11,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossmap.errors import ChipSpecError, ResourceError
+
+if TYPE_CHECKING:
+    from crossmap.program import Program
 
 
 @dataclass(frozen=True)
@@ -204,14 +207,14 @@ class ChipSpec:
                                 f"float32's exact integers (2^24); reduce axons_per_core or the weight range")
 
     # ------------------------------------------------------------------ utilization
-    def utilization(self, program: Any) -> dict[str, tuple[int, int]]:
-        """(used, available) per resource of a program on this chip: cores, axons, neurons,
-        synapses, chips."""
+    def utilization(self, program: Program) -> dict[str, tuple[int, int]]:
+        """(used, available) per resource of a program on this chip: cores, axons, neurons
+        (``Program.used_neurons``), synapses, chips."""
         import numpy as np
 
         cores = program.num_cores
         used_axons = int(np.count_nonzero(program.crossbar.any(axis=2)))
-        used_neurons = int(np.count_nonzero((program.target_core >= 0) | (program.output_port >= 0)))
+        used_neurons = int(np.count_nonzero(program.used_neurons()))
         synapses = int(np.count_nonzero(program.crossbar))
         chips = len({int(c) for c in self.chip_of(program.core_xy[:, 0], program.core_xy[:, 1])}) if cores else 0
         return {

@@ -69,7 +69,7 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
             time_limit: float | None = None, calibration: np.ndarray | None = None,
             overwrite: bool = False, progress: Callable[[str], None] | None = None) -> Any:
     """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
-    atomically (nothing is left behind on failure). Returns the Program (``.reports`` attached).
+    atomically (nothing is left behind on failure). Returns the Program with its passes' reports.
     ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
     in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program."""
     from crossmap.frontend import import_onnx

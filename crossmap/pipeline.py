@@ -77,7 +77,7 @@ class CompileState:
         if artifact in ("placement", "output"):
             return True  # coordinates always exist once there is a program; emit checks its own output
         if artifact == "traffic":
-            return self.program is not None and "route" in self.reports
+            return self.program is not None and self.program.traffic is not None
         return getattr(self, artifact) is not None
 
 

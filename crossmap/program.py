@@ -4,6 +4,10 @@ ports, the chip spec and how the program was made. ``save`` writes a directory a
 
 On disk a program directory holds ``manifest.json`` (schema ``crossmap/schema/program.schema.json``)
 and ``arrays.npz``; crossbars are bit-packed and a SHA-256 of the arrays is kept in the manifest.
+A compiled program also carries its passes' reports and the core-to-core traffic the compiler
+measured (``Program.reports``, ``Program.traffic``), written to ``report.json`` beside them: every
+pass's report under its name, the traffic as the route report's ``edges`` ([src core, dst core,
+spikes per sample] rows).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,11 +26,16 @@ import numpy as np
 
 from crossmap.chip import ChipSpec
 from crossmap.errors import ProgramError, ProgramFormatError
+from crossmap.jsonio import dumps
 from crossmap.outdir import write_directory_atomically
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
+REPORT_FILE = "report.json"
+TRAFFIC_REPORT = "route"  # the pass report that holds the traffic in report.json, as its 'edges'
+MEASURED = "spikes per sample"
+CONNECTIONS = "routed neurons per core pair (no traffic measured)"
 
 # name -> (dtype, shape in symbols: C cores, A axons, N neurons, G axon types, M input map, P ports)
 ARRAY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -56,6 +66,35 @@ ARRAY_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 RESET_TO_VALUE, RESET_LINEAR, RESET_NONE = 0, 1, 2
+
+
+@dataclass
+class CoreTraffic:
+    """Spikes per sample that core ``src[e]`` sends to core ``dst[e]`` (a core's spikes to its own
+    axons included), as the compiler measured them on its calibration inputs; or, when nothing was
+    measured (``measured`` False), the number of routed neurons per core pair."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    spikes: np.ndarray
+    measured: bool = True
+
+    def __post_init__(self) -> None:
+        self.src = np.asarray(self.src, np.int64).reshape(-1)
+        self.dst = np.asarray(self.dst, np.int64).reshape(-1)
+        self.spikes = np.asarray(self.spikes, np.float64).reshape(-1)
+        if not self.src.size == self.dst.size == self.spikes.size:
+            raise ProgramError(f"core traffic has {self.src.size} sources, {self.dst.size} targets and "
+                               f"{self.spikes.size} rates; give one of each per core pair")
+
+    @property
+    def kind(self) -> str:
+        """What the numbers count: spikes per sample, or routed neurons per core pair."""
+        return MEASURED if self.measured else CONNECTIONS
+
+    def edges(self) -> list[list[int | float]]:
+        """[src core, dst core, spikes per sample] rows (the on-disk form)."""
+        return [[s, d, t] for s, d, t in zip(self.src.tolist(), self.dst.tolist(), self.spikes.tolist())]
 
 
 @dataclass
@@ -99,6 +138,8 @@ class Program:
     metadata: dict[str, Any] = field(default_factory=dict)
     neuron_group: np.ndarray | None = None
     neuron_index: np.ndarray | None = None
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # each pass's report, by pass name
+    traffic: CoreTraffic | None = None  # core-to-core traffic, set by the route pass
 
     def __post_init__(self) -> None:
         shape = self.alpha.shape if isinstance(self.alpha, np.ndarray) else (0, 0)
@@ -154,6 +195,13 @@ class Program:
     def total_ticks(self) -> int:
         """Ticks an emulation runs by default: the input ticks plus the pipeline latency."""
         return int(self.input_ticks) + int(self.latency)
+
+    def used_neurons(self) -> np.ndarray:
+        """(cores, N) bool: the neurons the program uses. A neuron is used when it implements a
+        deployed neuron, has a synapse, or sends spikes (to a core axon or an output port, e.g. a
+        splitter or relay); every other neuron is idle."""
+        return ((self.neuron_group >= 0) | self.crossbar.any(axis=1) | (self.target_core >= 0)
+                | (self.output_port >= 0))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array fields by name."""
@@ -243,6 +291,11 @@ class Program:
             raise ProgramError(f"input_ticks = {self.input_ticks} must be >= 1 and latency = {self.latency} >= 0")
         if self.core_labels and len(self.core_labels) != C:
             raise ProgramError(f"core_labels has {len(self.core_labels)} entries for {C} cores")
+        if self.traffic is not None:
+            ends = np.concatenate([self.traffic.src, self.traffic.dst])
+            if ends.size and (ends.min() < 0 or ends.max() >= C):
+                raise ProgramError(f"the core traffic names core {int(ends.min() if ends.min() < 0 else ends.max())}, "
+                                   f"the program has cores 0..{C - 1}")
         return self
 
     # ------------------------------------------------------------------ disk
@@ -275,17 +328,31 @@ class Program:
              extra_files: dict[str, str | bytes] | None = None) -> Path:
         """Validate, then write ``directory`` atomically (a temp dir renamed into place).
         An existing directory is refused unless ``overwrite``, and even then only a program
-        directory or an empty directory is replaced (``crossmap.outdir``). ``extra_files`` (plain file name ->
-        text or bytes, e.g. ``report.json``) are written in the same atomic step."""
+        directory or an empty directory is replaced (``crossmap.outdir``). The reports and the
+        traffic go to ``report.json`` when there are any. ``extra_files`` (plain file name -> text
+        or bytes) are written in the same atomic step."""
         self.validate()
         extra = dict(extra_files or {})
         for name in extra:
-            if name in (MANIFEST, ARRAYS) or Path(name).name != name or name in ("", ".", ".."):
+            if name in (MANIFEST, ARRAYS, REPORT_FILE) or Path(name).name != name or name in ("", ".", ".."):
                 raise ProgramError(f"extra file name {name!r} must be a plain file name other than "
-                                   f"{MANIFEST} and {ARRAYS}; rename it")
+                                   f"{MANIFEST}, {ARRAYS} and {REPORT_FILE}; rename it")
+        report = self.report_json()
+        if report is not None:
+            extra[REPORT_FILE] = report
         target = Path(directory)
         write_directory_atomically(target, lambda tmp: self._write_into(tmp, extra), overwrite)
         return target
+
+    def report_json(self) -> str | None:
+        """The text of ``report.json``: the reports, with the traffic as the route report's
+        ``edges``; None when the program has neither."""
+        reports = {name: dict(report) for name, report in self.reports.items()}
+        if self.traffic is not None:
+            route = reports.setdefault(TRAFFIC_REPORT, {})
+            route.setdefault("traffic", self.traffic.kind)
+            route["edges"] = self.traffic.edges()
+        return dumps(reports) + "\n" if reports else None
 
     def _write_into(self, tmp: Path, extra_files: dict[str, str | bytes] | None = None) -> None:
         for name, content in (extra_files or {}).items():
@@ -340,9 +407,43 @@ def load(directory: str | os.PathLike) -> Program:
                                  f"arrays {program.checksum()[:12]}...); the file was modified or corrupted, "
                                  f"recompile the program")
     try:
-        return program.validate()
+        program.validate()
     except ProgramError as exc:
         raise ProgramError(f"{root}: {exc}") from None
+    program.reports, program.traffic = read_reports(root / REPORT_FILE, program.num_cores)
+    return program
+
+
+def read_reports(path: Path, num_cores: int) -> tuple[dict[str, dict[str, Any]], CoreTraffic | None]:
+    """The reports and the traffic in a program's ``report.json``; ({}, None) when there is none.
+    A corrupt file, or traffic naming cores the program lacks, is ignored with a warning: the
+    program itself is complete without it."""
+    if not path.is_file():
+        return {}, None
+    try:
+        reports = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        warnings.warn(f"{path}: not valid JSON ({exc}); the program is loaded without its compiler report",
+                      UserWarning, stacklevel=3)
+        return {}, None
+    if not isinstance(reports, dict):
+        return {}, None
+    reports = {name: report for name, report in reports.items() if isinstance(report, dict)}
+    route = reports.get(TRAFFIC_REPORT)
+    if route is None or "edges" not in route:
+        return reports, None
+    edges = route.pop("edges")
+    try:
+        rows = np.asarray(edges, dtype=np.float64).reshape(-1, 3)
+    except (TypeError, ValueError):
+        rows = None
+    if rows is None or not np.isfinite(rows).all() or (rows[:, :2] < 0).any() or (rows[:, :2] >= num_cores).any() \
+            or (rows[:, :2] != np.round(rows[:, :2])).any():
+        warnings.warn(f"{path}: the route report's traffic is not [core, core, spikes] rows of this program's "
+                      f"{num_cores} cores; it is left out", UserWarning, stacklevel=3)
+        return reports, None
+    traffic = CoreTraffic(rows[:, 0], rows[:, 1], rows[:, 2], measured=route.get("traffic") == MEASURED)
+    return reports, traffic
 
 
 def _check_schema(manifest: Any, path: Path) -> None:

@@ -2,97 +2,40 @@
 cost against its bound and against random and row-major placements, link loads, latency and an
 energy estimate per sample; as text tables, JSON, pictures (PNG and SVG) and one HTML page.
 
-Figures come from the program itself, so a program without ``report.json`` still gets a report.
-The compiler's ``report.json`` adds the measured traffic (spikes per sample between cores), which
-the link loads and the energy estimate need, and the passes' own reports. Pictures and the HTML
-page are in ``crossmap.report_pictures``.
+Figures come from the program and what it carries: the passes' reports (``Program.reports``: the
+place pass's cost, bound and reference placements, the route pass's link loads and latency) and
+the core traffic the compiler measured (``Program.traffic``), which the link loads and the energy
+estimate need. A program without them (saved by hand, or compiled without place and route) still
+gets a report: the cheap figures are computed from the program (placement cost, reference
+placements, link loads, latency, with routed neurons standing in for traffic), the placement lower
+bound is left out. Pictures and the HTML page are in ``crossmap.report_pictures``.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crossmap.errors import ProgramError
-from crossmap.passes.place.bound import placement_lower_bound
-from crossmap.passes.place.cost import (Mesh, default_crossing_penalty, edges_from_arrays, placement_cost,
-                             program_connections, random_cells, row_major_cells)
-from crossmap.passes.route.routes import latency_ticks, route_summary
+from crossmap.jsonio import dumps, jsonable
+from crossmap.mesh import (Mesh, default_crossing_penalty, edges_from_arrays, placement_cost, program_connections,
+                           random_cells, row_major_cells)
+from crossmap.program import REPORT_FILE, CoreTraffic, Program
+from crossmap.routes import latency_ticks, route_summary
 
-REPORT_FILE = "report.json"
-MEASURED = "spikes per sample"
+__all__ = ["REPORT_FILE", "build_report", "core_table", "dumps", "format_text", "jsonable", "layer_table",
+           "program_traffic"]
 
-
-# ---------------------------------------------------------------------------------------- JSON
-def jsonable(value: Any) -> Any:
-    """``value`` with numpy scalars and arrays, tuples and paths turned into JSON types
-    (non-finite floats become None)."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, str):
-        return value
-    return str(value)
-
-
-def dumps(value: Any, indent: int = 0) -> str:
-    """JSON with sorted keys, one key per line, but lists of scalars (or of short lists of
-    scalars, like edges) on one line each so big reports stay compact."""
-    value = jsonable(value)
-    pad = "  " * (indent + 1)
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        items = [f"{pad}{json.dumps(k)}: {dumps(value[k], indent + 1)}" for k in sorted(value)]
-        return "{\n" + ",\n".join(items) + "\n" + "  " * indent + "}"
-    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
-        items = [pad + dumps(v, indent + 1) for v in value]
-        return "[\n" + ",\n".join(items) + "\n" + "  " * indent + "]"
-    return json.dumps(value, separators=(", ", ": "))
-
-
-def report_json(reports: dict[str, Any]) -> str:
-    """The text of ``report.json`` for the passes' reports."""
-    return dumps(reports) + "\n"
-
-
-def load_reports(directory: str | Path) -> dict[str, Any]:
-    """The passes' reports saved beside a program, or {} when there are none (a corrupt file
-    is ignored with a warning: everything else is recomputed from the program)."""
-    path = Path(directory) / REPORT_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        warnings.warn(f"{path}: not valid JSON ({exc}); reporting from the program alone", UserWarning, stacklevel=2)
-        return {}
-    return data if isinstance(data, dict) else {}
+SPLITTERS = "(splitters)"  # the layer row of neurons that implement no deployed neuron
 
 
 # ---------------------------------------------------------------------------------------- data
-def build_report(program: Any, reports: dict[str, Any] | None = None, source: str = "",
-                 hottest: int = 10) -> dict[str, Any]:
+def build_report(program: Program, source: str = "", hottest: int = 10) -> dict[str, Any]:
     """Every figure of the report as one JSON-able dict."""
-    reports = reports or {}
+    reports = program.reports
     chip = program.chip
-    src, dst, traffic, measured = report_traffic(program, reports)
+    traffic = program_traffic(program)
     util = chip.utilization(program)
     out: dict[str, Any] = {
         "program": {
@@ -111,29 +54,22 @@ def build_report(program: Any, reports: dict[str, Any] | None = None, source: st
         "resources": {k: {"used": u, "available": a, "fraction": (u / a if a else 0.0)} for k, (u, a) in util.items()},
         "layers": layer_table(program),
         "cores": core_table(program),
-        "placement": placement_figures(program, src, dst, traffic, measured, reports.get("place")),
-        "routing": routing_figures(program, src, dst, traffic, measured, hottest),
-        "energy": energy_estimate(program, src, dst, traffic, measured),
+        "placement": placement_figures(program, traffic),
+        "routing": routing_figures(program, traffic, hottest),
+        "energy": energy_estimate(program, traffic),
         "passes": {name: _summary(rep) for name, rep in sorted(reports.items()) if name not in ("place", "route")},
     }
     return jsonable(out)
 
 
-def report_traffic(program: Any, reports: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """(src, dst, traffic, measured) of a program: the route report's traffic when it was
-    measured, else the routed neurons per core pair."""
-    route = reports.get("route") or {}
-    edges = route.get("edges")
-    if route.get("traffic") == MEASURED and isinstance(edges, list):
-        arr = np.asarray(edges, dtype=np.float64).reshape(-1, 3)
-        ok = (arr[:, 0] >= 0) & (arr[:, 0] < program.num_cores) & (arr[:, 1] >= 0) & (arr[:, 1] < program.num_cores)
-        arr = arr[ok]
-        return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2], True
-    src, dst, count = program_connections(program)
-    return src, dst, count, False
+def program_traffic(program: Program) -> CoreTraffic:
+    """The program's core traffic; the routed neurons per core pair when it carries none."""
+    if program.traffic is not None:
+        return program.traffic
+    return CoreTraffic(*program_connections(program), measured=False)
 
 
-def core_layers(program: Any) -> list[str]:
+def core_layers(program: Program) -> list[str]:
     """The layer of each core: the deployed group most of its neurons come from, else its label."""
     names = list(program.group_names)
     layers = []
@@ -149,90 +85,88 @@ def core_layers(program: Any) -> list[str]:
     return layers
 
 
-def _core_usage(program: Any) -> dict[str, np.ndarray]:
-    return {
-        "axons": np.count_nonzero(program.crossbar.any(axis=2), axis=1),
-        "neurons": np.count_nonzero((program.target_core >= 0) | (program.output_port >= 0), axis=1),
-        "synapses": np.count_nonzero(program.crossbar.reshape(program.num_cores, -1), axis=1),
-    }
-
-
-def core_table(program: Any) -> list[dict[str, Any]]:
-    """One row per core: position, chip, layer, and axons, neurons, synapses used."""
-    usage = _core_usage(program)
+def core_table(program: Program) -> list[dict[str, Any]]:
+    """One row per core: position, chip, layer, and axons, neurons (``Program.used_neurons``) and
+    synapses used; a core offers ``chip.axons_per_core`` axons and ``chip.neurons_per_core`` neurons."""
+    axons = np.count_nonzero(program.crossbar.any(axis=2), axis=1)
+    neurons = np.count_nonzero(program.used_neurons(), axis=1)
+    synapses = np.count_nonzero(program.crossbar.reshape(program.num_cores, -1), axis=1)
     layers = core_layers(program)
-    chip = program.chip
     xy = program.core_xy
-    chips = chip.chip_of(xy[:, 0], xy[:, 1])
+    chips = program.chip.chip_of(xy[:, 0], xy[:, 1])
     return [{"core": c, "x": int(xy[c, 0]), "y": int(xy[c, 1]), "chip": int(chips[c]), "layer": layers[c],
-             "axons": int(usage["axons"][c]), "neurons": int(usage["neurons"][c]),
-             "synapses": int(usage["synapses"][c])} for c in range(program.num_cores)]
+             "axons": int(axons[c]), "neurons": int(neurons[c]), "synapses": int(synapses[c])}
+            for c in range(program.num_cores)]
 
 
-def layer_table(program: Any) -> list[dict[str, Any]]:
-    """One row per layer (in order of first core): cores, and axons, neurons, synapses used of
-    those available on its cores."""
-    usage = _core_usage(program)
+def layer_table(program: Program) -> list[dict[str, Any]]:
+    """One row per deployed group (in ``program.group_names`` order), then one for the used
+    neurons that implement no deployed neuron (splitters) if any: the cores it occupies, its
+    chip neurons (``copies``: how many are extra copies of a deployed neuron), the axons its
+    neurons read and its synapses, and what its cores offer (a core shared by two layers counts
+    for both)."""
     chip = program.chip
-    rows: dict[str, dict[str, Any]] = {}
-    for c, layer in enumerate(core_layers(program)):
-        row = rows.setdefault(layer, {"layer": layer, "cores": 0, "axons": 0, "neurons": 0, "synapses": 0})
-        row["cores"] += 1
-        for key in ("axons", "neurons", "synapses"):
-            row[key] += int(usage[key][c])
-    for row in rows.values():
-        row["axons_available"] = row["cores"] * chip.axons_per_core
-        row["neurons_available"] = row["cores"] * chip.neurons_per_core
-        row["synapses_available"] = row["cores"] * chip.axons_per_core * chip.neurons_per_core
-    return list(rows.values())
+    A, N = chip.axons_per_core, chip.neurons_per_core
+    used = program.used_neurons()
+    rows = []
+    for g, name in enumerate(list(program.group_names) + [SPLITTERS]):
+        mask = (program.neuron_group == g) if name != SPLITTERS else (used & (program.neuron_group < 0))
+        if name == SPLITTERS and not mask.any():
+            continue
+        cores = np.flatnonzero(mask.any(axis=1))
+        axons = synapses = 0
+        for c in cores:
+            columns = program.crossbar[c][:, mask[c]]
+            axons += int(columns.any(axis=1).sum())
+            synapses += int(columns.sum())
+        neurons = int(mask.sum())
+        distinct = int(np.unique(program.neuron_index[mask]).size) if name != SPLITTERS else neurons
+        rows.append({"layer": name, "cores": int(cores.size), "axons": axons, "neurons": neurons,
+                     "copies": neurons - distinct, "synapses": synapses,
+                     "axons_available": int(cores.size) * A, "neurons_available": int(cores.size) * N,
+                     "synapses_available": int(cores.size) * A * N})
+    return rows
 
 
-def _recorded_bound(place: dict[str, Any] | None, edges: int, cost: float) -> float | None:
-    """The place pass's lower bound when it placed the same graph (same edge count, same cost of
-    the final placement), which saves solving the LP again; else None."""
-    if not place or place.get("lower_bound") is None or place.get("edges") != edges:
-        return None
-    objective = float(place.get("objective", -1.0))
-    return float(place["lower_bound"]) if abs(objective - cost) <= 1e-9 * max(1.0, abs(cost)) else None
-
-
-def placement_figures(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.ndarray, measured: bool,
-                      place: dict[str, Any] | None) -> dict[str, Any]:
-    """Placement cost of the program's core_xy, its lower bound, and random and row-major
-    placements' costs (recomputed), with the place pass's own report when there is one."""
+def placement_figures(program: Program, traffic: CoreTraffic) -> dict[str, Any]:
+    """Placement cost of the program's core_xy, its lower bound, and the costs of random and
+    row-major placements: from the place pass's report when the program carries one, else the
+    cost and the reference placements computed from the program (no lower bound)."""
+    place = program.reports.get("place")
+    if place:
+        out = {key: place.get(key) for key in ("traffic", "lower_bound", "random", "row_major", "ratio_to_bound",
+                                               "ratio_to_random", "chip_crossing_penalty")}
+        out["cost"] = place.get("objective")
+        out["pass"] = {k: v for k, v in place.items() if k != "stages"}
+        out["stages"] = place.get("stages", [])
+        return out
     chip = program.chip
-    penalty = (place or {}).get("chip_crossing_penalty")
-    mesh = Mesh(chip, default_crossing_penalty(chip) if penalty is None else float(penalty))
+    mesh = Mesh(chip, default_crossing_penalty(chip))
     n = program.num_cores
-    edges = edges_from_arrays(n, src, dst, traffic)
-    cells = mesh.cell(program.core_xy[:, 0], program.core_xy[:, 1]).astype(np.int64)
-    cost = placement_cost(mesh, edges, cells)
-    bound = _recorded_bound(place, edges.u.size, cost)
-    if bound is None:
-        bound, _ = placement_lower_bound(mesh, edges)
+    edges = edges_from_arrays(n, traffic.src, traffic.dst, traffic.spikes)
+    cost = placement_cost(mesh, edges, mesh.cell(program.core_xy[:, 0], program.core_xy[:, 1]).astype(np.int64))
     random = placement_cost(mesh, edges, random_cells(mesh, n, 0))
     row_major = placement_cost(mesh, edges, row_major_cells(mesh, n))
-    out = {
-        "traffic": MEASURED if measured else "routed neurons per core pair (no traffic measured)",
+    return {
+        "traffic": traffic.kind,
         "cost": cost,
-        "lower_bound": bound,
+        "lower_bound": None,
         "random": random,
         "row_major": row_major,
-        "ratio_to_bound": cost / bound if bound > 0 else None,
+        "ratio_to_bound": None,
         "ratio_to_random": cost / random if random > 0 else None,
         "chip_crossing_penalty": mesh.penalty,
     }
-    if place:
-        out["pass"] = {k: v for k, v in place.items() if k != "stages"}
-        out["stages"] = place.get("stages", [])
-    return out
 
 
-def routing_figures(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.ndarray, measured: bool,
-                    hottest: int) -> dict[str, Any]:
-    """Hops, crossings, link loads (recomputed) and the latency in ticks."""
-    out: dict[str, Any] = {"traffic": MEASURED if measured else "routed neurons per core pair (no traffic measured)"}
-    out.update(route_summary(program, src, dst, traffic, hottest))
+def routing_figures(program: Program, traffic: CoreTraffic, hottest: int) -> dict[str, Any]:
+    """Hops, crossings, link loads and the latency in ticks: the route pass's report when the
+    program carries one listing ``hottest`` links, else computed from the program and traffic."""
+    route = program.reports.get("route")
+    if route and "links_used" in route and len(route.get("hottest_links", [])) == min(hottest, route["links_used"]):
+        return dict(route)
+    out: dict[str, Any] = {"traffic": traffic.kind}
+    out.update(route_summary(program, traffic.src, traffic.dst, traffic.spikes, hottest))
     try:
         out["latency_ticks"] = latency_ticks(program)
     except ProgramError as exc:  # a loop: report it rather than fail the whole report
@@ -242,8 +176,7 @@ def routing_figures(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.
     return out
 
 
-def energy_estimate(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.ndarray,
-                    measured: bool) -> dict[str, Any]:
+def energy_estimate(program: Program, traffic: CoreTraffic) -> dict[str, Any]:
     """Energy per sample from the chip's per-event costs: core-to-core spikes, their synaptic
     events (each spike reaches its axon's connected neurons), router hops and chip crossings from
     the measured traffic; neuron updates (every used neuron, every tick) and static power of the
@@ -251,20 +184,22 @@ def energy_estimate(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.
     are given. Input spikes from outside and output spikes are not counted."""
     chip, energy = program.chip, program.chip.energy
     ticks = program.total_ticks
-    used_neurons = int(np.count_nonzero((program.target_core >= 0) | (program.output_port >= 0)))
+    used_neurons = int(np.count_nonzero(program.used_neurons()))
     counts: dict[str, float | None] = {
         "neuron_updates": float(used_neurons * ticks),
         "core_ticks": float(program.num_cores * ticks),
         "spikes": None, "synaptic_events": None, "hops": None, "chip_crossings": None,
     }
+    measured = traffic.measured
     if measured:
+        src, dst, spikes = traffic.src, traffic.dst, traffic.spikes
         xy = program.core_xy.astype(np.int64)
         cx, cy = xy[:, 0] // chip.mesh_x, xy[:, 1] // chip.mesh_y
-        counts["spikes"] = float(traffic.sum())
-        counts["hops"] = float(np.dot(traffic, np.abs(xy[src] - xy[dst]).sum(axis=1))) if src.size else 0.0
-        counts["chip_crossings"] = float(np.dot(traffic, np.abs(cx[src] - cx[dst]) + np.abs(cy[src] - cy[dst]))) \
+        counts["spikes"] = float(spikes.sum())
+        counts["hops"] = float(np.dot(spikes, np.abs(xy[src] - xy[dst]).sum(axis=1))) if src.size else 0.0
+        counts["chip_crossings"] = float(np.dot(spikes, np.abs(cx[src] - cx[dst]) + np.abs(cy[src] - cy[dst]))) \
             if src.size else 0.0
-        counts["synaptic_events"] = float(np.dot(traffic, _mean_fanout(program, src, dst)))
+        counts["synaptic_events"] = float(np.dot(spikes, _mean_fanout(program, src, dst)))
     cost = {"neuron_updates": energy.neuron_update_pj, "core_ticks": energy.static_core_tick_pj,
             "spikes": energy.spike_pj, "synaptic_events": energy.synaptic_event_pj, "hops": energy.hop_pj,
             "chip_crossings": energy.chip_crossing_pj}
@@ -273,7 +208,7 @@ def energy_estimate(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.
     return {
         "complete": measured,
         "note": ("from the traffic measured at compile time" if measured else
-                 "no measured traffic (report.json missing or without it): spikes, synaptic events, hops and "
+                 "no measured traffic (the program carries none): spikes, synaptic events, hops and "
                  "crossings are unknown; run 'crossmap run' for measured activity"),
         "counts_per_sample": counts,
         "pj_per_event": cost,
@@ -282,7 +217,7 @@ def energy_estimate(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.
     }
 
 
-def _mean_fanout(program: Any, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def _mean_fanout(program: Program, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """For each (src, dst) core pair: the mean number of neurons a spike from src reaches in dst."""
     fanout = program.crossbar.sum(axis=2)  # (C, A)
     core, neuron = np.nonzero(program.target_core >= 0)
@@ -351,13 +286,14 @@ def format_text(report: dict[str, Any], max_cores: int = 20) -> str:
     if p.get("pipeline"):
         out.append(f"  pipeline: {p['pipeline']}")
     if not p["has_compiler_report"]:
-        out.append("  (no report.json: figures recomputed from the program; traffic = routed neurons per core pair)")
+        out.append("  (no report.json: figures computed from the program; traffic = routed neurons per core pair; "
+                   "no placement lower bound)")
     out += ["", "resources", text_table(["resource", "used", "available", "use %"],
                                         [[k, v["used"], v["available"], round(100.0 * v["fraction"], 1)] for k, v in res.items()])]
     out += ["", "utilization per layer", text_table(
-        ["layer", "cores", "axons", "neurons", "synapses"],
+        ["layer", "cores", "axons", "neurons", "copies", "synapses"],
         [[r["layer"], r["cores"], _used(r["axons"], r["axons_available"]), _used(r["neurons"], r["neurons_available"]),
-          _used(r["synapses"], r["synapses_available"])] for r in report["layers"]])]
+          r["copies"], _used(r["synapses"], r["synapses_available"])] for r in report["layers"]])]
     cores = report["cores"]
     shown = cores if max_cores < 0 else cores[:max_cores]
     title = "utilization per core" + (f" (first {len(shown)} of {len(cores)}; --all-cores shows all)"

@@ -10,15 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from crossmap.passes.route.routes import link_loads
-from crossmap.report import format_value, report_traffic, format_text
+from crossmap.program import Program
+from crossmap.report import format_text, format_value, program_traffic
+from crossmap.routes import link_loads
 
 
-def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
-                   reports: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_pictures(program: Program, report: dict[str, Any], directory: str | Path) -> dict[str, Path]:
     """Write ``utilization.png/.svg``, ``link_load.png/.svg`` and ``report.html`` (pictures
-    inlined) into ``directory``; ``reports`` are the passes' reports (for measured traffic).
-    Returns the paths by file name."""
+    inlined) into ``directory``. Returns the paths by file name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -45,8 +44,8 @@ def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
     paths.update(_save(fig, directory / "utilization"))
     plt.close(fig)
 
-    src, dst, weight, _ = report_traffic(program, reports or {})
-    loads = link_loads(chip, program.core_xy, src, dst, weight, program.total_ticks)
+    traffic = program_traffic(program)
+    loads = link_loads(chip, program.core_xy, traffic.src, traffic.dst, traffic.spikes, program.total_ticks)
     horizontal, vertical = loads.undirected()
     segments, values = [], []
     for (ys, xs), (dx, dy), arr in (((np.nonzero(horizontal > 0)), (1, 0), horizontal),
@@ -76,7 +75,7 @@ def write_pictures(program: Any, report: dict[str, Any], directory: str | Path,
     return paths
 
 
-def _zoom(ax: Any, program: Any) -> None:
+def _zoom(ax: Any, program: Program) -> None:
     """Show the used part of the board (a margin of one core), or all of it when empty."""
     chip = program.chip
     if program.num_cores == 0:

@@ -1,5 +1,6 @@
-"""Stage 6, ``emit``: write the program directory atomically, with every pass's report in
-``report.json`` inside it (part of the same atomic write: a failed emit leaves nothing)."""
+"""Stage 6, ``emit``: write the program directory atomically, with every pass's report and the
+core traffic in ``report.json`` inside it (part of the same atomic write: a failed emit leaves
+nothing)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import ClassVar
 
 from crossmap.errors import PipelineError
 from crossmap.pipeline import CompileState
-from crossmap.report import REPORT_FILE, report_json
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Emit:
     produces: ClassVar[tuple[str, ...]] = ("output",)
 
     def run(self, state: CompileState) -> CompileState:
-        """Save the program with ``report.json``."""
+        """Attach the passes' reports to the program and save it."""
         if state.program is None:
             raise PipelineError("pass 'emit' has no program to write; put 'partition' (and 'place', 'route') "
                                 "before 'emit'")
@@ -28,6 +28,6 @@ class Emit:
             raise PipelineError("pass 'emit' needs an output directory; pass -o OUT on the command line or "
                                 "output= to crossmap.compile, or leave 'emit' out of the pipeline")
         state.log(f"emit: writing {state.output_dir}")
-        state.program.save(state.output_dir, overwrite=state.overwrite,
-                           extra_files={REPORT_FILE: report_json(state.reports)})
+        state.program.reports = state.reports
+        state.program.save(state.output_dir, overwrite=state.overwrite)
         return state

@@ -9,7 +9,7 @@ import networkx as nx
 import numpy as np
 
 from crossmap.chip import ChipSpec
-from crossmap.passes.place.cost import Mesh, edges_from_graph
+from crossmap.mesh import Mesh, edges_from_graph
 
 
 def tiny_chip(mesh: int = 3, board: int = 1) -> ChipSpec:

@@ -108,4 +108,5 @@ def test_utilization_counts_used_resources():
     prog.port_class = np.zeros(1, np.int32)
     prog.validate()
     used = chip.utilization(prog)
-    assert used == {"cores": (3, 64), "axons": (2, 24), "neurons": (2, 24), "synapses": (4, 192), "chips": (2, 4)}
+    # used neurons: core 0's neurons 0-2 (synapses; neuron 0 also routes) and core 2's neuron 1 (synapse, output)
+    assert used == {"cores": (3, 64), "axons": (2, 24), "neurons": (4, 24), "synapses": (4, 192), "chips": (2, 4)}

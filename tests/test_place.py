@@ -9,13 +9,14 @@ import pytest
 
 from crossmap.chip import ChipSpec
 from crossmap.errors import PipelineError, ResourceError
-from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline
-from crossmap.passes.place.cost import Mesh, adjacency, edges_from_graph, lower_bound, placement_cost
+from crossmap.mesh import Mesh, edges_from_graph, placement_cost
+from crossmap.passes.place.cost import adjacency, lower_bound
 from crossmap.passes.place.cpsat import SolveResult
 from crossmap.passes.place.local import anneal, improve_by_swaps
 from crossmap.passes.place.start import greedy_cells, hilbert_order, spread_cells, starting_placements
-from crossmap.testing.placement import conv_like_graph, mlp_like_graph
+from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline
 from crossmap.program import Program
+from crossmap.testing.placement import conv_like_graph, mlp_like_graph
 from place_graphs import brute_force, random_graph, tiny_chip
 
 

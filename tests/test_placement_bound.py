@@ -10,7 +10,8 @@ import pytest
 from crossmap.chip import ChipSpec
 from crossmap.passes.place.bound import (biclique_hops, bicliques, compact_biclique_hops, dense_neighbourhoods, lp_bound,
                                       pairs_within, placement_lower_bound)
-from crossmap.passes.place.cost import Mesh, edges_from_graph, lower_bound
+from crossmap.mesh import Mesh, edges_from_graph
+from crossmap.passes.place.cost import lower_bound
 from place_graphs import brute_force, random_graph, tiny_chip
 
 

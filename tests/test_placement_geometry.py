@@ -10,7 +10,7 @@ import pytest
 
 import crossmap
 from crossmap.chip import ChipSpec
-from crossmap.passes.place.cost import Mesh, edges_from_graph, placement_cost
+from crossmap.mesh import Mesh, edges_from_graph, placement_cost
 from crossmap.passes.place.geometry import input_positions
 from crossmap.passes.place.search import search
 from crossmap.testing.placement import conv_like_graph
@@ -72,8 +72,7 @@ def test_search_without_points_has_no_spatial_start():
 
 def test_place_pass_records_the_image_shape_it_placed_by(tmp_path):
     program = crossmap.compile(MODELS / "esser2015_binary.onnx", tmp_path / "out", seed=0)
-    from crossmap.report import load_reports
-    place = load_reports(tmp_path / "out")["place"]
+    place = crossmap.load(tmp_path / "out").reports["place"]
     assert place["input_shape"] == [1, 28, 28]
     assert any(s["stage"] == "start:spatial" for s in place["stages"])
     position = input_positions(program, (1, 28, 28))

@@ -10,9 +10,10 @@ import pytest
 from crossmap.chip import ChipSpec
 from crossmap.cli import main
 from crossmap.errors import OutputExistsError, PipelineError, ProgramError
+from crossmap.jsonio import dumps
 from crossmap.pipeline import CompileState, parse_pipeline
-from crossmap.program import Program, load
-from crossmap.report import REPORT_FILE, build_report, dumps, format_text
+from crossmap.program import REPORT_FILE, Program, load
+from crossmap.report import build_report, format_text
 
 
 def tiny_program() -> Program:
@@ -90,6 +91,8 @@ def test_save_rejects_extra_files_that_clash(tmp_path):
         tiny_program().save(tmp_path / "p", extra_files={"manifest.json": "{}"})
     with pytest.raises(ProgramError, match="plain file name"):
         tiny_program().save(tmp_path / "p", extra_files={"../x": "{}"})
+    with pytest.raises(ProgramError, match="plain file name"):
+        tiny_program().save(tmp_path / "p", extra_files={REPORT_FILE: "{}"})  # the program writes its own
     assert not (tmp_path / "p").exists()
 
 
@@ -186,16 +189,49 @@ def test_pictures_into_an_unwritable_place_is_one_line_error(tmp_path, capsys):
     assert "cannot write the pictures" in capsys.readouterr().err
 
 
-def test_report_reuses_the_place_pass_bound_only_for_the_same_graph_and_placement():
+def test_placement_figures_come_from_the_place_report_the_program_carries(tmp_path):
     from crossmap.report import placement_figures
 
-    program = tiny_program()
-    src, dst, traffic = np.array([0]), np.array([1]), np.array([6.0])
-    fresh = placement_figures(program, src, dst, traffic, True, None)
-    assert fresh["lower_bound"] == pytest.approx(6.0)  # one edge: at least one hop
-    same = {"edges": 1, "objective": fresh["cost"], "lower_bound": 5.5}
-    assert placement_figures(program, src, dst, traffic, True, same)["lower_bound"] == 5.5
-    moved = {**same, "objective": fresh["cost"] + 1}
-    assert placement_figures(program, src, dst, traffic, True, moved)["lower_bound"] == pytest.approx(6.0)
-    other_graph = {**same, "edges": 2}
-    assert placement_figures(program, src, dst, traffic, True, other_graph)["lower_bound"] == pytest.approx(6.0)
+    state = compile_tiny(tmp_path / "prog")
+    program = load(tmp_path / "prog")
+    place = program.reports["place"]
+    figures = placement_figures(program, program.traffic)
+    assert (figures["cost"], figures["lower_bound"], figures["random"]) == (place["objective"], place["lower_bound"],
+                                                                           place["random"])
+    program.reports["place"] = {**place, "lower_bound": 5.5}  # taken as recorded, not solved again
+    assert placement_figures(program, program.traffic)["lower_bound"] == 5.5
+    del program.reports["place"]  # without a place report: the cost from the program, no bound
+    bare = placement_figures(program, program.traffic)
+    assert bare["cost"] == pytest.approx(6.0) and bare["lower_bound"] is None
+    assert state.program.traffic.measured and bare["traffic"] == "spikes per sample"
+
+
+def test_program_carries_its_reports_and_traffic_through_save_and_load(tmp_path):
+    state = compile_tiny(tmp_path / "prog")
+    program = load(tmp_path / "prog")
+    assert program.reports == json.loads(json.dumps(state.reports))  # every pass's report, as JSON
+    assert "edges" not in program.reports["route"]  # the traffic is the program's, not a report entry
+    traffic = program.traffic
+    assert (traffic.src.tolist(), traffic.dst.tolist(), traffic.spikes.tolist(), traffic.measured) == \
+        ([0], [1], [6.0], True)
+    saved = json.loads((tmp_path / "prog" / REPORT_FILE).read_text())
+    assert saved["route"]["edges"] == [[0, 1, 6.0]]
+    program.save(tmp_path / "again")
+    assert (tmp_path / "again" / REPORT_FILE).read_bytes() == (tmp_path / "prog" / REPORT_FILE).read_bytes()
+    bare = tiny_program()
+    bare.save(tmp_path / "bare")
+    assert not (tmp_path / "bare" / REPORT_FILE).exists() and load(tmp_path / "bare").traffic is None
+
+
+def test_traffic_naming_missing_cores_is_left_out_with_a_warning(tmp_path):
+    compile_tiny(tmp_path / "prog")
+    path = tmp_path / "prog" / REPORT_FILE
+    saved = json.loads(path.read_text())
+    saved["route"]["edges"] = [[0, 7, 6.0]]
+    path.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning, match="left out"):
+        program = load(tmp_path / "prog")
+    assert program.traffic is None and program.reports["place"]
+    path.write_text("{not json")
+    with pytest.warns(UserWarning, match="not valid JSON"):
+        assert load(tmp_path / "prog").reports == {}

@@ -8,8 +8,8 @@ import pytest
 from crossmap.chip import ChipSpec
 from crossmap.errors import ProgramError, ResourceError
 from crossmap.pipeline import CompileState, parse_pipeline
-from crossmap.passes.route.routes import latency_ticks, link_loads, route_table
 from crossmap.program import Program
+from crossmap.routes import latency_ticks, link_loads, route_table
 
 
 def chip() -> ChipSpec:
@@ -58,7 +58,8 @@ def test_route_table_gives_relative_targets():
 
 
 def test_hops_crossings_and_link_loads_by_hand():
-    report = run_route(three_cores(), traffic_graph())
+    program = three_cores()
+    report = run_route(program, traffic_graph())
     assert report["connections"] == 3
     assert report["hops_total"] == 5 + 7 + 2
     assert report["hops_max"] == 7
@@ -74,7 +75,10 @@ def test_hops_crossings_and_link_loads_by_hand():
     # links leaving chip 0: (3,0)->(4,0) with 2 spikes and (3,2)->(4,2) with 3, over 6 ticks
     assert report["chip_boundary_load"] == pytest.approx(5 / 6)
     assert report["latency_ticks"] == 5 == report["program_latency"]
-    assert [e[:2] for e in report["edges"]] == [[0, 1], [0, 2], [1, 2]]
+    traffic = program.traffic  # the routed traffic is part of the program
+    assert traffic.measured and "edges" not in report
+    assert list(zip(traffic.src.tolist(), traffic.dst.tolist(), traffic.spikes.tolist())) == \
+        [(0, 1, 4.0), (0, 2, 2.0), (1, 2, 3.0)]
 
 
 def test_link_loads_match_a_step_by_step_walk():

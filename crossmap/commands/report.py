@@ -9,7 +9,7 @@ from pathlib import Path
 
 from crossmap.errors import InputError
 from crossmap.program import load
-from crossmap.report import build_report, format_text, load_reports
+from crossmap.report import build_report, format_text
 from crossmap.report_pictures import write_pictures
 from crossmap.commands.arguments import bounded_int
 
@@ -29,13 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the report; write pictures when asked."""
     program = load(args.program)
-    reports = load_reports(args.program)
-    report = build_report(program, reports, source=str(args.program), hottest=max(0, args.hottest))
+    report = build_report(program, source=str(args.program), hottest=max(0, args.hottest))
     written = {}
     if args.pictures is not None:
         directory = Path(args.pictures) if args.pictures else Path(args.program) / "report"
         try:
-            written = write_pictures(program, report, directory, reports)
+            written = write_pictures(program, report, directory)
         except OSError as exc:
             raise InputError(f"cannot write the pictures to {str(directory)!r} ({exc.strerror or exc}); pass "
                              f"--pictures DIR with a writable directory") from None

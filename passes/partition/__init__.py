@@ -193,7 +193,7 @@ def _report(p: Partition, net: DeployedNetwork, plan: Any, built: Built, keys: l
         "gap": prog.num_cores - bound,
         "neurons": net.num_neurons,
         "distinct_axons": int(distinct),
-        "chip_neurons": int(np.count_nonzero(prog.crossbar.any(axis=1) | (prog.neuron_group >= 0))),
+        "chip_neurons": int(np.count_nonzero(prog.used_neurons())),
         "copies": built.copies,
         "splitter_neurons": built.splitter_neurons,
         "splitter_cores": sum(1 for c in plan.cores if not c.members),

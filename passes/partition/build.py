@@ -4,7 +4,7 @@ Cores are numbered in the network's topological order (a splitter-only core afte
 its source group); axons of a core are its keys in ascending order, then its splitter axons;
 neuron slots hold the group members (group order, neuron order, copies adjacent), then splitter
 neurons. Each chip instance of a deployed neuron takes one role: an output port, one target axon
-(direct), or one splitter set. Delays come from the group shifts (``partition_timing``).
+(direct), or one splitter set. Delays come from the group shifts (``timing.py``).
 
 The core graph: node = core index with attributes ``layer`` (layers on the core joined by "+",
 "splitters" for a splitter-only core), ``groups``, ``neurons`` and ``axons`` (slots taken),
@@ -224,7 +224,7 @@ def _solve_shifts(net: DeployedNetwork, plan: Plan, space: KeySpace, roles: dict
 def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[int],
                  core_keys: dict[int, np.ndarray], space: KeySpace, input_rate: np.ndarray) -> nx.DiGraph:
     graph = nx.DiGraph()
-    used = prog.crossbar.any(axis=1)
+    used = prog.used_neurons()
     for fc, old in enumerate(final):
         core = plan.cores[old]
         source = space.source_of(core_keys[old])

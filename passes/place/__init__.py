@@ -22,14 +22,13 @@ import numpy as np
 
 from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
-from crossmap.pipeline import CompileState
-from crossmap.program import Program
+from crossmap.mesh import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
+                           placement_cost, program_connections, random_cells, row_major_cells, traffic_hops)
 from crossmap.passes.place.bound import placement_lower_bound
-from crossmap.passes.place.cost import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
-                                     placement_cost, program_connections, random_cells,
-                                     row_major_cells, traffic_hops)
 from crossmap.passes.place.geometry import input_positions
 from crossmap.passes.place.search import METHODS, search as search_placement
+from crossmap.pipeline import CompileState
+from crossmap.program import Program
 
 
 @dataclass

@@ -31,7 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linprog
 
-from crossmap.passes.place.cost import Edges, Mesh, lower_bound as star_bound
+from crossmap.mesh import Edges, Mesh
+from crossmap.passes.place.cost import lower_bound as star_bound
 
 MAX_VARIABLES = 400_000
 MAX_WORK = 20_000_000

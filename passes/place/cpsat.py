@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from crossmap.passes.place.cost import Edges, Mesh, sorted_center_distances
-from crossmap.passes.place.cost import Adjacency
+from crossmap.mesh import Edges, Mesh
+from crossmap.passes.place.cost import Adjacency, sorted_center_distances
 
 # resolution of the integer objective: the heaviest edge weighs this much
 WEIGHT_SCALE = 10_000

@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from crossmap.passes.place.cost import Adjacency, Mesh
+from crossmap.mesh import Mesh
+from crossmap.passes.place.cost import Adjacency
 from crossmap.passes.place.start import weighted_median
 
 

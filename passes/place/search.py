@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crossmap.passes.place.cost import Edges, Mesh, adjacency, placement_cost
+from crossmap.mesh import Edges, Mesh, placement_cost
+from crossmap.passes.place.cost import adjacency
 from crossmap.passes.place.cpsat import SolverBudget, solve_global, solve_window
 from crossmap.passes.place.local import anneal, improve_by_swaps
 from crossmap.passes.place.start import starting_placements

@@ -14,7 +14,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as sla
 from scipy.sparse.csgraph import connected_components
 
-from crossmap.passes.place.cost import Adjacency, Edges, Mesh, adjacency
+from crossmap.mesh import Edges, Mesh
+from crossmap.passes.place.cost import Adjacency, adjacency
 
 
 def region_order(mesh: Mesh) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Stage 5, ``route``: dimension-ordered (x first, then y) routes for every routed neuron, the spike
-load per directed mesh link, chip crossings, hops, and the latency in ticks from input to output.
+load per directed mesh link, chip crossings, hops, and the latency in ticks from input to output;
+the core-to-core traffic the routes carry becomes part of the program (``Program.traffic``).
 
 Delays are a property of each neuron (set by the earlier stages); this pass checks them against
 the chip's delay range and, when ``hops_per_tick`` models a router speed, against the ticks a
@@ -16,10 +17,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from crossmap.errors import PipelineError, ProgramError, ResourceError
+from crossmap.mesh import directed_traffic, program_connections
 from crossmap.pipeline import CompileState
-from crossmap.program import Program
-from crossmap.passes.place.cost import directed_traffic, program_connections
-from crossmap.passes.route.routes import latency_ticks, route_summary, route_table
+from crossmap.program import CoreTraffic, Program
+from crossmap.routes import latency_ticks, route_summary, route_table
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Route:
     produces: ClassVar[tuple[str, ...]] = ("traffic",)
 
     def run(self, state: CompileState) -> CompileState:
-        """Check every route's delay and write ``state.reports['route']``."""
+        """Check every route's delay, set ``state.program.traffic`` and write ``state.reports['route']``."""
         if self.hops_per_tick < 0 or self.hottest < 0:
             raise PipelineError(f"pass 'route': hops_per_tick = {self.hops_per_tick} and hottest = {self.hottest} "
                                 f"must be >= 0")
@@ -45,14 +46,11 @@ class Route:
         table = route_table(program)
         check_delays(program, table, self.hops_per_tick)
         if state.core_graph is not None:
-            src, dst, traffic = directed_traffic(state.core_graph)
-            measured = True
+            traffic = CoreTraffic(*directed_traffic(state.core_graph), measured=True)
         else:
-            src, dst, traffic = program_connections(program)
-            measured = False
-        report: dict[str, Any] = {"traffic": "spikes per sample" if measured else
-                                  "routed neurons per core pair (no traffic measured)"}
-        report.update(route_summary(program, src, dst, traffic, self.hottest))
+            traffic = CoreTraffic(*program_connections(program), measured=False)
+        report: dict[str, Any] = {"traffic": traffic.kind}
+        report.update(route_summary(program, traffic.src, traffic.dst, traffic.spikes, self.hottest))
         latency = latency_ticks(program)
         report["latency_ticks"] = latency
         report["program_latency"] = int(program.latency)
@@ -65,7 +63,7 @@ class Route:
                        f"of delays takes {latency}; the emulator runs {program.latency - latency} idle ticks")
             warnings.warn(message, UserWarning, stacklevel=2)
             report["warnings"] = [message]
-        report["edges"] = [[int(s), int(d), float(t)] for s, d, t in zip(src.tolist(), dst.tolist(), traffic.tolist())]
+        program.traffic = traffic
         state.reports["route"] = report
         return state
 

@@ -1,12 +1,13 @@
-"""Routes on the mesh: the relative target (dx, dy, axon, delay) of every routed neuron, the spike
-load of every directed link under dimension-ordered (x first, then y) routing, and the latency of
-a program in ticks (the longest chain of delays from an input axon to an output port).
+"""Routes on the board mesh, shared by the route pass and the report: the relative target (dx, dy,
+axon, delay) of every routed neuron, the spike load of every directed link under dimension-ordered
+(x first, then y) routing, and the latency of a program in ticks (the longest chain of delays
+from an input axon to an output port).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -14,8 +15,11 @@ import numpy as np
 from crossmap.chip import ChipSpec
 from crossmap.errors import ProgramError
 
+if TYPE_CHECKING:
+    from crossmap.program import Program
 
-def route_table(program: Any) -> dict[str, np.ndarray]:
+
+def route_table(program: Program) -> dict[str, np.ndarray]:
     """Every routed neuron as arrays ``core``, ``neuron``, ``dx``, ``dy``, ``axon``, ``delay``:
     the target is (dx, dy) cores away from the source on the board mesh."""
     core, neuron = np.nonzero(program.target_core >= 0)
@@ -117,7 +121,7 @@ def chip_crossing_links(chip: ChipSpec, loads: LinkLoads) -> float:
     return float(horizontal[:, h_cross].sum() + vertical[v_cross, :].sum())
 
 
-def latency_ticks(program: Any) -> int | None:
+def latency_ticks(program: Program) -> int | None:
     """Ticks from an input spike to the last output spike it can cause: the longest chain of
     delays from an axon driven by an input channel to a neuron with an output port (a neuron
     fires in the tick its axons are active; an output is recorded in the tick it fires).
@@ -156,7 +160,7 @@ def latency_ticks(program: Any) -> int | None:
     return int(reached.max()) if reached.size else None
 
 
-def _fire_and_send(program: Any, core: int, arrival: np.ndarray, fire: np.ndarray) -> bool:
+def _fire_and_send(program: Program, core: int, arrival: np.ndarray, fire: np.ndarray) -> bool:
     """Update the latest firing tick of ``core``'s neurons from its axons' arrival ticks and
     push them to the target axons; True when some target axon's arrival tick grew."""
     times = arrival[core]
@@ -176,7 +180,7 @@ def _fire_and_send(program: Any, core: int, arrival: np.ndarray, fire: np.ndarra
     return bool((arrival[tc, ta] > before).any())
 
 
-def route_summary(program: Any, src: np.ndarray, dst: np.ndarray, traffic: np.ndarray,
+def route_summary(program: Program, src: np.ndarray, dst: np.ndarray, traffic: np.ndarray,
                   hottest: int = 10) -> dict[str, Any]:
     """Hop, crossing and link-load figures of a placed program whose cores send ``traffic[e]``
     spikes per sample from ``src[e]`` to ``dst[e]``."""
