@@ -16,13 +16,28 @@ from crossmap.errors import CrossmapError, InputError, PipelineError
 from crossmap.outdir import check_output
 from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
 
-BINARIZE_METHODS = ("deterministic", "stochastic", "lsq", "ttfs")
+BINARIZE_METHODS = ("auto", "deterministic", "stochastic", "lsq", "ttfs", "rate")
+
+
+def auto_binarize(network: Any) -> str:
+    """The binarization ``auto`` picks: ``deterministic`` for chip-ready networks (every layer of
+    step neurons, or max pooling of them, with a step output or class readout), else ``rate``
+    (float ReLU networks)."""
+    from crossmap.passes.binarize.analysis import plan_network
+
+    try:
+        plan = plan_network(network, method="deterministic")
+    except CrossmapError:
+        return "rate"
+    chip_ready = all(layer.pop.activation == "step" or layer.pop.reduce == "max" for layer in plan.layers)
+    return "deterministic" if chip_ready else "rate"
 
 
 def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -> str:
     """The pipeline spec for a binarization method, with the given options on the binarize pass
-    (options that method does not have are left out)."""
-    if binarize not in BINARIZE_METHODS:
+    (options that method does not have are left out; ``auto`` must be resolved first, see
+    ``auto_binarize``)."""
+    if binarize not in BINARIZE_METHODS or binarize == "auto":
         raise PipelineError(f"unknown binarization {binarize!r}; choose one of {', '.join(BINARIZE_METHODS)}")
     from crossmap.pipeline import pass_class
 
@@ -64,14 +79,15 @@ AUTO_BOARD = "-auto"  # chip name suffix: the smallest board of that chip holdin
 
 
 def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSpec | str = "truenorth",
-            binarize: str = "deterministic", ensemble: int | None = None, encoding: str | None = None,
+            binarize: str = "auto", ensemble: int | None = None, encoding: str | None = None,
             ticks: int | None = None, pipeline: str | None = None, seed: int = 0,
             time_limit: float | None = None, calibration: np.ndarray | None = None,
             overwrite: bool = False, progress: Callable[[str], None] | None = None) -> Any:
     """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
     atomically (nothing is left behind on failure). Returns the Program with its passes' reports.
     ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
-    in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program."""
+    in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program.
+    ``binarize="auto"`` maps chip-ready step networks exactly and float networks by rate coding."""
     from crossmap.frontend import import_onnx
 
     grow_board = isinstance(chip, str) and chip.endswith(AUTO_BOARD)
@@ -79,7 +95,14 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     check_seed(seed)
     if output is not None:
         check_output(output, overwrite)
+    network = import_onnx(model)
+    if calibration is not None:
+        calibration = check_calibration(network, calibration)
     if pipeline is None:
+        if binarize == "auto":
+            binarize = auto_binarize(network)
+            if progress is not None:
+                progress(f"binarize auto: {binarize} ({'a chip-ready step network' if binarize == 'deterministic' else 'a float network'})")
         pipeline = default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks)
     passes = parse_pipeline(pipeline)
     if time_limit is not None:
@@ -92,7 +115,6 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
                 p.board = "auto"
     if output is None:
         passes = [p for p in passes if p.name != "emit"]
-    network = import_onnx(model)
     custom = calibration is not None
     state = CompileState(chip=chip_spec, seed=seed, network=network,
                          calibration=calibration if custom else calibration_inputs(network, seed=seed),
@@ -106,6 +128,23 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     program = state.program
     program.reports = state.reports
     return program
+
+
+def check_calibration(network: Any, calibration: Any) -> np.ndarray:
+    """Calibration samples as float32 (batch, *input shape); ``InputError`` when they do not fit."""
+    shape = tuple(network.input.shape)
+    size = int(np.prod(shape))
+    x = np.asarray(calibration)
+    if x.ndim < 2 or len(x) == 0 or not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"calibration data of shape {x.shape} and dtype {x.dtype}: give a numeric array of "
+                         f"samples (batch, {', '.join(map(str, shape))}), at least one sample")
+    if int(np.prod(x.shape[1:])) != size:
+        raise InputError(f"calibration samples have {int(np.prod(x.shape[1:]))} values each (shape {x.shape[1:]}), "
+                         f"the model's input {shape} takes {size}; give samples of the model's input shape")
+    x = x.reshape((len(x),) + shape).astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise InputError(f"calibration data holds {int(np.sum(~np.isfinite(x)))} NaN or infinite values; clean it")
+    return x
 
 
 def calibration_digest(calibration: np.ndarray) -> str:

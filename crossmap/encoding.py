@@ -17,6 +17,10 @@ An encoding is a JSON-able dict stored in the deployed network and in the progra
   and a channel with q = 0 does not spike. The default bounds ``(m - 1/2) / L`` for m = 1..L round a
   value in [0, 1] to the nearest of L + 1 levels; L <= T (the ticks after the L-th are the window in
   which the network computes).
+- ``{"kind": "regular", "ticks": T, "low": a, "high": b}``: deterministic rate coding, evenly
+  spaced spikes: with r = clip((x - a) / (b - a), 0, 1) (``low`` 0 and ``high`` 1 by default),
+  channel c spikes at tick k when ``floor((k + 1) * r + 1/2) > floor(k * r + 1/2)``, so it spikes
+  ``round(T * r)`` times in T ticks, without the sampling noise of ``rate``.
 - ``{"kind": "spikes"}``: the input already is binary spikes, (batch, T, channels) or
   (batch, channels) for one tick; values must be 0 or 1.
 
@@ -34,16 +38,17 @@ import numpy as np
 from crossmap import prng
 from crossmap.errors import InputError
 
-KINDS = ("threshold", "rate", "ttfs", "spikes")
+KINDS = ("threshold", "rate", "regular", "ttfs", "spikes")
 _TWO32 = float(2**32)
 
 
 def make_encoding(kind: str, *, channels: int, ticks: int | None = None, threshold: Any = 0.5,
                   inclusive: bool = False, seed: int = 0, bias_channel: bool = False,
-                  source: Any = None, levels: Any = None) -> dict[str, Any]:
+                  source: Any = None, levels: Any = None, low: float = 0.0, high: float = 1.0) -> dict[str, Any]:
     """A validated encoding dict (``ticks`` defaults to 1 for threshold, 16 for rate and the number of
     levels for ttfs); ``source`` (threshold only) gives the data value of each spike channel;
-    ``levels`` (ttfs only) the ascending level bounds, or their number (default: ``ticks``)."""
+    ``levels`` (ttfs only) the ascending level bounds, or their number (default: ``ticks``); ``low``
+    and ``high`` (regular only, 16 ticks by default) the values of no spike and of a spike every tick."""
     if kind not in KINDS:
         raise InputError(f"unknown input encoding {kind!r}; available: {', '.join(KINDS)}")
     enc: dict[str, Any] = {"kind": kind, "channels": int(channels)}
@@ -56,6 +61,9 @@ def make_encoding(kind: str, *, channels: int, ticks: int | None = None, thresho
     elif kind == "rate":
         enc["ticks"] = int(ticks) if ticks is not None else 16
         enc["seed"] = int(seed)
+    elif kind == "regular":
+        enc["ticks"] = int(ticks) if ticks is not None else 16
+        enc["low"], enc["high"] = float(low), float(high)
     elif kind == "ttfs":
         if levels is None or np.ndim(levels) == 0:
             count = int(levels if levels is not None else (ticks if ticks is not None else 8))
@@ -97,6 +105,10 @@ def validate_encoding(encoding: dict[str, Any]) -> dict[str, Any]:
             _check_source(source, channels)
     if encoding["kind"] == "ttfs":
         _check_levels(encoding.get("levels"), ticks)
+    if encoding["kind"] == "regular":
+        low, high = encoding.get("low", 0.0), encoding.get("high", 1.0)
+        if not (np.isfinite(low) and np.isfinite(high) and high > low):
+            raise InputError(f"regular encoding: low = {low!r} and high = {high!r} must be finite with high > low")
     if encoding["kind"] == "rate" and not isinstance(encoding.get("seed", 0), (int, np.integer)):
         raise InputError(f"rate encoding: seed = {encoding.get('seed')!r} must be an integer")
     return encoding
@@ -171,6 +183,8 @@ def encode(encoding: dict[str, Any], x: np.ndarray, sample_offset: int = 0) -> n
                 flat = flat[:, np.asarray(encoding["source"], np.int64)]
             hit = flat >= t if encoding.get("inclusive") else flat > t
             spikes = np.repeat(hit[:, None, :], ticks, axis=1)
+        elif kind == "regular":
+            spikes = _regular(flat, ticks, float(encoding.get("low", 0.0)), float(encoding.get("high", 1.0)))
         elif kind == "ttfs":
             spikes = _ttfs(ttfs_levels(encoding, flat), len(encoding["levels"]), ticks)
         else:
@@ -208,6 +222,14 @@ def _ttfs(level: np.ndarray, count: int, ticks: int) -> np.ndarray:
     sample, channel = np.nonzero(level > 0)
     out[sample, count - level[sample, channel], channel] = True
     return out
+
+
+def _regular(flat: np.ndarray, ticks: int, low: float, high: float) -> np.ndarray:
+    """Evenly spaced spikes: round(T * r) of them in T ticks, r = clip((x - low) / (high - low), 0, 1)."""
+    r = np.clip((flat - low) / (high - low), 0.0, 1.0)
+    k = np.arange(ticks + 1, dtype=np.float64)[None, :, None]
+    level = np.floor(k * r[:, None, :] + 0.5)
+    return np.diff(level, axis=1) > 0
 
 
 def _rate(flat: np.ndarray, ticks: int, seed: int, offset: int) -> np.ndarray:

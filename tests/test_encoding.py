@@ -83,7 +83,7 @@ def test_spikes_are_validated_and_bias_channel_appended():
     ({"kind": "threshold"}, np.array([[np.nan, 1.0]]), "NaN"),
     ({"kind": "threshold", "channels": 3}, np.zeros((2, 4)), "4 values.*3 channels"),
     ({"kind": "threshold"}, np.zeros(4), "no batch dimension"),
-    ({"kind": "poisson"}, np.zeros((1, 4)), "not one of threshold, rate, ttfs, spikes"),
+    ({"kind": "poisson"}, np.zeros((1, 4)), "not one of threshold, rate, regular, ttfs, spikes"),
     ({"kind": "rate", "ticks": 0}, np.zeros((1, 4)), "ticks = 0"),
     ({"kind": "threshold", "threshold": [0.5, 0.5], "channels": 3}, np.zeros((1, 3)), "2 per-channel thresholds"),
 ])

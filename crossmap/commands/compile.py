@@ -20,10 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output directory")
     p.add_argument("--chip", default="truenorth", help="chip name (truenorth, truenorth-2x2), JSON file, or truenorth-auto: "
                                                          "the smallest board of TrueNorth chips that holds the program")
-    p.add_argument("--binarize", default="deterministic", choices=BINARIZE_METHODS, help="binarization method")
+    p.add_argument("--binarize", default="auto", choices=BINARIZE_METHODS,
+                   help="binarization method (default auto: deterministic for chip-ready step networks, rate for "
+                        "float networks)")
     p.add_argument("--ensemble", type=bounded_int(1, MAX_ENSEMBLE), default=None, help="ensemble copies (stochastic binarization)")
-    p.add_argument("--encoding", default=None, help="input encoding: threshold or rate")
-    p.add_argument("--ticks", type=bounded_int(1, MAX_TICKS), default=None, help="input ticks per sample (rate encoding)")
+    p.add_argument("--encoding", default=None, help="input encoding: threshold, rate or regular")
+    p.add_argument("--ticks", type=bounded_int(1, MAX_TICKS), default=None, help="input ticks per sample (rate coding: more ticks, more precision)")
     p.add_argument("--pipeline", default=None, help="full pipeline spec (overrides --binarize and friends)")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of every random choice (default 0)")
     p.add_argument("--time-limit", type=positive_float, default=None, help="solver time limit per pass, seconds")

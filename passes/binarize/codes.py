@@ -1,0 +1,134 @@
+"""Multi-level weights from binary synapses: per-neuron weight codes over several axon types.
+
+An input is carried on up to ``bits`` axon lines, one per axon type g; neuron j's weight of type g
+is the integer ``k[j, g]`` and its crossbar bits on the input's lines select a subset of the types,
+so the input's weight is the subset sum. With codes near ``s * (1, 2, 4, -7)`` the 16 subset sums
+are the integers -7..7 times s: a 4-bit signed weight with a scale per neuron, and the threshold
+alpha[j] turns the integer sums into the neuron's float scale (weight = subset sum / alpha).
+
+``fit_codes`` chooses, per neuron, the code (a Lloyd iteration: assign every weight to its nearest
+subset sum, then refit the code values by least squares weighted by how strongly each input is
+driven on the calibration data) and the integer codes and alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+BASES = {1: (1.0,), 2: (1.0, -1.0), 3: (1.0, 2.0, -3.0), 4: (1.0, 2.0, 4.0, -7.0)}
+
+
+@dataclass
+class Codes:
+    """Integer weights of one layer: ``k`` (neurons, bits) per-type weights, ``alpha`` thresholds,
+    ``subset`` (nnz,) the type subset (bit mask) of every stored weight of ``pattern`` (the layer's
+    CSR matrix, same structure)."""
+
+    k: np.ndarray
+    alpha: np.ndarray
+    pattern: sp.csr_matrix
+    subset: np.ndarray
+
+    def realized(self) -> sp.csr_matrix:
+        """The weights the integers give, in units of alpha: subset sum / alpha."""
+        sums = _subset_sums(self.k.astype(np.float64))  # (n, 2**bits)
+        rows = np.repeat(np.arange(self.k.shape[0]), np.diff(self.pattern.indptr))
+        data = sums[rows, self.subset] / self.alpha[rows]
+        return sp.csr_matrix((data, self.pattern.indices.copy(), self.pattern.indptr.copy()), shape=self.pattern.shape)
+
+
+def _masks(bits: int) -> np.ndarray:
+    """(2**bits, bits) 0/1: the types in each subset."""
+    m = np.arange(2 ** bits)
+    return ((m[:, None] >> np.arange(bits)[None, :]) & 1).astype(np.float64)
+
+
+def _subset_sums(c: np.ndarray) -> np.ndarray:
+    """(n, 2**bits) subset sums of the per-neuron codes c (n, bits)."""
+    return c @ _masks(c.shape[1]).T
+
+
+def _assign(values: np.ndarray, rows: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """The subset whose sum is nearest each value (ties to the smaller subset index)."""
+    return np.argmin(np.abs(values[:, None] - sums[rows]), axis=1)
+
+
+def _refit(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, subset: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Weighted least-squares code values per neuron for fixed subsets (keeps c where singular)."""
+    n, bits = c.shape
+    masks = _masks(bits)[subset]  # (nnz, bits)
+    gram = np.zeros((n, bits, bits))
+    rhs = np.zeros((n, bits))
+    for a in range(bits):
+        rhs[:, a] = np.bincount(rows, weight * masks[:, a] * values, minlength=n)
+        for b in range(a, bits):
+            g = np.bincount(rows, weight * masks[:, a] * masks[:, b], minlength=n)
+            gram[:, a, b] = gram[:, b, a] = g
+    ridge = 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1e-12) * np.eye(bits)[None]
+    new = c.copy()
+    full = np.linalg.matrix_rank(gram + ridge) == bits
+    if full.any():
+        new[full] = np.linalg.solve(gram[full] + ridge[full], rhs[full][..., None])[..., 0]
+    # a type no weight of the neuron uses keeps its old value (the solve leaves it at ~0 otherwise)
+    used = np.zeros((n, bits), bool)
+    for a in range(bits):
+        used[:, a] = np.bincount(rows, masks[:, a], minlength=n) > 0
+    return np.where(used & full[:, None], new, c)
+
+
+def _error(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, sums: np.ndarray, n: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(per-neuron weighted squared error, subsets) of the nearest-sum assignment."""
+    subset = _assign(values, rows, sums)
+    err = np.bincount(rows, weight * (values - sums[rows, subset]) ** 2, minlength=n)
+    return err, subset
+
+
+def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray, *, bits: int, weight_max: int,
+              iterations: int = 8) -> Codes:
+    """Integer codes for the float matrix ``w`` (neurons, columns; a neuron fires once per unit of
+    drive); ``column_weight`` is the importance of each column (its mean squared activity),
+    ``alpha_cap`` the largest threshold each neuron may have. See the module docstring."""
+    w = sp.csr_matrix(w, dtype=np.float64)
+    w.sort_indices()
+    n = w.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(w.indptr))
+    values = w.data
+    weight = np.asarray(column_weight, np.float64)[w.indices] + 1e-6
+    base = np.asarray(BASES[bits])
+    top = np.zeros(n)
+    if values.size:
+        np.maximum.at(top, rows, np.abs(values))
+    top = np.where(top > 0, top, 1.0)
+    best_c = None
+    best_err = np.full(n, np.inf)
+    for sign in (1.0, -1.0):
+        for shrink in (1.0, 0.75, 0.5):
+            c = (top * shrink / np.abs(base).max())[:, None] * base[None, :] * sign
+            for _ in range(iterations):
+                err, subset = _error(values, weight, rows, _subset_sums(c), n)
+                c = _refit(values, weight, rows, subset, c)
+            err, _ = _error(values, weight, rows, _subset_sums(c), n)
+            better = err < best_err
+            best_err = np.where(better, err, best_err)
+            best_c = np.where(better[:, None], c, best_c if best_c is not None else c)
+    return integer_codes(w, best_c, alpha_cap, weight_max=weight_max)
+
+
+def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, weight_max: int) -> Codes:
+    """Round float codes ``c`` to integers k = round(c * alpha) with the largest alpha that keeps
+    |k| <= weight_max and alpha <= ``alpha_cap``, then reassign every weight to the nearest integer
+    subset sum."""
+    n, bits = c.shape
+    rows = np.repeat(np.arange(n), np.diff(w.indptr))
+    peak = np.abs(c).max(axis=1)
+    alpha = np.floor(weight_max / np.maximum(peak, 1e-12))
+    alpha = np.clip(np.minimum(alpha, np.floor(alpha_cap)), 1, None)
+    k = np.clip(np.rint(c * alpha[:, None]), -weight_max, weight_max)
+    sums = _subset_sums(k) / alpha[:, None]
+    subset = _assign(w.data, rows, sums) if w.nnz else np.zeros(0, np.int64)
+    return Codes(k=k.astype(np.int64), alpha=alpha.astype(np.int64), pattern=w, subset=subset.astype(np.int64))
+

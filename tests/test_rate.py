@@ -1,0 +1,105 @@
+"""Rate-coded conversion of float networks (binarize_rate) and ``--binarize auto``.
+
+Oracles: the compiled program's class spike counts equal the deployed network's simulation sample
+by sample; the deployed network's predictions agree with the float network's on a tiny task."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import crossmap
+from crossmap.chip import ChipSpec
+from crossmap.compiler import auto_binarize
+from crossmap.encoding import encode
+from crossmap.errors import BinarizeError, InputError
+from crossmap.frontend import import_onnx
+from crossmap.passes.binarize.codes import fit_codes
+
+from onnx_models import binary_mlp, lenet5, mlp
+
+SMALL_CHIP = ChipSpec.truenorth().replace(axons_per_core=64, neurons_per_core=32, mesh_x=16, mesh_y=16)
+
+
+def _agreement(program, network, x) -> float:
+    counts = crossmap.emulate(program, encode(program.encoding, x)).class_counts
+    return float(np.mean(np.argmax(counts, axis=1) == np.argmax(network.evaluate(x), axis=1)))
+
+
+@pytest.fixture(scope="module")
+def float_mlp(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rate") / "mlp.onnx"
+    onnx.save(mlp((40, 24, 6), seed=3), str(path))
+    return path
+
+
+def test_auto_picks_rate_for_float_and_deterministic_for_step_networks(float_mlp):
+    assert auto_binarize(import_onnx(str(float_mlp))) == "rate"
+    assert auto_binarize(import_onnx(binary_mlp((16, 8, 4)))) == "deterministic"
+
+
+def test_auto_compiles_step_networks_exactly_as_before(tmp_path):
+    path = tmp_path / "bmlp.onnx"
+    onnx.save(binary_mlp((16, 8, 4)), str(path))
+    auto = crossmap.compile(path, chip=SMALL_CHIP)
+    exact = crossmap.compile(path, chip=SMALL_CHIP, binarize="deterministic")
+    assert auto.metadata["pipeline"] == exact.metadata["pipeline"]
+    spikes = np.random.default_rng(0).random((32, 16)) > 0.5
+    np.testing.assert_array_equal(crossmap.emulate(auto, spikes).class_counts,
+                                  crossmap.emulate(exact, spikes).class_counts)
+
+
+def test_float_mlp_compiles_with_no_options_and_program_equals_deployed(float_mlp):
+    x = np.random.default_rng(1).random((48, 40)).astype(np.float32)
+    program = crossmap.compile(float_mlp, chip=SMALL_CHIP, calibration=x, ticks=16)
+    assert program.metadata["pipeline"].startswith("binarize_rate")
+    assert program.encoding["kind"] == "regular"
+    from crossmap.pipeline import CompileState, parse_pipeline, run_pipeline
+
+    state = run_pipeline(parse_pipeline(program.metadata["pipeline"].rsplit(",emit", 1)[0]),
+                         CompileState(chip=SMALL_CHIP, network=import_onnx(str(float_mlp)), calibration=x))
+    spikes = encode(program.encoding, x)
+    want = state.deployed.simulate(spikes, ticks=program.total_ticks)["class_counts"]
+    np.testing.assert_array_equal(crossmap.emulate(program, spikes).class_counts, want)
+
+
+def test_conversion_agrees_with_float_on_a_tiny_task(float_mlp):
+    rng = np.random.default_rng(2)
+    calibration, test = rng.random((128, 40)), rng.random((200, 40))
+    network = import_onnx(str(float_mlp))
+    program = crossmap.compile(float_mlp, calibration=calibration.astype(np.float32), ticks=32)
+    assert _agreement(program, network, test) >= 0.9
+
+
+def test_fan_in_above_one_core_is_split_into_partial_sums(tmp_path):
+    path = tmp_path / "wide.onnx"
+    onnx.save(mlp((100, 20, 5), seed=4), str(path))  # 100 inputs x 4 lines > 64 axons a core
+    rng = np.random.default_rng(3)
+    program = crossmap.compile(path, chip=SMALL_CHIP, calibration=rng.random((128, 100)).astype(np.float32),
+                               ticks=32)
+    layers = program.reports["binarize_rate"]["layers"]
+    assert layers[0]["chunks"] > 1 and any(g.endswith("/part0") for g in layers[0]["groups"])
+    assert _agreement(program, import_onnx(str(path)), rng.random((200, 100))) >= 0.85
+
+
+def test_weight_codes_are_four_bit_sums_of_the_type_weights():
+    rng = np.random.default_rng(0)
+    import scipy.sparse as sp
+
+    w = rng.standard_normal((12, 30)) * 0.1
+    codes = fit_codes(sp.csr_matrix(w), np.ones(30), np.full(12, np.inf), bits=4, weight_max=255)
+    assert np.abs(codes.k).max() <= 255
+    realized = codes.realized().toarray()
+    assert np.linalg.norm(realized - w) / np.linalg.norm(w) < 0.15  # 15 levels a neuron
+
+
+def test_unsupported_layers_get_clear_errors(tmp_path):
+    path = tmp_path / "tanh.onnx"
+    onnx.save(mlp((10, 6, 3), activation="Tanh"), str(path))
+    with pytest.raises(BinarizeError, match="activation 'tanh'.*binarize lsq"):
+        crossmap.compile(path, calibration=np.random.default_rng(0).random((8, 10)).astype(np.float32))
+    relu = tmp_path / "relu.onnx"
+    onnx.save(mlp((10, 6, 3)), str(relu))
+    with pytest.raises(InputError, match="calibration samples have 7 values.*takes 10"):
+        crossmap.compile(relu, calibration=np.zeros((8, 7), np.float32))
