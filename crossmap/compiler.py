@@ -95,16 +95,18 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     check_seed(seed)
     if output is not None:
         check_output(output, overwrite)
+    if pipeline is not None or binarize != "auto":  # a spec is checked before any work
+        pipeline = pipeline or default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks)
+        passes = parse_pipeline(pipeline)
     network = import_onnx(model)
     if calibration is not None:
         calibration = check_calibration(network, calibration)
     if pipeline is None:
-        if binarize == "auto":
-            binarize = auto_binarize(network)
-            if progress is not None:
-                progress(f"binarize auto: {binarize} ({'a chip-ready step network' if binarize == 'deterministic' else 'a float network'})")
-        pipeline = default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks)
-    passes = parse_pipeline(pipeline)
+        binarize = auto_binarize(network)
+        if progress is not None:
+            progress(f"binarize auto: {binarize} ("
+                     f"{'a chip-ready step network' if binarize == 'deterministic' else 'a float network'})")
+        passes = parse_pipeline(default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks))
     if time_limit is not None:
         for p in passes:
             if hasattr(p, "time_limit"):

@@ -63,7 +63,7 @@ def test_a_spec_is_checked_before_any_work(tmp_path):
 def test_every_pass_declares_what_it_reads_and_produces():
     passes = registry()
     assert list(passes) == ["binarize_deterministic", "binarize_stochastic", "binarize_lsq", "binarize_ttfs",
-                            "partition", "place", "route", "emit"]
+                            "binarize_rate", "partition", "place", "route", "emit"]
     for name, cls in passes.items():
         assert cls.name == name
         assert set(cls.reads) | set(cls.produces) <= set(ARTIFACTS), name
