@@ -1,7 +1,8 @@
-"""Backends that run a compiled program: ``emulator`` (fast, vectorized) and ``reference`` (plain
-loops, the executable spec of DESIGN section 1). Both take ``(program, inputs, ticks=None,
-**options)`` and return a ``Result``; options: ``seed``, ``sample_offset``, ``record`` (and
-``path`` for the emulator)."""
+"""Backends that run a compiled program: ``emulator`` (fast, vectorized numpy), ``torch`` (the same
+rules on a torch device, CPU or CUDA) and ``reference`` (plain loops, the executable spec of
+DESIGN section 1). All take ``(program, inputs, ticks=None, **options)`` and return a ``Result``;
+options: ``seed``, ``sample_offset``, ``record`` (and ``path`` for the emulator; ``device``,
+``precision`` and ``path`` for torch, which is imported only when this backend is used)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from crossmap.errors import CrossmapError
 
 from crossmap.backends.result import Result
 
-BACKENDS = ("emulator", "reference")
+BACKENDS = ("emulator", "reference", "torch")
 
 
 def get_backend(name: str) -> Callable[..., Result]:
@@ -20,6 +21,8 @@ def get_backend(name: str) -> Callable[..., Result]:
         from crossmap.backends.emulator import run
     elif name == "reference":
         from crossmap.backends.reference import run
+    elif name == "torch":
+        from crossmap.backends.torch_emulator import run
     else:
         raise CrossmapError(f"unknown backend {name!r}; available backends: {', '.join(BACKENDS)}")
     return run

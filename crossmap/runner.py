@@ -6,6 +6,7 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -31,20 +32,29 @@ def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
 
 def run_dataset(program: Any, dataset: str = "mnist", *, data_dir: str | None = None, split: str = "test",
                 limit: int | None = None, batch_size: int = 256, backend: str = "emulator",
-                show_progress: bool | None = None, workers: int = 1) -> dict[str, Any]:
-    """Emulate ``program`` on a dataset (in ``workers`` processes); return accuracy, mean
-    activity and energy per sample."""
+                show_progress: bool | None = None, workers: int = 1, backend_options: dict[str, Any] | None = None,
+                ray_address: str | None = None) -> dict[str, Any]:
+    """Emulate ``program`` on a dataset (in ``workers`` processes, or over Ray with
+    ``ray_address``, see ``run_arrays``); return accuracy, mean activity and energy per sample."""
     images, labels = load_dataset(dataset, data_dir, split, limit)
     return run_arrays(program, images, labels, batch_size=batch_size, backend=backend, show_progress=show_progress,
-                      name=f"{dataset}/{split}" if dataset == "mnist" else dataset, workers=workers)
+                      name=f"{dataset}/{split}" if dataset == "mnist" else dataset, workers=workers,
+                      backend_options=backend_options, ray_address=ray_address)
 
 
 def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 256,
                backend: str = "emulator", show_progress: bool | None = None, name: str = "arrays",
-               workers: int = 1) -> dict[str, Any]:
-    """Emulate ``program`` on float inputs with labels; the summary of ``run_dataset``. With
-    ``workers`` > 1 the batches run in that many processes; every figure is the same as with one
-    (each batch is emulated on its own, stochastic draws keyed by the sample index)."""
+               workers: int = 1, backend_options: dict[str, Any] | None = None,
+               ray_address: str | None = None) -> dict[str, Any]:
+    """Emulate ``program`` on float inputs with labels; the summary of ``run_dataset``.
+
+    With ``workers`` > 1 the batches run in that many forked processes; with ``ray_address``
+    (``"local"`` starts a local Ray, anything else is the address of a running cluster) they run
+    as Ray tasks, one per CPU of the cluster. Every figure is the same as in one process: each
+    batch is emulated on its own, stochastic draws keyed by the sample index, and the sums add up
+    batch by batch in the same order. ``backend_options`` go to the backend (for ``torch``:
+    device, precision, path). Every emulating process runs one BLAS thread (and, for torch on the
+    CPU, cpu_count / processes torch threads): see ``thread_counts``."""
     from crossmap.encoding import data_channels
     from crossmap.progress import Progress
 
@@ -52,6 +62,10 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
         raise InputError(f"batch size {batch_size} must be >= 1")
     if workers < 1:
         raise InputError(f"workers {workers} must be >= 1 (the number of emulating processes)")
+    options = dict(backend_options or {})
+    if workers > 1 and str(options.get("device", "cpu")).startswith("cuda"):
+        raise InputError(f"workers {workers} with device {options['device']!r}: one process drives the GPU; "
+                         f"use --workers 1 (raise --batch-size to keep the GPU busy)")
     n = len(images)
     if n == 0:
         raise InputError("the dataset selection is empty; raise --limit or check the data directory")
@@ -60,12 +74,18 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
     if flat.shape[1] != channels:
         raise InputError(f"the dataset has {flat.shape[1]} values per sample, the program takes "
                          f"{channels} input channels; use a dataset that matches the model")
+    job = Job(program, flat, labels, batch_size, backend, options)
+    if ray_address is not None:
+        from crossmap.ray_runner import ray_batches
+        batches, processes = ray_batches(job, ray_address)
+    else:
+        batches, processes = _batches(job, workers), min(workers, len(job.starts))
     bar = Progress(n, "emulating", show_progress, unit="samples")
     correct, done = 0, 0
     totals: dict[str, float] = {}
     energy: dict[str, float] = {}
     start = time.perf_counter()
-    for size, (hits, activity, joules) in _batches(program, flat, labels, batch_size, backend, workers):
+    for size, (hits, activity, joules) in batches:
         correct, done = correct + hits, done + size
         for key, value in activity.items():
             totals[key] = totals.get(key, 0.0) + value
@@ -87,53 +107,144 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
         "cores": program.num_cores,
         "seconds": seconds,
         "samples_per_second": n / seconds if seconds > 0 else float("inf"),
-        "workers": workers,
+        "backend": backend,
+        "workers": workers if ray_address is None else processes,
+        "ray": ray_address,
     }
 
 
 Figures = tuple[int, dict[str, float], dict[str, float]]  # correct, activity sums, energy sums
-_job: dict[str, Any] = {}  # what forked workers emulate: set before the pool starts
 
 
-def _emulate_batch(lo: int) -> Figures:
-    """Correct predictions, summed activity and summed energy of the batch starting at ``lo``."""
-    from crossmap import emulate
-    from crossmap.encoding import encode
+class Job:
+    """What every emulating process runs: the program, the flat inputs and labels, the batch size,
+    the backend and its options; ``emulate_batch(lo)`` does the batch starting at ``lo``. The
+    backend is prepared once per process (for torch: its tables moved to the device)."""
 
-    program, flat, labels, size, backend = (_job[k] for k in ("program", "flat", "labels", "size", "backend"))
-    hi = min(lo + size, len(flat))
-    result = emulate(program, encode(program.encoding, flat[lo:hi], sample_offset=lo), backend=backend,
-                     sample_offset=lo)
-    return (int((result.predictions == labels[lo:hi]).sum()),
-            {k: float(np.sum(v)) for k, v in result.activity().items()},
-            {k: float(np.sum(v)) for k, v in result.energy().items()})
+    def __init__(self, program: Any, flat: np.ndarray, labels: np.ndarray, size: int, backend: str,
+                 options: dict[str, Any]) -> None:
+        self.program, self.flat, self.labels, self.size = program, flat, labels, size
+        self.backend, self.options = backend, options
+        self.starts = list(range(0, len(flat), size))
+        self.processes = 1   # emulating processes running this job (sets each one's threads)
+        self._run: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_run": None}  # a prepared backend stays in its process
+
+    def sizes(self) -> list[int]:
+        """Samples of every batch."""
+        return [min(self.size, len(self.flat) - lo) for lo in self.starts]
+
+    def runner(self) -> Any:
+        """This process's run function ``(spikes, sample_offset) -> Result``."""
+        if self._run is None:
+            if self.backend == "torch":
+                from crossmap.backends.torch_emulator import TorchEmulator
+
+                options = dict(self.options)
+                path = options.pop("path", "auto")
+                emulator = TorchEmulator(self.program, path=path, **options)
+                if self.processes > 1:
+                    limit_threads(self.processes)
+                self._run = lambda spikes, offset: emulator.run(spikes, sample_offset=offset)
+            else:
+                from crossmap import emulate
+
+                self._run = lambda spikes, offset: emulate(self.program, spikes, backend=self.backend,
+                                                           sample_offset=offset, **self.options)
+        return self._run
+
+    def emulate_batch(self, lo: int) -> Figures:
+        """Correct predictions, summed activity and summed energy of the batch starting at ``lo``."""
+        from crossmap.encoding import encode
+
+        hi = min(lo + self.size, len(self.flat))
+        spikes = encode(self.program.encoding, self.flat[lo:hi], sample_offset=lo)
+        result = self.runner()(spikes, lo)
+        return (int((result.predictions == self.labels[lo:hi]).sum()),
+                {k: float(np.sum(v)) for k, v in result.activity().items()},
+                {k: float(np.sum(v)) for k, v in result.energy().items()})
+
+
+def thread_counts(processes: int) -> tuple[int, int]:
+    """(BLAS threads, torch threads) for each of ``processes`` emulating processes on this machine.
+
+    BLAS gets one thread: the numpy emulator's matmuls are small (one block of cores) and
+    interleaved with single-threaded numpy work, so extra BLAS threads only spin and fight the
+    Python loop (on a busy 2-CPU machine one process ran 7.2 images/s with the OpenBLAS default
+    and 80.7 with one thread). torch's large batched matmuls do use threads: cpu_count / processes."""
+    return 1, max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
+def limit_threads(processes: int) -> None:
+    """Set this process's BLAS (and, when torch is loaded, torch) threads to ``thread_counts``."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    blas, torch_threads = thread_counts(processes)
+    threadpool_limits(blas, user_api="blas")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(torch_threads)
 
 
 def _limit_blas_threads(threads: int) -> None:
-    """Cap this process's BLAS threads: workers that each ran a thread per CPU would oversubscribe
-    the machine (OpenBLAS threads spin while they wait; on 2 CPUs, 2 workers emulated a 2,794-core
-    ensemble at a quarter of the speed)."""
+    """Cap this process's BLAS threads."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads, user_api="blas")
 
 
-def _batches(program: Any, flat: np.ndarray, labels: np.ndarray, size: int, backend: str,
-             workers: int) -> Iterator[tuple[int, Figures]]:
+_job: dict[str, Job] = {}  # what forked workers emulate: set before the pool starts
+
+
+def _worker_init(processes: int) -> None:
+    limit_threads(processes)
+
+
+def _worker_batch(lo: int) -> Figures:
+    return _job["job"].emulate_batch(lo)
+
+
+@contextmanager
+def _threads_in_this_process(backend: str) -> Iterator[None]:
+    """``thread_counts(1)`` for the block; the caller's BLAS and torch threads are restored after."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    blas, torch_threads = thread_counts(1)
+    if backend == "torch":
+        import torch  # noqa: F401
+    torch = sys.modules.get("torch")
+    old = torch.get_num_threads() if torch is not None else None
+    with threadpool_limits(blas, user_api="blas"):
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
+        try:
+            yield
+        finally:
+            if torch is not None and old is not None:
+                torch.set_num_threads(old)
+
+
+def _batches(job: Job, workers: int) -> Iterator[tuple[int, Figures]]:
     """(batch size, figures) of every batch in order, emulated here or in ``workers`` forked processes."""
-    starts = list(range(0, len(flat), size))
-    sizes = [min(size, len(flat) - lo) for lo in starts]
-    _job.update(program=program, flat=flat, labels=labels, size=size, backend=backend)
+    sizes = job.sizes()
+    if workers == 1 or len(job.starts) == 1 or "fork" not in mp.get_all_start_methods():
+        with _threads_in_this_process(job.backend):
+            yield from zip(sizes, map(job.emulate_batch, job.starts))
+        return
+    if job.backend == "emulator":  # built once here, shared with the forked workers
+        from crossmap.backends.tables import get_tables
+        get_tables(job.program)
+    processes = min(workers, len(job.starts))
+    job.processes = processes
+    _job["job"] = job
     try:
-        if workers == 1 or len(starts) == 1 or "fork" not in mp.get_all_start_methods():
-            yield from zip(sizes, map(_emulate_batch, starts))
-            return
-        if backend == "emulator":  # built once here, shared with the forked workers
-            from crossmap.backends.tables import get_tables
-            get_tables(program)
-        processes = min(workers, len(starts))
-        with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_limit_blas_threads,
-                                 initargs=(max(1, (os.cpu_count() or 1) // processes),)) as pool:
-            yield from zip(sizes, pool.map(_emulate_batch, starts))
+        with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_worker_init,
+                                 initargs=(processes,)) as pool:
+            yield from zip(sizes, pool.map(_worker_batch, job.starts))
     finally:
         _job.clear()

@@ -1,5 +1,5 @@
-"""The emulator against the reference loop on random programs (bit for bit), the backend registry,
-input checking, and the Result API."""
+"""The numpy emulator and the torch backend against the reference loop on random programs (bit for
+bit), the backend registry, input checking, and the Result API."""
 
 import json
 
@@ -56,6 +56,92 @@ def test_emulator_equals_reference(chip, cores, seed, recurrent, stochastic, bat
     assert_same(expected, got)
 
 
+def torch_devices():
+    """cpu, and cuda where this machine has it (the same code runs on both)."""
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@settings(max_examples=80, deadline=None)
+@given(chip=chips, cores=st.integers(1, 4), seed=st.integers(0, 2**16), recurrent=st.booleans(),
+       stochastic=st.booleans(), batch=st.sampled_from([1, 2, 3, 8, 9]), rate=st.sampled_from([0.05, 0.3, 0.8]),
+       extra_ticks=st.integers(0, 6), path=st.sampled_from(["auto", "dense", "sparse"]),
+       offset=st.integers(0, 1000), density=st.sampled_from([0.1, 0.4, 0.9]),
+       modes=st.sampled_from([(0, 1, 2), (0,), (1,), (2,), (0, 2)]), reset_values=st.booleans(),
+       prng_seed=st.sampled_from([0, 7, 2**63 + 5, 2**64 - 1]))
+def test_torch_equals_reference(chip, cores, seed, recurrent, stochastic, batch, rate, extra_ticks, path, offset,
+                                density, modes, reset_values, prng_seed):
+    prog = random_program(chip, cores, seed, recurrent=recurrent, stochastic=stochastic, density=density,
+                          input_ticks=3, latency=extra_ticks, reset_modes=modes, reset_values=reset_values)
+    spikes = random_inputs(prog, batch, seed + 1, rate)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True, sample_offset=offset, seed=prng_seed)
+    for device in torch_devices():
+        got = crossmap.emulate(prog, spikes, backend="torch", record=True, sample_offset=offset, seed=prng_seed,
+                               path=path, device=device)
+        assert got.backend == "torch"
+        assert_same(expected, got)
+
+
+def test_torch_prng_equals_numpy_prng():
+    """The int64 SplitMix64 of the torch backend gives the uint32 draws of crossmap.prng, seeds
+    and counters across the whole 64-bit range included."""
+    import torch
+
+    from crossmap import prng
+    from crossmap.backends import torch_prng
+
+    rng = np.random.default_rng(0)
+    sample, core, neuron, axon = (rng.integers(0, hi, 500) for hi in (2**40, 10**4, 256, 256))
+    for seed in (0, 1, 2**63 - 1, 2**63, 2**64 - 1):
+        want = prng.draw(seed, prng.SYNAPSE, sample, 9, core, neuron, axon).astype(np.int64)
+        got = torch_prng.draw(seed, prng.SYNAPSE, torch.from_numpy(sample), 9, torch.from_numpy(core),
+                              torch.from_numpy(neuron), torch.from_numpy(axon))
+        np.testing.assert_array_equal(got.numpy(), want)
+    assert len(set(want.tolist())) > 490
+
+
+@pytest.mark.parametrize("path", ["dense", "sparse", "auto"])
+def test_torch_busy_recurrent_program_wide_batch(path):
+    """A long recurrent run with every rule on, 70 samples, on each torch path."""
+    prog = random_program(small_chip(), 5, 7, recurrent=True, stochastic=True, density=0.6, input_ticks=6,
+                          latency=10)
+    spikes = random_inputs(prog, 70, 3, 0.5)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=5)
+    for device in torch_devices():
+        got = crossmap.emulate(prog, spikes, backend="torch", record=True, seed=5, path=path, device=device)
+        assert_same(expected, got)
+    assert expected.spikes.sum() > 100
+
+
+def test_torch_prepared_program_and_options(program):
+    """A TorchEmulator prepared once runs batch after batch like the plain backend call; bad
+    devices, precisions and paths are CrossmapErrors that say what to use."""
+    import torch
+
+    from crossmap.backends.torch_emulator import TorchEmulator
+
+    spikes = random_inputs(program, 6, 0, 0.6)
+    prepared = TorchEmulator(program, device="cpu")
+    for lo in (0, 3):
+        assert_same(crossmap.emulate(program, spikes[lo:lo + 3], backend="reference", sample_offset=lo),
+                    prepared.run(spikes[lo:lo + 3], sample_offset=lo))
+    with pytest.raises(CrossmapError, match="no option colour; its options are: seed, sample_offset, record, "
+                                            "device, precision, path"):
+        crossmap.emulate(program, spikes, backend="torch", colour=1)
+    with pytest.raises(CrossmapError, match="path = 'event' is not one of auto, dense, sparse"):
+        crossmap.emulate(program, spikes, backend="torch", path="event")
+    with pytest.raises(CrossmapError, match="precision = 'fp8' is not one of float32, tf32, bfloat16"):
+        crossmap.emulate(program, spikes, backend="torch", precision="fp8")
+    with pytest.raises(CrossmapError, match="'bfloat16' needs a CUDA device"):
+        crossmap.emulate(program, spikes, backend="torch", precision="bfloat16")
+    with pytest.raises(CrossmapError, match="runs on 'cpu' or 'cuda'"):
+        crossmap.emulate(program, spikes, backend="torch", device="meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(CrossmapError, match="no CUDA device.*use device 'cpu'"):
+            crossmap.emulate(program, spikes, backend="torch", device="cuda")
+
+
 @pytest.mark.parametrize("path", ["dense", "event", "auto"])
 def test_busy_recurrent_program_all_paths(path):
     """A denser, longer run than the hypothesis examples, with every rule switched on."""
@@ -80,8 +166,8 @@ def test_cached_tables_follow_program_changes():
 
 
 def test_get_backend_names_and_unknown():
-    assert callable(get_backend("emulator")) and callable(get_backend("reference"))
-    with pytest.raises(CrossmapError, match="available backends: emulator, reference"):
+    assert all(callable(get_backend(name)) for name in ("emulator", "reference", "torch"))
+    with pytest.raises(CrossmapError, match="available backends: emulator, reference, torch"):
         get_backend("gpu")
 
 
@@ -90,7 +176,7 @@ def program():
     return random_program(small_chip(), 2, 3, num_inputs=5, input_ticks=2, latency=3)
 
 
-@pytest.mark.parametrize("backend", ["emulator", "reference"])
+@pytest.mark.parametrize("backend", ["emulator", "reference", "torch"])
 def test_input_shapes_and_dtypes_accepted(program, backend):
     two_d = np.array([[1, 0, 1, 1, 0]], dtype=np.int64)
     a = crossmap.emulate(program, two_d, backend=backend)
@@ -99,7 +185,7 @@ def test_input_shapes_and_dtypes_accepted(program, backend):
     np.testing.assert_array_equal(a.class_counts, b.class_counts)
 
 
-@pytest.mark.parametrize("backend", ["emulator", "reference"])
+@pytest.mark.parametrize("backend", ["emulator", "reference", "torch"])
 @pytest.mark.parametrize("inputs, ticks, match", [
     (np.zeros((2, 2, 4), bool), None, r"shape \(2, 2, 4\).*5 input channels"),
     (np.zeros((2, 5), np.float32), None, "dtype float32; expected bool or integer"),

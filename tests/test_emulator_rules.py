@@ -1,5 +1,6 @@
-"""One hand-written program per rule of the chip model (DESIGN section 1), each run on both
-backends, which must agree, with the expected spikes worked out by hand."""
+"""One hand-written program per rule of the chip model (DESIGN section 1), each run on every
+backend (reference, numpy emulator on both paths, torch on both paths), which must agree, with
+the expected spikes worked out by hand."""
 
 import numpy as np
 import pytest
@@ -12,12 +13,15 @@ from crossmap.testing import small_chip
 CHIP = small_chip(v_min=-100, v_max=99, beta_max=300)
 
 
+FAST_BACKENDS = [("emulator", "dense"), ("emulator", "event"), ("torch", "dense"), ("torch", "sparse")]
+
+
 def run_both(prog, inputs, ticks, **options):
-    """Both backends with recording; they must agree exactly. Returns the emulator's result."""
+    """Every backend with recording; they must agree exactly. Returns the last fast backend's result."""
     prog.validate()
     ref = crossmap.emulate(prog, inputs, ticks=ticks, backend="reference", record=True, **options)
-    for path in ("dense", "event"):
-        emu = crossmap.emulate(prog, inputs, ticks=ticks, record=True, path=path, **options)
+    for backend, path in FAST_BACKENDS:
+        emu = crossmap.emulate(prog, inputs, ticks=ticks, backend=backend, record=True, path=path, **options)
         np.testing.assert_array_equal(emu.spikes, ref.spikes)
         for key, value in ref.activity().items():
             np.testing.assert_array_equal(emu.activity()[key], value, err_msg=key)
@@ -292,7 +296,7 @@ def test_negative_stochastic_synapse_subtracts_one():
     np.testing.assert_array_equal(result.spikes[:, 0, 0, :8], expected)
 
 
-@pytest.mark.parametrize("backend", ["emulator", "reference"])
+@pytest.mark.parametrize("backend", ["emulator", "reference", "torch"])
 def test_stochastic_results_do_not_depend_on_batch_split(backend):
     prog = stochastic_synapse_program(100)
     prog.threshold_mask[0, :8] = 1

@@ -227,6 +227,34 @@ def test_run_arrays_in_worker_processes_gives_the_same_figures(model_path, tmp_p
         run_arrays(program, x, labels, workers=0)
 
 
+FIGURES = ("accuracy", "spikes_per_sample", "synaptic_events_per_sample", "energy_per_sample_uj",
+           "activity_per_sample", "energy_breakdown_uj")
+
+
+def test_run_arrays_torch_backend_and_ray_give_the_same_figures(model_path, tmp_path):
+    """The torch backend in one and in two processes, and the numpy emulator sharded over a local
+    Ray of 2 CPUs, give the figures of the numpy emulator in one process, to the last bit."""
+    ray = pytest.importorskip("ray")
+    program = crossmap.compile(model_path, None, chip=SMALL_CHIP, binarize="stochastic", ensemble=2, seed=3)
+    x = binary_images(60, seed=9)
+    labels = np.arange(60) % 10
+    one = run_arrays(program, x, labels, batch_size=8, show_progress=False)
+    runs = {"torch": run_arrays(program, x, labels, batch_size=8, show_progress=False, backend="torch"),
+            "torch sparse, 2 workers": run_arrays(program, x, labels, batch_size=8, show_progress=False,
+                                                  backend="torch", workers=2, backend_options={"path": "sparse"})}
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        runs["ray"] = run_arrays(program, x, labels, batch_size=8, show_progress=False, ray_address="local")
+    finally:
+        ray.shutdown()
+    assert runs["ray"]["workers"] == 2 and runs["ray"]["ray"] == "local" and one["spikes_per_sample"] > 0
+    for name, other in runs.items():
+        for key in FIGURES:
+            assert other[key] == one[key], (name, key)
+    with pytest.raises(CrossmapError, match="one process drives the GPU"):
+        run_arrays(program, x, labels, backend="torch", workers=2, backend_options={"device": "cuda"})
+
+
 def test_worker_processes_cap_their_blas_threads():
     """Each emulating worker runs BLAS on cpu_count / workers threads (at least 1)."""
     from threadpoolctl import threadpool_info, threadpool_limits

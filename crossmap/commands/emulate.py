@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=bounded_int(0, 2**64 - 1), default=None,
                    help="seed of --random inputs and of the chip's stochastic modes (default: the program's seed)")
     p.add_argument("--ticks", type=bounded_int(1, 2 * MAX_TICKS), default=None, help="ticks to run (default: input ticks + latency)")
-    p.add_argument("--backend", default="emulator", choices=["emulator", "reference"])
+    p.add_argument("--backend", default="emulator", choices=["emulator", "reference", "torch"])
+    p.add_argument("--device", default=None, help="torch backend: cpu (default), cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -94,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
     directory = _program_dir(args)
     program = load(directory)
     spikes, labels, source = _inputs(args, program, directory)
-    options = {} if args.seed is None else {"seed": args.seed}
+    options: dict[str, Any] = {} if args.seed is None else {"seed": args.seed}
+    if args.device is not None:
+        if args.backend != "torch":
+            raise InputError("--device chooses where the torch backend runs; add --backend torch")
+        options["device"] = args.device
     result = emulate(program, spikes, ticks=args.ticks, backend=args.backend, **options)
     energy = result.energy()
     activity = result.activity()

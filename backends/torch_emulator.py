@@ -1,0 +1,412 @@
+"""The torch backend: the chip model of DESIGN section 1 on a torch device (CPU or CUDA), bit for
+bit equal to the ``reference`` backend (see its docstring for the rules).
+
+The same code runs on every device; only where the tensors live differs. Layout: membrane
+potentials ``V`` are (cores, batch, neurons); axon activity is a ring buffer ``ring[(t + delay) % D]``
+of (cores * axons, batch) spike counts (several sources on one axon add up and are clamped to 1
+when the slot is read: the OR-merge); neuron spikes are routed as (cores * neurons, batch) rows
+with ``index_add_``.
+
+Synaptic integration has two exact paths, chosen per core and tick from the measured activity
+(``path="auto"``) or forced (``path="dense"`` / ``path="sparse"``):
+
+- dense: ``S[c] = x[c]^T @ W_eff[c]`` as a batched matmul over the cores with an active axon
+  (idle cores are skipped: in a layered network most cores of a tick).
+- sparse: the rows of ``W_eff`` of the active (axon, sample) pairs summed per (core, sample), as a
+  sparse CSR x dense product: work in proportion to the activity instead of to the crossbar.
+  ``auto`` takes it for cores with at most ``SPARSE_MAX_ACTIVE`` of their (axon, sample) pairs
+  active, on the CPU (on CUDA the dense matmul wins at any activity).
+
+Exactness: spikes are 0/1 and weights integers of magnitude at most 255, so every product is an
+exact integer and every partial sum an integer below 2^24 (the chip spec checks
+``A * max|w| < 2^24``): float32 accumulation is exact in any order. ``precision`` picks the
+matmul's input format: ``float32`` (default), ``tf32`` (CUDA tensor cores; exact for integer
+weights of magnitude <= 2048, which TF32's 11-bit significand holds) or ``bfloat16`` (CUDA with
+float32 output; exact for weights of magnitude <= 256). Membrane potentials use the numpy
+emulator's state dtype (float32, or float64 for chips with larger ranges). Stochastic synapses
+and thresholds draw from ``torch_prng``, the counter-based PRNG in int64 arithmetic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from crossmap import prng
+from crossmap.errors import CrossmapError
+
+from crossmap.backends.common import COMMON_OPTIONS, RunSpec, prepare_run
+from crossmap.backends.result import Result, make_result
+from crossmap.backends.routing import Fanin
+from crossmap.backends.tables import Tables, _fingerprint, build_tables
+
+if TYPE_CHECKING:
+    import torch
+
+PATHS = ("auto", "dense", "sparse")
+PRECISIONS = ("float32", "tf32", "bfloat16")
+TORCH_OPTIONS = ("device", "precision", "path")
+# auto: the sparse path for cores with at most this fraction of (axon, sample) pairs active (CPU only)
+SPARSE_MAX_ACTIVE = 0.12
+# stochastic synapse draws per chunk (pairs x samples), to bound the temporaries
+_DRAW_CHUNK = 1 << 22
+
+
+def _torch() -> Any:
+    """The torch module, or a CrossmapError saying how to get it."""
+    try:
+        import torch
+    except ImportError:
+        raise CrossmapError("the torch backend needs PyTorch, which is not installed; install it with "
+                            "`pip install torch` (or use backend='emulator')") from None
+    return torch
+
+
+def resolve_device(device: Any) -> "torch.device":
+    """``device`` (``cpu``, ``cuda``, ``cuda:N`` or a torch.device) checked against this machine."""
+    torch = _torch()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CrossmapError(f"torch device {device!r} is not a device name; use 'cpu' or 'cuda' (or 'cuda:N')") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CrossmapError(f"device {device!r}: this machine has no CUDA device usable by torch "
+                                f"{torch.__version__} (torch.cuda.is_available() is False); use device 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise CrossmapError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here; "
+                                f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise CrossmapError(f"device {device!r}: the torch backend runs on 'cpu' or 'cuda'")
+    return dev
+
+
+def _full_fanin(fanin: Fanin) -> tuple[np.ndarray, np.ndarray]:
+    """Every (source, destination) pair of a Fanin (destinations repeated per source)."""
+    if fanin.starts is None:
+        return fanin.src, fanin.dst
+    counts = np.diff(np.r_[fanin.starts, fanin.src.size])
+    return fanin.src, np.repeat(fanin.dst, counts)
+
+
+class DeviceTables:
+    """The numpy emulator's tables as tensors on one device, plus the index vectors of routing."""
+
+    def __init__(self, tab: Tables, device: "torch.device", precision: str) -> None:
+        torch = _torch()
+        self.device, self.precision = device, precision
+        self.C, self.A, self.N = tab.num_cores, tab.num_axons, tab.num_neurons
+        self.state_dtype = torch.float32 if tab.state_dtype == np.float32 else torch.float64
+
+        def put(arr: np.ndarray, dtype: Any = None) -> "torch.Tensor":
+            t = torch.from_numpy(np.ascontiguousarray(arr))
+            return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
+
+        self.weights = put(tab.weights)                               # float32 (C, A, N)
+        self.weights_bf16 = self.weights.to(torch.bfloat16) if precision == "bfloat16" else None
+        self.fanout = put(tab.fanout)                                 # float32 (C, 1, A)
+        sd = self.state_dtype
+        self.alpha = put(tab.alpha, sd)
+        self.leak = put(tab.leak, sd) if tab.leak is not None else None
+        self.v_low, self.v_high = put(tab.v_low, sd), put(tab.v_high, sd)
+        self.reset_modes = tab.reset_modes
+        self.reset_to_zero = tab.reset_to_zero
+        self.reset_to_value, self.reset_offset = put(tab.reset_to_value, sd), put(tab.reset_offset, sd)
+        self.neurons_in_use = tab.neurons_in_use
+        self.sth_core, self.sth_neuron = put(tab.sth_core), put(tab.sth_neuron)
+        self.sth_alpha, self.sth_mask = put(tab.sth_alpha), put(tab.sth_mask)
+        self.ssy_core, self.ssy_axon, self.ssy_neuron = put(tab.ssy_core), put(tab.ssy_axon), put(tab.ssy_neuron)
+        self.ssy_row = self.ssy_core * self.A + self.ssy_axon
+        self.ssy_target = self.ssy_core * self.N + self.ssy_neuron
+        self.ssy_sign, self.ssy_abs = put(tab.ssy_sign), put(tab.ssy_abs)
+        self.synapse_prob_den = tab.synapse_prob_den
+        routing = tab.routing
+        self.ring_size = routing.ring_size
+        self.groups = []
+        for group in routing.groups:
+            src, dst = _full_fanin(group.fanin)
+            self.groups.append((group.delay, put(src), put(dst)))
+        src, dst = _full_fanin(routing.inputs)
+        self.input_src, self.input_dst = put(src), put(dst)
+        self.sender_costs = put(routing.sender_costs[:, :, :3], torch.float32)   # (C, N, 3)
+        self.port_core, self.port_neuron = put(routing.port_core), put(routing.port_neuron)
+        self.port_id = routing.port_id
+
+
+def _check_precision(precision: str, device: "torch.device", tab: Tables) -> None:
+    if precision not in PRECISIONS:
+        raise CrossmapError(f"torch option precision = {precision!r} is not one of {', '.join(PRECISIONS)}")
+    biggest = float(np.abs(tab.weights).max()) if tab.weights.size else 0.0
+    if precision == "bfloat16":
+        if device.type != "cuda":
+            raise CrossmapError("precision 'bfloat16' needs a CUDA device (a float32-output bfloat16 matmul); "
+                                "use precision 'float32' on the CPU")
+        if biggest > 256:
+            raise CrossmapError(f"precision 'bfloat16' is exact for weights of magnitude <= 256; this program has "
+                                f"{biggest:.0f}; use 'tf32' or 'float32'")
+    if precision == "tf32" and biggest > 2048:
+        raise CrossmapError(f"precision 'tf32' is exact for weights of magnitude <= 2048; this program has "
+                            f"{biggest:.0f}; use 'float32'")
+
+
+@contextlib.contextmanager
+def _matmul_precision(device: "torch.device", precision: str) -> Iterator[None]:
+    """CUDA float32 matmuls in TF32 (``tf32``) or full IEEE float32 (otherwise) for the block; the
+    previous setting is restored after it."""
+    torch = _torch()
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        old = matmul.fp32_precision
+        matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = old
+    else:
+        old = matmul.allow_tf32
+        matmul.allow_tf32 = precision == "tf32"
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = old
+
+
+class TorchEmulator:
+    """A program prepared on a torch device: its tables are built and moved once, then
+    ``run`` emulates batch after batch (options: seed, sample_offset, record)."""
+
+    def __init__(self, program: Any, device: Any = "cpu", precision: str = "float32", path: str = "auto",
+                 tables: Tables | None = None) -> None:
+        if path not in PATHS:
+            raise CrossmapError(f"torch option path = {path!r} is not one of {', '.join(PATHS)}")
+        self.program, self.path = program, path
+        self.device = resolve_device(device)
+        tab = tables if tables is not None else build_tables(program)
+        _check_precision(precision, self.device, tab)
+        self.precision = precision
+        self.tab = DeviceTables(tab, self.device, precision)
+
+    def run(self, inputs: Any, ticks: int | None = None, **options: Any) -> Result:
+        """Emulate the program on input spikes; returns a ``Result``."""
+        spec = prepare_run(self.program, inputs, ticks, options, "torch")
+        torch = _torch()
+        with torch.inference_mode(), _matmul_precision(self.device, self.precision):
+            return _Run(self.program, self.tab, spec, self.path).execute()
+
+
+_cache: dict[str, Any] = {"key": None, "emulator": None}
+
+
+def clear_cache() -> None:
+    """Drop the cached prepared program (and its device memory)."""
+    _cache["key"], _cache["emulator"] = None, None
+
+
+def run(program: Any, inputs: Any, ticks: int | None = None, **options: Any) -> Result:
+    """Emulate ``program`` on input spikes with torch (options: seed, sample_offset, record, device =
+    cpu | cuda | cuda:N, precision = float32 | tf32 | bfloat16, path = auto | dense | sparse). The
+    prepared program of the last call is reused while its arrays are unchanged."""
+    unknown = sorted(set(options) - set(COMMON_OPTIONS + TORCH_OPTIONS))
+    if unknown:
+        raise CrossmapError(f"backend 'torch' has no option {', '.join(unknown)}; its options are: "
+                            f"{', '.join(COMMON_OPTIONS + TORCH_OPTIONS)}")
+    device = options.pop("device", "cpu")
+    precision = options.pop("precision", "float32")
+    path = options.pop("path", "auto")
+    key = (_fingerprint(program), str(resolve_device(device)), precision)
+    emulator = _cache["emulator"]
+    if _cache["key"] != key:
+        clear_cache()
+        emulator = TorchEmulator(program, device, precision)
+        _cache["key"], _cache["emulator"] = key, emulator
+    if path not in PATHS:
+        raise CrossmapError(f"torch option path = {path!r} is not one of {', '.join(PATHS)}")
+    emulator.path = path
+    emulator.program = program  # same arrays; its ticks and metadata may differ
+    return emulator.run(inputs, ticks, **options)
+
+
+class _Run:
+    """One emulation on the device: the state of a batch and the tick loop."""
+
+    def __init__(self, program: Any, tab: DeviceTables, spec: RunSpec, path: str) -> None:
+        torch = _torch()
+        self.torch, self.program, self.tab, self.spec, self.path = torch, program, tab, spec, path
+        C, A, N, B = tab.C, tab.A, tab.N, spec.batch
+        dev = tab.device
+        self.B = B
+        self.V = tab.alpha.new_empty((C, B, N))
+        self.V.copy_(torch.from_numpy(np.ascontiguousarray(program.initial_v)).to(dev, tab.state_dtype)[:, None, :]
+                     .expand(C, B, N))
+        self.ring = torch.zeros((tab.ring_size, C * A, B), dtype=torch.float32, device=dev)
+        # input spikes (T, channels, B) as 0/1 float32
+        self.inputs = torch.from_numpy(np.ascontiguousarray(spec.spikes.transpose(1, 2, 0))).to(dev).float()
+        self.port_counts = torch.zeros((tab.port_core.numel(), B), dtype=torch.int64, device=dev)
+        self.sent = torch.zeros((B, 3), dtype=torch.float64, device=dev)   # spikes sent, hops, chip crossings
+        self.events = torch.zeros(B, dtype=torch.float64, device=dev)
+        self.samples = spec.sample_offset + torch.arange(B, dtype=torch.int64, device=dev)
+        self.recorded: list["torch.Tensor"] = []
+        self.sparse_allowed = {"auto": dev.type == "cpu", "dense": False, "sparse": True}[path]
+        self.sparse_max = SPARSE_MAX_ACTIVE if path == "auto" else 1.0
+
+    def execute(self) -> Result:
+        """Run every tick and assemble the result."""
+        for t in range(self.spec.ticks):
+            self.tick(t)
+        return self.result()
+
+    def tick(self, t: int) -> None:
+        """Steps 1-5 of one tick for every core and sample."""
+        tab = self.tab
+        slot = self.ring[t % tab.ring_size]
+        if t < self.spec.input_ticks and tab.input_src.numel():
+            slot.index_add_(0, tab.input_dst, self.inputs[t].index_select(0, tab.input_src))
+        x = slot.clamp_(max=1.0)                                   # (C * A, B): the OR-merge
+        S = self.integrate(x.view(tab.C, tab.A, self.B))
+        if tab.ssy_core.numel():
+            S += self.stochastic_synapses(x, t)
+        slot.zero_()
+        fire = self.update_neurons(S, t)
+        self.route(fire, t)
+
+    # ------------------------------------------------------------------ step 2: integration
+    def integrate(self, x: "torch.Tensor") -> "torch.Tensor":
+        """Synaptic sums S (C, B, N) float32 of the active axons ``x`` (C, A, B); counts synaptic
+        events. Idle cores are skipped; busy ones take the dense or the sparse path."""
+        torch, tab = self.torch, self.tab
+        C, A, N, B = tab.C, tab.A, tab.N, self.B
+        active = x.sum(dim=(1, 2)).cpu().numpy()              # active (axon, sample) pairs per core
+        busy = active > 0
+        S = torch.zeros((C, B, N), dtype=torch.float32, device=tab.device)
+        if not busy.any():
+            return S
+        sparse = busy & (active <= self.sparse_max * A * B) if self.sparse_allowed else np.zeros(C, bool)
+        dense = busy & ~sparse
+        every = bool(busy.all())
+        cores = None if every else torch.from_numpy(np.flatnonzero(busy)).to(tab.device)
+        xb = x if every else x.index_select(0, cores)
+        fan = tab.fanout if every else tab.fanout.index_select(0, cores)
+        self.events += torch.bmm(fan, xb).sum(dim=(0, 1), dtype=torch.float64)
+        if dense.any():
+            if dense.all():
+                S = self.matmul(x, tab.weights if tab.weights_bf16 is None else tab.weights_bf16)
+            else:
+                idx = torch.from_numpy(np.flatnonzero(dense)).to(tab.device)
+                w = tab.weights if tab.weights_bf16 is None else tab.weights_bf16
+                S.index_copy_(0, idx, self.matmul(x.index_select(0, idx), w.index_select(0, idx)))
+        if sparse.any():
+            idx = torch.from_numpy(np.flatnonzero(sparse)).to(tab.device)
+            S.index_copy_(0, idx, self.gather_rows(x.index_select(0, idx), idx))
+        return S
+
+    def matmul(self, x: "torch.Tensor", w: "torch.Tensor") -> "torch.Tensor":
+        """x^T @ w for (k, A, B) spikes and (k, A, N) weights, as float32 (k, B, N)."""
+        if w.dtype == self.torch.bfloat16:
+            try:
+                return self.torch.bmm(x.transpose(1, 2).to(w.dtype), w, out_dtype=self.torch.float32)
+            except (TypeError, RuntimeError, NotImplementedError) as exc:
+                raise CrossmapError(f"this torch ({self.torch.__version__}) has no float32-output bfloat16 "
+                                    f"matmul on {w.device} ({exc}); use precision 'tf32' or 'float32'") from None
+        return self.torch.bmm(x.transpose(1, 2), w)
+
+    def gather_rows(self, x: "torch.Tensor", cores: "torch.Tensor") -> "torch.Tensor":
+        """S (k, B, N) of cores ``cores`` as the sum of the W_eff rows of their active (axon,
+        sample) pairs: a sparse CSR (k * B, C * A) x dense (C * A, N) product."""
+        torch, tab = self.torch, self.tab
+        k, A, B = x.shape
+        kk, b, a = torch.nonzero(x.transpose(1, 2), as_tuple=True)     # sorted by (core, sample)
+        rows = kk * B + b
+        crow = torch.zeros(k * B + 1, dtype=torch.int64, device=tab.device)
+        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=k * B), 0)
+        cols = cores.index_select(0, kk) * A + a
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            m = torch.sparse_csr_tensor(crow, cols, torch.ones(cols.numel(), dtype=torch.float32, device=tab.device),
+                                        size=(k * B, tab.C * A), check_invariants=False)
+        return (m @ tab.weights.view(tab.C * A, tab.N)).view(k, B, tab.N)
+
+    def stochastic_synapses(self, x: "torch.Tensor", t: int) -> "torch.Tensor":
+        """This tick's stochastic synaptic inputs as (C, B, N): every active (axon, connected
+        stochastic neuron) pair draws once per sample and adds sign(w) on a hit."""
+        from crossmap.backends import torch_prng
+
+        torch, tab = self.torch, self.tab
+        B = self.B
+        Z = torch.zeros((tab.C * tab.N, B), dtype=torch.float32, device=tab.device)
+        step = max(1, _DRAW_CHUNK // B)
+        for p0 in range(0, tab.ssy_core.numel(), step):
+            part = slice(p0, p0 + step)
+            on = x.index_select(0, tab.ssy_row[part]) > 0                        # (pairs, B)
+            r = torch_prng.draw(self.spec.seed, prng.SYNAPSE, self.samples[None, :], t, tab.ssy_core[part, None],
+                                tab.ssy_neuron[part, None], tab.ssy_axon[part, None], device=tab.device)
+            hit = on & ((r % tab.synapse_prob_den) < tab.ssy_abs[part, None])
+            Z.index_add_(0, tab.ssy_target[part], torch.where(hit, tab.ssy_sign[part, None], 0.0))
+        return Z.view(tab.C, tab.N, B).transpose(1, 2)
+
+    # ------------------------------------------------------------------ steps 2-4: neurons
+    def update_neurons(self, S: "torch.Tensor", t: int) -> "torch.Tensor":
+        """Saturating integration, leak, threshold, reset and negative floor; returns the spikes
+        (C, B, N) bool."""
+        from crossmap.backends import torch_prng
+
+        torch, tab, V = self.torch, self.tab, self.V
+        V += S
+        if tab.leak is not None:
+            V += tab.leak
+        torch.minimum(V, tab.v_high, out=V)
+        torch.maximum(V, tab.v_low, out=V)
+        fire = V >= tab.alpha
+        if tab.sth_core.numel():
+            r = torch_prng.draw(self.spec.seed, prng.THRESHOLD, self.samples[None, :], t, tab.sth_core[:, None],
+                                tab.sth_neuron[:, None], 0, device=tab.device)
+            threshold = (tab.sth_alpha[:, None] + (r & tab.sth_mask[:, None])).to(V.dtype)
+            fire[tab.sth_core, :, tab.sth_neuron] = V[tab.sth_core, :, tab.sth_neuron] >= threshold
+        # reset as arithmetic: V -= f * (to_value * V + offset), f the 0/1 spikes
+        f = fire.to(V.dtype)
+        if tab.reset_modes == {1}:
+            V -= f * tab.alpha
+        elif tab.reset_modes == {0} and tab.reset_to_zero:
+            V -= f * V
+        elif tab.reset_modes != {2}:
+            V -= f * (V * tab.reset_to_value + tab.reset_offset)
+        return fire
+
+    # ------------------------------------------------------------------ step 5: routing and counters
+    def route(self, fire: "torch.Tensor", t: int) -> None:
+        """Count ports, spikes sent, hops and crossings; deliver spikes into the ring."""
+        torch, tab = self.torch, self.tab
+        f = fire.to(torch.float32)
+        self.sent += torch.bmm(f, tab.sender_costs).sum(dim=0, dtype=torch.float64)
+        if tab.port_core.numel():
+            self.port_counts += fire[tab.port_core, :, tab.port_neuron]
+        if tab.groups:
+            rows = f.transpose(1, 2).reshape(tab.C * tab.N, self.B)
+            for delay, src, dst in tab.groups:
+                self.ring[(t + delay) % tab.ring_size].index_add_(0, dst, rows.index_select(0, src))
+        if self.spec.record:
+            self.recorded.append(fire.transpose(0, 1).cpu())
+
+    def result(self) -> Result:
+        """Port counts and activity counters, back on the host."""
+        tab, spec = self.tab, self.spec
+        B = self.B
+        by_port = np.zeros((self.program.num_ports, B), np.int64)
+        by_port[tab.port_id] = self.port_counts.cpu().numpy()
+        spikes, hops, crossings = np.rint(self.sent.cpu().numpy().T).astype(np.int64)
+        activity = {
+            "synaptic_events": np.rint(self.events.cpu().numpy()).astype(np.int64),
+            "neuron_updates": np.full(B, tab.neurons_in_use * spec.ticks, np.int64),
+            "spikes": spikes,
+            "hops": hops,
+            "chip_crossings": crossings,
+            "core_ticks": np.full(B, tab.C * spec.ticks, np.int64),
+        }
+        recorded = self.torch.stack(self.recorded).numpy() if spec.record else None
+        return make_result(self.program, by_port.T, activity, spec.ticks, "torch", recorded)
