@@ -12,8 +12,9 @@ Synaptic integration has two exact paths, chosen per core and tick from the meas
 
 - dense: ``S[c] = x[c]^T @ W_eff[c]`` as a batched matmul over the cores with an active axon
   (idle cores are skipped: in a layered network most cores of a tick).
-- sparse: the rows of ``W_eff`` of the active (axon, sample) pairs summed per (core, sample), as a
-  sparse CSR x dense product: work in proportion to the activity instead of to the crossbar.
+- sparse: the rows of ``W_eff`` of the active (axon, sample) pairs summed per (core, sample), as
+  one ``embedding_bag`` (bags of row indices, summed): work in proportion to the activity instead
+  of to the crossbar.
   ``auto`` takes it for cores with at most ``SPARSE_MAX_ACTIVE`` of their (axon, sample) pairs
   active, on the CPU (on CUDA the dense matmul wins at any activity).
 
@@ -30,7 +31,6 @@ and thresholds draw from ``torch_prng``, the counter-based PRNG in int64 arithme
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -273,8 +273,9 @@ class _Run:
         if tab.ssy_core.numel():
             S += self.stochastic_synapses(x, t)
         slot.zero_()
-        fire = self.update_neurons(S, t)
-        self.route(fire, t)
+        fire, f = self.update_neurons(S, t)
+        del S
+        self.route(fire, f if f.dtype == self.torch.float32 else fire.to(self.torch.float32), t)
 
     # ------------------------------------------------------------------ step 2: integration
     def integrate(self, x: "torch.Tensor") -> "torch.Tensor":
@@ -317,20 +318,19 @@ class _Run:
         return self.torch.bmm(x.transpose(1, 2), w)
 
     def gather_rows(self, x: "torch.Tensor", cores: "torch.Tensor") -> "torch.Tensor":
-        """S (k, B, N) of cores ``cores`` as the sum of the W_eff rows of their active (axon,
-        sample) pairs: a sparse CSR (k * B, C * A) x dense (C * A, N) product."""
+        """S (k, B, N) of cores ``cores`` as the sum, per (core, sample), of the W_eff rows of its
+        active axons: one ``embedding_bag`` over the (core, sample) bags of active axons."""
         torch, tab = self.torch, self.tab
         k, A, B = x.shape
-        kk, b, a = torch.nonzero(x.transpose(1, 2), as_tuple=True)     # sorted by (core, sample)
-        rows = kk * B + b
-        crow = torch.zeros(k * B + 1, dtype=torch.int64, device=tab.device)
-        crow[1:] = torch.cumsum(torch.bincount(rows, minlength=k * B), 0)
-        cols = cores.index_select(0, kk) * A + a
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore", UserWarning)
-            m = torch.sparse_csr_tensor(crow, cols, torch.ones(cols.numel(), dtype=torch.float32, device=tab.device),
-                                        size=(k * B, tab.C * A), check_invariants=False)
-        return (m @ tab.weights.view(tab.C * A, tab.N)).view(k, B, tab.N)
+        mask = (x > 0).transpose(1, 2).contiguous().view(-1)          # (core, sample, axon) order
+        flat = torch.nonzero(mask).squeeze(1)
+        bag = flat // A                                                # core * B + sample, sorted
+        rows = (cores.index_select(0, bag // B) * A + flat % A).to(torch.int32)
+        offsets = torch.zeros(k * B, dtype=torch.int64, device=tab.device)
+        offsets[1:] = torch.cumsum(torch.bincount(bag, minlength=k * B), 0)[:-1]
+        S = torch.nn.functional.embedding_bag(rows, tab.weights.view(tab.C * A, tab.N), offsets.to(torch.int32),
+                                              mode="sum")
+        return S.view(k, B, tab.N)
 
     def stochastic_synapses(self, x: "torch.Tensor", t: int) -> "torch.Tensor":
         """This tick's stochastic synaptic inputs as (C, B, N): every active (axon, connected
@@ -351,9 +351,9 @@ class _Run:
         return Z.view(tab.C, tab.N, B).transpose(1, 2)
 
     # ------------------------------------------------------------------ steps 2-4: neurons
-    def update_neurons(self, S: "torch.Tensor", t: int) -> "torch.Tensor":
+    def update_neurons(self, S: "torch.Tensor", t: int) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Saturating integration, leak, threshold, reset and negative floor; returns the spikes
-        (C, B, N) bool."""
+        (C, B, N) as bool and as 0/1 in the state's dtype."""
         from crossmap.backends import torch_prng
 
         torch, tab, V = self.torch, self.tab, self.V
@@ -376,13 +376,13 @@ class _Run:
             V -= f * V
         elif tab.reset_modes != {2}:
             V -= f * (V * tab.reset_to_value + tab.reset_offset)
-        return fire
+        return fire, f
 
     # ------------------------------------------------------------------ step 5: routing and counters
-    def route(self, fire: "torch.Tensor", t: int) -> None:
-        """Count ports, spikes sent, hops and crossings; deliver spikes into the ring."""
+    def route(self, fire: "torch.Tensor", f: "torch.Tensor", t: int) -> None:
+        """Count ports, spikes sent, hops and crossings; deliver spikes into the ring (``f``: the
+        spikes as float32 0/1)."""
         torch, tab = self.torch, self.tab
-        f = fire.to(torch.float32)
         self.sent += torch.bmm(f, tab.sender_costs).sum(dim=0, dtype=torch.float64)
         if tab.port_core.numel():
             self.port_counts += fire[tab.port_core, :, tab.port_neuron]

@@ -102,11 +102,11 @@ def test_torch_prng_equals_numpy_prng():
 
 
 @pytest.mark.parametrize("path", ["dense", "sparse", "auto"])
-def test_torch_busy_recurrent_program_wide_batch(path):
-    """A long recurrent run with every rule on, 70 samples, on each torch path."""
+def test_torch_busy_recurrent_program(path):
+    """A long recurrent run with every rule on, on each torch path."""
     prog = random_program(small_chip(), 5, 7, recurrent=True, stochastic=True, density=0.6, input_ticks=6,
                           latency=10)
-    spikes = random_inputs(prog, 70, 3, 0.5)
+    spikes = random_inputs(prog, 12, 3, 0.5)
     expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=5)
     for device in torch_devices():
         got = crossmap.emulate(prog, spikes, backend="torch", record=True, seed=5, path=path, device=device)
