@@ -91,7 +91,7 @@ def ensemble_program(networks: int = 15, layers: tuple[int, ...] = ENSEMBLE_LAYE
     classes; one spare core pads the count to 8,311. Random crossbars (density 0.25), weights +-1
     by axon type, thresholds 3 or 4 and reset to 0: about 15% of the neurons fire when 15-20% of
     their axons are active."""
-    chip = ChipSpec.truenorth()
+    chip = ChipSpec.truenorth().replace(board_x=3)   # 3 chips of 4,096 cores side by side
     A, N, G = chip.axons_per_core, chip.neurons_per_core, chip.axon_types
     rng = np.random.default_rng(seed)
     per_net = sum(layers)
