@@ -197,7 +197,7 @@ class TorchEmulator:
         """Emulate the program on input spikes; returns a ``Result``."""
         spec = prepare_run(self.program, inputs, ticks, options, "torch")
         torch = _torch()
-        with torch.inference_mode(), _matmul_precision(self.device, self.precision):
+        with torch.inference_mode(), _matmul_precision(self.device, "float32"):
             return _Run(self.program, self.tab, spec, self.path).execute()
 
 
@@ -315,6 +315,9 @@ class _Run:
             except (TypeError, RuntimeError, NotImplementedError) as exc:
                 raise CrossmapError(f"this torch ({self.torch.__version__}) has no float32-output bfloat16 "
                                     f"matmul on {w.device} ({exc}); use precision 'tf32' or 'float32'") from None
+        if self.tab.precision == "tf32":   # the counters' matmuls stay in IEEE float32
+            with _matmul_precision(self.tab.device, "tf32"):
+                return self.torch.bmm(x.transpose(1, 2), w)
         return self.torch.bmm(x.transpose(1, 2), w)
 
     def gather_rows(self, x: "torch.Tensor", cores: "torch.Tensor") -> "torch.Tensor":
@@ -322,10 +325,10 @@ class _Run:
         active axons: one ``embedding_bag`` over the (core, sample) bags of active axons."""
         torch, tab = self.torch, self.tab
         k, A, B = x.shape
-        mask = (x > 0).transpose(1, 2).contiguous().view(-1)          # (core, sample, axon) order
-        flat = torch.nonzero(mask).squeeze(1)
-        bag = flat // A                                                # core * B + sample, sorted
-        rows = (cores.index_select(0, bag // B) * A + flat % A).to(torch.int32)
+        mask = x.transpose(1, 2).contiguous().view(k * B, A)          # bags (core, sample) of axons
+        bag, axon = torch.nonzero(mask, as_tuple=True)                 # sorted by bag
+        first_row = (cores * A).repeat_interleave(B)                   # W_eff row of axon 0, per bag
+        rows = (first_row.index_select(0, bag) + axon).to(torch.int32)
         offsets = torch.zeros(k * B, dtype=torch.int64, device=tab.device)
         offsets[1:] = torch.cumsum(torch.bincount(bag, minlength=k * B), 0)[:-1]
         S = torch.nn.functional.embedding_bag(rows, tab.weights.view(tab.C * A, tab.N), offsets.to(torch.int32),

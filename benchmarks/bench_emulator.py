@@ -306,11 +306,14 @@ def bench_program(args: argparse.Namespace) -> None:
     print(f"program: {prog.num_cores} cores, {prog.total_ticks} ticks, {samples} samples at batch {batch}; "
           f"inputs: {source}; device {args.device}")
     reference = None
+    clear_caches()
+    start = time.perf_counter()
+    shared = tables.get_tables(prog)   # built once, shared by every variant
+    print(f"  tables built in {time.perf_counter() - start:.1f} s", flush=True)
     for label, backend, options in todo:
-        clear_caches()
         start = time.perf_counter()
         try:
-            run = prepared(prog, backend, options)
+            run = prepared(prog, backend, options, shared)
             run(spikes[:min(batch, 8)], 0)   # build and move the tables
         except CrossmapError as error:
             print(f"  {label:<22} not run: {error}")
@@ -333,31 +336,37 @@ def bench_program(args: argparse.Namespace) -> None:
               f" core-ticks/s  ({seconds:.1f} s; setup {setup:.1f} s; {memory}; "
               f"{'equal to ' + todo[0][0] if same else 'DIFFERENT from ' + todo[0][0]})", flush=True)
         assert same, f"{label} differs from {todo[0][0]}"
-        del results
+        del results, run
+        if "crossmap.backends.torch_emulator" in sys.modules:
+            sys.modules["crossmap.backends.torch_emulator"].clear_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     if prog.num_cores * GRID_BATCH < 2**22 or cuda:
-        clear_caches()
-        weights = tables.get_tables(prog).weights
+        weights = shared.weights
         matmul = matmul_seconds(weights, batch, 0.2, args.device) * prog.total_ticks * -(-samples // batch)
         print(f"  a float32 matmul over all {prog.num_cores} cores for every tick: {samples / matmul:9.1f} images/s "
               f"({matmul:.1f} s)")
-    activity = results_activity(prog, spikes[:min(batch, 64)])
+    if reference is None:
+        return
+    activity = mean_activity(prog, reference[1])
     print(f"  activity: {activity:.1%} of (axon, sample) pairs active per core-tick on average")
 
 
-def results_activity(prog: Program, spikes: np.ndarray) -> float:
-    """Mean fraction of active (axon, sample) pairs per core and tick (from the synaptic events)."""
-    result = emulate(prog, spikes)
-    fan = float(prog.crossbar.sum()) / prog.num_cores / prog.chip.axons_per_core   # mean neurons per axon
-    return float(result.synaptic_events.mean()) / fan / (prog.num_cores * prog.chip.axons_per_core * result.ticks)
+def mean_activity(prog: Program, events: np.ndarray) -> float:
+    """Mean fraction of active (axon, sample) pairs per core and tick, estimated from the synaptic
+    events per sample ``events`` and the mean count of neurons per axon."""
+    fan = float(prog.crossbar.sum()) / prog.num_cores / prog.chip.axons_per_core
+    return float(events.mean()) / fan / (prog.num_cores * prog.chip.axons_per_core * prog.total_ticks)
 
 
-def prepared(prog: Program, backend: str, options: dict):
-    """A run function ``(spikes, sample_offset) -> Result`` with the backend prepared once."""
+def prepared(prog: Program, backend: str, options: dict, shared: tables.Tables):
+    """A run function ``(spikes, sample_offset) -> Result`` with the backend prepared once (on
+    the numpy tables ``shared``)."""
     if backend == "torch":
         from crossmap.backends.torch_emulator import TorchEmulator
 
         options = dict(options)
-        emulator = TorchEmulator(prog, path=options.pop("path"), **options)
+        emulator = TorchEmulator(prog, path=options.pop("path"), tables=shared, **options)
         return lambda spikes, offset: emulator.run(spikes, sample_offset=offset)
     return lambda spikes, offset: emulate(prog, spikes, backend=backend, sample_offset=offset, **options)
 

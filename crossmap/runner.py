@@ -167,7 +167,7 @@ class Job:
                 {k: float(np.sum(v)) for k, v in result.energy().items()})
 
 
-def thread_counts(processes: int) -> tuple[int, int]:
+def thread_counts(processes: int) -> tuple[int | None, int | None]:
     """(BLAS threads, torch threads) for each of ``processes`` emulating processes on this machine.
 
     BLAS gets one thread: the numpy emulator's matmuls are small (one block of cores) and
@@ -217,7 +217,7 @@ def _threads_in_this_process(backend: str) -> Iterator[None]:
     blas, torch_threads = thread_counts(1)
     if backend == "torch":
         import torch  # noqa: F401
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch") if torch_threads is not None else None
     old = torch.get_num_threads() if torch is not None else None
     with threadpool_limits(blas, user_api="blas"):
         if torch is not None:
