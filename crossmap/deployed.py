@@ -23,8 +23,6 @@ from crossmap.chip import ChipSpec
 from crossmap.errors import CrossmapError, InputError
 
 INPUT = "input"
-NEURON_ARRAYS = ("alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v", "threshold_mask", "delay",
-                 "output_class")
 
 
 @dataclass
@@ -114,11 +112,6 @@ class DeployedNetwork:
     def incoming(self, name: str) -> list[Lines]:
         """Lines that feed group ``name``."""
         return [l for l in self.lines if l.target == name]
-
-    @property
-    def output_groups(self) -> list[NeuronGroup]:
-        """Groups with at least one output neuron."""
-        return [g for g in self.groups if (g.output_class >= 0).any()]
 
     @property
     def num_neurons(self) -> int:

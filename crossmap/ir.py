@@ -101,9 +101,6 @@ class Projection:
         return int(self.weight.nnz)
 
 
-OUTPUT_OPS = ("Softmax", "LogSoftmax", "ArgMax")
-
-
 @dataclass
 class Network:
     """Populations in topological order (the first is ``input``), projections, and the output."""
@@ -249,11 +246,6 @@ class Network:
             y = shifted - log_norm if kind == "LogSoftmax" else np.exp(shifted - log_norm)
         ops = self.metadata.get("output_ops", [])
         return y[:, 0] if ops and ops[-1]["op"] == "ArgMax" else y
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """The class of each sample: argmax of the output population (ties to the lowest index)."""
-        return np.argmax(self.evaluate(x), axis=1)
-
 
 def _sparse_max(weight: sp.csr_matrix, x: np.ndarray) -> np.ndarray:
     """For each row r of ``weight``: max over its stored entries (r, c) of w * x[:, c]."""

@@ -18,14 +18,11 @@ from typing import Any
 import numpy as np
 
 from crossmap.errors import ProgramError
-from crossmap.jsonio import dumps, jsonable
+from crossmap.jsonio import jsonable
 from crossmap.mesh import (Mesh, default_crossing_penalty, edges_from_arrays, placement_cost, program_connections,
                            random_cells, row_major_cells)
-from crossmap.program import REPORT_FILE, CoreTraffic, Program
+from crossmap.program import CoreTraffic, Program
 from crossmap.routes import latency_ticks, route_summary
-
-__all__ = ["REPORT_FILE", "build_report", "core_table", "dumps", "format_text", "jsonable", "layer_table",
-           "program_traffic"]
 
 SPLITTERS = "(splitters)"  # the layer row of neurons that implement no deployed neuron
 

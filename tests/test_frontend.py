@@ -54,7 +54,7 @@ def test_softmax_at_the_output_is_dropped_and_recorded():
     assert net.metadata["output_ops"] == [{"op": "Softmax", "name": "softmax"}]
     x = om.random_inputs(model, 16, seed=3)
     expected = om.run_onnxruntime(model, x)
-    np.testing.assert_array_equal(net.predict(x), expected.argmax(axis=1))
+    np.testing.assert_array_equal(net.evaluate(x).argmax(axis=1), expected.argmax(axis=1))
 
 
 def test_lenet5_with_max_pooling_on_a_few_hundred_samples():

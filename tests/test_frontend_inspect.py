@@ -8,7 +8,7 @@ import pytest
 
 from crossmap.chip import ChipSpec
 from crossmap.cli import main
-from crossmap.commands.inspect import layer_table
+from crossmap.commands.inspect import population_table
 from crossmap.frontend import import_onnx
 
 import onnx_models as om
@@ -54,9 +54,9 @@ def test_chip_with_fewer_axons(lenet_path, tmp_path, capsys):
     assert layers["conv2"]["fits_core"] is False and layers["fc2"]["fits_core"] is True
 
 
-def test_layer_table_matches_the_network():
+def test_population_table_matches_the_network():
     net = import_onnx(om.mlp((30, 20, 5)))
-    rows = layer_table(net, ChipSpec.truenorth())
+    rows = population_table(net, ChipSpec.truenorth())
     assert [r["name"] for r in rows] == ["input", "fc0", "fc1"]
     fc0 = net.incoming("fc0")[0].weight
     assert rows[1]["fan_in_mean"] == pytest.approx(fc0.nnz / 20)

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def layer_table(network: Network, chip: ChipSpec) -> list[dict[str, Any]]:
+def population_table(network: Network, chip: ChipSpec) -> list[dict[str, Any]]:
     """One row per population: shape, activation, neurons, fan-in and fan-out (max, mean),
     incoming synapses, and whether the largest fan-in fits one core's axons."""
     rows = []
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     chip = ChipSpec.named(args.chip)
     network = import_onnx(args.model, input_shape=_parse_shape(args.input_shape))
-    rows = layer_table(network, chip)
+    rows = population_table(network, chip)
     layers = [r for r in rows if r["activation"] != "input"]
     too_wide = [r["name"] for r in layers if not r["fits_core"]]
     totals = {"layers": len(layers), "neurons": network.neurons, "synapses": network.synapses,

@@ -49,13 +49,6 @@ class TypeAssignment:
         """Number of axon lines."""
         return int(self.line_column.shape[0])
 
-    def effective(self, num_columns: int) -> sp.csr_matrix:
-        """The integer matrix (neurons, columns) the lines realize (for checks)."""
-        syn = self.synapses.tocoo()
-        vals = self.weight[syn.col, self.line_type[syn.row]].astype(np.int64)
-        cols = self.line_column[syn.row]
-        return sp.csr_matrix((vals, (syn.col, cols)), shape=(self.weight.shape[0], num_columns))
-
 
 def assign_axon_types(weights: sp.spmatrix, types: int, *, time_limit: float = 5.0, seed: int = 0,
                       allow_split: bool = True) -> TypeAssignment:

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 
 from crossmap.chip import smallest_board
 from crossmap.deployed import DeployedNetwork
+from crossmap.encoding import encode
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.passes.partition.build import Built, build_program
 from crossmap.passes.partition.keys import group_keys, topological_groups
@@ -134,15 +135,10 @@ def calibration_spikes(net: DeployedNetwork, calibration: np.ndarray | None, see
     """Input spikes (batch, ticks, channels) to measure traffic on, and where they came from: the
     encoded calibration inputs, or a fixed random 0/1 input (seeded) when there are none."""
     if calibration is not None:
-        try:
-            from crossmap.encoding import encode
-        except ImportError:
-            encode = None
-        if encode is not None:
-            spikes = np.asarray(encode(net.encoding, np.asarray(calibration)[:samples]))
-            if spikes.ndim == 2:
-                spikes = spikes[:, None, :]
-            return spikes.astype(bool), "calibration"
+        spikes = np.asarray(encode(net.encoding, np.asarray(calibration)[:samples]))
+        if spikes.ndim == 2:
+            spikes = spikes[:, None, :]
+        return spikes.astype(bool), "calibration"
     rng = np.random.default_rng(seed)
     return rng.random((samples, int(net.input_ticks), int(net.num_inputs))) < 0.5, "random"
 

@@ -36,12 +36,6 @@ class KeySpace:
         """Axon types of keys."""
         return (np.asarray(keys, np.int64) // self.multiplicity) % self.axon_types
 
-    def group_of_source(self, sources: np.ndarray) -> np.ndarray:
-        """Group index of each source id, -1 for input channels."""
-        sources = np.asarray(sources, np.int64)
-        group = np.searchsorted(self.offsets, sources, side="right") - 1
-        return np.where(sources < self.num_inputs, -1, group)
-
 
 @dataclass
 class GroupKeys:

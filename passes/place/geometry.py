@@ -11,8 +11,6 @@ they read and feed.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 
