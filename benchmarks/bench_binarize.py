@@ -20,18 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from crossmap.chip import ChipSpec  # noqa: E402
-from crossmap.errors import CrossmapError  # noqa: E402
-from crossmap.encoding import encode  # noqa: E402
-from crossmap.pipeline import CompileState  # noqa: E402
+from crossmap.chip import ChipSpec
+from crossmap.encoding import encode
+from crossmap.errors import CrossmapError
+from crossmap.pipeline import CompileState
 
 
 def deterministic_part() -> None:
     """Exactness and time of the deterministic mapping on random step MLPs."""
-    from binarize_nets import binary_inputs, step_mlp
+    from crossmap.testing.binarize_nets import binary_inputs, step_mlp
 
     from crossmap.passes.binarize.deterministic import BinarizeDeterministic
 

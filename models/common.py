@@ -20,12 +20,8 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from crossmap.datasets import load_mnist  # noqa: E402
-from crossmap.errors import CrossmapError  # noqa: E402
+from crossmap.datasets import load_mnist
+from crossmap.errors import CrossmapError
 
 OPSET = 17
 IR_VERSION = 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from binarize_nets import binary_inputs, readout_matrix, state_for, step_mlp, step_pop, with_input_threshold
+from crossmap.testing.binarize_nets import binary_inputs, readout_matrix, state_for, step_mlp, step_pop, with_input_threshold
 
 from crossmap.chip import ChipSpec
 from crossmap.encoding import encode
@@ -336,7 +336,7 @@ def test_chip_with_two_axon_types():
 def test_chip_ready_onnx_model_matches_onnxruntime_on_float_images():
     """Greater(x, 0.5) encoding, Gemm + Greater + Cast layers, a 0/1 readout with 3 neurons per class."""
     from onnx import TensorProto, helper
-    from onnx_models import make_model, run_onnxruntime
+    from crossmap.testing.onnx_models import make_model, run_onnxruntime
 
     from crossmap.frontend import import_onnx
 

@@ -6,9 +6,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import scipy.sparse as sp
-from binarize_nets import state_for
+from crossmap.testing.binarize_nets import state_for
 from onnx import helper
-from onnx_models import make_model
+from crossmap.testing.onnx_models import make_model
 
 from crossmap.chip import ChipSpec
 from crossmap.encoding import encode

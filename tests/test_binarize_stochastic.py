@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from binarize_nets import binary_inputs, readout_matrix, state_for, step_mlp, step_pop
+from crossmap.testing.binarize_nets import binary_inputs, readout_matrix, state_for, step_mlp, step_pop
 
 from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode

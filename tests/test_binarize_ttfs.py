@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from binarize_nets import state_for, with_input_threshold
+from crossmap.testing.binarize_nets import state_for, with_input_threshold
 from onnx import helper
-from onnx_models import make_model
+from crossmap.testing.onnx_models import make_model
 
 import crossmap
 from crossmap.chip import ChipSpec

@@ -6,7 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import scipy.sparse as sp
-from binarize_nets import binary_inputs, state_for, step_mlp, with_input_threshold
+from crossmap.testing.binarize_nets import binary_inputs, state_for, step_mlp, with_input_threshold
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

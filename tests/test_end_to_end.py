@@ -20,7 +20,7 @@ from crossmap.encoding import encode
 from crossmap.runner import run_arrays
 from crossmap.verify import verify
 
-from onnx_models import binary_mlp, mlp
+from crossmap.testing.onnx_models import binary_mlp, mlp
 
 SMALL_CHIP = ChipSpec.truenorth().replace(axons_per_core=160, neurons_per_core=8, mesh_x=8, mesh_y=8)
 
@@ -116,7 +116,7 @@ def ensemble_of_two(seed: int = 0) -> onnx.ModelProto:
     of one 0/1 readout (voter c counts for class c % 10), so the class counts add up."""
     from onnx import helper
 
-    from onnx_models import make_model
+    from crossmap.testing.onnx_models import make_model
 
     rng = np.random.default_rng(seed)
     nodes, inits, voters = [], {"zero": np.array(0.0, np.float32)}, []
@@ -139,7 +139,7 @@ def ensemble_of_two(seed: int = 0) -> onnx.ModelProto:
 
 
 def test_an_ensemble_of_separately_trained_copies_adds_its_votes(tmp_path):
-    from onnx_models import run_onnxruntime
+    from crossmap.testing.onnx_models import run_onnxruntime
 
     model = ensemble_of_two()
     path = tmp_path / "ensemble.onnx"

@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from crossmap.frontend import compare_with_onnxruntime, import_onnx
 from crossmap.ir import Network
 
-import onnx_models as om
+from crossmap.testing import onnx_models as om
 
 mk = helper.make_node
 RNG = np.random.default_rng(1234)

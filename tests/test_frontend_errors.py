@@ -9,7 +9,7 @@ from onnx import TensorProto, helper
 from crossmap.errors import CrossmapError, ModelError, UnsupportedModelError
 from crossmap.frontend import SUPPORTED_OPS, import_onnx
 
-import onnx_models as om
+from crossmap.testing import onnx_models as om
 
 mk = helper.make_node
 

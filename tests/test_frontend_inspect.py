@@ -11,7 +11,7 @@ from crossmap.cli import main
 from crossmap.commands.inspect import population_table
 from crossmap.frontend import import_onnx
 
-import onnx_models as om
+from crossmap.testing import onnx_models as om
 
 
 @pytest.fixture

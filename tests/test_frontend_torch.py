@@ -10,7 +10,7 @@ F = torch.nn.functional
 
 from crossmap.frontend import compare_with_onnxruntime, import_onnx  # noqa: E402
 
-import onnx_models as om  # noqa: E402
+from crossmap.testing import onnx_models as om  # noqa: E402
 
 TOL = 1e-4
 

@@ -22,7 +22,7 @@ from crossmap.outdir import check_output, clean_stale_temporaries
 from crossmap.program import load
 from crossmap.testing import bars_program
 
-from onnx_models import binary_mlp
+from crossmap.testing.onnx_models import binary_mlp
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,14 @@ the best are chosen, and how an ensemble is scored."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-import common  # noqa: E402
-from rank_members import Member, command_option, ensemble_accuracy, member_of, pool, top  # noqa: E402
+import common
+from rank_members import Member, command_option, ensemble_accuracy, member_of, pool, top
 
 
 def saved(tmp_path: Path, name: str, command: str | None) -> Path:

@@ -3,9 +3,6 @@ translated images, and the joined model compiles to a chip program equal to onnx
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -14,11 +11,10 @@ import crossmap
 from crossmap.datasets import load_sample
 from crossmap.verify import verify
 
-from onnx_models import run_onnxruntime
+from crossmap.testing.onnx_models import run_onnxruntime
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-import common  # noqa: E402
-from make_ensemble import ensemble_copies, join, parse_shifts, shifted  # noqa: E402
+import common
+from make_ensemble import ensemble_copies, join, parse_shifts, shifted
 
 
 def conv_member(seed: int, thresholds: tuple[float, ...] = (0.5,)) -> onnx.ModelProto:

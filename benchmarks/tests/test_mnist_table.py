@@ -3,13 +3,8 @@ members than it says."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import mnist_table
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import mnist_table  # noqa: E402
 
 
 @pytest.mark.parametrize("row", mnist_table.ROWS, ids=[row[0] for row in mnist_table.ROWS])

@@ -16,7 +16,7 @@ from crossmap.datasets import load_sample
 
 ort = pytest.importorskip("onnxruntime")
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+MODELS = Path(__file__).resolve().parents[1]
 STEP_MODELS = ["esser2015_small", "esser2015_binary", "esser2015_large", "esser2015_large_w2", "eedn_cnn",
                "eedn_groups", "eedn_groups_s6", "eedn_groups_ft", "eedn_groups_s4_ft",
                "eedn_groups_s5_ft", "eedn_levels3", "eedn_spikes2", "eedn_spikes2_s91", "eedn_spikes2_s93",
@@ -59,7 +59,6 @@ def sample():
 def recipes():
     """torch and the recipes' shared module ``models/common.py`` (the test is skipped without torch)."""
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(MODELS))
     import common
 
     return torch, common
@@ -178,7 +177,6 @@ def assert_core_shaped_filters(convs, specs) -> None:
 
 @pytest.mark.parametrize("name", ["eedn_groups", "eedn_groups_s6", "eedn_levels3"])
 def test_core_shaped_cnn_reads_at_most_a_core_per_filter_with_one_sign_per_axon_type(name):
-    sys.path.insert(0, str(MODELS))
     from train_eedn_groups import LAYERS, line_types
 
     model = load(name)
