@@ -17,7 +17,7 @@ from crossmap.errors import BinarizeError, InputError
 from crossmap.frontend import import_onnx
 from crossmap.passes.binarize.codes import fit_codes
 
-from onnx_models import binary_mlp, lenet5, mlp
+from crossmap.testing.onnx_models import binary_mlp, lenet5, mlp
 
 SMALL_CHIP = ChipSpec.truenorth().replace(axons_per_core=64, neurons_per_core=32, mesh_x=16, mesh_y=16)
 
