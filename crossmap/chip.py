@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from crossmap.program import Program
 
 
+MAX_EVENT_PJ = 1e12  # an energy cost per event above a joule is a typo, not a chip
+# upper bounds of the chip's sizes: far beyond any real chip, low enough that every derived size
+# (cores on the board, a core's crossbar) stays a sane allocation
+SIZE_LIMITS = {"axons_per_core": 2**16, "neurons_per_core": 2**16, "mesh_x": 2**12, "mesh_y": 2**12,
+               "board_x": 2**10, "board_y": 2**10, "synapse_prob_den": 2**16, "alpha_min": 2**31 - 1,
+               "delay_min": 127}
+
+
 @dataclass(frozen=True)
 class EnergyModel:
     """Per-event energy costs in picojoules, each default with its source.
@@ -131,9 +139,13 @@ class ChipSpec:
         if not isinstance(energy, dict) or set(energy) - ekeys:
             raise ChipSpecError(f"chip spec field 'energy' must be an object with keys from {sorted(ekeys)}")
         for key, value in energy.items():
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ChipSpecError(f"energy.{key} = {value!r} must be a non-negative number (pJ)")
+            if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+                    or not 0 <= value <= MAX_EVENT_PJ):
+                raise ChipSpecError(f"energy.{key} = {value!r} must be a finite number in [0, {MAX_EVENT_PJ:g}] (pJ)")
         for key, value in data.items():
+            if key == "name" and (not isinstance(value, str) or len(value) > 200):
+                raise ChipSpecError(f"chip spec field 'name' = {str(value)[:40]!r} must be a string of at most 200 "
+                                    f"characters")
             if key != "name" and (not isinstance(value, int) or isinstance(value, bool)):
                 raise ChipSpecError(f"chip spec field {key!r} = {value!r} must be an integer")
         return cls(**data, energy=EnergyModel(**energy))
@@ -181,6 +193,10 @@ class ChipSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ChipSpecError(f"chip spec {self.name!r}: {name} = {value!r} must be an integer >= 1")
+        for name, most in SIZE_LIMITS.items():
+            if getattr(self, name) > most:
+                raise ChipSpecError(f"chip spec {self.name!r}: {name} = {getattr(self, name)} is above {most}, the "
+                                    f"largest crossmap handles")
         pairs = [("weight_min", "weight_max"), ("leak_min", "leak_max"), ("alpha_min", "alpha_max"),
                  ("beta_min", "beta_max"), ("v_min", "v_max"), ("delay_min", "delay_max")]
         for lo, hi in pairs:
@@ -194,7 +210,8 @@ class ChipSpec:
             raise ChipSpecError(f"chip spec {self.name!r}: membrane range [{self.v_min}, {self.v_max}] "
                                 f"must contain 0")
         limit = 2**31 - 1
-        for name in ("v_min", "v_max", "alpha_max", "beta_max"):
+        for name in ("v_min", "v_max", "alpha_max", "beta_max", "weight_min", "weight_max", "leak_min", "leak_max",
+                     "beta_min", "delay_max"):
             if abs(getattr(self, name)) > limit:
                 raise ChipSpecError(f"chip spec {self.name!r}: |{name}| = {abs(getattr(self, name))} "
                                     f"exceeds the 32-bit state range {limit}")

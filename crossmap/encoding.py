@@ -93,7 +93,11 @@ def validate_encoding(encoding: dict[str, Any]) -> dict[str, Any]:
     if channels is not None and (not isinstance(channels, (int, np.integer)) or channels < 0):
         raise InputError(f"input encoding: channels = {channels!r} must be a non-negative integer")
     if encoding["kind"] == "threshold":
-        t = np.asarray(encoding.get("threshold", 0.5), dtype=np.float64)
+        try:
+            t = np.asarray(encoding.get("threshold", 0.5), dtype=np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"threshold encoding: the threshold {str(encoding.get('threshold'))[:40]!r} must be a "
+                             f"number or a list of numbers") from None
         if not np.all(np.isfinite(t)):
             raise InputError("threshold encoding: the threshold must be finite")
         source = encoding.get("source")

@@ -13,11 +13,9 @@ spikes per sample] rows).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,12 @@ from typing import Any
 import numpy as np
 
 from crossmap.chip import ChipSpec
-from crossmap.errors import ProgramError, ProgramFormatError
+from crossmap.errors import CrossmapError, InputError, ProgramError, ProgramFormatError
 from crossmap.jsonio import dumps
+from crossmap.limits import MAX_CLASSES, MAX_INPUTS, MAX_TICKS
 from crossmap.outdir import write_directory_atomically
+from crossmap.program_files import (REMEDY, check_manifest_digest, expected_shapes, file_digest, manifest_digest,
+                                    read_arrays, read_json_file, report_type_problem)
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -279,16 +280,18 @@ class Program:
             raise ProgramError(f"a core coordinate lies outside the {chip.grid_x} x {chip.grid_y} board mesh")
         if C and np.unique(self.core_xy[:, 1] * chip.grid_x + self.core_xy[:, 0]).size != C:
             raise ProgramError("two cores share a mesh position; every core needs its own (x, y)")
-        if self.num_inputs < 0 or self.num_classes < 1:
-            raise ProgramError(f"num_inputs = {self.num_inputs} must be >= 0 and num_classes = "
-                               f"{self.num_classes} >= 1")
+        if not 0 <= self.num_inputs <= MAX_INPUTS or not 1 <= self.num_classes <= MAX_CLASSES:
+            raise ProgramError(f"num_inputs = {self.num_inputs} must be in [0, {MAX_INPUTS}] and num_classes = "
+                               f"{self.num_classes} in [1, {MAX_CLASSES}]")
         check_range("input_channel", 0, self.num_inputs - 1)
         check_range("input_core", 0, C - 1)
         check_range("input_axon", 0, chip.axons_per_core - 1)
         check_range("port_class", 0, self.num_classes - 1)
         check_range("neuron_group", -1, len(self.group_names) - 1)
-        if self.input_ticks < 1 or self.latency < 0:
-            raise ProgramError(f"input_ticks = {self.input_ticks} must be >= 1 and latency = {self.latency} >= 0")
+        check_range("neuron_index", -1, 2**31 - 1)
+        if not 1 <= self.input_ticks <= MAX_TICKS or not 0 <= self.latency <= MAX_TICKS:
+            raise ProgramError(f"input_ticks = {self.input_ticks} must be in [1, {MAX_TICKS}] and latency = "
+                               f"{self.latency} in [0, {MAX_TICKS}]")
         if self.core_labels and len(self.core_labels) != C:
             raise ProgramError(f"core_labels has {len(self.core_labels)} entries for {C} cores")
         if self.traffic is not None:
@@ -355,18 +358,21 @@ class Program:
         return dumps(reports) + "\n" if reports else None
 
     def _write_into(self, tmp: Path, extra_files: dict[str, str | bytes] | None = None) -> None:
+        files = {}
         for name, content in (extra_files or {}).items():
-            if isinstance(content, bytes):
-                (tmp / name).write_bytes(content)
-            else:
-                (tmp / name).write_text(content)
+            data = content if isinstance(content, bytes) else content.encode()
+            (tmp / name).write_bytes(data)
+            files[name] = file_digest(data)
         arrays = {}
         for name, (dtype, _) in ARRAY_FIELDS.items():
             arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
             arrays[name] = np.packbits(arr.reshape(-1)) if name == "crossbar" else arr
         with open(tmp / ARRAYS, "wb") as handle:
             np.savez_compressed(handle, **arrays)
-        (tmp / MANIFEST).write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+        manifest = self.manifest()
+        manifest["files"] = files
+        manifest["manifest_checksum"] = manifest_digest(manifest)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def _schema() -> dict[str, Any]:
@@ -374,33 +380,49 @@ def _schema() -> dict[str, Any]:
 
 
 def load(directory: str | os.PathLike) -> Program:
-    """Read and validate a program directory written by ``Program.save``."""
+    """Read and validate a program directory written by ``Program.save``. Every way the directory
+    can be broken (missing, truncated, corrupt, edited, hostile) raises ``ProgramFormatError`` or
+    ``ProgramError`` (exit code 3) naming the file and the field or member."""
     root = Path(directory)
     if not root.is_dir():
         raise ProgramFormatError(f"program directory {str(root)!r} does not exist; compile one with "
                                  f"'crossmap compile MODEL.onnx -o {root}'")
-    manifest_path = root / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise ProgramFormatError(f"{manifest_path}: file missing; the directory is not a crossmap program "
-                                 f"(recompile it)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ProgramFormatError(f"{manifest_path}: not valid JSON ({exc}); the file is corrupt or "
-                                 f"truncated, recompile the program") from None
+        return _load(root)
+    except (ProgramError, ProgramFormatError):
+        raise
+    except Exception as exc:  # a safety net: the checks above should leave nothing to fail here
+        raise ProgramFormatError(f"{root}: cannot load the program ({type(exc).__name__}: {str(exc)[:200]}); "
+                                 f"{REMEDY}") from None
+
+
+def _load(root: Path) -> Program:
+    manifest_path = root / MANIFEST
+    manifest = read_json_file(manifest_path, "the directory is not a crossmap program")
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise ProgramFormatError(f"{manifest_path}: schema_version {version} was written by a newer crossmap; "
                                  f"this one reads up to {SCHEMA_VERSION}. Upgrade crossmap or recompile")
+    if not isinstance(manifest, dict):
+        raise ProgramFormatError(f"{manifest_path}: holds a JSON {type(manifest).__name__}, not a program manifest; "
+                                 f"{REMEDY}")
+    check_manifest_digest(manifest, manifest_path)
     _check_schema(manifest, manifest_path)
     try:
         chip = ChipSpec.from_dict(manifest["chip"])
-    except Exception as exc:
-        raise ProgramFormatError(f"{manifest_path}: field 'chip' is invalid: {exc}") from None
-    arrays = _read_arrays(root / ARRAYS, manifest, chip)
+    except CrossmapError as exc:
+        raise ProgramFormatError(f"{manifest_path}: field 'chip' is invalid: {exc}; {REMEDY}") from None
+    try:
+        encoding = check_program_encoding(manifest["encoding"], manifest["num_inputs"], manifest["input_ticks"])
+    except CrossmapError as exc:
+        raise ProgramFormatError(f"{manifest_path}: field 'encoding' is invalid: {exc}; {REMEDY}") from None
+    shapes = expected_shapes(manifest, ARRAY_FIELDS, chip, manifest_path)
+    arrays = read_arrays(root / ARRAYS, shapes, ARRAY_FIELDS)
+    arrays["crossbar"] = np.unpackbits(arrays["crossbar"], count=int(np.prod(shapes["crossbar"]))) \
+        .astype(bool).reshape(shapes["crossbar"])
     program = Program(
         chip=chip, num_inputs=manifest["num_inputs"], num_classes=manifest["num_classes"],
-        input_ticks=manifest["input_ticks"], latency=manifest["latency"], encoding=manifest["encoding"],
+        input_ticks=manifest["input_ticks"], latency=manifest["latency"], encoding=encoding,
         core_labels=manifest["core_labels"], group_names=manifest["group_names"], metadata=manifest["metadata"], **arrays)
     if program.checksum() != manifest["checksum"]:
         raise ProgramFormatError(f"{root / ARRAYS}: checksum mismatch (manifest {manifest['checksum'][:12]}..., "
@@ -409,26 +431,38 @@ def load(directory: str | os.PathLike) -> Program:
     try:
         program.validate()
     except ProgramError as exc:
-        raise ProgramError(f"{root}: {exc}") from None
-    program.reports, program.traffic = read_reports(root / REPORT_FILE, program.num_cores)
+        raise ProgramError(f"{root}: {exc}; {REMEDY}") from None
+    listed = manifest.get("files") or {}
+    program.reports, program.traffic = read_reports(root / REPORT_FILE, program.num_cores, listed.get(REPORT_FILE))
     return program
 
 
-def read_reports(path: Path, num_cores: int) -> tuple[dict[str, dict[str, Any]], CoreTraffic | None]:
+def read_reports(path: Path, num_cores: int, digest: str | None = None) -> tuple[dict[str, dict[str, Any]],
+                                                                                CoreTraffic | None]:
     """The reports and the traffic in a program's ``report.json``; ({}, None) when there is none.
-    A corrupt file, or traffic naming cores the program lacks, is ignored with a warning: the
-    program itself is complete without it."""
+    ``digest`` is the file's SHA-256 as the manifest lists it: a file that does not match it, or
+    whose reports hold values of the wrong kind, raises ``ProgramFormatError`` (the report would
+    show figures nobody computed); a file the manifest does not list, or traffic naming cores the
+    program lacks, is ignored with a warning: the program itself is complete without it."""
     if not path.is_file():
         return {}, None
+    if digest is None:
+        warnings.warn(f"{path}: not written with the program (the manifest lists no checksum of it); the program "
+                      f"is loaded without its compiler report", UserWarning, stacklevel=3)
+        return {}, None
     try:
-        reports = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        warnings.warn(f"{path}: not valid JSON ({exc}); the program is loaded without its compiler report",
-                      UserWarning, stacklevel=3)
-        return {}, None
-    if not isinstance(reports, dict):
-        return {}, None
-    reports = {name: report for name, report in reports.items() if isinstance(report, dict)}
+        actual = file_digest(path.read_bytes())
+    except OSError as exc:
+        raise ProgramFormatError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
+    if actual != digest:
+        raise ProgramFormatError(f"{path}: checksum mismatch with the manifest's field 'files'; the file was "
+                                 f"modified or corrupted, {REMEDY}")
+    reports = read_json_file(path, "", max_bytes=2**30)
+    if not isinstance(reports, dict) or not all(isinstance(r, dict) for r in reports.values()):
+        raise ProgramFormatError(f"{path}: not an object of pass reports (each a JSON object); {REMEDY}")
+    problem = report_type_problem(reports)
+    if problem:
+        raise ProgramFormatError(f"{path}: {problem}; {REMEDY}")
     route = reports.get(TRAFFIC_REPORT)
     if route is None or "edges" not in route:
         return reports, None
@@ -446,6 +480,24 @@ def read_reports(path: Path, num_cores: int) -> tuple[dict[str, dict[str, Any]],
     return reports, traffic
 
 
+def check_program_encoding(encoding: Any, num_inputs: int, input_ticks: int) -> dict[str, Any]:
+    """A program's input encoding, checked on its own and against the program's input channels
+    and input ticks; raise ``InputError`` naming the disagreement."""
+    from crossmap.encoding import spike_channels, validate_encoding
+
+    validate_encoding(encoding)
+    ticks = encoding.get("ticks", input_ticks)
+    if ticks != input_ticks:
+        raise InputError(f"encoding ticks = {ticks} but the program's input_ticks = {input_ticks}")
+    channels = encoding.get("channels")
+    if channels is not None or "source" in encoding or encoding.get("bias_channel"):
+        data = channels if channels is not None else num_inputs - (1 if encoding.get("bias_channel") else 0)
+        if data < 0 or spike_channels(encoding, data) != num_inputs:
+            raise InputError(f"the encoding makes {spike_channels(encoding, max(data, 0))} spike channels, the "
+                             f"program has num_inputs = {num_inputs}")
+    return encoding
+
+
 def _check_schema(manifest: Any, path: Path) -> None:
     try:
         import jsonschema
@@ -455,34 +507,5 @@ def _check_schema(manifest: Any, path: Path) -> None:
         jsonschema.validate(manifest, _schema())
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise ProgramFormatError(f"{path}: field {where!r}: {exc.message}; the manifest does not match "
+        raise ProgramFormatError(f"{path}: field {where!r}: {str(exc.message)[:300]}; the manifest does not match "
                                  f"schema version {SCHEMA_VERSION}, recompile the program") from None
-
-
-def _read_arrays(path: Path, manifest: dict[str, Any], chip: ChipSpec) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise ProgramFormatError(f"{path}: file missing; the program directory is incomplete, recompile it")
-    try:
-        data = path.read_bytes()
-        npz = np.load(io.BytesIO(data), allow_pickle=False)
-        stored = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise ProgramFormatError(f"{path}: cannot read the arrays ({type(exc).__name__}: {exc}); the file is "
-                                 f"corrupt or truncated, recompile the program") from None
-    out = {}
-    for name, (dtype, _) in ARRAY_FIELDS.items():
-        if name not in stored:
-            raise ProgramFormatError(f"{path}: array {name!r} is missing; recompile the program")
-        shape = tuple(manifest["arrays"][name]["shape"])
-        arr = stored[name]
-        if name == "crossbar":
-            count = int(np.prod(shape))
-            if arr.dtype != np.uint8 or arr.size != (count + 7) // 8:
-                raise ProgramFormatError(f"{path}: array 'crossbar' holds {arr.size} packed bytes, shape "
-                                         f"{shape} needs {(count + 7) // 8}; recompile the program")
-            arr = np.unpackbits(arr, count=count).astype(bool).reshape(shape)
-        elif arr.shape != shape or arr.dtype != np.dtype(dtype):
-            raise ProgramFormatError(f"{path}: array {name!r} is {arr.dtype}{list(arr.shape)}, the manifest "
-                                     f"says {dtype}{list(shape)}; recompile the program")
-        out[name] = arr
-    return out

@@ -56,7 +56,9 @@ def test_missing_keys_take_defaults():
     ({"beta_min": -1}, "beta_min = -1 must be >= 0"),
     ({"v_max": 2**32}, "exceeds the 32-bit state range"),
     ({"axon_types": 200}, "axon_types = 200"),
-    ({"axons_per_core": 70000}, "beyond float32's exact integers"),
+    ({"axons_per_core": 65536, "weight_max": 300}, "beyond float32's exact integers"),
+    ({"axons_per_core": 70000}, "axons_per_core = 70000 is above 65536"),
+    ({"mesh_x": 10**9}, "mesh_x = 1000000000 is above 4096"),
 ])
 def test_impossible_values(changes, message):
     with pytest.raises(ChipSpecError, match=message.replace("[", r"\[").replace("]", r"\]")) as info:
@@ -68,7 +70,10 @@ def test_impossible_values(changes, message):
     ({"axons": 3}, "unknown fields ['axons']"),
     ({"axons_per_core": 2.5}, "'axons_per_core' = 2.5 must be an integer"),
     ({"axons_per_core": True}, "must be an integer"),
-    ({"energy": {"hop_pj": -1}}, "energy.hop_pj = -1 must be a non-negative number"),
+    ({"energy": {"hop_pj": -1}}, "energy.hop_pj = -1 must be a finite number in [0, 1e+12]"),
+    ({"energy": {"hop_pj": float("nan")}}, "energy.hop_pj = nan must be a finite number"),
+    ({"energy": {"spike_pj": float("inf")}}, "energy.spike_pj = inf must be a finite number"),
+    ({"name": {"a": 1}}, "field 'name'"),
     ({"energy": {"warp_pj": 1}}, "field 'energy' must be an object with keys from"),
     ([1, 2], "must be a JSON object, got list"),
 ])

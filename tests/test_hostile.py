@@ -252,3 +252,280 @@ def test_check_output_returns_an_absolute_path(tmp_path, monkeypatch):
     assert not (tmp_path / "a").exists()  # checking creates nothing
     with pytest.raises(OutputError, match="empty"):
         check_output("")
+
+
+# ------------------------------------------------------------------------------ corrupt programs
+from crossmap.errors import CrossmapError, ProgramError, ProgramFormatError  # noqa: E402
+from crossmap.program_files import file_digest, manifest_digest  # noqa: E402
+
+
+@pytest.fixture
+def bars(tmp_path):
+    from crossmap.testing import write_bars_example
+
+    return write_bars_example(tmp_path / "bars")
+
+
+def manifest_of(program: Path) -> dict:
+    return json.loads((program / "manifest.json").read_text())
+
+
+def write_manifest(program: Path, manifest: dict, sign: bool) -> None:
+    if sign:  # a forger who recomputes the checksum: the field checks behind it must hold on their own
+        manifest["manifest_checksum"] = manifest_digest(manifest)
+    (program / "manifest.json").write_text(json.dumps(manifest))
+
+
+def set_path(manifest: dict, dotted: str, value) -> dict:
+    *parents, last = dotted.split(".")
+    node = manifest
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return manifest
+
+
+EDITS = [
+    ("latency", 2), ("input_ticks", 5), ("encoding.kind", "rate"), ("num_classes", 3),
+    ("chip.energy.synaptic_event_pj", 1.0), ("chip.energy.static_core_tick_pj", 0.0),
+    ("metadata.seed", 7), ("core_labels", ["x", "y"]),
+]
+
+
+@pytest.mark.parametrize("field, value", EDITS)
+def test_an_edited_manifest_field_is_caught_by_the_checksum(bars, capsys, field, value):
+    write_manifest(bars, set_path(manifest_of(bars), field, value), sign=False)
+    with pytest.raises(ProgramFormatError, match="manifest.json: checksum mismatch .*recompile"):
+        load(bars)
+    err = one_line_error(capsys, 3, main(["emulate", str(bars), "--random", "2"]))
+    assert "manifest_checksum" in err
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("input_ticks", 10**7, "input_ticks"),
+    ("latency", 10**8, "latency"),
+    ("num_classes", 10**9, "num_classes"),
+    ("num_classes", 10**30, "num_classes"),
+    ("num_inputs", 10**12, "num_inputs"),
+    ("encoding.threshold", "abc", "encoding"),
+    ("encoding.kind", "spikes2", "encoding"),
+    ("encoding.ticks", 3, "encoding"),
+    ("chip.mesh_x", 10**9, "mesh_x"),
+    ("chip.board_y", 10**6, "board_y"),
+    ("chip.name", {"a": 1}, "name"),
+    ("chip.energy.hop_pj", -1.0, "hop_pj"),
+    ("chip.energy.hop_pj", 1e300, "hop_pj"),
+    ("num_cores", 10**9, "num_cores"),
+    ("num_cores", 3, "arrays.crossbar"),
+    ("arrays.alpha.shape", [2, 10**9], "alpha"),
+    ("arrays.alpha.dtype", "bool", "alpha"),
+    ("metadata.seed", -1, "seed"),
+    ("metadata.source_sha256", "not a hash", "source_sha256"),
+    ("schema_version", "1", "schema_version"),
+    ("core_labels", ["x"], "core_labels"),
+])
+def test_forged_manifest_fields_are_refused_by_bounds(bars, capsys, field, value, message):
+    write_manifest(bars, set_path(manifest_of(bars), field, value), sign=True)
+    with pytest.raises((ProgramFormatError, ProgramError)) as info:
+        load(bars)
+    assert message in str(info.value) and "recompile" in str(info.value)
+    one_line_error(capsys, 3, main(["emulate", str(bars), "--random", "2"]))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_numbers_in_the_manifest_are_refused(bars, literal):
+    manifest = set_path(manifest_of(bars), "chip.energy.spike_pj", 12345.5)
+    write_manifest(bars, manifest, sign=True)
+    text = (bars / "manifest.json").read_text().replace("12345.5", literal)
+    (bars / "manifest.json").write_text(text)
+    with pytest.raises(ProgramFormatError, match=f"not valid JSON \\({literal} is not a JSON number\\)"):
+        load(bars)
+
+
+def test_a_deeply_nested_manifest_is_refused(bars):
+    deep = "[" * 200_000 + "]" * 200_000
+    text = (bars / "manifest.json").read_text()
+    (bars / "manifest.json").write_text(text.replace('"metadata": {', f'"deep": {deep}, "metadata": {{', 1))
+    with pytest.raises(ProgramFormatError, match="manifest.json: not valid JSON"):
+        load(bars)
+    nested: list = []
+    for _ in range(100):
+        nested = [nested]
+    forged = set_path(json.loads(text), "metadata.deep", nested)
+    write_manifest(bars, forged, sign=True)
+    with pytest.raises(ProgramFormatError, match="nested more than 64 levels"):
+        load(bars)
+
+
+def test_a_huge_manifest_is_refused_before_parsing(bars, monkeypatch):
+    import crossmap.program_files as files
+
+    monkeypatch.setattr(files, "MAX_MANIFEST_BYTES", 1000)
+    with pytest.raises(ProgramFormatError, match="more than the 1,000 a program's JSON may have"):
+        load(bars)
+
+
+def rewrite_npz(program: Path, members: dict[str, bytes], compression=None) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(program / "arrays.npz") as archive:
+        stored = {info.filename: archive.read(info) for info in archive.infolist()}
+    stored.update(members)
+    with zipfile.ZipFile(program / "arrays.npz", "w", compression or zipfile.ZIP_DEFLATED) as archive:
+        for name, data in stored.items():
+            archive.writestr(name, data)
+
+
+def npy_header(dtype: str, shape: tuple) -> bytes:
+    header = {"descr": dtype, "fortran_order": False, "shape": shape}
+    text = repr(header).encode() + b" "
+    text += b" " * (-(len(text) + 11) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+
+
+@pytest.mark.parametrize("header, message", [
+    (npy_header("<i4", (10**12,)), "manifest says int32"),
+    (npy_header("<i4", (2, 16)), "manifest says int32"),
+    (npy_header(">i4", (2, 256)), "manifest says int32"),
+    (npy_header("<i8", (2, 256)), "manifest says int32"),
+    (npy_header("|O", (2, 256)), "manifest says int32"),
+    (b"\x93NUMPY\x01\x00\xff\xff" + b"{" * 65535, "unpacks to 67,593 bytes"),
+    (b"\x93NUMPY\x01\x00\x00\xf0" + b"{" * 0xf000, "cannot read the arrays"),
+    (b"\x93NUMPY\x09\x00", "format version"),
+    (b"garbage", "cannot read the arrays"),
+])
+def test_npz_headers_are_checked_before_the_data_is_read(bars, header, message):
+    rewrite_npz(bars, {"alpha.npy": header + bytes(2 * 256 * 4)})  # the size alpha needs
+    with pytest.raises(ProgramFormatError, match=message) as info:
+        load(bars)
+    assert "arrays.npz" in str(info.value) and "recompile" in str(info.value)
+
+
+def test_an_extra_member_is_refused_without_decompressing_it(bars, monkeypatch):
+    import zipfile
+
+    big = 64 * 2**20
+    with zipfile.ZipFile(bars / "arrays.npz", "a", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("extra.npy", "w", force_zip64=True) as handle:
+            chunk = bytes(2**20)
+            for _ in range(big // len(chunk)):
+                handle.write(chunk)
+    assert (bars / "arrays.npz").stat().st_size < big // 100
+    reads = []
+    real_read = zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = real_read(self, n)
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    with pytest.raises(ProgramFormatError, match="member 'extra.npy' is not an array of a program"):
+        load(bars)
+    assert sum(reads) < 2**20
+
+
+def test_a_member_that_unpacks_to_more_than_its_shape_is_refused(bars):
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(bars / "arrays.npz") as archive:
+        alpha = np.load(io.BytesIO(archive.read("alpha.npy")))
+    data = npy_header("<i4", alpha.shape) + alpha.tobytes() + bytes(10 * 2**20)
+    rewrite_npz(bars, {"alpha.npy": data})
+    with pytest.raises(ProgramFormatError, match="member 'alpha.npy' unpacks to 10,"):
+        load(bars)
+
+
+def test_an_arrays_file_larger_than_the_manifest_allows_is_refused(bars):
+    with open(bars / "arrays.npz", "ab") as handle:
+        handle.write(os.urandom(4 * 2**20))
+    with pytest.raises(ProgramFormatError, match="more than the arrays the manifest lists can take"):
+        load(bars)
+
+
+def test_bool_arrays_hold_only_zero_and_one(bars):
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(bars / "arrays.npz") as archive:
+        stochastic = np.load(io.BytesIO(archive.read("stochastic_synapse.npy")))
+    raw = stochastic.view(np.uint8).copy()
+    raw.reshape(-1)[0] = 2
+    buffer = io.BytesIO()
+    np.save(buffer, raw.view(bool))
+    rewrite_npz(bars, {"stochastic_synapse.npy": buffer.getvalue()})
+    with pytest.raises(ProgramFormatError, match="holds bytes other than 0 and 1"):
+        load(bars)
+
+
+def test_report_json_is_covered_by_the_manifest(tmp_path, capsys):
+    program = bars_program()
+    program.reports = {"partition": {"cores": 2}}
+    out = program.save(tmp_path / "prog")
+    assert main(["report", str(out), "--json"]) == 0
+    capsys.readouterr()
+    (out / "report.json").write_text('{"place": 5}')
+    err = one_line_error(capsys, 3, main(["report", str(out)]))
+    assert "report.json: checksum mismatch" in err
+    manifest = manifest_of(out)
+    manifest["files"]["report.json"] = file_digest((out / "report.json").read_bytes())
+    write_manifest(out, manifest, sign=True)
+    err = one_line_error(capsys, 3, main(["report", str(out)]))
+    assert "report.json: not an object of pass reports" in err
+
+
+def test_a_report_json_the_manifest_does_not_list_is_ignored(tmp_path, capsys):
+    out = bars_program().save(tmp_path / "prog")
+    (out / "report.json").write_text('{"route": {"traffic": "spikes per sample", "edges": [[0, 1, 1e9]]}}')
+    with pytest.warns(UserWarning, match="not written with the program"):
+        assert main(["report", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["program"]["has_compiler_report"] is False
+
+
+# ------------------------------------------------------------------------------ random bit flips
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """The bars example saved once, its files' bytes, and its emulation on fixed inputs."""
+    import crossmap
+    from crossmap.testing import random_inputs, write_bars_example
+
+    out = write_bars_example(tmp_path_factory.mktemp("pristine") / "bars")
+    program = load(out)
+    spikes = random_inputs(program, 4, 0, 0.4)
+    result = crossmap.emulate(program, spikes)
+    files = {name: (out / name).read_bytes() for name in ("manifest.json", "arrays.npz")}
+    return files, spikes, result, program
+
+
+@settings(max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(["manifest.json", "arrays.npz"]), flips=st.lists(st.integers(0, 2**40), min_size=1,
+                                                                             max_size=3))
+def test_random_bit_flips_give_a_clean_error_or_the_same_program(pristine, tmp_path_factory, which, flips):
+    import crossmap
+
+    files, spikes, expected, original = pristine
+    out = tmp_path_factory.mktemp("flipped")
+    data = {name: bytearray(content) for name, content in files.items()}
+    target = data[which]
+    for flip in flips:
+        bit = flip % (8 * len(target))
+        target[bit // 8] ^= 1 << (bit % 8)
+    for name, content in data.items():
+        (out / name).write_bytes(bytes(content))
+    try:
+        program = load(out)
+    except CrossmapError as exc:
+        assert isinstance(exc, (ProgramError, ProgramFormatError)) and "recompile" in str(exc)
+        return
+    # a flip the format does not depend on (zip timestamps, JSON whitespace): the same program
+    assert program.checksum() == original.checksum()
+    assert program.manifest() == original.manifest()
+    result = crossmap.emulate(program, spikes)
+    np.testing.assert_array_equal(result.class_counts, expected.class_counts)
+    for key, value in result.energy().items():
+        np.testing.assert_array_equal(value, expected.energy()[key])

@@ -11,6 +11,7 @@ import pytest
 import crossmap
 from crossmap.errors import CrossmapError, OutputError, OutputExistsError, ProgramError, ProgramFormatError
 from crossmap.outdir import write_directory_atomically
+from crossmap.program_files import manifest_digest
 from crossmap.program import ARRAY_FIELDS, ARRAYS, MANIFEST, Program, load
 from crossmap.testing import random_inputs, random_program, small_chip
 
@@ -68,8 +69,11 @@ def write_unchecked(prog, path):
 
 
 def edit_manifest(path, **changes):
+    """Change manifest fields and sign the result again (as a careful forger would), so that the
+    checks behind the manifest's checksum are reached."""
     manifest = json.loads((path / MANIFEST).read_text())
     manifest.update(changes)
+    manifest["manifest_checksum"] = manifest_digest(manifest)
     (path / MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -123,6 +127,7 @@ def test_manifest_fields_checked_against_the_schema(saved, changes, field):
 def test_missing_manifest_field(saved):
     manifest = json.loads((saved / MANIFEST).read_text())
     del manifest["latency"]
+    manifest["manifest_checksum"] = manifest_digest(manifest)
     (saved / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ProgramFormatError, match="'latency' is a required property"):
         load(saved)
