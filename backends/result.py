@@ -106,6 +106,7 @@ class Result:
             "ticks": int(self.ticks),
             "activity_per_sample": {k: float(v.sum()) / n for k, v in self.activity().items()},
             "energy_per_sample_j": float(energy["total"].sum()) / n,
+            "energy_activity": f"measured: the activity counted while emulating these {self.batch} samples",
             "energy_breakdown_j": {k: float(v.sum()) / n for k, v in energy.items() if k != "total"},
             "class_counts_per_sample": (self.class_counts.sum(axis=0) / n).tolist(),
             "prediction_histogram": np.bincount(self.predictions, minlength=self.class_counts.shape[1]).tolist(),

@@ -11,11 +11,14 @@ the atomic write itself.
   process killed half way leaves only such a directory; the next write into the same parent
   removes those of processes that no longer run. When two processes write ``OUT`` at once, the
   one that finishes second gets a clear ``OutputExistsError`` and its temporary directory is
-  removed.
+  removed. Where Linux offers ``renameat2``, the new directory is moved in without replacing
+  anything (``RENAME_NOREPLACE``) or swapped with the old one in one step (``RENAME_EXCHANGE``), so
+  even a kill at the worst moment leaves the old program or the new one, never neither.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import json
@@ -178,6 +181,26 @@ def _make_temp(parent: Path, name: str, kind: str) -> Path:
             continue
 
 
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux ``renameat2``: True when done, False when this system or file system lacks it (the
+    caller falls back to plain renames); other failures raise OSError."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd = -100
+    if call(at_cwd, os.fsencode(src), at_cwd, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
 def _lost_race(target: Path) -> OutputExistsError:
     return OutputExistsError(f"output directory {str(target)!r} was written by another process while this one was "
                              f"working; this result was not written and the other one was kept; choose another "
@@ -208,15 +231,23 @@ def write_directory_atomically(target: str | os.PathLike, write: Callable[[Path]
         except OSError as exc:
             raise OutputError(f"cannot write {str(target)!r}: {exc.strerror or exc}; nothing was written "
                               f"(free space or choose another path)") from None
-        if os.path.lexists(target):
-            _refuse_existing(target, overwrite)  # raises unless replacing is allowed
-            trash = _make_temp(parent, target.name, "old")
-            try:
-                os.rename(target, trash / "old")
-            except FileNotFoundError:  # removed meanwhile by another writer: nothing to keep
-                pass
         try:
-            os.rename(tmp, target)
+            if os.path.lexists(target):
+                _refuse_existing(target, overwrite)  # raises unless replacing is allowed
+                try:
+                    swapped = _renameat2(tmp, target, _RENAME_EXCHANGE)  # a kill leaves the old or the new
+                except FileNotFoundError:  # removed meanwhile by another writer
+                    swapped = False
+                if swapped:
+                    shutil.rmtree(tmp, ignore_errors=True)  # now holds the replaced program
+                    return
+                trash = _make_temp(parent, target.name, "old")
+                try:
+                    os.rename(target, trash / "old")
+                except FileNotFoundError:  # removed meanwhile by another writer: nothing to keep
+                    pass
+            if not _renameat2(tmp, target, _RENAME_NOREPLACE):
+                os.rename(tmp, target)
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                 raise _lost_race(target) from None

@@ -202,9 +202,15 @@ def energy_estimate(program: Program, traffic: CoreTraffic) -> dict[str, Any]:
             "chip_crossings": energy.chip_crossing_pj}
     breakdown = {k: (counts[k] * cost[k] * 1e-6 if counts[k] is not None else None) for k in counts}
     known = [v for v in breakdown.values() if v is not None]
+    source = ((program.reports.get("partition") or {}).get("traffic") or {})
+    how = f"; {source['source']}" if isinstance(source, dict) and isinstance(source.get("source"), str) else ""
     return {
         "complete": measured,
-        "note": ("from the traffic measured at compile time" if measured else
+        "activity": (f"compile-time calibration traffic (spikes per sample between cores, measured by the "
+                     f"compiler on its calibration inputs{how}), not the activity of any dataset you run; "
+                     f"'crossmap run' measures that" if measured else
+                     "none measured: only the activity-independent parts (neuron updates, static power)"),
+        "note": ("from the traffic measured at compile time on the calibration inputs" if measured else
                  "no measured traffic (the program carries none): spikes, synaptic events, hops and "
                  "crossings are unknown; run 'crossmap run' for measured activity"),
         "counts_per_sample": counts,
@@ -362,6 +368,7 @@ def _energy_text(en: dict[str, Any]) -> list[str]:
     rows = [[k, en["counts_per_sample"][k], en["pj_per_event"][k], en["uj_per_sample"][k]]
             for k in en["counts_per_sample"]]
     return [f"energy per sample (estimate, {en['note']})",
+            f"  activity: {en.get('activity', '-')}",
             text_table(["event", "count", "pJ each", "uJ"], rows),
             f"  total {format_value(en['total_uj_per_sample'])} uJ per sample" + ("" if en["complete"] else
                                                                            " (activity-independent part only)")]

@@ -103,6 +103,7 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
         "synaptic_events_per_sample": totals.get("synaptic_events", 0.0) / n,
         "activity_per_sample": {k: v / n for k, v in totals.items()},
         "energy_per_sample_uj": energy.get("total", 0.0) / n * 1e6,
+        "energy_activity": f"measured: the activity counted while emulating these {n} samples of {name}",
         "energy_breakdown_uj": {k: v / n * 1e6 for k, v in energy.items() if k != "total"},
         "cores": program.num_cores,
         "seconds": seconds,

@@ -40,6 +40,7 @@ class VerifyReport:
     model_agreeing: int | None = None  # samples where the original model predicts the emulator's class
     first_model_disagreement: int | None = None
     tolerance: float = 0.0
+    model_note: str | None = None  # set when the model is not (or cannot be shown to be) the program's source
 
     @property
     def model_ok(self) -> bool:
@@ -57,7 +58,8 @@ class VerifyReport:
         """JSON-able summary."""
         found = {"ok": self.ok, "samples": self.samples, "matching": self.matching,
                  "first_bad_sample": self.first_bad_sample, "diverging_layer": self.diverging_group,
-                 "diverging_cores": self.diverging_cores, "detail": self.detail, "reference": self.reference}
+                 "diverging_cores": self.diverging_cores, "detail": self.detail, "reference": self.reference,
+                 "model_note": self.model_note}
         if self.model_agreeing is not None:
             found.update(model_agreeing=self.model_agreeing, first_model_disagreement=self.first_model_disagreement,
                          tolerance=self.tolerance, model_ok=self.model_ok)
@@ -94,15 +96,58 @@ def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = 
     return state.deployed, network
 
 
+def model_sha256(model: Any) -> str:
+    """SHA-256 of a model as ``compile`` records it (``metadata.source_sha256``): of the file's
+    bytes, or of a ModelProto's serialization, or of the bytes given."""
+    import hashlib
+    from pathlib import Path
+
+    import onnx
+
+    from crossmap.errors import ModelError
+
+    if isinstance(model, onnx.ModelProto):
+        return hashlib.sha256(model.SerializeToString()).hexdigest()
+    if isinstance(model, (bytes, bytearray)):
+        return hashlib.sha256(bytes(model)).hexdigest()
+    path = Path(model)
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelError(f"model file {str(path)!r} cannot be read ({exc.strerror}); remedy: check the path") from None
+
+
+def check_source_model(program: Any, model: Any, any_model: bool = False) -> str | None:
+    """Compare ``model`` with the model the program was compiled from (its SHA-256 in the
+    manifest). Raise ``ModelError`` when they differ, unless ``any_model``; then, or when the
+    program records no source model, return a note saying so (None when they are the same)."""
+    from crossmap.errors import ModelError
+
+    recorded = program.metadata.get("source_sha256")
+    if not recorded:
+        return "the program records no source model (metadata.source_sha256), so the model could not be checked"
+    digest = model_sha256(model)
+    if digest == recorded:
+        return None
+    name = program.metadata.get("source_model", "?")
+    text = (f"this is not the model the program was compiled from (the program records {name!r}, sha256 "
+            f"{recorded[:12]}...; the model given has sha256 {digest[:12]}...)")
+    if not any_model:
+        raise ModelError(f"{text}; pass the model it was compiled from, or --any-model (any_model=True) to compare "
+                         f"anyway, knowing that differences are then expected")
+    return text + "; compared anyway (--any-model): differences are expected and do not mean the chip is wrong"
+
+
 def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: int = 64,
            calibration: np.ndarray | None = None, max_onnx_bytes: int = MAX_ONNX_BYTES,
-           against_model: bool = False, tolerance: float = 0.0) -> VerifyReport:
+           against_model: bool = False, tolerance: float = 0.0, any_model: bool = False) -> VerifyReport:
     """Compare the emulator on ``program`` with onnxruntime on the deployed ONNX of ``model`` on
     ``inputs`` (default: calibration-like inputs); ``calibration`` as given to compile, if any.
     When the export would hold more than ``max_onnx_bytes`` of dense weights (large conv
     networks), the reference is the deployed network's own sparse simulation instead. With
     ``against_model`` also compare the predicted classes with ``model`` itself in onnxruntime,
-    allowing a ``tolerance`` fraction of the samples to differ."""
+    allowing a ``tolerance`` fraction of the samples to differ. First the model is checked to be
+    the one the program was compiled from (``ModelError`` when not, unless ``any_model``)."""
     if not 0.0 <= tolerance <= 1.0:
         raise CrossmapError(f"tolerance {tolerance} must be a fraction of the samples, in [0, 1] "
                             f"(e.g. 0.02 lets 2% of the samples predict another class than the model)")
@@ -112,6 +157,7 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     from crossmap.encoding import encode
     from crossmap.frontend.compare import onnxruntime_outputs
 
+    model_note = check_source_model(program, model, any_model)
     deployed, network = rebuild_deployed(program, model, calibration)
     x = calibration_inputs(network, limit=limit, seed=1) if inputs is None else inputs[:limit]
     spikes = encode(program.encoding, x)
@@ -126,7 +172,8 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     result = emulate(program, spikes, record=True)
     got = result.class_counts
     bad = np.flatnonzero((expected != got).any(axis=1))
-    report = VerifyReport(samples=len(x), matching=int(len(x) - bad.size), reference=reference, tolerance=tolerance)
+    report = VerifyReport(samples=len(x), matching=int(len(x) - bad.size), reference=reference, tolerance=tolerance,
+                          model_note=model_note)
     if against_model:
         wanted = np.asarray(onnxruntime_outputs(model, x)).reshape(len(x), -1).argmax(axis=1)
         differ = np.flatnonzero(wanted != got.argmax(axis=1))

@@ -224,26 +224,50 @@ def test_a_killed_compile_leaves_no_program_and_the_next_compile_cleans_up(model
     load(out)
 
 
-def test_the_loser_of_two_concurrent_writes_gets_a_clear_error(tmp_path, monkeypatch):
+@pytest.mark.parametrize("renameat2", [True, False])
+def test_the_loser_of_two_concurrent_writes_gets_a_clear_error(tmp_path, monkeypatch, renameat2):
     from crossmap import outdir
 
     program = bars_program()
     out = tmp_path / "prog"
-    real_rename = os.rename
+    real_rename, real_renameat2 = os.rename, outdir._renameat2
 
-    def rename(src, dst):
-        # the other process finishes first, in the window between our check and our rename
-        if Path(dst) == out and not out.exists():
+    def other_process_finishes_first():
+        if not out.exists():
             program.save(tmp_path / "other")
             real_rename(tmp_path / "other", out)
+
+    def rename(src, dst):
+        if Path(dst) == out:
+            other_process_finishes_first()
         return real_rename(src, dst)
 
+    def rename2(src, dst, flags):
+        if not renameat2:
+            return False
+        if Path(dst) == out:
+            other_process_finishes_first()
+        return real_renameat2(src, dst, flags)
+
     monkeypatch.setattr(outdir.os, "rename", rename)
+    monkeypatch.setattr(outdir, "_renameat2", rename2)
     with pytest.raises(OutputExistsError, match="written by another process"):
         program.save(out)
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prog"]
     assert load(out).checksum() == program.checksum()
+
+
+def test_replacing_a_program_is_one_atomic_swap(tmp_path, monkeypatch):
+    from crossmap import outdir
+
+    first, second = bars_program(), bars_program()
+    second.alpha[0, 0] += 1
+    out = first.save(tmp_path / "prog")
+    monkeypatch.setattr(outdir.os, "rename", lambda *a: pytest.fail("two renames: a kill between them loses both"))
+    second.save(out, overwrite=True)
+    assert load(out).checksum() == second.checksum()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prog"]
 
 
 def test_check_output_returns_an_absolute_path(tmp_path, monkeypatch):
@@ -529,3 +553,130 @@ def test_random_bit_flips_give_a_clean_error_or_the_same_program(pristine, tmp_p
     np.testing.assert_array_equal(result.class_counts, expected.class_counts)
     for key, value in result.energy().items():
         np.testing.assert_array_equal(value, expected.energy()[key])
+
+
+# ------------------------------------------------------------------------------ hostile models
+from crossmap.errors import ModelError  # noqa: E402
+from onnx import helper, numpy_helper  # noqa: E402
+
+
+def with_tensor(model: onnx.ModelProto, name: str, edit) -> onnx.ModelProto:
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for i, tensor in enumerate(model.graph.initializer):
+        if tensor.name == name:
+            values = numpy_helper.to_array(tensor).copy()
+            edit(values)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(values, name))
+    return model
+
+
+@pytest.mark.parametrize("name, value, node", [
+    ("fc0.bias", -np.inf, "fc0"), ("fc1.weight", np.nan, "fc1"), ("fc0.weight", np.inf, "fc0")])
+def test_non_finite_weights_are_refused_with_the_node_name(tmp_path, capsys, name, value, node):
+    def poison(values):
+        values.reshape(-1)[1] = value
+
+    path = tmp_path / "bad.onnx"
+    onnx.save(with_tensor(binary_mlp((16, 8, 4), seed=3), name, poison), str(path))
+    err = one_line_error(capsys, 4, main(compile_args(path, tmp_path / "out")))
+    assert f"node '{node}' (Gemm)" in err and "non-finite" in err and name in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
+def test_weights_folded_to_infinity_are_refused(tmp_path):
+    from onnx_models import make_model
+
+    nodes = [helper.make_node("Div", ["w", "zero"], ["w_inf"], name="divide"),
+             helper.make_node("Gemm", ["x", "w_inf", "b"], ["z"], name="fc0", transB=1),
+             helper.make_node("Relu", ["z"], ["y"], name="relu0")]
+    model = make_model(nodes, ["N", 4], ["N", 2], {"w": np.ones((2, 4), np.float32),
+                                                   "zero": np.zeros((2, 4), np.float32),
+                                                   "b": np.zeros(2, np.float32)})
+    with pytest.raises(ModelError, match="layer 'fc0' .*non-finite .*after constant folding"):
+        import crossmap.frontend
+
+        crossmap.frontend.import_onnx(model)
+
+
+def test_an_opset_newer_than_onnx_knows_is_refused(tmp_path, capsys):
+    model = binary_mlp((16, 8, 4), seed=3)
+    model.opset_import[0].version = 99
+    path = tmp_path / "future.onnx"
+    path.write_bytes(model.SerializeToString())
+    err = one_line_error(capsys, 4, main(compile_args(path, tmp_path / "out")))
+    assert "imports opset 99" in err
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 100, os.urandom(4096), b"\x0a\xff\xff\xff\xff\x0f",
+                                     b"\x3a" + b"\x0a\x80\x80\x80\x80\x10" * 50, "directory", "unreadable"])
+def test_unreadable_models_are_model_errors(model_path, tmp_path, capsys, content):
+    path = tmp_path / "m.onnx"
+    if content == "directory":
+        path.mkdir()
+    elif content == "unreadable":
+        if os.geteuid() == 0:
+            pytest.skip("root reads every file")
+        path.write_bytes(model_path.read_bytes())
+        path.chmod(0)
+    else:
+        path.write_bytes(content)
+    one_line_error(capsys, 4, main(compile_args(path, tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_model_is_a_model_error(model_path, tmp_path, capsys):
+    data = model_path.read_bytes()
+    for cut in (len(data) // 3, len(data) - 7):
+        path = tmp_path / f"cut{cut}.onnx"
+        path.write_bytes(data[:cut])
+        one_line_error(capsys, 4, main(compile_args(path, tmp_path / "out")))
+
+
+# ------------------------------------------------------------------------------ verify and energy
+@pytest.fixture(scope="module")
+def compiled(model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("compiled") / "prog"
+    assert main(compile_args(model_path, out)) == 0
+    return out
+
+
+def test_verify_refuses_a_model_the_program_was_not_compiled_from(compiled, tmp_path, capsys):
+    other = tmp_path / "other.onnx"
+    onnx.save(binary_mlp((16, 8, 4), seed=4), str(other))
+    err = one_line_error(capsys, 4, main(["verify", str(compiled), str(other), "--limit", "8"]))
+    assert "this is not the model the program was compiled from" in err and "--any-model" in err
+    code = main(["verify", str(compiled), str(other), "--limit", "8", "--any-model"])
+    out = capsys.readouterr().out
+    assert code in (0, 1) and out.startswith("note: this is not the model the program was compiled from")
+
+
+def test_verify_with_the_right_model_has_no_note(compiled, model_path, capsys):
+    assert main(["verify", str(compiled), str(model_path), "--limit", "8", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["model_note"] is None
+
+
+def test_every_energy_figure_says_what_activity_it_comes_from(compiled, capsys):
+    assert main(["report", str(compiled), "--json"]) == 0
+    energy = json.loads(capsys.readouterr().out)["energy"]
+    assert energy["activity"].startswith("compile-time calibration traffic")
+    assert main(["report", str(compiled)]) == 0
+    assert "activity: compile-time calibration traffic" in capsys.readouterr().out
+    assert main(["run", str(compiled), "--dataset", "sample", "--limit", "5", "--json"]) == 2  # 784 inputs, not 16
+    capsys.readouterr()
+    assert main(["emulate", str(compiled), "--random", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["energy_activity"] == "measured: the activity counted while emulating these 3 samples"
+    assert main(["emulate", str(compiled), "--random", "3"]) == 0
+    assert "from the activity measured on these 3 samples" in capsys.readouterr().out
+
+
+def test_run_labels_its_energy_as_measured(tmp_path, capsys):
+    from crossmap.runner import run_arrays
+    from crossmap.testing import bars_program, bars_samples
+
+    program = bars_program()
+    spikes, labels = bars_samples(6, seed=0)
+    summary = run_arrays(program, spikes[:, 0].astype(np.float32), labels, name="bars")
+    assert summary["energy_activity"] == "measured: the activity counted while emulating these 6 samples of bars"

@@ -138,6 +138,7 @@ def _print_text(summary: dict[str, Any], samples: list[dict[str, Any]]) -> None:
     print("mean per sample:")
     for key, value in summary["activity_per_sample"].items():
         print(f"  {key:<16}{value:>14.1f}")
-    print(f"  energy {summary['energy_per_sample_j'] * 1e6:.4f} uJ:")
+    print(f"  energy {summary['energy_per_sample_j'] * 1e6:.4f} uJ, from the activity measured on these "
+          f"{summary['samples']} samples:")
     for key, value in summary["energy_breakdown_j"].items():
         print(f"    {key:<16}{value * 1e6:>12.4f} uJ")

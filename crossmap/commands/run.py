@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['samples']} samples of {summary['dataset']}: accuracy {100 * summary['accuracy']:.2f}%")
     print(f"  spikes per sample {summary['spikes_per_sample']:.1f}, synaptic events per sample "
           f"{summary['synaptic_events_per_sample']:.1f}, ticks {summary['ticks']}")
-    print(f"  energy per sample {summary['energy_per_sample_uj']:.4f} uJ:")
+    print(f"  energy per sample {summary['energy_per_sample_uj']:.4f} uJ, from the activity measured on these "
+          f"{summary['samples']} samples (crossmap report estimates from compile-time calibration traffic):")
     for key, value in summary["energy_breakdown_uj"].items():
         print(f"    {key:<16}{value:.4f} uJ")
     where = f"{summary['workers']} Ray CPUs" if summary["ray"] else f"{summary['workers']} process(es)"

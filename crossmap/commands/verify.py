@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tolerance", type=float, default=0.0,
                    help="with --against-model: the fraction of samples allowed to predict another class "
                         "(default 0; approximate passes such as lsq need some)")
+    p.add_argument("--any-model", action="store_true",
+                   help="compare even when MODEL is not the model the program was compiled from (its sha256 "
+                        "differs from the manifest's); differences are then expected")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
 
@@ -31,10 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Verify and print the verdict; exit code 1 on a mismatch."""
     report = verify(load(args.program), args.model, limit=args.limit, against_model=args.against_model,
-                    tolerance=args.tolerance)
+                    tolerance=args.tolerance, any_model=args.any_model)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0 if report.ok else 1
+    if report.model_note:
+        print(f"note: {report.model_note}")
     if report.matching == report.samples:
         print(f"OK: the emulator equals {report.reference} on all {report.samples} samples")
     else:

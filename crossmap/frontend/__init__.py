@@ -34,6 +34,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
+from crossmap.errors import CrossmapError, ModelError
 from crossmap.ir import Network
 from crossmap.frontend import ops_activation, ops_linear, ops_pool, ops_shape  # noqa: F401  (register the handlers)
 from crossmap.frontend.compare import compare_with_onnxruntime
@@ -55,10 +58,18 @@ def import_onnx(model: Any, input_shape: Sequence[int] | None = None, fuse: bool
     The network's metadata records the model's sha256, opsets, input/output names, input shape and
     the output ops that were dropped (``output_ops``)."""
     loaded = load_model(model, input_shape)
-    lowerer = Lowerer(loaded)
-    network = lowerer.run()
-    if fuse:
-        fuse_relabels(network)
+    try:
+        lowerer = Lowerer(loaded)
+        network = lowerer.run()
+        if fuse:
+            fuse_relabels(network)
+    except CrossmapError:
+        raise
+    except Exception as exc:  # a model that passes the checker but breaks the lowering in a way not foreseen
+        raise ModelError(f"model {loaded.source}: cannot be imported ({type(exc).__name__}: {str(exc)[:200]}); "
+                         f"remedy: check that onnx.checker and onnxruntime accept it, and report it if they "
+                         f"do") from None
+    check_finite_network(network, loaded.source)
     network.metadata.update({
         "source": loaded.path,
         "sha256": loaded.sha256,
@@ -75,3 +86,18 @@ def import_onnx(model: Any, input_shape: Sequence[int] | None = None, fuse: bool
     })
     network.validate()
     return network
+
+
+def check_finite_network(network: Network, source: str) -> None:
+    """Refuse a network whose weights or biases hold NaN or infinity after constant folding,
+    naming the layer (e.g. a division by a zero constant)."""
+    for pop in network.populations:
+        if pop.bias is not None and not np.all(np.isfinite(pop.bias)):
+            raise ModelError(f"model {source}: layer {pop.name!r} (from nodes {list(pop.source_nodes)[:3]}) has a "
+                             f"non-finite bias after constant folding; crossmap needs finite weights and biases; "
+                             f"remedy: fix the model so it computes no NaN or infinity from its constants")
+    for proj in network.projections:
+        if not np.all(np.isfinite(proj.weight.data)):
+            raise ModelError(f"model {source}: the weights from {proj.source!r} to {proj.target!r} hold NaN or "
+                             f"infinity after constant folding; crossmap needs finite weights; remedy: fix the "
+                             f"model so it computes no NaN or infinity from its constants")

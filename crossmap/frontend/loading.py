@@ -49,7 +49,23 @@ class LoadedModel:
 
 def load_model(model: Any, input_shape: Sequence[int] | None = None) -> LoadedModel:
     """Read ``model`` (path, bytes or ModelProto) and check it; ``input_shape`` (per sample, no
-    batch axis) fixes symbolic input dimensions."""
+    batch axis) fixes symbolic input dimensions. Every failure is a ``ModelError``."""
+    try:
+        return _load_model(model, input_shape)
+    except ModelError:
+        raise
+    except RecursionError:
+        raise ModelError(f"model {_name(model)}: nested too deeply to read; remedy: re-export the model") from None
+    except Exception as exc:  # onnx's checker, converter and inference raise many kinds
+        raise ModelError(f"model {_name(model)}: cannot be read ({type(exc).__name__}: {_first_line(exc)[:200]}); "
+                         f"remedy: check that onnx.checker.check_model accepts it, or re-export it") from None
+
+
+def _name(model: Any) -> str:
+    return repr(str(model)) if isinstance(model, (str, os.PathLike)) else f"<{type(model).__name__}>"
+
+
+def _load_model(model: Any, input_shape: Sequence[int] | None) -> LoadedModel:
     original, source, digest = _read(model)
     if not original.graph.node and not original.graph.input and not original.graph.output:
         raise ModelError(f"model {source}: the file holds no ONNX graph (no nodes, inputs or outputs); it is "
@@ -61,6 +77,12 @@ def load_model(model: Any, input_shape: Sequence[int] | None = None) -> LoadedMo
         raise ModelError(f"model {source}: the ONNX checker rejects it: {_first_line(exc)}; remedy: re-export "
                          f"the model, or repair it so that onnx.checker.check_model passes") from None
     original_opset = _default_opset(original)
+    newest = onnx.defs.onnx_opset_version()
+    if original_opset > newest:
+        raise ModelError(f"model {source}: imports opset {original_opset} of the standard operators, the installed "
+                         f"onnx {onnx.__version__} knows opsets up to {newest}; remedy: export the model with opset "
+                         f"{TARGET_OPSET} to {newest}")
+    _check_finite(original, source)
     converted = original
     if 0 < original_opset < TARGET_OPSET:
         try:
@@ -97,7 +119,11 @@ def _read(model: Any) -> tuple[onnx.ModelProto, str, str]:
     path = Path(model)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist or is not a file; remedy: check the path")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"model file {str(path)!r} cannot be read ({exc.strerror}); remedy: check its "
+                         f"permissions") from None
     return _parse(data, repr(str(path)), path.parent), repr(str(path)), hashlib.sha256(data).hexdigest()
 
 
@@ -137,6 +163,35 @@ def _all_tensors(model: onnx.ModelProto) -> list[TensorProto]:
     for node in model.graph.node:
         tensors.extend(a.t for a in node.attribute if a.type == onnx.AttributeProto.TENSOR)
     return tensors
+
+
+def _check_finite(model: onnx.ModelProto, source: str) -> None:
+    """Refuse float initializers and Constant tensors holding NaN or infinity, naming the node
+    that uses them: a network with such a weight or bias has no chip equivalent."""
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    tensors = [(t, users.get(t.name, [])) for t in model.graph.initializer]
+    for node in model.graph.node:
+        tensors.extend((a.t, [node]) for a in node.attribute if a.type == onnx.AttributeProto.TENSOR)
+    for tensor, nodes in tensors:
+        if tensor.data_type not in FLOAT_TYPES:
+            continue
+        try:
+            values = to_numpy(tensor)
+        except Exception as exc:  # malformed tensor data: raw bytes that do not fit the shape
+            raise ModelError(f"model {source}: tensor {tensor.name!r} cannot be read ({_first_line(exc)}); remedy: "
+                             f"re-export the model") from None
+        bad = ~np.isfinite(values.astype(np.float64, copy=False))
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            node = (f"node {nodes[0].name or '(unnamed)'!r} ({nodes[0].op_type})" if nodes
+                    else "no node (unused)")
+            raise ModelError(f"model {source}: tensor {tensor.name!r} used by {node} holds {int(bad.sum())} "
+                             f"non-finite value(s) ({values[where]} at {list(where)}); crossmap needs finite "
+                             f"weights and biases; remedy: fix the training or the export so the network has no "
+                             f"NaN or infinity")
 
 
 def _default_opset(model: onnx.ModelProto) -> int:
