@@ -219,7 +219,9 @@ def program_cases(work: Path, pristine: Path, compiled: Path, flips: int, rng: r
                ("chip", {"mesh_x": 10**9}), ("chip", {"board_x": 10**5, "board_y": 10**5}),
                ("chip", {"axons_per_core": 2**20}), ("chip", {"energy": {"hop_pj": -5}}),
                ("chip", {"energy": {"hop_pj": 1e300}}), ("chip", {"name": ["x"]}), ("chip", []),
-               ("num_cores", 10**9), ("num_cores", -1), ("num_ports", 10**8), ("arrays", {}),
+               ("num_cores", 10**9), ("num_cores", -1), ("num_ports", 10**8),
+               ("arrays", {"alpha": {"dtype": "int32", "shape": [2, 10**9]}}),
+               ("arrays", {"crossbar": {"dtype": "bool", "shape": [2, 256, 256, 256]}}),
                ("metadata", {"seed": 2**70}), ("metadata", {"pipeline": 5}), ("core_labels", ["a"] * 7),
                ("group_names", [5]), ("schema_version", 10**6), ("format", "zip"), ("checksum", "0" * 64)]
     for field, value in hostile:
@@ -326,7 +328,7 @@ def program_cases(work: Path, pristine: Path, compiled: Path, flips: int, rng: r
     code, out, _, exc = cli(["report", str(compiled), "--json"])
     assert code == 0, out
     report_expected = out.replace(str(compiled), "<P>")
-    for i in range(24):
+    for i in range(27):
         program = fresh(compiled)
         report = program / "report.json"
         if i < 16:
@@ -337,7 +339,10 @@ def program_cases(work: Path, pristine: Path, compiled: Path, flips: int, rng: r
         else:
             content = [{"place": 5}, {"route": {"traffic": "spikes per sample", "edges": [[0, 99, 1e9]]}},
                        {"route": []}, [], {"partition": {"traffic": 3}}, {"place": {"lower_bound": "x"}},
-                       {"route": {"edges": "x", "traffic": "spikes per sample"}}, {}][i - 16]
+                       {"route": {"edges": "x", "traffic": "spikes per sample"}},
+                       {"place": {"chip_crossing_penalty": "x"}}, {"route": {"edges": [["a", 1, 2]],
+                                                                              "traffic": "spikes per sample"}},
+                       {"place": {"edges": 1, "objective": None, "lower_bound": 3}}, {}][i - 16]
             report.write_text(json.dumps(content))
             if i % 2:  # forged: digest and manifest re-signed
                 edit = json.loads((program / "manifest.json").read_text())
@@ -443,8 +448,7 @@ def model_cases(work: Path, model: onnx.ModelProto, rng: random.Random, flips: i
             if exc is not None or code != 0:
                 results["hostile ONNX models"]["ok"] -= 1
                 record("hostile ONNX models", "wrong", f"{name}: verify exit {code} {err[-200:]} {exc!r}")
-        elif os.path.lexists(out):
-            results["hostile ONNX models"]["lost"] += 0  # nothing existed; a half-written output is wrong
+        elif os.path.lexists(out):  # a failed compile must leave nothing behind
             record("hostile ONNX models", "wrong", f"{name}: a failed compile left {out}")
         shutil.rmtree(out, ignore_errors=True)
         if path.is_dir() and not path.is_symlink():
@@ -589,7 +593,7 @@ def kill_cases(work: Path, model_path: Path, reference: str, kills: int, rng: ra
             continue
         is_old = (program.checksum(), manifest["manifest_checksum"]) == old_checksum
         is_new = manifest["manifest_checksum"] == reference
-        record(category, "clean" if (is_old or is_new) else "wrong", f"kill {i}: neither old nor new program")
+        record(category, "ok" if is_new else ("clean" if is_old else "wrong"), f"kill {i}: neither old nor new program")
     leftovers_before = [p.name for p in parent.iterdir() if p.name.startswith(".")]
     proc = subprocess.run(compile_command(model_path, parent / "next", False), capture_output=True, text=True)
     leftovers_after = [p.name for p in parent.iterdir() if p.name.startswith(".")]

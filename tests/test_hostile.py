@@ -497,6 +497,16 @@ def test_report_json_is_covered_by_the_manifest(tmp_path, capsys):
     write_manifest(out, manifest, sign=True)
     err = one_line_error(capsys, 3, main(["report", str(out)]))
     assert "report.json: not an object of pass reports" in err
+    for content, field in [({"place": {"chip_crossing_penalty": "x"}}, "place.chip_crossing_penalty"),
+                           ({"route": {"hops_mean": [1]}}, "route.hops_mean"),
+                           ({"route": {"hottest_links": [{"from": "a"}]}}, "route.hottest_links"),
+                           ({"place": {"stages": 3}}, "place.stages")]:
+        (out / "report.json").write_text(json.dumps(content))
+        manifest = manifest_of(out)
+        manifest["files"]["report.json"] = file_digest((out / "report.json").read_bytes())
+        write_manifest(out, manifest, sign=True)
+        err = one_line_error(capsys, 3, main(["report", str(out)]))
+        assert f"field '{field}'" in err
 
 
 def test_a_report_json_the_manifest_does_not_list_is_ignored(tmp_path, capsys):
