@@ -256,8 +256,9 @@ def report_type_problem(reports: dict[str, Any]) -> str | None:
         for key in keys:
             if key in report and not _number_or_none(report[key]):
                 return f"field '{name}.{key}' = {str(report[key])[:40]!r} is not a finite number"
-        for key in ("stages", "warnings", "hottest_links", "edges"):
-            if key in report and not isinstance(report[key], list):
+        lists = ("stages", "warnings") if name == "place" else ("hottest_links", "edges")
+        for key in lists:
+            if key in report and report[key] is not None and not isinstance(report[key], list):
                 return f"field '{name}.{key}' is not a list"
     for link in (reports.get("route") or {}).get("hottest_links", []):
         if not (isinstance(link, dict) and _number_or_none(link.get("load")) and all(

@@ -9,7 +9,7 @@ import pytest
 
 from crossmap.chip import ChipSpec
 from crossmap.cli import main
-from crossmap.errors import OutputExistsError, PipelineError, ProgramError
+from crossmap.errors import OutputExistsError, PipelineError, ProgramError, ProgramFormatError
 from crossmap.jsonio import dumps
 from crossmap.pipeline import CompileState, parse_pipeline
 from crossmap.program import REPORT_FILE, Program, load
@@ -223,15 +223,30 @@ def test_program_carries_its_reports_and_traffic_through_save_and_load(tmp_path)
     assert not (tmp_path / "bare" / REPORT_FILE).exists() and load(tmp_path / "bare").traffic is None
 
 
+def sign_report(program_dir):
+    """Record report.json's new SHA-256 in the manifest and sign the manifest again, as a careful
+    forger would, so that the checks behind the checksums are reached."""
+    from crossmap.program_files import file_digest, manifest_digest
+
+    manifest = json.loads((program_dir / "manifest.json").read_text())
+    manifest["files"][REPORT_FILE] = file_digest((program_dir / REPORT_FILE).read_bytes())
+    manifest["manifest_checksum"] = manifest_digest(manifest)
+    (program_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_traffic_naming_missing_cores_is_left_out_with_a_warning(tmp_path):
     compile_tiny(tmp_path / "prog")
     path = tmp_path / "prog" / REPORT_FILE
     saved = json.loads(path.read_text())
     saved["route"]["edges"] = [[0, 7, 6.0]]
     path.write_text(json.dumps(saved))
+    with pytest.raises(ProgramFormatError, match="report.json: checksum mismatch"):
+        load(tmp_path / "prog")
+    sign_report(tmp_path / "prog")
     with pytest.warns(UserWarning, match="left out"):
         program = load(tmp_path / "prog")
     assert program.traffic is None and program.reports["place"]
     path.write_text("{not json")
-    with pytest.warns(UserWarning, match="not valid JSON"):
-        assert load(tmp_path / "prog").reports == {}
+    sign_report(tmp_path / "prog")
+    with pytest.raises(ProgramFormatError, match="report.json: not valid JSON"):
+        load(tmp_path / "prog")
