@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from crossmap.errors import CrossmapError, InputError
+from crossmap.limits import MAX_TICKS
 
 COMMON_OPTIONS = ("seed", "sample_offset", "record")
 
@@ -80,7 +81,7 @@ def prepare_run(program: Any, inputs: Any, ticks: Any, options: dict[str, Any], 
         raise CrossmapError(f"backend {backend!r} has no option {', '.join(unknown)}; its options are: "
                             f"{', '.join(known)}")
     spikes = check_spikes(program, inputs)
-    total = program.total_ticks if ticks is None else _int_option("ticks", ticks, 1)
+    total = program.total_ticks if ticks is None else _int_option("ticks", ticks, 1, 2 * MAX_TICKS)
     if spikes.shape[1] > total:
         raise InputError(f"input spikes cover {spikes.shape[1]} ticks but the run is {total} ticks long; pass "
                          f"ticks >= {spikes.shape[1]} or trim the inputs to at most {total} ticks")

@@ -21,6 +21,8 @@ def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
     ``sample`` (the bundled MNIST sample)."""
     from crossmap.datasets import load_mnist, load_sample
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise InputError(f"limit {limit!r} must be a positive number of samples, or None for all")
     if name == "sample":
         images, labels = load_sample()
         return (images[:limit], labels[:limit]) if limit else (images, labels)

@@ -148,6 +148,8 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     ``against_model`` also compare the predicted classes with ``model`` itself in onnxruntime,
     allowing a ``tolerance`` fraction of the samples to differ. First the model is checked to be
     the one the program was compiled from (``ModelError`` when not, unless ``any_model``)."""
+    if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+        raise CrossmapError(f"limit {limit!r} must be a positive number of samples to compare")
     if not 0.0 <= tolerance <= 1.0:
         raise CrossmapError(f"tolerance {tolerance} must be a fraction of the samples, in [0, 1] "
                             f"(e.g. 0.02 lets 2% of the samples predict another class than the model)")

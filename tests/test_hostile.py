@@ -595,7 +595,7 @@ def test_non_finite_weights_are_refused_with_the_node_name(tmp_path, capsys, nam
 
 @pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
 def test_weights_folded_to_infinity_are_refused(tmp_path):
-    from onnx_models import make_model
+    from crossmap.testing.onnx_models import make_model
 
     nodes = [helper.make_node("Div", ["w", "zero"], ["w_inf"], name="divide"),
              helper.make_node("Gemm", ["x", "w_inf", "b"], ["z"], name="fc0", transB=1),
@@ -690,3 +690,19 @@ def test_run_labels_its_energy_as_measured(tmp_path, capsys):
     spikes, labels = bars_samples(6, seed=0)
     summary = run_arrays(program, spikes[:, 0].astype(np.float32), labels, name="bars")
     assert summary["energy_activity"] == "measured: the activity counted while emulating these 6 samples of bars"
+
+
+def test_counts_are_checked_in_the_api_too(compiled, model_path):
+    from crossmap.errors import InputError
+    from crossmap.runner import load_dataset
+    from crossmap.verify import verify
+
+    for limit in (0, -1, True):
+        with pytest.raises(InputError, match="limit"):
+            load_dataset("sample", limit=limit)
+        with pytest.raises(CrossmapError, match="limit"):
+            verify(load(compiled), str(model_path), limit=limit)
+    import crossmap
+
+    with pytest.raises(InputError, match="ticks"):
+        crossmap.emulate(bars_program(), np.zeros((1, 16), bool), ticks=10**9)

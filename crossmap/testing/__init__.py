@@ -9,6 +9,8 @@ stochastic thresholds and synapses. Use it with a small chip such as ``small_chi
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -201,3 +203,17 @@ def bars_program(chip: ChipSpec | None = None) -> Program:
                      "description": "horizontal (class 0) vs vertical (class 1) bars on 4x4 pixels"}
     return prog.validate()
 
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, arr, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_bars_example(directory: str | Path, overwrite: bool = False) -> Path:
+    """Save the bars example program with 16 sample inputs (inputs.npy) and their labels
+    (labels.npy); ``crossmap/examples/bars`` is written by this function (rerun it when the
+    program format changes), and the hostile-input tests corrupt copies of it."""
+    spikes, labels = bars_samples(16, seed=0)
+    extra = {"inputs.npy": _npy_bytes(spikes), "labels.npy": _npy_bytes(labels)}
+    return bars_program().save(directory, overwrite=overwrite, extra_files=extra)
