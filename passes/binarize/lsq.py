@@ -32,7 +32,7 @@ from crossmap.passes.binarize.analysis import Layer, Plan, choose_encoding, plan
 from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode
 from crossmap.errors import BinarizeError
-from crossmap.ir import INPUT, _sparse_max
+from crossmap.ir import INPUT, Network, _sparse_max
 from crossmap.passes.binarize.lsq_fit import FitOptions, LayerFit, fit_layer, prediction
 from crossmap.pipeline import CompileState
 
@@ -167,7 +167,7 @@ class BinarizeLsq:
                       "shared_output_scale": bool(shared)})
         return entry, lam_out, mu_out
 
-    def _summary(self, deployed: DeployedNetwork, plan: Plan, net: Any, x: np.ndarray, spikes: np.ndarray,
+    def _summary(self, deployed: DeployedNetwork, plan: Plan, net: Network, x: np.ndarray, spikes: np.ndarray,
                  layers: list[dict[str, Any]], encoding: dict[str, Any]) -> dict[str, Any]:
         """The pass report with the float vs deployed agreement on the calibration set."""
         counts = deployed.simulate(spikes)["class_counts"]

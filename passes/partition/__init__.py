@@ -31,9 +31,9 @@ from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.passes.partition.build import Built, build_program
-from crossmap.passes.partition.keys import group_keys, topological_groups
+from crossmap.passes.partition.keys import GroupKeys, KeySpace, group_keys, topological_groups
 from crossmap.passes.partition.pack import conflict_bound
-from crossmap.passes.partition.plan import FANOUT_MODES, PackOptions, input_groups, plan_partition
+from crossmap.passes.partition.plan import FANOUT_MODES, PackOptions, Plan, input_groups, plan_partition
 from crossmap.pipeline import CompileState
 
 
@@ -75,7 +75,7 @@ class Partition:
         solver_runs = [False, True] if self.solver else [False]
         candidates: list[dict[str, Any]] = []
         errors: list[ResourceError] = []
-        best: tuple[Any, Built] | None = None
+        best: tuple[Plan, Built] | None = None
         memo: dict = {}  # greedy packings per group, shared by the runs without and with the solver
         for mode in modes:
             for use_solver in solver_runs:
@@ -131,7 +131,8 @@ class Partition:
                                 f">= 1")
 
 
-def calibration_spikes(net: DeployedNetwork, calibration: np.ndarray | None, seed: int, samples: int) -> tuple[np.ndarray, str]:
+def calibration_spikes(net: DeployedNetwork, calibration: np.ndarray | None, seed: int,
+                       samples: int) -> tuple[np.ndarray, str]:
     """Input spikes (batch, ticks, channels) to measure traffic on, and where they came from: the
     encoded calibration inputs, or a fixed random 0/1 input (seeded) when there are none."""
     if calibration is not None:
@@ -157,7 +158,7 @@ def measure_rates(net: DeployedNetwork, calibration: np.ndarray | None, seed: in
     return rates, input_rate, f"simulate ({source} input, {spikes.shape[0]} samples)"
 
 
-def _key_rates(space: Any, keys: list[Any], rates: dict[str, np.ndarray], input_rate: np.ndarray,
+def _key_rates(space: KeySpace, keys: list[GroupKeys], rates: dict[str, np.ndarray], input_rate: np.ndarray,
                net: DeployedNetwork) -> dict[int, float]:
     """Expected spikes per sample on each axon key."""
     flat = np.concatenate([input_rate] + [rates[g.name] for g in net.groups])
@@ -168,8 +169,8 @@ def _key_rates(space: Any, keys: list[Any], rates: dict[str, np.ndarray], input_
     return out
 
 
-def _report(p: Partition, net: DeployedNetwork, plan: Any, built: Built, keys: list[Any], candidates: list[dict[str, Any]],
-            traffic_source: str) -> dict[str, Any]:
+def _report(p: Partition, net: DeployedNetwork, plan: Plan, built: Built, keys: list[GroupKeys],
+            candidates: list[dict[str, Any]], traffic_source: str) -> dict[str, Any]:
     chip = net.chip
     every = np.unique(np.concatenate([gk.keys for gk in keys] + [np.zeros(0, np.int64)]))
     distinct = every.size

@@ -26,7 +26,7 @@ from crossmap.mesh import (Edges, Mesh, default_crossing_penalty, edges_from_arr
                            placement_cost, program_connections, random_cells, row_major_cells, traffic_hops)
 from crossmap.passes.place.bound import placement_lower_bound
 from crossmap.passes.place.geometry import input_positions
-from crossmap.passes.place.search import METHODS, search as search_placement
+from crossmap.passes.place.search import METHODS, SearchResult, search as search_placement
 from crossmap.pipeline import CompileState
 from crossmap.program import Program
 
@@ -99,8 +99,8 @@ class Place:
         if not self.seconds_per_core > 0:
             raise PipelineError(f"pass 'place' option seconds_per_core = {self.seconds_per_core!r} must be > 0")
 
-    def _report(self, mesh: Mesh, edges: Edges, measured: bool, result: Any, provisional: float, budget: float,
-                seed: int) -> dict[str, Any]:
+    def _report(self, mesh: Mesh, edges: Edges, measured: bool, result: SearchResult, provisional: float,
+                budget: float, seed: int) -> dict[str, Any]:
         n = edges.num_nodes
         bound, bound_kind = placement_lower_bound(mesh, edges)
         random = placement_cost(mesh, edges, random_cells(mesh, n, seed))
