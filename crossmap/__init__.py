@@ -17,6 +17,15 @@ def emulate(program, inputs, ticks=None, backend: str = "emulator", **options):
     return get_backend(backend)(program, inputs, ticks=ticks, **options)
 
 
+def encode(program, x, sample_offset: int = 0):
+    """Input spikes (batch, ticks, channels) for float samples ``x`` (batch, ...) under the program's
+    own input encoding (threshold, rate, regular...), ready for ``emulate``. ``sample_offset`` is the
+    global index of ``x[0]`` (rate coding draws per sample)."""
+    from crossmap.encoding import encode as encode_samples
+
+    return encode_samples(program.encoding, x, sample_offset=sample_offset)
+
+
 def compile(model, output=None, **options):
     """Compile an ONNX model (path or ModelProto) to a Program, written to ``output`` if given.
     Options: chip, binarize, ensemble, encoding, ticks, pipeline, seed, time_limit, calibration,
@@ -26,4 +35,4 @@ def compile(model, output=None, **options):
     return compile_model(model, output, **options)
 
 
-__all__ = ["compile", "ChipSpec", "EnergyModel", "CrossmapError", "Program", "load", "emulate", "__version__"]
+__all__ = ["compile", "encode", "ChipSpec", "EnergyModel", "CrossmapError", "Program", "load", "emulate", "__version__"]

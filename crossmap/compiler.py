@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +16,10 @@ from crossmap.chip import ChipSpec
 from crossmap.errors import CrossmapError, InputError, PipelineError
 from crossmap.outdir import check_output
 from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
+
+class MissingCalibration(UserWarning):
+    """A float model compiled without calibration data of its own."""
+
 
 BINARIZE_METHODS = ("auto", "deterministic", "stochastic", "lsq", "ttfs", "rate")
 
@@ -118,6 +123,14 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     if output is None:
         passes = [p for p in passes if p.name != "emit"]
     custom = calibration is not None
+    calibrated = any("calibration" in p.reads and p.name.startswith("binarize") for p in passes)
+    if not custom and calibrated and int(np.prod(network.input.shape)) != 784:
+        warnings.warn(MissingCalibration(
+            f"no calibration data for a float model with input {tuple(network.input.shape)}: binarization "
+            f"sets every layer's scale from 64 uniform random inputs, which usually costs accuracy (a scikit-learn "
+            f"digits MLP: 77.6% on the chip calibrated this way, 91.7% on 128 real samples, float 92.9%); pass "
+            f"calibration=samples (--calibration FILE: an .npz with x or an .npy of ~256 training samples)"),
+            stacklevel=2)
     state = CompileState(chip=chip_spec, seed=seed, network=network,
                          calibration=calibration if custom else calibration_inputs(network, seed=seed),
                          output_dir=Path(output) if output is not None else None, overwrite=overwrite,

@@ -224,3 +224,33 @@ def load_sample() -> tuple[np.ndarray, np.ndarray]:
                            f"regenerate it with `python models/make_mnist_sample.py`") from exc
     return to_float_images(images), labels.astype(np.int64)
 
+
+def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """The user's own samples: an ``.npz`` with ``x`` (samples) and optional ``y`` (integer labels), or
+    an ``.npy`` of samples. Returns (x float32, y int64 or None)."""
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"data file {str(path)!r} does not exist; give an .npz with 'x' (and optional 'y') "
+                           f"or an .npy of samples")
+    try:
+        loaded = np.load(file, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"data file {str(path)!r} is not a NumPy .npy or .npz file ({exc})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if "x" not in loaded.files:
+                raise DatasetError(f"data file {str(path)!r} holds arrays {loaded.files[:8]} but no 'x'; save the "
+                                   f"samples as x (np.savez(path, x=samples, y=labels))")
+            x, y = loaded["x"], loaded["y"] if "y" in loaded.files else None
+    else:
+        x, y = loaded, None
+    if x.ndim < 2 or len(x) == 0 or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DatasetError(f"data file {str(path)!r}: x has shape {x.shape} and dtype {x.dtype}; give a numeric "
+                           f"array of samples (batch, ...) with at least one sample")
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise DatasetError(f"data file {str(path)!r}: y has shape {y.shape} and dtype {y.dtype}; give one "
+                               f"integer class label per sample ({len(x)})")
+        y = y.astype(np.int64)
+    return x.astype(np.float32), y

@@ -44,11 +44,12 @@ def run_dataset(program: Any, dataset: str = "mnist", *, data_dir: str | None = 
                       backend_options=backend_options, ray_address=ray_address)
 
 
-def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_size: int = 256,
+def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray | None, *, batch_size: int = 256,
                backend: str = "emulator", show_progress: bool | None = None, name: str = "arrays",
                workers: int = 1, backend_options: dict[str, Any] | None = None,
                ray_address: str | None = None) -> dict[str, Any]:
-    """Emulate ``program`` on float inputs with labels; the summary of ``run_dataset``.
+    """Emulate ``program`` on float inputs with labels (or None: accuracy None, the summary counts
+    the predicted classes); the summary of ``run_dataset``.
 
     With ``workers`` > 1 the batches run in that many forked processes; with ``ray_address``
     (``"local"`` starts a local Ray, anything else is the address of a running cluster) they run
@@ -76,6 +77,8 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
     if flat.shape[1] != channels:
         raise InputError(f"the dataset has {flat.shape[1]} values per sample, the program takes "
                          f"{channels} input channels; use a dataset that matches the model")
+    if labels is not None and len(labels) != n:
+        raise InputError(f"{len(labels)} labels for {n} samples; give one label per sample")
     job = Job(program, flat, labels, batch_size, backend, options)
     if ray_address is not None:
         from crossmap.ray_runner import ray_batches
@@ -84,22 +87,25 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
         batches, processes = _batches(job, workers), min(workers, len(job.starts))
     bar = Progress(n, "emulating", show_progress, unit="samples")
     correct, done = 0, 0
+    predicted = np.zeros(program.num_classes, np.int64)
     totals: dict[str, float] = {}
     energy: dict[str, float] = {}
     start = time.perf_counter()
-    for size, (hits, activity, joules) in batches:
+    for size, (hits, activity, joules, classes) in batches:
         correct, done = correct + hits, done + size
+        predicted += classes
         for key, value in activity.items():
             totals[key] = totals.get(key, 0.0) + value
         for key, value in joules.items():
             energy[key] = energy.get(key, 0.0) + value
-        bar.update(size, f"acc {100 * correct / done:.2f}%")
+        bar.update(size, f"acc {100 * correct / done:.2f}%" if labels is not None else "")
     bar.close()
     seconds = time.perf_counter() - start
     return {
         "dataset": name,
         "samples": n,
-        "accuracy": correct / n,
+        "accuracy": correct / n if labels is not None else None,
+        "class_counts": predicted.tolist(),
         "ticks": program.total_ticks,
         "spikes_per_sample": totals.get("spikes", 0.0) / n,
         "synaptic_events_per_sample": totals.get("synaptic_events", 0.0) / n,
@@ -116,7 +122,7 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray, *, batch_si
     }
 
 
-Figures = tuple[int, dict[str, float], dict[str, float]]  # correct, activity sums, energy sums
+Figures = tuple[int, dict[str, float], dict[str, float], np.ndarray]  # correct, activity, energy, class counts
 
 
 class Job:
@@ -124,7 +130,7 @@ class Job:
     the backend and its options; ``emulate_batch(lo)`` does the batch starting at ``lo``. The
     backend is prepared once per process (for torch: its tables moved to the device)."""
 
-    def __init__(self, program: Any, flat: np.ndarray, labels: np.ndarray, size: int, backend: str,
+    def __init__(self, program: Any, flat: np.ndarray, labels: np.ndarray | None, size: int, backend: str,
                  options: dict[str, Any]) -> None:
         self.program, self.flat, self.labels, self.size = program, flat, labels, size
         self.backend, self.options = backend, options
@@ -159,15 +165,18 @@ class Job:
         return self._run
 
     def emulate_batch(self, lo: int) -> Figures:
-        """Correct predictions, summed activity and summed energy of the batch starting at ``lo``."""
+        """Correct predictions (0 without labels), summed activity, summed energy and predicted class
+        counts of the batch starting at ``lo``."""
         from crossmap.encoding import encode
 
         hi = min(lo + self.size, len(self.flat))
         spikes = encode(self.program.encoding, self.flat[lo:hi], sample_offset=lo)
         result = self.runner()(spikes, lo)
-        return (int((result.predictions == self.labels[lo:hi]).sum()),
+        classes = self.program.num_classes
+        return (int((result.predictions == self.labels[lo:hi]).sum()) if self.labels is not None else 0,
                 {k: float(np.sum(v)) for k, v in result.activity().items()},
-                {k: float(np.sum(v)) for k, v in result.energy().items()})
+                {k: float(np.sum(v)) for k, v in result.energy().items()},
+                np.bincount(result.predictions, minlength=classes)[:classes])
 
 
 def thread_counts(processes: int) -> tuple[int | None, int | None]:

@@ -5,6 +5,8 @@ by sample; the deployed network's predictions agree with the float network's on 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -103,3 +105,36 @@ def test_unsupported_layers_get_clear_errors(tmp_path):
     onnx.save(mlp((10, 6, 3)), str(relu))
     with pytest.raises(InputError, match="calibration samples have 7 values.*takes 10"):
         crossmap.compile(relu, calibration=np.zeros((8, 7), np.float32))
+
+
+def test_cli_calibration_and_data_files(float_mlp, tmp_path, capsys):
+    from crossmap.cli import main
+
+    rng = np.random.default_rng(5)
+    x = rng.random((64, 40)).astype(np.float32)
+    network = import_onnx(str(float_mlp))
+    y = np.argmax(network.evaluate(x), axis=1)
+    np.savez(tmp_path / "cal.npz", x=x)
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    np.save(tmp_path / "test.npy", x)
+    out = tmp_path / "prog"
+    assert main(["compile", str(float_mlp), "-o", str(out), "--calibration", str(tmp_path / "cal.npz"),
+                 "--ticks", "16", "-q"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["run", str(out), "--data", str(tmp_path / "test.npz"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    program = crossmap.load(out)
+    want = np.argmax(crossmap.emulate(program, crossmap.encode(program, x)).class_counts, axis=1)
+    assert summary["samples"] == 64 and summary["accuracy"] == pytest.approx(np.mean(want == y))
+    assert main(["run", str(out), "--data", str(tmp_path / "test.npy"), "-q"]) == 0
+    assert "no labels" in capsys.readouterr().out
+    assert main(["run", str(out), "--data", str(tmp_path / "missing.npz")]) != 0
+    assert "does not exist" in capsys.readouterr().err
+    np.savez(tmp_path / "bad.npz", x=x[:, :7])
+    assert main(["compile", str(float_mlp), "-o", str(tmp_path / "p2"), "--calibration", str(tmp_path / "bad.npz")]) != 0
+    assert "7 values" in capsys.readouterr().err and not (tmp_path / "p2").exists()
+
+
+def test_missing_calibration_for_a_float_model_is_a_warning(float_mlp):
+    with pytest.warns(UserWarning, match="no calibration data.*costs accuracy.*--calibration"):
+        crossmap.compile(float_mlp, ticks=8)

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 import time
+import warnings
 
-from crossmap.compiler import BINARIZE_METHODS, compile as compile_model, stderr_progress
+from crossmap.compiler import BINARIZE_METHODS, MissingCalibration, compile as compile_model, stderr_progress
 from crossmap.commands.arguments import bounded_int, positive_float
 from crossmap.limits import MAX_ENSEMBLE, MAX_SEED, MAX_TICKS
 
@@ -26,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ensemble", type=bounded_int(1, MAX_ENSEMBLE), default=None, help="ensemble copies (stochastic binarization)")
     p.add_argument("--encoding", default=None, help="input encoding: threshold, rate or regular")
     p.add_argument("--ticks", type=bounded_int(1, MAX_TICKS), default=None, help="input ticks per sample (rate coding: more ticks, more precision)")
+    p.add_argument("--calibration", default=None, metavar="FILE",
+                   help="calibration samples of the model's input (.npz with x, or .npy), e.g. 256 training samples; "
+                        "float models are calibrated on them")
     p.add_argument("--pipeline", default=None, help="full pipeline spec (overrides --binarize and friends)")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of every random choice (default 0)")
     p.add_argument("--time-limit", type=positive_float, default=None, help="solver time limit per pass, seconds")
@@ -37,11 +41,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compile and print a summary."""
     start = time.perf_counter()
-    program = compile_model(args.model, args.output, chip=args.chip, binarize=args.binarize,
-                            ensemble=args.ensemble, encoding=args.encoding, ticks=args.ticks,
-                            pipeline=args.pipeline, seed=args.seed, time_limit=args.time_limit,
-                            overwrite=args.force,
-                            progress=None if (args.quiet or args.json) else stderr_progress)
+    calibration = None
+    if args.calibration is not None:
+        from crossmap.datasets import load_arrays
+
+        calibration = load_arrays(args.calibration)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MissingCalibration)
+        program = compile_model(args.model, args.output, chip=args.chip, binarize=args.binarize,
+                                ensemble=args.ensemble, encoding=args.encoding, ticks=args.ticks,
+                                pipeline=args.pipeline, seed=args.seed, time_limit=args.time_limit,
+                                overwrite=args.force, calibration=calibration,
+                                progress=None if (args.quiet or args.json) else stderr_progress)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     used = program.chip.utilization(program)
     summary = {
         "output": str(args.output),

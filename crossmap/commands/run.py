@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("program", help="compiled program directory")
     p.add_argument("--dataset", default="mnist", choices=["mnist", "sample"],
                    help="mnist (IDX files) or sample (the small MNIST sample bundled with crossmap)")
+    p.add_argument("--data", default=None, metavar="FILE",
+                   help="your own samples instead of --dataset: .npz with x (and optional integer labels y), or .npy; "
+                        "encoded as the program's input encoding says")
     p.add_argument("--data-dir", default=None, help="MNIST directory (default: $CROSSMAP_DATA_DIR or the cache)")
     p.add_argument("--split", default="test", choices=["test", "train"])
     p.add_argument("--limit", type=bounded_int(1, MAX_SAMPLES), default=None, help="use N samples (a fixed random subset: MNIST copies may be sorted by label)")
@@ -49,14 +52,28 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None and args.workers != 1:
         raise InputError("give --workers N or --ray, not both: with --ray every CPU of the cluster runs a worker")
     program = load(args.program)
-    summary = run_dataset(program, args.dataset, data_dir=args.data_dir, split=args.split, limit=args.limit,
-                          batch_size=args.batch_size, backend=args.backend, workers=args.workers,
-                          show_progress=None if not (args.quiet or args.json) else False,
-                          backend_options=options, ray_address=args.ray)
+    show = None if not (args.quiet or args.json) else False
+    if args.data is not None:
+        from crossmap.datasets import load_arrays
+        from crossmap.runner import run_arrays
+
+        x, y = load_arrays(args.data)
+        if args.limit:
+            x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
+        summary = run_arrays(program, x, y, batch_size=args.batch_size, backend=args.backend, show_progress=show,
+                             name=args.data, workers=args.workers, backend_options=options, ray_address=args.ray)
+    else:
+        summary = run_dataset(program, args.dataset, data_dir=args.data_dir, split=args.split, limit=args.limit,
+                              batch_size=args.batch_size, backend=args.backend, workers=args.workers,
+                              show_progress=show, backend_options=options, ray_address=args.ray)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{summary['samples']} samples of {summary['dataset']}: accuracy {100 * summary['accuracy']:.2f}%")
+    if summary["accuracy"] is None:
+        counts = ", ".join(f"{k}: {v}" for k, v in enumerate(summary["class_counts"]))
+        print(f"{summary['samples']} samples of {summary['dataset']} (no labels): predicted classes {counts}")
+    else:
+        print(f"{summary['samples']} samples of {summary['dataset']}: accuracy {100 * summary['accuracy']:.2f}%")
     print(f"  spikes per sample {summary['spikes_per_sample']:.1f}, synaptic events per sample "
           f"{summary['synaptic_events_per_sample']:.1f}, ticks {summary['ticks']}")
     print(f"  energy per sample {summary['energy_per_sample_uj']:.4f} uJ, from the activity measured on these "
