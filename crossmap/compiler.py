@@ -87,12 +87,14 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
             binarize: str = "auto", ensemble: int | None = None, encoding: str | None = None,
             ticks: int | None = None, pipeline: str | None = None, seed: int = 0,
             time_limit: float | None = None, calibration: np.ndarray | None = None,
-            overwrite: bool = False, progress: Callable[[str], None] | None = None) -> Any:
+            overwrite: bool = False, progress: Callable[[str], None] | None = None,
+            output_name: str | None = None) -> Any:
     """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
     atomically (nothing is left behind on failure). Returns the Program with its passes' reports.
     ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
     in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program.
-    ``binarize="auto"`` maps chip-ready step networks exactly and float networks by rate coding."""
+    ``binarize="auto"`` maps chip-ready step networks exactly and float networks by rate coding.
+    ``output_name`` picks the model output to compile when it has several (default: the class scores)."""
     from crossmap.frontend import import_onnx
 
     grow_board = isinstance(chip, str) and chip.endswith(AUTO_BOARD)
@@ -103,7 +105,7 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     if pipeline is not None or binarize != "auto":  # a spec is checked before any work
         pipeline = pipeline or default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks)
         passes = parse_pipeline(pipeline)
-    network = import_onnx(model)
+    network = import_onnx(model, output=output_name)
     if calibration is not None:
         calibration = check_calibration(network, calibration)
     if pipeline is None:

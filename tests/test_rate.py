@@ -138,3 +138,55 @@ def test_cli_calibration_and_data_files(float_mlp, tmp_path, capsys):
 def test_missing_calibration_for_a_float_model_is_a_warning(float_mlp):
     with pytest.warns(UserWarning, match="no calibration data.*costs accuracy.*--calibration"):
         crossmap.compile(float_mlp, ticks=8)
+
+
+def _tiny_cnn(seed: int = 0, extra_outputs: bool = False) -> onnx.ModelProto:
+    """Conv 3@3x3 on (1, 8, 8), BatchNorm, ReLU, MaxPool 2, Flatten, Gemm 27 -> 4 (+ a Softmax output)."""
+    from onnx import TensorProto, helper
+
+    from onnx_models import make_model
+
+    rng = np.random.default_rng(seed)
+    inits = {"w": (rng.standard_normal((3, 1, 3, 3)) * 0.5).astype(np.float32),
+             "b": (rng.standard_normal(3) * 0.1).astype(np.float32),
+             "scale": (1 + 0.2 * rng.standard_normal(3)).astype(np.float32),
+             "shift": (0.1 * rng.standard_normal(3)).astype(np.float32),
+             "mean": (0.1 * rng.standard_normal(3)).astype(np.float32), "var": np.full(3, 0.8, np.float32),
+             "fw": (rng.standard_normal((4, 27)) * 0.3).astype(np.float32),
+             "fb": (rng.standard_normal(4) * 0.1).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3]),
+             helper.make_node("BatchNormalization", ["c", "scale", "shift", "mean", "var"], ["n"]),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    model = make_model(nodes, ["N", 1, 8, 8], ["N", 4], inits)
+    if extra_outputs:
+        model.graph.node.append(helper.make_node("Softmax", ["y"], ["probabilities"], axis=1))
+        model.graph.node.append(helper.make_node("ArgMax", ["y"], ["label"], axis=1, keepdims=0))
+        model.graph.output.append(helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 4]))
+        model.graph.output.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]))
+        onnx.checker.check_model(model)
+    return model
+
+
+def test_cnn_with_batch_norm_and_max_pooling_agrees_with_float(tmp_path):
+    path = tmp_path / "cnn.onnx"
+    onnx.save(_tiny_cnn(), str(path))
+    rng = np.random.default_rng(6)
+    program = crossmap.compile(path, calibration=rng.random((128, 1, 8, 8)).astype(np.float32), ticks=32)
+    assert any("/max" in layer["layer"] for layer in program.reports["binarize_rate"]["layers"])  # expanded
+    assert _agreement(program, import_onnx(str(path)), rng.random((200, 1, 8, 8))) >= 0.85
+
+
+def test_several_outputs_take_the_class_scores_with_a_message(tmp_path):
+    path = tmp_path / "heads.onnx"
+    onnx.save(_tiny_cnn(extra_outputs=True), str(path))
+    with pytest.warns(UserWarning, match="compiling 'y'.*--output-name"):
+        network = import_onnx(str(path))
+    assert network.metadata["output_name"] == "y"
+    assert import_onnx(str(path), output="probabilities").metadata["output_name"] == "probabilities"
+    from crossmap.errors import ModelError
+
+    with pytest.raises(ModelError, match="no output 'logits'.*'probabilities'"):
+        import_onnx(str(path), output="logits")

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", default=None, metavar="FILE",
                    help="calibration samples of the model's input (.npz with x, or .npy), e.g. 256 training samples; "
                         "float models are calibrated on them")
+    p.add_argument("--output-name", dest="output_name", default=None, metavar="NAME",
+                   help="the model output to compile when it has several (default: the class scores)")
     p.add_argument("--pipeline", default=None, help="full pipeline spec (overrides --binarize and friends)")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of every random choice (default 0)")
     p.add_argument("--time-limit", type=positive_float, default=None, help="solver time limit per pass, seconds")
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
                                 ensemble=args.ensemble, encoding=args.encoding, ticks=args.ticks,
                                 pipeline=args.pipeline, seed=args.seed, time_limit=args.time_limit,
                                 overwrite=args.force, calibration=calibration,
+                                output_name=args.output_name,
                                 progress=None if (args.quiet or args.json) else stderr_progress)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)

@@ -50,14 +50,16 @@ SUPPORTED_OPS = sorted(set(HANDLERS) | set(TAIL_OPS) | {"Constant"})
 __all__ = ["import_onnx", "compare_with_onnxruntime", "SUPPORTED_OPS", "TARGET_OPSET"]
 
 
-def import_onnx(model: Any, input_shape: Sequence[int] | None = None, fuse: bool = True) -> Network:
+def import_onnx(model: Any, input_shape: Sequence[int] | None = None, fuse: bool = True,
+                output: str | None = None) -> Network:
     """Import ``model`` (a path, bytes, or onnx.ModelProto) as a float Network.
 
     ``input_shape`` (per sample, without the batch axis) fixes symbolic input dimensions. With
     ``fuse`` identity populations that are only relabelled by their consumer are merged into it.
+    ``output`` names the output to import when the model has several (default: the class scores).
     The network's metadata records the model's sha256, opsets, input/output names, input shape and
     the output ops that were dropped (``output_ops``)."""
-    loaded = load_model(model, input_shape)
+    loaded = load_model(model, input_shape, output)
     try:
         lowerer = Lowerer(loaded)
         network = lowerer.run()

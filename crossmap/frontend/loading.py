@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,8 +48,9 @@ class LoadedModel:
         return {o.domain: o.version for o in self.model.opset_import}
 
 
-def load_model(model: Any, input_shape: Sequence[int] | None = None) -> LoadedModel:
+def load_model(model: Any, input_shape: Sequence[int] | None = None, output: str | None = None) -> LoadedModel:
     """Read ``model`` (path, bytes or ModelProto) and check it; ``input_shape`` (per sample, no
+<<<<<<< HEAD
     batch axis) fixes symbolic input dimensions. Every failure is a ``ModelError``."""
     try:
         return _load_model(model, input_shape)
@@ -66,6 +68,10 @@ def _name(model: Any) -> str:
 
 
 def _load_model(model: Any, input_shape: Sequence[int] | None) -> LoadedModel:
+=======
+    batch axis) fixes symbolic input dimensions; ``output`` names the output to compile when the
+    model has several (default: its class scores, see ``_interface``)."""
+>>>>>>> a971efa (binarize_rate expands max pooling exactly into ReLU layers of rectified differences; models with several outputs compile their class scores with a warning naming it (--output-name NAME to choose); benchmarks/bench_float.py and benchmarks/user_models.py)
     original, source, digest = _read(model)
     if not original.graph.node and not original.graph.input and not original.graph.output:
         raise ModelError(f"model {source}: the file holds no ONNX graph (no nodes, inputs or outputs); it is "
@@ -96,7 +102,7 @@ def _load_model(model: Any, input_shape: Sequence[int] | None) -> LoadedModel:
         raise ModelError(f"model {source}: shape inference fails, so tensor shapes cannot be resolved: "
                          f"{_first_line(exc)}; remedy: fix the model's shapes, or export it with fixed "
                          f"input sizes") from None
-    input_value, output_value = _interface(inferred, source)
+    input_value, output_value = _interface(inferred, source, output)
     dtype = _input_dtype(input_value, source)
     shape, batch = _input_shape(input_value, source, input_shape)
     path = str(model) if isinstance(model, (str, os.PathLike)) else source
@@ -199,8 +205,16 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS), 0)
 
 
-def _interface(model: onnx.ModelProto, source: str) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
-    """The one real input (not an initializer) and the one output."""
+class OutputChoice(UserWarning):
+    """A model with several outputs: which one crossmap compiles."""
+
+
+def _interface(model: onnx.ModelProto, source: str,
+               chosen: str | None = None) -> tuple[onnx.ValueInfoProto, onnx.ValueInfoProto]:
+    """The one real input (not an initializer) and the output to compile: the only one, the one
+    named ``chosen``, or of several (a classifier's label and probabilities, or logits and softmax)
+    the class scores: the first float tensor of shape (batch, classes > 1) that no Softmax makes
+    (else the first such tensor), with a warning naming it."""
     initializers = {t.name for t in model.graph.initializer}
     inputs = [v for v in model.graph.input if v.name not in initializers]
     outputs = list(model.graph.output)
@@ -208,11 +222,33 @@ def _interface(model: onnx.ModelProto, source: str) -> tuple[onnx.ValueInfoProto
         raise ModelError(f"model {source}: has {len(inputs)} inputs {[v.name for v in inputs]}, crossmap needs "
                          f"exactly 1 (the samples); remedy: export the network with a single input, turning the "
                          f"others into initializers")
-    if len(outputs) != 1:
-        raise ModelError(f"model {source}: has {len(outputs)} outputs {[v.name for v in outputs]}, crossmap needs "
-                         f"exactly 1 (the class scores); remedy: export the network with only its class scores "
-                         f"as output")
-    return inputs[0], outputs[0]
+    names = [v.name for v in outputs]
+    if chosen is not None:
+        if chosen not in names:
+            raise ModelError(f"model {source}: has no output {chosen!r}; its outputs: {names}; remedy: choose one "
+                             f"of those (--output-name NAME)")
+        return inputs[0], outputs[names.index(chosen)]
+    if len(outputs) == 1:
+        return inputs[0], outputs[0]
+    scores = [v for v in outputs if _is_scores(v)]
+    if not scores:
+        raise ModelError(f"model {source}: has {len(outputs)} outputs {names} and none is a float tensor of shape "
+                         f"(batch, classes); remedy: choose the class scores with --output-name NAME, or export the "
+                         f"network with only its class scores as output")
+    made_by = {out: node.op_type for node in model.graph.node for out in node.output}
+    plain = [v for v in scores if made_by.get(v.name) != "Softmax"]
+    pick = (plain or scores)[0]
+    warnings.warn(OutputChoice(f"model {source} has {len(outputs)} outputs {names}; compiling {pick.name!r} (the "
+                               f"class scores); choose another with --output-name NAME"), stacklevel=3)
+    return inputs[0], pick
+
+
+def _is_scores(value: onnx.ValueInfoProto) -> bool:
+    """A float tensor of rank 2 or more whose last dimension is a fixed size above 1."""
+    if not value.type.HasField("tensor_type") or value.type.tensor_type.elem_type not in FLOAT_TYPES:
+        return False
+    dims = value.type.tensor_type.shape.dim
+    return len(dims) >= 2 and dims[-1].HasField("dim_value") and dims[-1].dim_value > 1
 
 
 def _input_dtype(value: onnx.ValueInfoProto, source: str) -> str:

@@ -23,6 +23,8 @@ are seen and not compounded): a neuron's scale is the ``percentile`` of its acti
 - Output: the last layer's neurons share one scale and offset, so class spike counts rank like the
   logits; ``output_copies`` copies of each output neuron with staggered initial potentials give
   that many times the count resolution.
+- Max pooling: rewritten exactly as ReLU layers of rectified differences
+  (``crossmap.passes.binarize.maxpool``), so it needs no max neuron.
 - Inputs: the model's own ``Greater(x, t)`` threshold is the threshold encoding (the same frame on
   every tick); float inputs use the regular (deterministic rate) encoding over the calibration
   range.
@@ -44,6 +46,7 @@ from crossmap.passes.binarize.analysis import Layer, Plan, plan_network
 from crossmap.passes.binarize.axon_types import TypeAssignment
 from crossmap.passes.binarize.build import DeployedBuilder, IntLayer
 from crossmap.passes.binarize.codes import Codes, _subset_sums, fit_codes
+from crossmap.passes.binarize.maxpool import expand_max_pools
 from crossmap.passes.binarize.trains import simulate_new
 from crossmap.pipeline import CompileState
 
@@ -78,7 +81,8 @@ class BinarizeRate:
         """Convert ``state.network`` into ``state.deployed``; report per layer."""
         self._check(state)
         chip = state.chip
-        plan = plan_network(state.network, allow_logits=True, method="rate")
+        network = expand_max_pools(state.network)
+        plan = plan_network(network, allow_logits=True, method="rate")
         _check_layers(plan)
         x = np.asarray(state.calibration, np.float64)
         x = x[: self.samples].reshape(min(len(x), self.samples), -1)
@@ -92,7 +96,7 @@ class BinarizeRate:
         conv = _Converter(self, chip, plan, builder, spikes, ticks, state)
         conv.reps[INPUT] = input_rep
         conv.rates[INPUT] = spikes.sum(axis=1) / ticks
-        floats = state.network.evaluate(x.reshape((len(x),) + tuple(state.network.input.shape)), keep=True)
+        floats = network.evaluate(x.reshape((len(x),) + tuple(network.input.shape)), keep=True)
         reports = []
         for layer in plan.layers:
             state.log(f"binarize {layer.name} (rate)")
@@ -169,13 +173,9 @@ class BinarizeRate:
 
 
 def _check_layers(plan: Plan) -> None:
-    """Every layer must be a sum with an activation the rate neurons can compute."""
+    """Every layer must have an activation the rate neurons can compute (max pooling is expanded)."""
     for layer in plan.layers:
         pop = layer.pop
-        if pop.reduce != "sum":
-            raise BinarizeError(f"layer {layer.name!r} (ONNX {', '.join(pop.source_nodes) or pop.name}) is max "
-                                f"pooling, which binarize_rate does not convert yet; use AveragePool, or "
-                                f"--binarize lsq")
         act = pop.activation
         if act not in SUPPORTED or (act == "clip" and float(pop.params.get("min", 0.0)) != 0.0):
             raise BinarizeError(f"layer {layer.name!r} (ONNX {', '.join(pop.source_nodes) or pop.name}) has "

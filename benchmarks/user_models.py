@@ -1,0 +1,86 @@
+"""Float MNIST models trained the way a new user would, to check that the default conversion
+generalizes to models crossmap has never seen: a 784-300-10 ReLU MLP and a small CNN with batch
+norm and max pooling, both on raw [0, 1] pixels (no input thresholding), exported with
+``torch.onnx.export``.
+
+    python benchmarks/user_models.py --out DIR [--epochs 2] [--data-dir DIR]
+
+Trains on the first 55,000 training images (the last 5,000 are held out for choosing settings),
+prints the onnxruntime test accuracy of each exported model, and writes ``DIR/user_mlp.onnx``,
+``DIR/user_cnn.onnx`` and ``DIR/calibration.npz`` (256 held-out training images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from crossmap.datasets import load_mnist
+
+
+def mlp() -> nn.Module:
+    """784 -> 300 (ReLU) -> 10."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10))
+
+
+def cnn() -> nn.Module:
+    """Conv 8@5x5 + BN + ReLU + MaxPool 2, Conv 16@5x5 + BN + ReLU + MaxPool 2, FC 64, FC 10."""
+    return nn.Sequential(nn.Conv2d(1, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(8, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> None:
+    """Adam, batch 64, cross-entropy."""
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(xt))
+        for lo in range(0, len(xt), 64):
+            idx = order[lo:lo + 64]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    model.eval()
+
+
+def main() -> None:
+    """Train, export and score both models."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    x, y = load_mnist("train", data_dir=args.data_dir)
+    x = x.reshape(-1, 1, 28, 28).astype(np.float32)
+    xt, yt = load_mnist("test", data_dir=args.data_dir)
+    xt = xt.reshape(-1, 1, 28, 28).astype(np.float32)
+    np.savez(out / "calibration.npz", x=x[55000:55256], y=y[55000:55256])
+    import onnxruntime as ort
+
+    for name, make in (("user_mlp", mlp), ("user_cnn", cnn)):
+        model = make()
+        start = time.perf_counter()
+        train(model, x[:55000], y[:55000].astype(np.int64), args.epochs)
+        path = out / f"{name}.onnx"
+        torch.onnx.export(model, torch.zeros(1, 1, 28, 28), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, opset_version=13, dynamo=False)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        pred = np.argmax(session.run(None, {"x": xt})[0], axis=1)
+        held = np.argmax(session.run(None, {"x": x[55000:]})[0], axis=1)
+        print(f"{name}: test {100 * np.mean(pred == yt):.2f}%, held-out {100 * np.mean(held == y[55000:]):.2f}%, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
