@@ -57,26 +57,23 @@ def _assign(values: np.ndarray, rows: np.ndarray, sums: np.ndarray) -> np.ndarra
 
 
 def _refit(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, subset: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Weighted least-squares code values per neuron for fixed subsets (keeps c where singular)."""
+    """Weighted least-squares code values per neuron for fixed subsets (a type no weight of the
+    neuron uses keeps its value)."""
     n, bits = c.shape
-    masks = _masks(bits)[subset]  # (nnz, bits)
-    gram = np.zeros((n, bits, bits))
-    rhs = np.zeros((n, bits))
-    for a in range(bits):
-        rhs[:, a] = np.bincount(rows, weight * masks[:, a] * values, minlength=n)
-        for b in range(a, bits):
-            g = np.bincount(rows, weight * masks[:, a] * masks[:, b], minlength=n)
-            gram[:, a, b] = gram[:, b, a] = g
-    ridge = 1e-9 * (np.trace(gram, axis1=1, axis2=2)[:, None, None] + 1e-12) * np.eye(bits)[None]
-    new = c.copy()
-    full = np.linalg.matrix_rank(gram + ridge) == bits
-    if full.any():
-        new[full] = np.linalg.solve(gram[full] + ridge[full], rhs[full][..., None])[..., 0]
-    # a type no weight of the neuron uses keeps its old value (the solve leaves it at ~0 otherwise)
-    used = np.zeros((n, bits), bool)
-    for a in range(bits):
-        used[:, a] = np.bincount(rows, masks[:, a], minlength=n) > 0
-    return np.where(used & full[:, None], new, c)
+    masks = _masks(bits)  # (S, bits)
+    count = 2 ** bits
+    key = rows * count + subset
+    mass = np.bincount(key, weight, minlength=n * count).reshape(n, count)
+    moment = np.bincount(key, weight * values, minlength=n * count).reshape(n, count)
+    gram = np.einsum("ns,sa,sb->nab", mass, masks, masks)
+    rhs = moment @ masks
+    used = (mass @ masks) > 0
+    scale = np.trace(gram, axis1=1, axis2=2)[:, None, None] / bits + 1e-12
+    ridge = 1e-9 * scale * np.eye(bits)[None]
+    # unused types: pin them to their old value with a strong prior
+    pin = (~used)[:, :, None] * np.eye(bits)[None] * scale
+    new = np.linalg.solve(gram + ridge + pin, (rhs + (~used) * c * scale[:, :, 0])[..., None])[..., 0]
+    return np.where(used, new, c)
 
 
 def _error(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, sums: np.ndarray, n: int
@@ -88,7 +85,7 @@ def _error(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, sums: np.nd
 
 
 def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray, *, bits: int, weight_max: int,
-              iterations: int = 8) -> Codes:
+              iterations: int = 6) -> Codes:
     """Integer codes for the float matrix ``w`` (neurons, columns; a neuron fires once per unit of
     drive); ``column_weight`` is the importance of each column (its mean squared activity),
     ``alpha_cap`` the largest threshold each neuron may have. See the module docstring."""
@@ -106,7 +103,7 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
     best_c = None
     best_err = np.full(n, np.inf)
     for sign in (1.0, -1.0):
-        for shrink in (1.0, 0.75, 0.5):
+        for shrink in (1.0, 0.6):
             c = (top * shrink / np.abs(base).max())[:, None] * base[None, :] * sign
             for _ in range(iterations):
                 err, subset = _error(values, weight, rows, _subset_sums(c), n)
@@ -115,7 +112,24 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
             better = err < best_err
             best_err = np.where(better, err, best_err)
             best_c = np.where(better[:, None], c, best_c if best_c is not None else c)
+    few = _few_values(w, rows, bits)
+    for row, vals in few.items():
+        best_c[row] = 0.0
+        best_c[row, :vals.size] = vals  # exact: each value on one line of its own type
     return integer_codes(w, best_c, alpha_cap, weight_max=weight_max)
+
+
+def _few_values(w: sp.csr_matrix, rows: np.ndarray, bits: int) -> dict[int, np.ndarray]:
+    """Rows with at most ``bits`` distinct nonzero values: {row: those values}."""
+    if not w.nnz:
+        return {}
+    pairs = np.unique(np.stack([rows.astype(np.float64), w.data]), axis=1)
+    per_row = np.bincount(pairs[0].astype(np.int64), minlength=w.shape[0])
+    out = {}
+    starts = np.concatenate([[0], np.cumsum(per_row)])
+    for row in np.flatnonzero((per_row > 0) & (per_row <= bits)):
+        out[int(row)] = pairs[1, starts[row]:starts[row + 1]]
+    return out
 
 
 def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, weight_max: int) -> Codes:
