@@ -50,10 +50,11 @@ class LoadedModel:
 
 def load_model(model: Any, input_shape: Sequence[int] | None = None, output: str | None = None) -> LoadedModel:
     """Read ``model`` (path, bytes or ModelProto) and check it; ``input_shape`` (per sample, no
-<<<<<<< HEAD
-    batch axis) fixes symbolic input dimensions. Every failure is a ``ModelError``."""
+    batch axis) fixes symbolic input dimensions; ``output`` names the output to compile when the
+    model has several (default: its class scores, see ``_interface``). Every failure is a
+    ``ModelError``."""
     try:
-        return _load_model(model, input_shape)
+        return _load_model(model, input_shape, output)
     except ModelError:
         raise
     except RecursionError:
@@ -67,11 +68,7 @@ def _name(model: Any) -> str:
     return repr(str(model)) if isinstance(model, (str, os.PathLike)) else f"<{type(model).__name__}>"
 
 
-def _load_model(model: Any, input_shape: Sequence[int] | None) -> LoadedModel:
-=======
-    batch axis) fixes symbolic input dimensions; ``output`` names the output to compile when the
-    model has several (default: its class scores, see ``_interface``)."""
->>>>>>> a971efa (binarize_rate expands max pooling exactly into ReLU layers of rectified differences; models with several outputs compile their class scores with a warning naming it (--output-name NAME to choose); benchmarks/bench_float.py and benchmarks/user_models.py)
+def _load_model(model: Any, input_shape: Sequence[int] | None, output: str | None = None) -> LoadedModel:
     original, source, digest = _read(model)
     if not original.graph.node and not original.graph.input and not original.graph.output:
         raise ModelError(f"model {source}: the file holds no ONNX graph (no nodes, inputs or outputs); it is "
