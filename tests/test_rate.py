@@ -19,7 +19,7 @@ from crossmap.errors import BinarizeError, InputError
 from crossmap.frontend import import_onnx
 from crossmap.passes.binarize.codes import fit_codes
 
-from crossmap.testing.onnx_models import binary_mlp, lenet5, mlp
+from crossmap.testing.onnx_models import binary_mlp, mlp
 
 SMALL_CHIP = ChipSpec.truenorth().replace(axons_per_core=64, neurons_per_core=32, mesh_x=16, mesh_y=16)
 
@@ -144,7 +144,7 @@ def _tiny_cnn(seed: int = 0, extra_outputs: bool = False) -> onnx.ModelProto:
     """Conv 3@3x3 on (1, 8, 8), BatchNorm, ReLU, MaxPool 2, Flatten, Gemm 27 -> 4 (+ a Softmax output)."""
     from onnx import TensorProto, helper
 
-    from onnx_models import make_model
+    from crossmap.testing.onnx_models import make_model
 
     rng = np.random.default_rng(seed)
     inits = {"w": (rng.standard_normal((3, 1, 3, 3)) * 0.5).astype(np.float32),
