@@ -101,8 +101,11 @@ def test_several_outputs():
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
                               [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 3]) for n in "yz"])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(ModelError, match=r"has 2 outputs \['y', 'z'\]"):
-        import_onnx(model)
+    with pytest.warns(UserWarning, match=r"has 2 outputs \['y', 'z'\]; compiling 'y'"):
+        assert import_onnx(model).metadata["output_name"] == "y"
+    assert import_onnx(model, output="z").metadata["output_name"] == "z"
+    with pytest.raises(ModelError, match=r"no output 'w'; its outputs: \['y', 'z'\]"):
+        import_onnx(model, output="w")
 
 
 def test_symbolic_feature_size_needs_input_shape():
