@@ -205,6 +205,29 @@ def per_tick_seconds(prog, spikes, short: int, long: int, backend: str, options:
     return max(t_long - t_short, 1e-9) / (long - short), runs[long]
 
 
+def integration_seconds(prog: Program, spikes: np.ndarray, path: str, device: str, repeats: int) -> float:
+    """Seconds of the torch backend's synaptic integration (the path alone: no neuron update, no
+    routing) of one tick over every core, on the input spikes of tick 0."""
+    from crossmap.backends.common import prepare_run
+    from crossmap.backends.torch_emulator import TorchEmulator, _Run
+
+    emulator = TorchEmulator(prog, device=device, path=path, tables=tables.get_tables(prog))
+    tab = emulator.tab
+    run = _Run(prog, tab, prepare_run(prog, spikes[:, :1], 1, {}, "torch"), path)
+    slot = run.ring[0]
+    slot.index_add_(0, tab.input_dst, run.inputs[0].index_select(0, tab.input_src))
+    x = slot.clamp_(max=1.0).view(tab.C, tab.A, run.B)
+    active = x.sum(dim=(1, 2)).cpu().numpy()
+
+    def go():
+        for c0 in range(0, tab.C, run.block):
+            c1 = min(tab.C, c0 + run.block)
+            run.integrate(x[c0:c1], active[c0:c1], c0)
+
+    go()
+    return timed(go, repeats, device)
+
+
 def clear_caches() -> None:
     """Drop both backends' cached tables."""
     tables.clear_cache()
@@ -222,6 +245,7 @@ def bench_grid(args: argparse.Namespace) -> None:
     header = f"{'cores':>5} {'active':>6} {'matmul s':>9} " + " ".join(f"{label:>22}" for label, _, _ in todo)
     print(header)
     print("-" * len(header))
+    integration: list[str] = []
     for cores in sizes:
         short, long = (1, 3) if cores >= 4096 else (2, 6)
         repeats = 1 if cores >= 4096 or args.quick else 2
@@ -242,9 +266,20 @@ def bench_grid(args: argparse.Namespace) -> None:
                 cells.append(f"{tick:8.4f} {cores / tick:7.0f} {matmul / tick:5.2f}x")
             active = first.synaptic_events.sum() / long / (float(prog.crossbar.sum()) * GRID_BATCH)
             print(f"{cores:>5} {active:>6.1%} {matmul:>9.4f} " + " ".join(f"{c:>22}" for c in cells), flush=True)
+            if args.backend in ("all", "torch"):
+                integ = {path: integration_seconds(prog, spikes, path, args.device, repeats + 1)
+                         for path in ("dense", "sparse", "auto")}
+                integration.append(f"{cores:>5} {active:>6.1%} {matmul:>9.4f} " + " ".join(
+                    f"{integ[p]:>10.4f} {matmul / integ[p]:>6.2f}x" for p in integ)
+                    + f" {integ['dense'] / integ['sparse']:>13.2f}")
         del prog, weights
         clear_caches()
     print("cells: s/tick, core-ticks/s, x matmul")
+    if integration:
+        print(f"synaptic integration alone (one tick, every core; seconds and x matmul):\n"
+              f"{'cores':>5} {'active':>6} {'matmul s':>9} {'torch dense':>18} {'torch sparse':>18} "
+              f"{'torch auto':>18} {'dense/sparse':>13}")
+        print("\n".join(integration))
     size = sizes[-1]
     peak, rss = peak_memory(size, args)
     print(f"peak memory, {size} cores at batch {GRID_BATCH} (3 ticks, 50%): traced {peak / 2**30:.2f} GiB in the numpy "

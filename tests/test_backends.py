@@ -114,6 +114,33 @@ def test_torch_busy_recurrent_program(path):
     assert expected.spikes.sum() > 100
 
 
+def test_torch_blocks_of_cores_with_mixed_paths(monkeypatch):
+    """Cores in blocks of two (as big programs on the CPU), and auto choosing the sparse path for
+    some cores of a block and the dense path for others: still the reference, bit for bit."""
+    from crossmap.backends import torch_emulator
+
+    prog = random_program(small_chip(), 5, 11, recurrent=True, stochastic=True, density=0.5, input_ticks=4,
+                          latency=8)
+    spikes = random_inputs(prog, 9, 4, 0.3)
+    monkeypatch.setattr(torch_emulator, "CPU_BLOCK_BYTES", 2 * 9 * 8 * 4)
+    monkeypatch.setattr(torch_emulator, "SPARSE_MAX_ACTIVE", 0.15)
+    torch_emulator.clear_cache()
+    paths = []
+    original = torch_emulator._Run.integrate
+
+    def spy(self, x, active, c0):
+        busy = active > 0
+        paths.append((bool((busy & (active <= 0.15 * x.shape[1] * x.shape[2])).any()),
+                      bool((active > 0.15 * x.shape[1] * x.shape[2]).any())))
+        return original(self, x, active, c0)
+
+    monkeypatch.setattr(torch_emulator._Run, "integrate", spy)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True)
+    assert_same(expected, crossmap.emulate(prog, spikes, backend="torch", record=True))
+    assert (True, True) in paths, "a block with sparse and dense cores"
+    torch_emulator.clear_cache()
+
+
 def test_torch_prepared_program_and_options(program):
     """A TorchEmulator prepared once runs batch after batch like the plain backend call; bad
     devices, precisions and paths are CrossmapErrors that say what to use."""
