@@ -159,26 +159,28 @@ def _check_precision(precision: str, device: "torch.device", tab: Tables) -> Non
 @contextlib.contextmanager
 def _matmul_precision(device: "torch.device", precision: str) -> Iterator[None]:
     """CUDA float32 matmuls in TF32 (``tf32``) or full IEEE float32 (otherwise) for the block; the
-    previous setting is restored after it."""
+    previous setting is restored after it (torch's newer ``fp32_precision`` switch where it exists,
+    else ``allow_tf32``)."""
     torch = _torch()
     if device.type != "cuda":
         yield
         return
     matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):
-        old = matmul.fp32_precision
-        matmul.fp32_precision = "tf32" if precision == "tf32" else "ieee"
+    tf32 = precision == "tf32"
+    try:
+        old: Any = matmul.fp32_precision
+        matmul.fp32_precision = "tf32" if tf32 else "ieee"
+        name = "fp32_precision"
+    except (AttributeError, RuntimeError, ValueError, AssertionError):
+        old, name = matmul.allow_tf32, "allow_tf32"
+        matmul.allow_tf32 = tf32
+    try:
+        yield
+    finally:
         try:
-            yield
-        finally:
-            matmul.fp32_precision = old
-    else:
-        old = matmul.allow_tf32
-        matmul.allow_tf32 = precision == "tf32"
-        try:
-            yield
-        finally:
-            matmul.allow_tf32 = old
+            setattr(matmul, name, old)
+        except (RuntimeError, ValueError, AssertionError):
+            pass   # a setting torch refuses to restore: leave the one this block set
 
 
 class TorchEmulator:

@@ -332,10 +332,9 @@ def bench_program(args: argparse.Namespace) -> None:
     samples = len(spikes)
     batch = min(batch, samples)
     todo = variants(args.backend, args.device)
-    if cuda:
-        todo = [(label, b, o) for label, b, o in todo if o["path"] != "sparse"]
-        todo += [(f"torch auto {p}", "torch", {"path": "auto", "device": args.device, "precision": p})
-                 for p in ("tf32", "bfloat16")]
+    if cuda:   # auto is dense on CUDA; the matmul precisions side by side instead
+        todo = [(f"torch dense {p}", "torch", {"path": "dense", "device": args.device, "precision": p})
+                for p in ("float32", "tf32", "bfloat16")]
     if prog.num_cores > 1000 and not cuda and not args.quick:
         todo = [t for t in todo if t[0] != "torch sparse"]
     print(f"program: {prog.num_cores} cores, {prog.total_ticks} ticks, {samples} samples at batch {batch}; "
