@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crossmap.chip import ChipSpec
 from crossmap.errors import InputError
-from crossmap.ir import Network
+
+if TYPE_CHECKING:
+    from crossmap.ir import Network
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,9 +8,6 @@ import json
 from pathlib import Path
 
 from crossmap.errors import InputError
-from crossmap.program import load
-from crossmap.report import build_report, format_text
-from crossmap.report_pictures import write_pictures
 from crossmap.commands.arguments import bounded_int
 
 
@@ -28,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; write pictures when asked."""
+    from crossmap.program import load  # imported here: the placement bound needs scipy and OR-Tools
+    from crossmap.report import build_report, format_text
+    from crossmap.report_pictures import write_pictures
+
     program = load(args.program)
     report = build_report(program, source=str(args.program), hottest=max(0, args.hottest))
     written = {}

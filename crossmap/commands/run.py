@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from crossmap.program import load
-from crossmap.runner import run_dataset
 from crossmap.commands.arguments import bounded_int
 from crossmap.limits import MAX_BATCH, MAX_SAMPLES, MAX_WORKERS
 
@@ -51,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
                          f"(the {args.backend} backend runs on the CPU)")
     if args.ray is not None and args.workers != 1:
         raise InputError("give --workers N or --ray, not both: with --ray every CPU of the cluster runs a worker")
+    from crossmap.program import load
+    from crossmap.runner import run_dataset
+
     program = load(args.program)
     show = None if not (args.quiet or args.json) else False
     if args.data is not None:

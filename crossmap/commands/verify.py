@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from crossmap.program import load
-from crossmap.verify import verify
 from crossmap.commands.arguments import bounded_int
 from crossmap.limits import MAX_SAMPLES
 
@@ -33,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify and print the verdict; exit code 1 on a mismatch."""
+    from crossmap.program import load
+    from crossmap.verify import verify
+
     report = verify(load(args.program), args.model, limit=args.limit, against_model=args.against_model,
                     tolerance=args.tolerance, any_model=args.any_model)
     if args.json:

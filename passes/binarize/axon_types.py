@@ -17,6 +17,7 @@ has one weight per type (G types). Two schemes:
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,32 +107,42 @@ def _unique_columns(csc: sp.csc_matrix, used: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _conflicts(w: sp.csr_matrix) -> sp.csr_matrix:
-    """Symmetric bool adjacency of columns that some row gives different nonzero values."""
-    nz = (w != 0).astype(np.int64)
-    both = (nz.T @ nz).tocsr()
-    same = sp.csr_matrix(both.shape, dtype=np.int64)
-    for v in np.unique(w.data):
-        ind = (w == v).astype(np.int64)
-        same = same + (ind.T @ ind)
-    diff = (both - same).tocsr()
-    diff.eliminate_zeros()
-    adj = (diff > 0).tocsr()
-    adj.setdiag(False)
+    """Symmetric bool adjacency of columns that some row gives different nonzero values: the
+    pattern of the sum over value pairs v < v' of (columns with v)^T (columns with v') and its
+    transpose, one sparse product per pair."""
+    values = np.unique(w.data[w.data != 0])
+    n = w.shape[1]
+    indicators = [(w == v).astype(np.int64).tocsc() for v in values]
+    total = sp.csr_matrix((n, n), dtype=np.int64)
+    for i in range(len(values)):
+        for k in range(i + 1, len(values)):
+            total = total + (indicators[i].T @ indicators[k]).tocsr()
+    adj = (total + total.T).tocsr()
+    adj.setdiag(0)
     adj.eliminate_zeros()
+    adj = (adj > 0).tocsr()
+    adj.sum_duplicates()
+    adj.sort_indices()
     return adj
 
 
 def _dsatur(adj: sp.csr_matrix, colors: int) -> np.ndarray | None:
     """DSatur greedy colouring with at most ``colors`` colours, or None when it needs more. The
     next vertex has the most distinct colours among its neighbours, then the highest degree,
-    then the lowest index; its priority key is updated as neighbours get coloured."""
+    then the lowest index; its priority key is updated as neighbours get coloured (a heap with
+    an entry per key change; stale entries are skipped)."""
     n = adj.shape[0]
     degree = np.diff(adj.indptr).astype(np.int64)
     seen = np.zeros((n, colors), bool)  # colours among coloured neighbours
     result = np.full(n, -1, np.int64)
     key = degree.copy()  # saturation * (n + 1) + degree while uncoloured, -1 once coloured
+    heap = list(zip((-degree).tolist(), range(n)))
+    heapq.heapify(heap)
     for _ in range(n):
-        v = int(np.argmax(key))
+        while True:
+            negative, v = heapq.heappop(heap)
+            if -negative == key[v]:
+                break
         free = np.flatnonzero(~seen[v])
         if free.size == 0:
             return None
@@ -143,6 +154,8 @@ def _dsatur(adj: sp.csr_matrix, colors: int) -> np.ndarray | None:
         seen[newly, c] = True
         newly = newly[key[newly] >= 0]
         key[newly] += n + 1
+        for u, k in zip(newly.tolist(), key[newly].tolist()):
+            heapq.heappush(heap, (-k, u))
     return result
 
 

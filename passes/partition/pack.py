@@ -33,6 +33,17 @@ def structural_order(reads: sp.csr_matrix) -> np.ndarray:
     return rank
 
 
+def _gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The column indices of ``rows`` of a CSR matrix, concatenated (repeats kept)."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    total = int(lengths.sum())
+    if rows.size == 1:
+        return indices[int(starts[0]):int(starts[0]) + total]
+    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+    return indices[np.arange(total) + offsets]
+
+
 def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int,
                 targets: sp.csr_matrix | None = None) -> list[list[int]]:
     """Items per core. ``reads`` (items x keys, sorted indices) gives the axons each item needs,
@@ -46,123 +57,144 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     The choice is the smallest (new reader cores, new axons, structural rank) among the free
     items that fit. Items that share no axon and no reader with the core yet score their static
     (reader cores, fan-in, rank); the best of them is found by a pointer that only moves forward
-    while a core fills (a core only gets fuller, so an item skipped once never fits it again),
-    and only the items the core touches are scored afresh at each step."""
+    while a core fills (a core only gets fuller, so an item skipped once never fits it again).
+    The items the core touches are kept in a candidate list that drops an item for good once it
+    no longer fits (its new axons shrink by at most what the core gains, so an item that does not
+    fit never fits again); only those are scored at each step, and the per-item counters are
+    reset item by item, so a core costs the work of what it touches, not of the whole group."""
     reads = reads.tocsr()
     reads.sort_indices()
     n_items, n_keys = reads.shape
     weights = np.asarray(weights, np.int64)
-    fan_in = np.diff(reads.indptr).astype(np.int64)
+    r_ptr, r_ind = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
+    fan_in = np.diff(r_ptr)
     readers = reads.T.tocsr()
+    k_ptr, k_ind = readers.indptr.astype(np.int64), readers.indices.astype(np.int64)
     target_deg = np.zeros(n_items, np.int64)
+    n_targets = 0
     if targets is not None:
         targets = sp.csr_matrix(targets, dtype=np.int64, copy=True)
-        targets.data[:] = 1
-        target_deg = np.diff(targets.indptr).astype(np.int64)
+        targets.sum_duplicates()
+        targets.sort_indices()
+        n_targets = targets.shape[1]
+        t_ptr, t_ind = targets.indptr.astype(np.int64), targets.indices.astype(np.int64)
+        target_deg = np.diff(t_ptr)
         fed_by = targets.T.tocsr()
+        f_ptr, f_ind = fed_by.indptr.astype(np.int64), fed_by.indices.astype(np.int64)
     rank = structural_order(reads)
     by_rank = np.argsort(rank)
     static = np.lexsort((rank, fan_in, target_deg))  # untouched items, best first
-    assigned = np.zeros(n_items, bool)
+    static_fan_in, static_weight = fan_in[static], weights[static]
+    span = n_items + 1  # (new axons, rank) as one integer, lexicographic
+    done = np.iinfo(np.int64).max // 4  # the score of an assigned item: never fits
+    base = fan_in * span + rank
+    score = base.copy()  # per item: (axons the open core lacks) * span + rank
+    shared_targets = np.zeros(n_items, np.int64)  # the open core's reader cores each item feeds
+    blocked = np.zeros(n_items, bool)  # assigned, or touched by the open core
+    in_core = np.zeros(n_keys, bool)
+    fed = np.zeros(n_targets, bool)
+    heaviest = int(weights.max(initial=0))
     cores: list[list[int]] = []
     next_seed = 0
     left = n_items
     while left:
-        while assigned[by_rank[next_seed]]:
+        while base[by_rank[next_seed]] == done:
             next_seed += 1
-        overlap = np.zeros(n_items, np.int64)
-        shared_targets = np.zeros(n_items, np.int64)
-        touched = np.zeros(n_items, bool)
-        touched_ids = np.zeros(0, np.int64)
-        in_core = np.zeros(n_keys, bool)
-        fed = np.zeros(targets.shape[1] if targets is not None else 0, bool)
-        counts = Counts(fan_in, overlap, target_deg, shared_targets, rank, weights)
+        candidates = np.zeros(0, np.int64)  # touched items that may still fit
+        seen: list[np.ndarray] = []  # every item touched by this core, to reset
+        core_keys: list[np.ndarray] = []
+        core_outs: list[np.ndarray] = []
         pointer = 0
         axons = neurons = 0
         members: list[int] = []
         item = int(by_rank[next_seed])
         while item >= 0:
             members.append(item)
-            assigned[item] = True
+            base[item] = score[item] = done
+            blocked[item] = True
             left -= 1
-            keys = reads.indices[reads.indptr[item]:reads.indptr[item + 1]]
+            keys = r_ind[r_ptr[item]:r_ptr[item + 1]]
             fresh = keys[~in_core[keys]]
-            in_core[fresh] = True
-            axons += fresh.size
-            neurons += int(weights[item])
-            reached = []  # items that now share an axon or a reader core with the core (repeats counted)
+            reached = []
             if fresh.size:
-                reached.append(np.concatenate([readers.indices[readers.indptr[k]:readers.indptr[k + 1]] for k in fresh]))
-                np.add.at(overlap, reached[-1], 1)
+                in_core[fresh] = True
+                core_keys.append(fresh)
+                axons += fresh.size
+                hit = _gather(k_ptr, k_ind, fresh)
+                np.add.at(score, hit, -span)
+                reached.append(hit)
+            neurons += int(weights[item])
             if targets is not None:
-                outs = targets.indices[targets.indptr[item]:targets.indptr[item + 1]]
+                outs = t_ind[t_ptr[item]:t_ptr[item + 1]]
                 fresh_out = outs[~fed[outs]]
-                fed[fresh_out] = True
                 if fresh_out.size:
-                    reached.append(np.concatenate([fed_by.indices[fed_by.indptr[t]:fed_by.indptr[t + 1]]
-                                                   for t in fresh_out]))
-                    np.add.at(shared_targets, reached[-1], 1)
-            if reached:
-                hits = np.unique(np.concatenate(reached))
-                hits = hits[~touched[hits]]
-                touched[hits] = True
-                touched_ids = np.concatenate([touched_ids, hits])
+                    fed[fresh_out] = True
+                    core_outs.append(fresh_out)
+                    hit = _gather(f_ptr, f_ind, fresh_out)
+                    np.add.at(shared_targets, hit, 1)
+                    reached.append(hit)
+            for hit in reached:
+                new = hit[~blocked[hit]]
+                if new.size:
+                    new = np.unique(new)
+                    blocked[new] = True
+                    seen.append(new)
+                    candidates = np.concatenate([candidates, new])
             free_axons, free_neurons = max_axons - axons, max_neurons - neurons
             if free_neurons <= 0:
                 break
-            item, pointer = _best_addition(counts, touched_ids, assigned, touched, static, pointer, free_axons,
-                                           free_neurons)
+            best, best_key = -1, None
+            if candidates.size:
+                ids = candidates
+                s = score[ids]
+                fits = s < (free_axons + 1) * span
+                if heaviest > free_neurons:
+                    fits &= weights[ids] <= free_neurons
+                if not fits.all():
+                    ids, s = ids[fits], s[fits]
+                    candidates = ids
+                if ids.size:
+                    if targets is not None:
+                        s = (target_deg[ids] - shared_targets[ids]) * ((free_axons + 1) * span) + s
+                    pick = int(np.argmin(s))
+                    best = int(ids[pick])
+                    best_key = (int(target_deg[best] - shared_targets[best]), int(score[best] // span),
+                                int(rank[best]))
+            step = 16
+            if best_key is not None and pointer < static.size:
+                first = int(static[pointer])  # no untouched item that fits comes before it in static order
+                if best_key < (int(target_deg[first]), int(fan_in[first]), int(rank[first])):
+                    item = best
+                    continue
+            while pointer < static.size:
+                end = pointer + step
+                ok = ~blocked[static[pointer:end]] & (static_fan_in[pointer:end] <= free_axons)
+                if heaviest > free_neurons:
+                    ok &= static_weight[pointer:end] <= free_neurons
+                hit = np.flatnonzero(ok)
+                if hit.size:
+                    pointer += int(hit[0])
+                    untouched = int(static[pointer])
+                    key = (int(target_deg[untouched]), int(fan_in[untouched]), int(rank[untouched]))
+                    if best_key is None or key < best_key:
+                        best = untouched
+                    break
+                pointer = min(end, static.size)
+                step = min(2 * step, UNTOUCHED_CHUNK)
+            item = best
         cores.append(members)
+        for ids in seen:  # reset the counters of the items this core touched
+            score[ids] = base[ids]
+            shared_targets[ids] = 0
+            blocked[ids] = base[ids] == done
+        for keys in core_keys:
+            in_core[keys] = False
+        for outs in core_outs:
+            fed[outs] = False
     return cores
 
 
 UNTOUCHED_CHUNK = 4096  # static-order entries checked per vectorized step of the pointer
-
-
-@dataclass
-class Counts:
-    """Per item, during ``greedy_pack``: axons (``fan_in``) and reader cores (``target_deg``) it
-    needs, how many of them the open core already has (``overlap``, ``shared_targets``), its
-    structural ``rank`` and its neuron slots (``weights``)."""
-
-    fan_in: np.ndarray
-    overlap: np.ndarray
-    target_deg: np.ndarray
-    shared_targets: np.ndarray
-    rank: np.ndarray
-    weights: np.ndarray
-
-
-def _best_addition(c: Counts, touched_ids: np.ndarray, assigned: np.ndarray, touched: np.ndarray,
-                   static: np.ndarray, pointer: int, free_axons: int, free_neurons: int) -> tuple[int, int]:
-    """The free item that fits with the smallest (new reader cores, new axons, rank), or -1, and
-    the advanced pointer into ``static`` (items the core has not touched, best first)."""
-    best, best_key = -1, None
-    if touched_ids.size:
-        ids = touched_ids
-        new = c.fan_in[ids] - c.overlap[ids]
-        fits = ~assigned[ids] & (new <= free_axons) & (c.weights[ids] <= free_neurons)
-        if fits.any():
-            new_targets = c.target_deg[ids] - c.shared_targets[ids]
-            span = c.rank.size + 1  # (new reader cores, new axons, rank) as one integer, lexicographic
-            score = (new_targets * (free_axons + 1) + new) * span + c.rank[ids]
-            pick = int(np.argmin(np.where(fits, score, np.iinfo(np.int64).max)))
-            best = int(ids[pick])
-            best_key = (int(new_targets[pick]), int(new[pick]), int(c.rank[best]))
-    while pointer < static.size:
-        chunk = static[pointer:pointer + UNTOUCHED_CHUNK]
-        ok = (~assigned[chunk] & ~touched[chunk] & (c.fan_in[chunk] <= free_axons)
-              & (c.weights[chunk] <= free_neurons))
-        hit = np.flatnonzero(ok)
-        if hit.size:
-            pointer += int(hit[0])
-            item = int(static[pointer])
-            key = (int(c.target_deg[item]), int(c.fan_in[item]), int(c.rank[item]))
-            if best_key is None or key < best_key:
-                best = item
-            break
-        pointer += chunk.size
-    return best, pointer
 
 
 def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int]], max_axons: int,
@@ -175,9 +207,10 @@ def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int
     K = len(cores)
     count = np.zeros((K, reads.shape[1]), np.int32)  # readers of each key on each core
     neurons = np.zeros(K, np.int64)
+    indptr, indices = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
     for c, members in enumerate(cores):
-        for i in members:
-            count[c, reads.indices[reads.indptr[i]:reads.indptr[i + 1]]] += 1
+        if members:
+            count[c] = np.bincount(_gather(indptr, indices, np.asarray(members, np.int64)), minlength=reads.shape[1])
         neurons[c] = weights[members].sum() if members else 0
     axons = (count > 0).sum(axis=1).astype(np.int64)
     alive = np.ones(K, bool)
@@ -198,24 +231,39 @@ def _free_shared_axons(reads: sp.csr_matrix, weights: np.ndarray, members_of: li
     when that frees axons on its own core. Greedy packing can strand a few neurons of one patch
     on a core beside another patch; each stranded neuron makes every input it reads reach two
     cores (an extra instance upstream). Axon counts never grow, core counts never change."""
+    indptr, indices = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
     for c in range(len(members_of)):
         if not alive[c]:
             continue
-        for i in list(members_of[c]):
-            keys = reads.indices[reads.indptr[i]:reads.indptr[i + 1]]
-            if keys.size == 0 or not (count[c, keys] == 1).any():
-                continue
-            hosts = alive & (neurons + weights[i] <= max_neurons) & (count[:, keys] > 0).all(axis=1)
-            hosts[c] = False
-            if not hosts.any():
-                continue
-            d = int(np.argmax(hosts))
-            count[c, keys] -= 1
-            count[d, keys] += 1
-            neurons[c] -= weights[i]
-            neurons[d] += weights[i]
-            members_of[c].remove(i)
-            members_of[d].append(i)
+        items = np.asarray(members_of[c], np.int64)
+        start = 0
+        while start < items.size:
+            # which of the items still to visit read an axon only they use on this core (the
+            # counts change only when an item moves, so they are checked again only then)
+            rest = items[start:]
+            lengths = indptr[rest + 1] - indptr[rest]
+            alone = np.bincount(np.repeat(np.arange(rest.size), lengths),
+                                weights=count[c, _gather(indptr, indices, rest)] == 1, minlength=rest.size) > 0
+            moved = False
+            for h in np.flatnonzero(alone).tolist():
+                i = int(rest[h])
+                keys = indices[indptr[i]:indptr[i + 1]]
+                hosts = alive & (neurons + weights[i] <= max_neurons) & (count[:, keys] > 0).all(axis=1)
+                hosts[c] = False
+                if not hosts.any():
+                    continue
+                d = int(np.argmax(hosts))
+                count[c, keys] -= 1
+                count[d, keys] += 1
+                neurons[c] -= weights[i]
+                neurons[d] += weights[i]
+                members_of[c].remove(i)
+                members_of[d].append(i)
+                start += h + 1
+                moved = True
+                break
+            if not moved:
+                break
 
 
 def _empty_core(b: int, reads: sp.csr_matrix, weights: np.ndarray, members_of: list[list[int]], count: np.ndarray,
@@ -314,18 +362,27 @@ def conflict_bound(reads: sp.csr_matrix, max_axons: int, limit: int = 2000) -> i
     cannot share a core, so a set of pairwise conflicting items (a clique, grown greedily from the
     largest fan-in down over at most ``limit`` items) needs one core each. Only items with more
     than A/2 axons can conflict with each other, plus at most one smaller item."""
-    reads = reads.tocsr().astype(np.int32)
+    reads = reads.tocsr()
+    reads.sort_indices()
     fan_in = np.diff(reads.indptr)
     if fan_in.size == 0:
         return 0
     order = np.argsort(-fan_in, kind="stable")
     big = [int(i) for i in order[:limit] if 2 * fan_in[i] > max_axons]
+    mark = np.zeros(reads.shape[1], bool)
+    clique_keys = np.zeros(0, np.int64)  # the keys of the clique's items, concatenated
+    clique_owner = np.zeros(0, np.int64)  # position in the clique of each entry of clique_keys
     clique: list[int] = []
     for i in big:
+        keys = reads.indices[reads.indptr[i]:reads.indptr[i + 1]]
         if clique:
-            shared = (reads[clique] @ reads[i].T).toarray().reshape(-1)
+            mark[keys] = True
+            shared = np.bincount(clique_owner, weights=mark[clique_keys], minlength=len(clique))
+            mark[keys] = False
             if np.any(fan_in[clique] + fan_in[i] - shared <= max_axons):
                 continue
+        clique_keys = np.concatenate([clique_keys, keys])
+        clique_owner = np.concatenate([clique_owner, np.full(keys.size, len(clique), np.int64)])
         clique.append(i)
     return max(len(clique), 1)
 

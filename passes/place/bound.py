@@ -29,7 +29,6 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from crossmap.mesh import Edges, Mesh
 from crossmap.passes.place.cost import lower_bound as star_bound
@@ -273,6 +272,8 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
     a_ub = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(row, width))
     cost = np.concatenate([np.repeat(edges.w.astype(np.float64), levels), edges.w[tails].astype(np.float64)])
     upper = np.concatenate([np.ones(m * levels), np.full(tails.size, np.inf)])
+    from scipy.optimize import linprog  # imported here: scipy.optimize takes a second to load
+
     result = linprog(cost, A_ub=a_ub, b_ub=np.asarray(rhs), bounds=np.stack([np.zeros(width), upper], 1),
                      method="highs", options={"time_limit": time_limit})
     if result.status != 0:

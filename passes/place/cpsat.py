@@ -9,12 +9,15 @@ objective and keep a solution only when it is really better.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from ortools.sat.python import cp_model
 
 from crossmap.mesh import Edges, Mesh
 from crossmap.passes.place.cost import Adjacency, sorted_center_distances
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 # resolution of the integer objective: the heaviest edge weighs this much
 WEIGHT_SCALE = 10_000
@@ -72,6 +75,8 @@ def solve_global(mesh: Mesh, edges: Edges, hint: np.ndarray, budget: SolverBudge
     (hops + penalty x chip crossings). On a single chip an optimal placement exists with no empty
     row or column between used ones, shifted to the origin, so coordinates are limited to
     [0, min(width, n)) and the smallest x and y are 0."""
+    from ortools.sat.python import cp_model  # imported here: OR-Tools takes a second to load
+
     n = edges.num_nodes
     model = cp_model.CpModel()
     compact = not mesh.multi_chip
@@ -140,6 +145,8 @@ def solve_window(mesh: Mesh, adj: Adjacency, cells: np.ndarray, occupant: np.nda
     """Re-place the cores sitting on the cells ``window`` among those cells (every other core
     fixed): an assignment of cores to cells, with the fixed neighbours' cost linear in the
     assignment and the cost of edges inside the window as absolute differences."""
+    from ortools.sat.python import cp_model  # imported here: OR-Tools takes a second to load
+
     window = np.asarray(window, np.int64)
     nodes = occupant[window]
     nodes = nodes[nodes >= 0]
