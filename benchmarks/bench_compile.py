@@ -37,18 +37,18 @@ def peak_mb() -> float:
 
 
 def block_network(cores: int, seed: int = 0):
-    """A layered binary network of about ``cores`` cores: ``layers`` layers of ``blocks`` blocks of
-    256 neurons; each neuron reads 96 neurons of its own block of the layer below and 32 of the
-    next block (so each neuron feeds two cores and is copied once), the first layer reads 256
-    input channels per block, and a readout of 10 classes reads the last layer."""
+    """A layered binary network of about ``cores`` cores, built like the core-shaped networks of
+    Esser et al.: ``layers`` layers of ``blocks`` blocks of 256 neurons, each neuron reading 128
+    neurons of its own block of the layer below (the first layer: 128 of its block's 256 input
+    channels), and per block 10 readout neurons (one per class) reading 128 neurons of the last
+    layer's block. Every block fills one core."""
     from crossmap.chip import ChipSpec
     from crossmap.deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
     import scipy.sparse as sp
 
     chip = ChipSpec.named("truenorth")
     layers = 4
-    # layer 1 takes one core per block; later layers copy every neuron once: about 2 cores per block
-    blocks = max(1, round(cores / (1 + 2 * (layers - 1))))
+    blocks = max(1, round(cores / (layers + 0.5)))
     rng = np.random.default_rng(seed)
     width = blocks * BLOCK
     groups, lines = [], []
@@ -56,43 +56,28 @@ def block_network(cores: int, seed: int = 0):
     def group(name: str, size: int, **kw) -> NeuronGroup:
         weight = rng.integers(-1, 2, (size, chip.axon_types))
         weight[:, 0] = 1
-        return NeuronGroup.make(name, weight, alpha=kw.pop("alpha", 8), chip=chip, **kw)
+        return NeuronGroup.make(name, weight, alpha=kw.pop("alpha", 8), chip=chip, layer=name, **kw)
 
-    def connect(source: str, target: str, n_target: int, own: int, other: int) -> Lines:
-        rows, cols = [], []
-        for b in range(blocks):
-            nxt = (b + 1) % blocks
-            for j in range(BLOCK):
-                mine = b * BLOCK + rng.choice(BLOCK, own, replace=False)
-                theirs = nxt * BLOCK + rng.choice(BLOCK, other, replace=False) if blocks > 1 and other else []
-                src = np.concatenate([mine, theirs]).astype(np.int64)
-                rows.append(src)
-                cols.append(np.full(src.size, b * BLOCK + j))
-        src, tgt = np.concatenate(rows), np.concatenate(cols)
-        types = (src % chip.axon_types).astype(np.int64)
+    def connect(source: str, target: str, per_block: int, fan_in: int) -> Lines:
+        """Each of the ``per_block`` target neurons of block b reads ``fan_in`` sources of block b."""
+        picks = np.argsort(rng.random((blocks * per_block, BLOCK)), axis=1)[:, :fan_in]
+        block = np.arange(blocks * per_block) // per_block
+        src = (block[:, None] * BLOCK + picks).reshape(-1).astype(np.int64)
+        tgt = np.repeat(np.arange(blocks * per_block), fan_in)
+        types = src % chip.axon_types
         base = src * chip.axon_types + types
         uniq, row = np.unique(base, return_inverse=True)
-        syn = sp.csr_matrix((np.ones(row.size, bool), (row.reshape(-1), tgt)), shape=(uniq.size, n_target))
+        syn = sp.csr_matrix((np.ones(row.size, bool), (row.reshape(-1), tgt)), shape=(uniq.size, blocks * per_block))
         return Lines(source, target, uniq // chip.axon_types, uniq % chip.axon_types, syn)
 
     previous = INPUT
     for layer in range(layers):
         name = f"layer{layer + 1}"
-        groups.append(group(name, width, layer=name))
-        own, other = (128, 0) if layer == 0 else (96, 32)
-        lines.append(connect(previous, name, width, own, other))
+        groups.append(group(name, width))
+        lines.append(connect(previous, name, BLOCK, 128))
         previous = name
-    readout = min(width, 10 * max(1, blocks))
-    groups.append(group("readout", readout, output_class=np.arange(readout) % 10, layer="readout"))
-    src = np.arange(width)
-    tgt = src % readout
-    keep = rng.random(width) < min(1.0, 200 * readout / width)
-    src, tgt = src[keep], tgt[keep]
-    types = src % chip.axon_types
-    base = src * chip.axon_types + types
-    uniq, row = np.unique(base, return_inverse=True)
-    syn = sp.csr_matrix((np.ones(row.size, bool), (row.reshape(-1), tgt)), shape=(uniq.size, readout))
-    lines.append(Lines(previous, "readout", uniq // chip.axon_types, uniq % chip.axon_types, syn))
+    groups.append(group("readout", 10 * blocks, output_class=np.arange(10 * blocks) % 10))
+    lines.append(connect(previous, "readout", 10, 128))
     return DeployedNetwork(chip, width, groups, lines, num_classes=10).validate()
 
 
