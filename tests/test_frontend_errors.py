@@ -226,3 +226,16 @@ def test_constant_that_differs_between_samples():
     model = om.make_model([mk("Add", ["x", "c"], ["y"])], [2, 3], None, {"c": rand(2, 3)})
     with pytest.raises(UnsupportedModelError, match="differs between the samples"):
         import_onnx(model)
+
+
+def test_folding_a_huge_constant_is_refused_before_it_is_made():
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [2**16, 2**16])
+    nodes = [helper.make_node("Constant", [], ["s"], value=shape),
+             helper.make_node("ConstantOfShape", ["s"], ["big"]),
+             helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+             helper.make_node("Add", ["x", "total"], ["y"])]
+    graph = helper.make_graph(nodes, "huge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(UnsupportedModelError, match=r"ConstantOfShape.*4,294,967,296 elements"):
+        import_onnx(model)

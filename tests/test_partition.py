@@ -216,8 +216,29 @@ def test_too_many_cores_for_the_board():
     rng = np.random.default_rng(0)
     a = group(rng, "a", 40, chip=chip)
     net = DeployedNetwork(chip, 4, [a], [lines(rng, INPUT, "a", 4, 40, 4, 0.5)], num_classes=1).validate()
-    with pytest.raises(ResourceError, match=r"partition: the program needs 5 cores.*has 4.*smallest board that fits is 2 x 1"):
+    with pytest.raises(ResourceError, match=r"partition: the deployed network has 40 neurons, so the program needs at "
+                                            r"least 5 cores.*has 4.*'a'.*truenorth-auto.*2 x 1"):
         partition(net)
+
+
+def test_a_network_too_big_for_the_board_stops_before_packing(monkeypatch):
+    chip = CHIP.replace(mesh_x=2, mesh_y=2)
+    rng = np.random.default_rng(0)
+    wide, narrow = group(rng, "wide", 30, chip=chip), group(rng, "narrow", 6, chip=chip)
+    net = DeployedNetwork(chip, 4, [wide, narrow], [lines(rng, INPUT, "wide", 4, 30, 4, 0.5),
+                                                   lines(rng, "wide", "narrow", 30, 6, 8, 0.5)],
+                          num_classes=1).validate()
+    packing = crossmap.passes.partition.plan_partition
+
+    def no_packing(*args, **kwargs):
+        raise AssertionError("packed before checking the capacity")
+
+    monkeypatch.setattr(crossmap.passes.partition, "plan_partition", no_packing)
+    with pytest.raises(ResourceError, match=r"36 neurons.*at least 5 cores.*has 4.*'wide'.*30 neurons, at least 4 "
+                                            r"cores.*truenorth-auto"):
+        partition(net)
+    monkeypatch.setattr(crossmap.passes.partition, "plan_partition", packing)
+    assert partition(net, board="auto").program.num_cores >= 5
 
 
 def test_recurrent_network_is_refused():

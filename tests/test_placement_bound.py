@@ -113,3 +113,11 @@ def test_too_large_falls_back_to_the_star_bound():
     assert lp_bound(mesh, edges, max_variables=1) is None
     bound, kind = placement_lower_bound(mesh, edges, max_variables=1)
     assert bound == pytest.approx(lower_bound(mesh, edges)) and kind.startswith("star")
+
+
+def test_the_lp_is_bounded_by_iterations_not_time():
+    edges = edges_from_graph(graph_of([(a, b) for a in range(6) for b in range(6, 9)] + [(0, 1), (1, 2)]))
+    mesh = Mesh(ChipSpec.truenorth())
+    assert lp_bound(mesh, edges, max_iterations=0) is None
+    first = lp_bound(mesh, edges)
+    assert first is not None and first == lp_bound(mesh, edges)

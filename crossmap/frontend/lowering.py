@@ -26,6 +26,29 @@ Handler = Callable[["Lowerer", onnx.NodeProto, list], list]
 
 HANDLERS: dict[str, Handler] = {}
 
+MAX_FOLDED_ELEMENTS = 2**26  # the largest constant a folded node may make (512 MiB of float64)
+
+
+def folded_size(node: onnx.NodeProto, arrays: list[np.ndarray | None]) -> int | None:
+    """Elements of the output of a node that can make a large tensor from small inputs
+    (ConstantOfShape, Expand, Tile, Range), computed from its inputs without running it; None
+    for other nodes or inputs it cannot read."""
+    try:
+        if node.op_type == "ConstantOfShape" and arrays and arrays[0] is not None:
+            return int(np.prod(np.asarray(arrays[0], dtype=np.float64)))
+        if node.op_type == "Expand" and len(arrays) >= 2 and arrays[0] is not None and arrays[1] is not None:
+            shape = np.broadcast_shapes(np.shape(arrays[0]), tuple(int(d) for d in np.asarray(arrays[1]).reshape(-1)))
+            return int(np.prod(np.asarray(shape, dtype=np.float64)))
+        if node.op_type == "Tile" and len(arrays) >= 2 and arrays[0] is not None and arrays[1] is not None:
+            repeats = np.asarray(arrays[1], dtype=np.float64).reshape(-1)
+            return int(np.asarray(arrays[0]).size * np.prod(repeats))
+        if node.op_type == "Range" and len(arrays) >= 3 and all(a is not None for a in arrays[:3]):
+            start, limit, delta = (float(np.asarray(a).reshape(-1)[0]) for a in arrays[:3])
+            return int(max(0.0, np.ceil((limit - start) / delta))) if delta else None
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return None
+
 # With a dynamic batch axis, Shape of a network tensor is evaluated for two batch sizes, so
 # constants that depend on the batch can be told apart from those that do not.
 PRIMARY_BATCH, ALT_BATCH = 2, 3
@@ -133,7 +156,13 @@ class Lowerer:
         return [Const(a, None if a.shape == b.shape and np.array_equal(a, b) else b) for a, b in zip(primary, alt)]
 
     def evaluate(self, node: onnx.NodeProto, arrays: list[np.ndarray | None]) -> list[np.ndarray]:
-        """Run one node on numpy arrays with onnx's reference evaluator."""
+        """Run one node on numpy arrays with onnx's reference evaluator (refusing one whose output
+        would be larger than ``MAX_FOLDED_ELEMENTS``)."""
+        size = folded_size(node, arrays)
+        if size is not None and size > MAX_FOLDED_ELEMENTS:
+            raise Unsupported(f"folding it would make a constant of {size:,} elements, more than the "
+                              f"{MAX_FOLDED_ELEMENTS:,} crossmap materialises; such a tensor cannot be a layer of "
+                              f"a chip program, so the model is likely malformed (check the shape it is given)")
         evaluator = self._evaluators.get(id(node))
         if evaluator is None:
             evaluator = ReferenceEvaluator(node, opsets=self.opsets)

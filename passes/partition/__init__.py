@@ -33,7 +33,8 @@ from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.passes.partition.build import Built, build_program
 from crossmap.passes.partition.keys import GroupKeys, KeySpace, group_keys, topological_groups
 from crossmap.passes.partition.pack import conflict_bound
-from crossmap.passes.partition.plan import FANOUT_MODES, PackOptions, Plan, input_groups, plan_partition
+from crossmap.passes.partition.plan import (FANOUT_MODES, PackOptions, Plan, check_capacity, input_groups,
+                                            plan_partition)
 from crossmap.pipeline import CompileState
 
 
@@ -67,6 +68,7 @@ class Partition:
             net = dataclasses.replace(net, chip=state.chip)
         net.validate()
         space, keys = group_keys(net)
+        check_capacity(net, keys, grow_board=self.board == "auto")  # before the slow work
         topo = topological_groups(net)
         rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
         key_rate = _key_rates(space, keys, rates, input_rate, net)

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from crossmap.deployed import INPUT, DeployedNetwork
+from crossmap.chip import smallest_board
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
 from crossmap.passes.partition.pack import compact_pack, conflict_bound, greedy_pack, lower_bound, solve_pack
@@ -231,6 +232,30 @@ def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, ta
         links = sum(np.unique(item_readers[b].indices).size for b in bins) if item_readers is not None else 0
         out.append(((cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins, item_aim)))
     return out
+
+
+def check_capacity(net: DeployedNetwork, keys: list[GroupKeys], grow_board: bool) -> None:
+    """Stop before any packing when the network cannot fit: a neuron reading more distinct axons
+    than a core has, or (unless the board may grow) more neurons than the chip's board holds
+    (every deployed neuron takes at least one neuron slot). The error names the widest layers,
+    the numbers and the remedies."""
+    chip = net.chip
+    A, N = chip.axons_per_core, chip.neurons_per_core
+    for g, gk in enumerate(keys):
+        _check_fan_in(net, g, gk, A)
+    needed = math.ceil(net.num_neurons / N)
+    if grow_board or needed <= chip.max_cores:
+        return
+    widest = sorted(net.groups, key=lambda group: -group.size)[:3]
+    layers = "; ".join(f"{group.name!r} (layer {group.layer!r}) {group.size} neurons, at least "
+                       f"{math.ceil(group.size / N)} cores" for group in widest)
+    bx, by = smallest_board(chip, needed)
+    raise ResourceError(
+        f"partition: the deployed network has {net.num_neurons} neurons, so the program needs at least {needed} "
+        f"cores of {N} neurons; the board of chip spec {chip.name!r} ({chip.board_x} x {chip.board_y} chips of "
+        f"{chip.mesh_x} x {chip.mesh_y} cores) has {chip.max_cores}. Widest layers: {layers}. Remedies: compile "
+        f"with --chip truenorth-auto (the smallest board that fits is {bx} x {by} chips or more, "
+        f"--chip truenorth-{bx}x{by}), or make the widest layers narrower")
 
 
 def _check_fan_in(net: DeployedNetwork, g: int, gk: GroupKeys, A: int) -> None:

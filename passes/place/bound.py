@@ -19,7 +19,9 @@ The minimum of sum_e w_e (1 + sum_D z[e, D]) over 0 <= z <= 1 under these constr
 bound on every placement's cost (crossing penalties left out). Unlike the star bound, an edge
 has one distance for both its ends, and the global count catches graphs denser than a mesh
 (a core graph with more than about 2 edges per core cannot have all its edges one hop long).
-The LP is solved with HiGHS (scipy); above ``max_variables`` the star bound is used alone.
+The LP is solved with HiGHS (scipy) within ``MAX_ITERATIONS`` simplex iterations, a budget of
+work and not of time, so the same core graph gets the same bound on every run and every machine;
+above ``max_variables``, or when the iterations run out, the star bound is used alone.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from crossmap.passes.place.cost import lower_bound as star_bound
 
 MAX_VARIABLES = 400_000
 MAX_WORK = 20_000_000
+MAX_ITERATIONS = 20_000  # HiGHS iterations: a deterministic budget for the LP
 MAX_BICLIQUE_SIDE = 256  # larger bicliques are skipped (their bound's dynamic program grows as n^2)
 MAX_BICLIQUE_ENTRIES = 2_000_000  # edge entries of all biclique constraints together
 
@@ -200,9 +203,11 @@ def bicliques(edges: Edges, max_work: int = MAX_WORK) -> list[tuple[np.ndarray, 
     return chosen
 
 
-def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_limit: float = 20.0) -> float | None:
+def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES,
+             max_iterations: int = MAX_ITERATIONS) -> float | None:
     """The LP lower bound described in the module docstring, or None when the LP would have more
-    than ``max_variables`` variables or HiGHS does not finish within ``time_limit`` seconds."""
+    than ``max_variables`` variables or HiGHS does not finish within ``max_iterations``
+    iterations (deterministic work, so the answer does not depend on the machine's speed)."""
     m, n = int(edges.u.size), edges.num_nodes
     if m == 0:
         return 0.0
@@ -275,7 +280,7 @@ def lp_bound(mesh: Mesh, edges: Edges, max_variables: int = MAX_VARIABLES, time_
     from scipy.optimize import linprog  # imported here: scipy.optimize takes a second to load
 
     result = linprog(cost, A_ub=a_ub, b_ub=np.asarray(rhs), bounds=np.stack([np.zeros(width), upper], 1),
-                     method="highs", options={"time_limit": time_limit})
+                     method="highs", options={"maxiter": int(max_iterations)})
     if result.status != 0:
         return None
     # the LP optimum minus a hair for the solver's tolerance, so the bound stays a bound
