@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -176,5 +177,12 @@ def _stamp(state: CompileState) -> None:
 
 
 def stderr_progress(message: str) -> None:
-    """A progress callback printing pass names to stderr."""
-    print(f"  {message}", file=sys.stderr, flush=True)
+    """A progress callback printing each stage's messages to stderr, one line each (so a log
+    that is not a terminal shows them too), with the seconds since the first message."""
+    global _progress_started
+    if _progress_started is None:
+        _progress_started = time.perf_counter()
+    print(f"  [{time.perf_counter() - _progress_started:7.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+_progress_started: float | None = None

@@ -270,8 +270,11 @@ def test_worker_processes_cap_their_blas_threads():
 def test_cli_compile_report_verify(model_path, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["compile", str(model_path), "-o", str(out), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)  # one JSON object on stdout; progress goes to stderr
     assert summary["cores"] >= 1 and summary["latency_ticks"] >= 1
+    assert all(stage in captured.err for stage in ("pass partition", "measuring traffic", "place: best start",
+                                                      "pass route", "emit: writing"))
     assert main(["compile", str(model_path), "-o", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["compile", str(model_path), "-o", str(out), "--force", "-q"]) == 0

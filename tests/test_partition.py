@@ -216,8 +216,9 @@ def test_too_many_cores_for_the_board():
     rng = np.random.default_rng(0)
     a = group(rng, "a", 40, chip=chip)
     net = DeployedNetwork(chip, 4, [a], [lines(rng, INPUT, "a", 4, 40, 4, 0.5)], num_classes=1).validate()
-    with pytest.raises(ResourceError, match=r"partition: the deployed network has 40 neurons, so the program needs at "
-                                            r"least 5 cores.*has 4.*'a'.*truenorth-auto.*2 x 1"):
+    with pytest.raises(ResourceError, match=r"partition: the program needs 5 cores or more: the deployed network has "
+                                            r"40 neurons.*has 4.*'a'.*truenorth-auto.*smallest board that fits is at "
+                                            r"least 2 x 1"):
         partition(net)
 
 
@@ -234,7 +235,7 @@ def test_a_network_too_big_for_the_board_stops_before_packing(monkeypatch):
         raise AssertionError("packed before checking the capacity")
 
     monkeypatch.setattr(crossmap.passes.partition, "plan_partition", no_packing)
-    with pytest.raises(ResourceError, match=r"36 neurons.*at least 5 cores.*has 4.*'wide'.*30 neurons, at least 4 "
+    with pytest.raises(ResourceError, match=r"needs 5 cores or more.*36 neurons.*has 4.*'wide'.*30 neurons, at least 4 "
                                             r"cores.*truenorth-auto"):
         partition(net)
     monkeypatch.setattr(crossmap.passes.partition, "plan_partition", packing)
@@ -483,3 +484,26 @@ def test_the_solver_run_reuses_the_greedy_packings(monkeypatch):
     fresh = partition(net, solver=True, time_limit=2.0)
     assert shared.program.checksum() == fresh.program.checksum()
     assert 0 < shared_packs < len(packed)
+
+
+def test_packing_progress_lines_say_how_far_and_how_long():
+    from crossmap.passes.partition.plan import PackProgress
+
+    lines = []
+    progress = PackProgress(100, "partition (fanout=copy)", lines.append, every=0.0)
+    progress.group("out", 10)
+    progress.group("hidden", 90)
+    progress.done()
+    assert lines[0].startswith("partition (fanout=copy): 0/100 neurons packed (0%), now group 'out' (10 neurons)")
+    assert "10/100 neurons packed (10%), now group 'hidden'" in lines[1] and "s left" in lines[1]
+    assert lines[2].startswith("partition (fanout=copy): 100 neurons packed in")
+
+
+def test_a_compile_logs_every_stage():
+    lines = []
+    state = CompileState(chip=CHIP, deployed=three_layer(), seed=0, progress=lines.append)
+    from crossmap.passes.place import Place
+
+    state = Place().run(Partition(time_limit=1.0).run(state))
+    text = "\n".join(lines)
+    assert "measuring traffic" in text and "packing with fanout=copy" in text and "place: best start" in text

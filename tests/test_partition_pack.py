@@ -203,3 +203,13 @@ def test_greedy_pack_equals_the_plain_greedy(instance, seed, with_targets, chunk
     finally:
         partition_pack.UNTOUCHED_CHUNK = saved
     assert fast == plain_greedy_pack(reads, weights, A, N, targets)
+
+
+def test_compaction_too_large_for_its_table_keeps_the_packing(monkeypatch):
+    from crossmap.passes.partition import pack as partition_pack
+
+    reads = sp.csr_matrix(np.eye(6, dtype=bool))
+    cores = [[0], [1], [2], [3], [4], [5]]
+    assert len(compact_pack(reads, np.ones(6, int), cores, 8, 8)) == 1
+    monkeypatch.setattr(partition_pack, "COMPACT_MAX_ENTRIES", 35)
+    assert compact_pack(reads, np.ones(6, int), cores, 8, 8) == cores

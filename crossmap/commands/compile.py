@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                                 pipeline=args.pipeline, seed=args.seed, time_limit=args.time_limit,
                                 overwrite=args.force, calibration=calibration,
                                 output_name=args.output_name,
-                                progress=None if (args.quiet or args.json) else stderr_progress)
+                                progress=None if args.quiet else stderr_progress)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
     used = program.chip.utilization(program)

@@ -70,6 +70,7 @@ class Partition:
         space, keys = group_keys(net)
         check_capacity(net, keys, grow_board=self.board == "auto")  # before the slow work
         topo = topological_groups(net)
+        state.log(f"partition: {net.num_neurons} neurons in {len(net.groups)} groups; measuring traffic")
         rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
         key_rate = _key_rates(space, keys, rates, input_rate, net)
         input_fed = input_groups(net)
@@ -83,7 +84,7 @@ class Partition:
             for use_solver in solver_runs:
                 options = PackOptions(mode=mode, solver=use_solver, solver_max_items=self.solver_max_items,
                                       time_limit=self.time_limit / len(modes), merge_groups=self.merge_groups,
-                                      seed=state.seed)
+                                      seed=state.seed, log=state.log)
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     plan = plan_partition(net, space, keys, topo, key_rate, options, memo)

@@ -197,14 +197,21 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
 UNTOUCHED_CHUNK = 4096  # static-order entries checked per vectorized step of the pointer
 
 
+COMPACT_MAX_ENTRIES = 2**25  # cores x keys of the count table of compact_pack (128 MiB of int32)
+
+
 def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int]], max_axons: int,
                  max_neurons: int, tries: int = 4) -> list[list[int]]:
     """Local search after ``greedy_pack``: try to empty one of the ``tries`` emptiest cores by
     moving each of its items to the other core where it adds the fewest axons; repeat while a core
-    disappears. The result never has more cores."""
+    disappears. The result never has more cores. It keeps a (cores x keys) table of counts, so a
+    packing whose table would have more than ``COMPACT_MAX_ENTRIES`` entries is returned as it is
+    (memory stays linear in the program)."""
     reads = reads.tocsr()
     weights = np.asarray(weights, np.int64)
     K = len(cores)
+    if K * reads.shape[1] > COMPACT_MAX_ENTRIES:
+        return [list(m) for m in cores]
     count = np.zeros((K, reads.shape[1]), np.int32)  # readers of each key on each core
     neurons = np.zeros(K, np.int64)
     indptr, indices = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+import time
+from typing import Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -108,6 +109,34 @@ class PackOptions:
     time_limit: float = 10.0
     merge_groups: bool = True
     seed: int = 0
+    log: Callable[[str], None] | None = None  # progress lines (see PackProgress)
+
+
+class PackProgress:
+    """Progress lines while groups are packed: neurons done, the group at hand and an estimate of
+    the time left, at most one line every ``every`` seconds (the lines depend on the clock; the
+    packing does not)."""
+
+    def __init__(self, total: int, label: str, log: Callable[[str], None] | None, every: float = 2.0) -> None:
+        self.total, self.label, self.log, self.every = max(1, total), label, log, every
+        self.neurons = 0
+        self.start = self.last = time.perf_counter()
+
+    def group(self, name: str, size: int) -> None:
+        """About to pack group ``name`` of ``size`` neurons (after ``self.neurons`` others)."""
+        now = time.perf_counter()
+        if self.log is not None and (now - self.last >= self.every):
+            self.last = now
+            share = self.neurons / self.total
+            left = f", about {(now - self.start) * (1 - share) / share:.0f} s left" if share > 0 else ""
+            self.log(f"{self.label}: {self.neurons}/{self.total} neurons packed ({100 * share:.0f}%), now group "
+                     f"{name!r} ({size} neurons){left}")
+        self.neurons += size
+
+    def done(self) -> None:
+        """All groups packed."""
+        if self.log is not None and time.perf_counter() - self.start >= self.every:
+            self.log(f"{self.label}: {self.total} neurons packed in {time.perf_counter() - self.start:.0f} s")
 
 
 def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys], topo: list[int],
@@ -126,8 +155,10 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
     family = network_families(net)
     small = [g for g in topo if options.solver and net.groups[g].size <= options.solver_max_items]
     budget = options.time_limit / max(1, len(small))
+    progress = PackProgress(sum(net.groups[g].size for g in topo), f"partition (fanout={options.mode})", options.log)
     for g in reversed(topo):
         group, gk = net.groups[g], keys[g]
+        progress.group(group.name, group.size)
         _check_fan_in(net, g, gk, A)
         offset = int(space.offsets[g])
         targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
@@ -155,6 +186,7 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
                                 "distinct_axons": int(gk.keys.size), "fan_in_max": int(gk.fan_in.max(initial=0)),
                                 "greedy_cores": greedy_cores, "cores": len(placed),
                                 "new_cores": len(plan.cores) - first_new, "lower_bound": bound})
+    progress.done()
     plan.group_rows.reverse()
     _make_splits(plan, net, space, topo, N)
     _place_splits(plan, A, N)
@@ -251,10 +283,10 @@ def check_capacity(net: DeployedNetwork, keys: list[GroupKeys], grow_board: bool
                        f"{math.ceil(group.size / N)} cores" for group in widest)
     bx, by = smallest_board(chip, needed)
     raise ResourceError(
-        f"partition: the deployed network has {net.num_neurons} neurons, so the program needs at least {needed} "
-        f"cores of {N} neurons; the board of chip spec {chip.name!r} ({chip.board_x} x {chip.board_y} chips of "
+        f"partition: the program needs {needed} cores or more: the deployed network has {net.num_neurons} neurons "
+        f"and a core holds {N}; the board of chip spec {chip.name!r} ({chip.board_x} x {chip.board_y} chips of "
         f"{chip.mesh_x} x {chip.mesh_y} cores) has {chip.max_cores}. Widest layers: {layers}. Remedies: compile "
-        f"with --chip truenorth-auto (the smallest board that fits is {bx} x {by} chips or more, "
+        f"with --chip truenorth-auto (the smallest board that fits is at least {bx} x {by} chips, "
         f"--chip truenorth-{bx}x{by}), or make the widest layers narrower")
 
 

@@ -73,7 +73,7 @@ class Place:
         input_shape = tuple(state.network.input.shape) if state.network is not None else None
         points = input_positions(program, input_shape)
         result = search_placement(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
-                        workers=os.cpu_count() or 1, points=points)
+                        workers=os.cpu_count() or 1, points=points, log=state.log)
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)
         program.core_xy = mesh.coordinates(result.cells)

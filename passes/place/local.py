@@ -114,39 +114,88 @@ def anneal(mesh: Mesh, adj: Adjacency, cells: np.ndarray, moves: int, seed: int 
     draw = rng.random(moves).tolist()
     cooling = math.log(t_end / t_start) / moves
 
-    def change(node: int, other: int, fx: int, fy: int, tx: int, ty: int) -> float:
-        """Cost change of ``node``'s edges (except to ``other``) when it moves (fx,fy)->(tx,ty)."""
-        total = 0.0
-        if penalty:
-            fcx, fcy, tcx, tcy = fx // mx, fy // my, tx // mx, ty // my
-            for k, w in zip(nbr[node], wts[node]):
-                if k != other:
-                    kx, ky = xs[k], ys[k]
-                    kcx, kcy = kx // mx, ky // my
-                    total += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky)
-                                  + penalty * (abs(tcx - kcx) + abs(tcy - kcy) - abs(fcx - kcx) - abs(fcy - kcy)))
-        else:
-            for k, w in zip(nbr[node], wts[node]):
-                if k != other:
-                    kx, ky = xs[k], ys[k]
-                    total += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky))
-        return total
-
+    links = [list(zip(nbr[i], wts[i])) for i in range(n)]
+    exp = math.exp
+    if penalty:
+        return _anneal_with_crossings(links, xs, ys, occupant, width, height, mx, my, penalty, pick, off_x, off_y,
+                                      draw, t_start, cooling, moves)
     for step in range(moves):
         node = pick[step]
-        fx, fy = xs[node], ys[node]
-        tx, ty = fx + off_x[step], fy + off_y[step]
+        fx = xs[node]
+        fy = ys[node]
+        tx = fx + off_x[step]
+        ty = fy + off_y[step]
         if tx < 0 or ty < 0 or tx >= width or ty >= height or (tx == fx and ty == fy):
             continue
         other = occupant[ty * width + tx]
-        delta = change(node, other, fx, fy, tx, ty)
+        # the cost change of node's edges (except to other), then of other's (except to node):
+        # the same sums in the same order as a per-node helper, inlined for speed
+        delta = 0.0
+        for k, w in links[node]:
+            if k != other:
+                kx = xs[k]
+                ky = ys[k]
+                delta += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky))
         if other >= 0:
-            delta += change(other, node, tx, ty, fx, fy)
-        if delta > 0 and draw[step] >= math.exp(-delta / (t_start * math.exp(cooling * step))):
+            back = 0.0
+            for k, w in links[other]:
+                if k != node:
+                    kx = xs[k]
+                    ky = ys[k]
+                    back += w * (abs(fx - kx) + abs(fy - ky) - abs(tx - kx) - abs(ty - ky))
+            delta += back
+        if delta > 0 and draw[step] >= exp(-delta / (t_start * exp(cooling * step))):
             continue
-        xs[node], ys[node] = tx, ty
+        xs[node] = tx
+        ys[node] = ty
         occupant[ty * width + tx] = node
         occupant[fy * width + fx] = other
         if other >= 0:
-            xs[other], ys[other] = fx, fy
+            xs[other] = fx
+            ys[other] = fy
+    return np.asarray(ys, np.int64) * width + np.asarray(xs, np.int64)
+
+
+def _anneal_with_crossings(links: list, xs: list[int], ys: list[int], occupant: list[int], width: int, height: int,
+                           mx: int, my: int, penalty: float, pick: list[int], off_x: list[int], off_y: list[int],
+                           draw: list[float], t_start: float, cooling: float, moves: int) -> np.ndarray:
+    """The annealing loop of ``anneal`` when chip crossings cost ``penalty`` hops each."""
+    exp = math.exp
+    for step in range(moves):
+        node = pick[step]
+        fx = xs[node]
+        fy = ys[node]
+        tx = fx + off_x[step]
+        ty = fy + off_y[step]
+        if tx < 0 or ty < 0 or tx >= width or ty >= height or (tx == fx and ty == fy):
+            continue
+        other = occupant[ty * width + tx]
+        fcx, fcy, tcx, tcy = fx // mx, fy // my, tx // mx, ty // my
+        delta = 0.0
+        for k, w in links[node]:
+            if k != other:
+                kx = xs[k]
+                ky = ys[k]
+                kcx, kcy = kx // mx, ky // my
+                delta += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky)
+                              + penalty * (abs(tcx - kcx) + abs(tcy - kcy) - abs(fcx - kcx) - abs(fcy - kcy)))
+        if other >= 0:
+            back = 0.0
+            for k, w in links[other]:
+                if k != node:
+                    kx = xs[k]
+                    ky = ys[k]
+                    kcx, kcy = kx // mx, ky // my
+                    back += w * (abs(fx - kx) + abs(fy - ky) - abs(tx - kx) - abs(ty - ky)
+                                 + penalty * (abs(fcx - kcx) + abs(fcy - kcy) - abs(tcx - kcx) - abs(tcy - kcy)))
+            delta += back
+        if delta > 0 and draw[step] >= exp(-delta / (t_start * exp(cooling * step))):
+            continue
+        xs[node] = tx
+        ys[node] = ty
+        occupant[ty * width + tx] = node
+        occupant[fy * width + fx] = other
+        if other >= 0:
+            xs[other] = fx
+            ys[other] = fy
     return np.asarray(ys, np.int64) * width + np.asarray(xs, np.int64)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -79,7 +80,8 @@ class Budget:
 
 
 def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = True, seed: int = 0,
-           method: str = "auto", workers: int = 2, points: np.ndarray | None = None) -> SearchResult:
+           method: str = "auto", workers: int = 2, points: np.ndarray | None = None,
+           log: Callable[[str], None] | None = None) -> SearchResult:
     """Place ``edges.num_nodes`` cores on distinct cells of ``mesh`` within about ``seconds``;
     ``points`` (n x 2, optional) adds a start that keeps their layout (``spatial``)."""
     n = edges.num_nodes
@@ -99,6 +101,8 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
         if not best_name or cost < best_cost - 1e-9:
             best_name, best, best_cost = name, cells, cost
     result = SearchResult(best, best_cost, best_cost, best_name, "heuristic", stages)
+    say = log or (lambda message: None)
+    say(f"place: best start {best_name}, cost {best_cost:.6g}")
     result.timings["starts"] = (time.perf_counter() - clock, budget.charged - charged)
     if n < 2 or edges.u.size == 0:
         result.optimal = True
@@ -116,6 +120,7 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
     if small:
         moves = min(moves, 2000 * n)
     if moves > 0:
+        say(f"place: annealing, {moves:,} moves")
         clock, charged = time.perf_counter(), budget.charged
         annealed = anneal(mesh, adj, result.cells, moves, seed=seed)
         annealed = improve_by_swaps(mesh, adj, annealed, sweeps=4, seed=seed + 1)
@@ -128,6 +133,7 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
 
     # 3. CP-SAT on the whole problem, or on windows of the board
     clock, charged = time.perf_counter(), budget.charged
+    say(f"place: CP-SAT on {'the whole problem' if use_global else 'windows of the board'}, cost {result.cost:.6g}")
     if use_global:
         _solve_whole(result, mesh, edges, budget, reproducible, seed, workers)
     else:
