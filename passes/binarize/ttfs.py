@@ -50,7 +50,7 @@ from crossmap.pipeline import CompileState
 
 HIDDEN_ACTIVATIONS = ("relu", "clip")
 FRACTIONS = (1.0, 2.0)  # readout threshold steps tried, times the potential's span / M (finer ones overfit)
-AGREEMENT_SLACK = 0.005  # readout settings this close to the best agreement count as equal; fewest spikes wins
+AGREEMENT_SLACK = 0.002  # readout settings this close to the best agreement count as equal; fewest spikes wins
 
 
 @dataclass
@@ -101,8 +101,8 @@ class BinarizeTtfs:
     encoding: str = "ttfs"  # ttfs (the only encoding of this method)
     ticks: int | None = None  # K, the levels of a hidden activation and the ticks of the window (default 8)
     percentile: float = 99.9  # ReLU activation (on calibration samples) that maps to the top level
-    readout_neurons: int = 8  # M, thermometer neurons per class
-    samples: int = 512  # calibration samples used
+    readout_neurons: int = 32  # M, thermometer neurons per class
+    samples: int = 2000  # calibration samples used
     max_fan_in: int | None = None  # inputs a hidden neuron may read (default: the chip's axons_per_core)
     delay: int = 1  # ticks from a hidden spike to the readout (1..the chip's delay_max)
 
@@ -259,6 +259,7 @@ def hidden_code(layer: Layer, bits: np.ndarray, z_float: np.ndarray, ticks: int,
     positive = np.maximum(z_float, 0)
     layer_top = float(np.percentile(positive, percentile)) if positive.size else 1.0
     top = np.where(np.isfinite(top) & (top > 0), top, max(layer_top, 1e-9))
+    z_pre = np.asarray(w @ bits.T.astype(np.float64)).T + bias[None, :]
     mean = bits.mean(axis=0) if len(bits) else np.zeros(w.shape[1])
     spread = np.sqrt(mean * (1 - mean)) + 1e-3
     rows, cols, data = [], [], []
@@ -279,12 +280,14 @@ def hidden_code(layer: Layer, bits: np.ndarray, z_float: np.ndarray, ticks: int,
         want = top[j] / ticks  # float activation per level
         if idx.size:
             s, k = quantize_row(val, chip.axon_types, chip.weight_max, 1e-6)
-            k = k.astype(np.int64)
-            per_unit = 1.0 / s  # integer units per float unit
-            factor = max(1, min(chip.weight_max // max(1, int(np.abs(k).max())),
-                                int(chip.leak_max // max(want * per_unit, 1e-12))))
-            k *= factor
-            per_unit *= factor
+            values, group = np.unique(k, return_inverse=True)
+            # the level values and bias refitted to the float pre-activation on the calibration inputs;
+            # samples far below zero (no spike either way) and above the top level count less
+            target = z_pre[:, j]
+            emphasis = np.where((target > -0.5 * top[j]) & (target < 1.5 * top[j]), 1.0, 0.1)
+            levels, b = refit_levels(bits[:, idx], group, target, emphasis, s * values.astype(np.float64), b)
+            per_unit = min(chip.weight_max / max(float(np.abs(levels).max()), 1e-12), chip.leak_max / want)
+            k = np.rint(levels * per_unit).astype(np.int64)[group]
         else:
             k = np.zeros(0, np.int64)
             per_unit = chip.leak_max / max(want, 1e-12)
@@ -298,6 +301,46 @@ def hidden_code(layer: Layer, bits: np.ndarray, z_float: np.ndarray, ticks: int,
     weights = sp.csr_matrix((np.concatenate(data) if data else [], (np.concatenate(rows) if rows else [],
                              np.concatenate(cols) if cols else [])), shape=w.shape, dtype=np.int64)
     return HiddenCode(weights=weights, bias=int_bias, ramp=ramp, step=step)
+
+
+def weighted_levels(values: np.ndarray, importance: np.ndarray, count: int, iterations: int = 30
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(centres, group of each value): a 1-D k-means of ``values`` into at most ``count`` levels,
+    each value weighted by ``importance`` (how much its error costs), started at quantiles."""
+    weight = np.maximum(importance, 1e-12)
+    centres = np.unique(np.quantile(values, (np.arange(count) + 0.5) / count))
+    for _ in range(iterations):
+        group = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
+        sums = np.bincount(group, weight * values, centres.size)
+        totals = np.bincount(group, weight, centres.size)
+        new = np.where(totals > 0, sums / np.maximum(totals, 1e-300), centres)
+        if np.allclose(new, centres):
+            break
+        centres = new
+    group = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
+    used, group = np.unique(group, return_inverse=True)
+    return centres[used], group
+
+
+def refit_levels(x: np.ndarray, group: np.ndarray, target: np.ndarray, emphasis: np.ndarray, start: np.ndarray,
+                 bias: float, ridge: float = 1e-3, fit_bias: bool = True) -> tuple[np.ndarray, float]:
+    """(level values, bias) minimizing the weighted squared error of x[:, i] summed with the value of
+    input i's level ``group[i]``, plus the bias, against ``target`` on the calibration samples,
+    pulled towards ``start`` and ``bias`` by a small ridge (levels no sample uses keep their start).
+    With ``fit_bias`` false the bias stays as given."""
+    if len(x) == 0:
+        return start, bias
+    columns = [x.astype(np.float64) @ np.eye(start.size)[group]]
+    prior = start.astype(np.float64)
+    if fit_bias:
+        columns.append(np.ones((len(x), 1)))
+        prior = np.append(prior, bias)
+    sqrt_w = np.sqrt(emphasis)[:, None]
+    a = np.hstack(columns) * sqrt_w
+    rest = target - (0.0 if fit_bias else bias)
+    strength = ridge * float(emphasis.sum())
+    solution = np.linalg.solve(a.T @ a + strength * np.eye(prior.size), a.T @ (rest * sqrt_w[:, 0]) + strength * prior)
+    return (solution[:-1], float(solution[-1])) if fit_bias else (solution, bias)
 
 
 def hidden_params(code: HiddenCode, ticks: int, run_ticks: int, chip: ChipSpec) -> dict[str, np.ndarray]:
@@ -324,15 +367,20 @@ def readout_code(layer: Layer, steps: np.ndarray, levels: np.ndarray, logits: np
     agree best with the float model's classes on the calibration samples, robustly (the worst of the
     neighbouring offsets counts), with the fewest readout spikes among near-equal settings."""
     r = layer.weight().toarray() * steps[None, :]  # float weight per hidden level
-    bias = layer.bias()
-    centres = []
+    bias = layer.bias().copy()
+    centres = np.zeros_like(r)
     for c in range(layer.size):
-        nz = r[c][r[c] != 0]
-        s, k = quantize_row(nz, chip.axon_types, chip.weight_max, 1e-6) if nz.size else (1.0, np.zeros(0))
-        row = np.zeros(r.shape[1])
-        row[r[c] != 0] = s * k
-        centres.append(row)
-    centres = np.array(centres)
+        nz = np.flatnonzero(r[c])
+        if not nz.size:
+            continue
+        start, group = weighted_levels(r[c, nz], np.mean(levels[:, nz].astype(np.float64) ** 2, axis=0),
+                                       chip.axon_types)
+        # the class's level values refitted to the float logits from the deployed levels (the bias
+        # stays: the thermometer reads the potential on every tick, where a bias refit would differ
+        # between classes far more than the model's own)
+        fitted, _ = refit_levels(levels[:, nz], group, logits[:, c], np.ones(len(levels)), start, bias[c],
+                                 fit_bias=False)
+        centres[c, nz] = fitted[group]
     scale = chip.weight_max / max(float(np.abs(centres).max()), 1e-12)
     weights = np.rint(centres * scale).astype(np.int64)
     # the bias acts on the K window ticks and the ``delay`` ticks before: spread it over K + delay
