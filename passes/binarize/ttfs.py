@@ -50,6 +50,7 @@ from crossmap.pipeline import CompileState
 
 HIDDEN_ACTIVATIONS = ("relu", "clip")
 FRACTIONS = (1.0, 2.0)  # readout threshold steps tried, times the potential's span / M (finer ones overfit)
+REASSIGN_SWEEPS = 3  # rounds of data-driven level reassignment and refit of the readout weights
 AGREEMENT_SLACK = 0.002  # readout settings this close to the best agreement count as equal; fewest spikes wins
 
 
@@ -286,6 +287,10 @@ def hidden_code(layer: Layer, bits: np.ndarray, z_float: np.ndarray, ticks: int,
             target = z_pre[:, j]
             emphasis = np.where((target > -0.5 * top[j]) & (target < 1.5 * top[j]), 1.0, 0.1)
             levels, b = refit_levels(bits[:, idx], group, target, emphasis, s * values.astype(np.float64), b)
+            root = np.sqrt(emphasis)
+            for _ in range(REASSIGN_SWEEPS):
+                group = reassign_levels(bits[:, idx] * root[:, None], group, levels, (target - b) * root)
+                levels, b = refit_levels(bits[:, idx], group, target, emphasis, levels, b)
             per_unit = min(chip.weight_max / max(float(np.abs(levels).max()), 1e-12), chip.leak_max / want)
             k = np.rint(levels * per_unit).astype(np.int64)[group]
         else:
@@ -320,6 +325,24 @@ def weighted_levels(values: np.ndarray, importance: np.ndarray, count: int, iter
     group = np.argmin(np.abs(values[:, None] - centres[None, :]), axis=1)
     used, group = np.unique(group, return_inverse=True)
     return centres[used], group
+
+
+def reassign_levels(x: np.ndarray, group: np.ndarray, values: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Each input's level moved, one input at a time, to the value that most lowers the squared error
+    of x @ values[group] against ``target`` on the calibration samples (coordinate descent)."""
+    group = group.copy()
+    residual = target - x @ values[group]
+    norms = np.einsum("ij,ij->j", x, x)
+    for i in np.argsort(-norms, kind="stable"):
+        if norms[i] == 0:
+            continue
+        delta = values - values[group[i]]  # change of input i's weight for each choice
+        gain = 2 * delta * float(x[:, i] @ residual) - delta ** 2 * norms[i]  # error decrease
+        best = int(np.argmax(gain))
+        if gain[best] > 1e-12:
+            residual -= delta[best] * x[:, i]
+            group[i] = best
+    return group
 
 
 def refit_levels(x: np.ndarray, group: np.ndarray, target: np.ndarray, emphasis: np.ndarray, start: np.ndarray,
@@ -380,6 +403,10 @@ def readout_code(layer: Layer, steps: np.ndarray, levels: np.ndarray, logits: np
         # between classes far more than the model's own)
         fitted, _ = refit_levels(levels[:, nz], group, logits[:, c], np.ones(len(levels)), start, bias[c],
                                  fit_bias=False)
+        for _ in range(REASSIGN_SWEEPS):
+            group = reassign_levels(levels[:, nz].astype(np.float64), group, fitted, logits[:, c] - bias[c])
+            fitted, _ = refit_levels(levels[:, nz], group, logits[:, c], np.ones(len(levels)), fitted, bias[c],
+                                     fit_bias=False)
         centres[c, nz] = fitted[group]
     scale = chip.weight_max / max(float(np.abs(centres).max()), 1e-12)
     weights = np.rint(centres * scale).astype(np.int64)
