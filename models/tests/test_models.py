@@ -28,7 +28,7 @@ LEVEL_MODELS = {"eedn_levels3": THREE_LEVELS, "eedn_spikes2": THREE_LEVELS, "eed
                 "eedn_spikes4": THREE_LEVELS, "eedn_spikes2_s93": tuple(k / 8 for k in range(1, 8))}
 SPIKE_LEVEL_MODELS = {"eedn_spikes2": 2, "eedn_spikes2_s93": 2, "eedn_spikes2_s94": 2, "eedn_spikes2_s95": 2,
                       "eedn_spikes2_s97": 2, "eedn_spikes2_s91": 2, "eedn_spikes4": 4}  # --spike-levels
-FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob"]
+FLOAT_MODELS = ["mlp", "lenet", "esser2015_small_prob", "ttfs_mlp"]
 ALL = STEP_MODELS + FLOAT_MODELS
 
 
@@ -613,3 +613,30 @@ def test_recipes_name_the_missing_mnist_files_instead_of_a_traceback(recipes, tm
     args = argparse.Namespace(data_dir=str(tmp_path), train_limit=None, seed=0, name="mlp")
     with pytest.raises(SystemExit, match="mlp: MNIST file train-images-idx3-ubyte.* not found in .*no network here"):
         common.load_data(args)
+
+
+def test_ttfs_recipe_exports_a_sparse_clip_network_that_binarize_ttfs_maps(recipes, sample, tmp_path, monkeypatch):
+    """train_ttfs_mlp on the bundled images: the hidden fan-in is limited, the activation is a
+    Clip(0, 1), and binarize_ttfs maps the export with its deployed network equal to its model."""
+    import importlib
+
+    from crossmap.chip import ChipSpec
+    from crossmap.frontend import import_onnx
+    from crossmap.passes.binarize.ttfs import BinarizeTtfs
+    from crossmap.pipeline import CompileState
+
+    torch, common = recipes
+    images, labels = sample
+    data = {"xtr": images, "ytr": labels.astype(np.int64), "xte": images[:100], "yte": labels[:100].astype(np.int64)}
+    monkeypatch.setattr(common, "load_data", lambda args: data)
+    out = tmp_path / "ttfs.onnx"
+    monkeypatch.setattr(sys, "argv", ["train_ttfs_mlp.py", "--epochs", "2", "--dense-epochs", "1", "--hidden", "16",
+                                      "--fan-in", "40", "--val", "100", "--out", str(out)])
+    torch.set_num_threads(1)
+    importlib.import_module("train_ttfs_mlp").main()
+    model = onnx.load(str(out))
+    assert ((weights(model)["fc1.weight"] != 0).sum(axis=0) <= 40).all()
+    assert "Clip" in [node.op_type for node in model.graph.node]
+    state = CompileState(chip=ChipSpec.truenorth(), network=import_onnx(model), calibration=images[:64])
+    BinarizeTtfs(ticks=4, readout_neurons=4).run(state)
+    assert state.reports["binarize_ttfs"]["deployed_equals_model"] is True
