@@ -564,6 +564,7 @@ def kill_cases(work: Path, model_path: Path, reference: str, kills: int, rng: ra
     old_checksum = load(old).checksum(), old_edit["manifest_checksum"]
     parent = work / "kills"
     parent.mkdir()
+    during_write = [0]
     for i in range(kills):
         force = i % 2 == 1
         out = parent / "prog"
@@ -575,7 +576,15 @@ def kill_cases(work: Path, model_path: Path, reference: str, kills: int, rng: ra
         sig = (signal.SIGKILL, signal.SIGKILL, signal.SIGTERM, signal.SIGINT)[i % 4] if i % 5 else signal.SIGKILL
         child = subprocess.Popen(compile_command(model_path, out, force), stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.05, full * 1.05))
+        if i % 3 == 2:  # while the program is being written: as soon as its temporary directory appears
+            deadline = time.perf_counter() + 3 * full
+            while child.poll() is None and time.perf_counter() < deadline and \
+                    not any(".prog.tmp-" in p.name for p in parent.iterdir()):
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.02))
+            during_write[0] += 1
+        else:
+            time.sleep(rng.uniform(0.05, full * 1.05))
         child.send_signal(sig)
         _, err = child.communicate()
         category = "kills during compile"
@@ -597,7 +606,8 @@ def kill_cases(work: Path, model_path: Path, reference: str, kills: int, rng: ra
     leftovers_before = [p.name for p in parent.iterdir() if p.name.startswith(".")]
     proc = subprocess.run(compile_command(model_path, parent / "next", False), capture_output=True, text=True)
     leftovers_after = [p.name for p in parent.iterdir() if p.name.startswith(".")]
-    print(f"  kills: {len(leftovers_before)} temporary directories left by killed compiles; "
+    print(f"  kills: {during_write[0]} of {kills} aimed at the moment the program is written; "
+          f"{len(leftovers_before)} temporary directories left by killed compiles; "
           f"{len(leftovers_after)} after the next compile into the same parent (exit {proc.returncode})", flush=True)
     record("kills during compile", "clean" if not leftovers_after else "wrong",
            f"temporaries not cleaned: {leftovers_after}")
@@ -646,6 +656,8 @@ def main_sweep() -> int:
     parser.add_argument("--model-flips", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a tenth of the flips, 6 kills, 2 race rounds")
+    parser.add_argument("--only", default=None, help="comma-separated stages to run (corrupt programs, hostile "
+                                                     "models, hostile outputs, hostile arguments, kills, races)")
     args = parser.parse_args()
     if args.quick:
         args.flips, args.kills, args.races, args.model_flips = 30, 6, 2, 5
@@ -668,7 +680,10 @@ def main_sweep() -> int:
                   ("hostile arguments", lambda: argument_cases(work, model_path, compiled)),
                   ("kills", lambda: kill_cases(work, model_path, reference, args.kills, rng)),
                   ("races", lambda: race_cases(work, model_path, reference, args.races))]
+        wanted = None if args.only is None else {w.strip() for w in args.only.split(",")}
         for name, stage in stages:
+            if wanted is not None and name not in wanted:
+                continue
             start = time.perf_counter()
             print(f"{name} ...", flush=True)
             stage()

@@ -35,7 +35,7 @@ from crossmap.errors import OutputError, OutputExistsError
 PROGRAM_FORMAT = "crossmap-program"
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 256 * 2**20
-_TEMP = re.compile(r"^\..+\.(tmp|old)-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}$")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 def _host_tag() -> str:
@@ -140,7 +140,8 @@ def check_output(output: str | os.PathLike, overwrite: bool = False) -> Path:
 def clean_stale_temporaries(parent: Path) -> list[Path]:
     """Remove the temporary directories that writers on this machine left in ``parent`` when they
     were killed (named ``.NAME.tmp-HOST-PID-TOKEN`` or ``.NAME.old-...`` with a PID that no longer
-    runs). Returns those removed."""
+    runs); a replaced program set aside in ``.NAME.old-...`` is moved back to ``NAME`` when nothing
+    took its place. Returns those removed."""
     removed = []
     host = _host_tag()
     try:
@@ -153,6 +154,12 @@ def clean_stale_temporaries(parent: Path) -> list[Path]:
             continue
         if _running(int(match["pid"])):
             continue
+        old, target = entry / "old", parent / match["name"]
+        if match["kind"] == "old" and old.is_dir() and not os.path.lexists(target):
+            try:  # killed between moving the old program aside and moving the new one in: put it back
+                os.rename(old, target)
+            except OSError:
+                continue
         shutil.rmtree(entry, ignore_errors=True)
         removed.append(entry)
     return removed

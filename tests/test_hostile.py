@@ -202,6 +202,20 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
     assert clean_stale_temporaries(tmp_path) == []
 
 
+def test_a_program_set_aside_by_a_killed_writer_is_put_back(tmp_path):
+    from crossmap.outdir import _host_tag
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    aside = tmp_path / f".prog.old-{_host_tag()}-{int(dead.stdout)}-0123abcd"
+    aside.mkdir()
+    program = bars_program()
+    program.save(aside / "old")
+    bars_program().save(tmp_path / "other")  # the next write into the same parent
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other", "prog"]
+    assert load(tmp_path / "prog").checksum() == program.checksum()
+
+
 def test_a_killed_compile_leaves_no_program_and_the_next_compile_cleans_up(model_path, tmp_path):
     out = tmp_path / "prog"
     code = ("import sys, time, crossmap.program as p\n"
