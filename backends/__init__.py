@@ -1,6 +1,6 @@
 """Backends that run a compiled program: ``emulator`` (fast, vectorized numpy), ``torch`` (the same
 rules on a torch device, CPU or CUDA) and ``reference`` (plain loops, the executable spec of
-DESIGN section 1). All take ``(program, inputs, ticks=None, **options)`` and return a ``Result``;
+docs/chip-model.md). All take ``(program, inputs, ticks=None, **options)`` and return a ``Result``;
 options: ``seed``, ``sample_offset``, ``record`` (and ``path`` for the emulator; ``device``,
 ``precision`` and ``path`` for torch, which is imported only when this backend is used)."""
 

@@ -1,4 +1,4 @@
-"""The fast emulator: the chip model of DESIGN section 1, vectorized over cores and samples, bit for
+"""The fast emulator: the chip model of docs/chip-model.md, vectorized over cores and samples, bit for
 bit equal to the ``reference`` backend (see its docstring for the rules).
 
 Layout: membrane potentials ``V`` are (cores, batch, neurons). Axon activity lives in a ring

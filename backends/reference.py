@@ -1,4 +1,4 @@
-"""The reference backend: DESIGN section 1 written out as plain Python loops over samples, ticks,
+"""The reference backend: docs/chip-model.md written out as plain Python loops over samples, ticks,
 cores, neurons and axons. It is slow and meant to be read; the fast ``emulator`` must equal it
 bit for bit.
 
@@ -58,8 +58,9 @@ def run(program: Any, inputs: Any, ticks: int | None = None, **options: Any) -> 
     xy = program.core_xy.tolist()
     input_map = list(zip(program.input_channel.tolist(), program.input_core.tolist(), program.input_axon.tolist()))
     spikes_in = spec.spikes.tolist()
-    in_use = [[any(crossbar[c][i][j] for i in range(A)) or target_core[c][j] >= 0 or output_port[c][j] >= 0
-               for j in range(N)] for c in range(C)]
+    neuron_group = program.neuron_group.tolist()
+    in_use = [[neuron_group[c][j] >= 0 or any(crossbar[c][i][j] for i in range(A)) or target_core[c][j] >= 0
+               or output_port[c][j] >= 0 for j in range(N)] for c in range(C)]
 
     batch = spec.batch
     port_counts = np.zeros((batch, program.num_ports), np.int64)

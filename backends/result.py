@@ -6,9 +6,9 @@ Activity counters, each an int64 array with one value per sample, summed over al
   the sum over active axons ``i`` of the number of neurons ``j`` with ``crossbar[i, j] = 1``. A
   stochastic synapse counts whether or not its draw adds anything; a connected synapse of weight 0
   counts too (the crossbar is read either way).
-- ``neuron_updates``: neurons in use times ticks. A neuron is in use when it has at least one
-  connected synapse or a target (a core axon or an output port); unused neurons are taken to be
-  power-gated. The value is the same for every sample.
+- ``neuron_updates``: neurons in use times ticks. A neuron is in use when it implements a deployed
+  neuron, has at least one connected synapse or has a target (a core axon or an output port), as
+  ``Program.used_neurons`` says; unused neurons are taken to be power-gated. The value is the same for every sample.
 - ``spikes``: spikes sent, i.e. firings of neurons that have a target (core axon or output port).
   Firings of neurons without a target are not counted: they send no packet. External input spikes
   are not counted.

@@ -42,7 +42,7 @@ class Tables:
     reset_to_value: np.ndarray   # 1 for reset mode 0, else 0
     reset_offset: np.ndarray     # -reset_value (mode 0), alpha (mode 1), 0 (mode 2)
     reset_to_zero: bool          # every reset value is 0
-    neurons_in_use: int          # neurons with a synapse or a target
+    neurons_in_use: int          # Program.used_neurons
     # stochastic thresholds, sorted by core
     sth_core: np.ndarray
     sth_neuron: np.ndarray
@@ -158,7 +158,7 @@ def build_tables(program: Any) -> Tables:
 
     mode = program.reset_mode
     low, high = clip_bounds(program)
-    in_use = program.crossbar.any(axis=1) | (program.target_core >= 0) | (program.output_port >= 0)
+    in_use = program.used_neurons()
     offset = np.select([mode == RESET_TO_VALUE, mode == RESET_LINEAR], [-program.reset_value.astype(np.int64),
                                                                           program.alpha], 0)
     return Tables(

@@ -1,4 +1,4 @@
-"""The torch backend: the chip model of DESIGN section 1 on a torch device (CPU or CUDA), bit for
+"""The torch backend: the chip model of docs/chip-model.md on a torch device (CPU or CUDA), bit for
 bit equal to the ``reference`` backend (see its docstring for the rules).
 
 The same code runs on every device; only where the tensors live differs. Layout: membrane

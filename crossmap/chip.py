@@ -1,4 +1,4 @@
-"""The chip model of DESIGN section 1: every limit of the hardware is a field of ``ChipSpec``.
+"""The chip model of docs/chip-model.md: every limit of the hardware is a field of ``ChipSpec``.
 
 Nothing else in crossmap repeats one of these numbers; passes and backends read them from the
 spec they are given.

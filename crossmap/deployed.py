@@ -7,7 +7,7 @@ has axon type ``axon_type[l]``, and connects to the target neurons in row ``l`` 
 A neuron's spikes reach every line that reads it ``delay`` ticks after it fires; the partition
 pass turns fan-out to several axons into neuron copies or splitters.
 
-``simulate`` runs the deterministic chip neuron of DESIGN section 1 on this IR, tick by tick, so a
+``simulate`` runs the deterministic chip neuron of docs/chip-model.md on this IR, tick by tick, so a
 partitioned and placed program must give the same output spikes.
 """
 

@@ -2,7 +2,7 @@
 
 The model takes input spikes ``spikes`` (batch, input_ticks, num_inputs) as float 0/1 and returns
 ``class_counts`` (batch, num_classes): the output spikes per class over the run. Every tick of the
-run is unrolled; per tick and group (DESIGN section 1):
+run is unrolled; per tick and group (docs/chip-model.md):
 
     acc  = sum over sources of MatMul(arriving spikes, integer weight matrix)
     V    = Clip(V + acc, v_min, v_max);  V = Clip(V + leak, v_min, v_max)

@@ -100,7 +100,7 @@ class CoreTraffic:
 
 @dataclass
 class Program:
-    """A compiled program for one chip spec (see DESIGN section 1 for the meaning of each array).
+    """A compiled program for one chip spec (see docs/chip-model.md for the meaning of each array).
 
     Neuron ``(c, j)`` sends its spikes to ``(target_core, target_axon)`` after ``target_delay``
     ticks when ``target_core >= 0``, or records them on ``output_port`` when that is >= 0, or

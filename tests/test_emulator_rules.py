@@ -211,6 +211,18 @@ def test_activity_counters_hops_and_chip_crossings():
     np.testing.assert_array_equal(result.synaptic_events, [4 + 4] * 3)         # one synapse per neuron
 
 
+def test_neurons_in_use_are_the_programs_used_neurons():
+    # neuron (0, 1) implements a deployed neuron but has no synapse and no target: the emulators
+    # count it as in use, as Program.used_neurons and the report's energy estimate do
+    prog = relay(1)
+    prog.group_names = ["hidden"]
+    prog.neuron_group[0, 1] = 0
+    result = run_both(prog, np.ones((2, 3, 1), bool), 3)
+    used = int(np.count_nonzero(prog.used_neurons()))
+    assert used == 3
+    np.testing.assert_array_equal(result.neuron_updates, [used * 3] * 2)
+
+
 def stochastic_threshold_program():
     """Neuron (0, j), j < 8: leak 4, alpha 1, mask 7, reset to 0: fires when 4 >= 1 + (r & 7)."""
     prog = Program.empty(CHIP, 1, num_inputs=1, num_classes=1)

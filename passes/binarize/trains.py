@@ -1,6 +1,6 @@
 """Spike trains of a deployed network under construction, group by group.
 
-``simulate_new`` runs the deterministic chip neuron (DESIGN section 1, the same update as
+``simulate_new`` runs the deterministic chip neuron (docs/chip-model.md, the same update as
 ``DeployedNetwork.simulate``) for the groups that have no train yet, reading the recorded trains of
 the groups before them, so a binarize pass can calibrate each layer on the spikes the deployed
 layers before it really produce.

@@ -26,7 +26,7 @@ from crossmap.routes import latency_ticks, route_summary, route_table
 @dataclass
 class Route:
     """Routing options. ``hops_per_tick``: mesh hops a spike travels per tick (0: any distance
-    within its delay, the chip model of DESIGN section 1). ``hottest``: links listed in the report."""
+    within its delay, the chip model of docs/chip-model.md). ``hottest``: links listed in the report."""
 
     hops_per_tick: int = 0
     hottest: int = 10
