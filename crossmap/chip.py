@@ -11,11 +11,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from crossmap.errors import ChipSpecError, ResourceError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from crossmap.program import Program
 
 
@@ -180,8 +182,14 @@ class ChipSpec:
         """Cores on the whole board."""
         return self.grid_x * self.grid_y
 
-    def chip_of(self, x: Any, y: Any) -> Any:
-        """Chip index (row-major over the board) of global core coordinates."""
+    @overload
+    def chip_of(self, x: int, y: int) -> int: ...
+
+    @overload
+    def chip_of(self, x: np.ndarray, y: np.ndarray) -> np.ndarray: ...
+
+    def chip_of(self, x: np.ndarray | int, y: np.ndarray | int) -> np.ndarray | int:
+        """Chip index (row-major over the board) of global core coordinates (ints or arrays)."""
         return (y // self.mesh_y) * self.board_x + (x // self.mesh_x)
 
     # ------------------------------------------------------------------ validation

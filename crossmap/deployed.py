@@ -14,13 +14,18 @@ partitioned and placed program must give the same output spikes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from crossmap.chip import ChipSpec
 from crossmap.errors import CrossmapError, InputError
+
+if TYPE_CHECKING:
+    import onnx
+
 
 INPUT = "input"
 
@@ -50,15 +55,16 @@ class NeuronGroup:
         return int(self.weight.shape[0])
 
     @classmethod
-    def make(cls, name: str, weight: np.ndarray, alpha: Any, *, chip: ChipSpec, beta: Any = 0, leak: Any = 0,
-             reset_mode: Any = 0, reset_value: Any = 0, initial_v: Any = 0, threshold_mask: Any = 0,
-             delay: Any = 1, output_class: Any = -1, stochastic_synapse: Any = False, layer: str = "",
+    def make(cls, name: str, weight: np.ndarray, alpha: ArrayLike, *, chip: ChipSpec, beta: ArrayLike = 0,
+             leak: ArrayLike = 0, reset_mode: ArrayLike = 0, reset_value: ArrayLike = 0, initial_v: ArrayLike = 0,
+             threshold_mask: ArrayLike = 0, delay: ArrayLike = 1, output_class: ArrayLike = -1,
+             stochastic_synapse: ArrayLike = False, layer: str = "",
              copy: int = 0) -> "NeuronGroup":
         """A group from per-neuron arrays or scalars broadcast to the group size."""
         weight = np.asarray(weight, dtype=np.int32)
         n = weight.shape[0]
 
-        def vec(value: Any) -> np.ndarray:
+        def vec(value: ArrayLike) -> np.ndarray:
             return np.broadcast_to(np.asarray(value, dtype=np.int32), (n,)).copy()
 
         stoch = np.broadcast_to(np.asarray(stochastic_synapse, dtype=bool), (n, chip.axon_types)).copy()
@@ -167,7 +173,7 @@ class DeployedNetwork:
                 raise CrossmapError(f"lines {l.source!r} -> {l.target!r}: synapses shape {l.synapses.shape}")
         return self
 
-    def to_onnx(self, ticks: int | None = None) -> Any:
+    def to_onnx(self, ticks: int | None = None) -> onnx.ModelProto:
         """An ONNX model reproducing this network's tick dynamics: input spikes (batch, input_ticks,
         num_inputs) float 0/1 -> class spike counts (batch, num_classes); see crossmap.deployed_onnx."""
         from crossmap.deployed_onnx import deployed_to_onnx

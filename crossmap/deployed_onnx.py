@@ -23,21 +23,26 @@ layered graph: one MatMul, Add, GreaterOrEqual and Cast per layer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import scipy.sparse as sp
+from numpy.typing import ArrayLike, DTypeLike
 from onnx import TensorProto, helper, numpy_helper
 
 from crossmap.errors import CrossmapError
+
+if TYPE_CHECKING:
+    from crossmap.deployed import DeployedNetwork, NeuronGroup
+
 
 OPSET = 17
 INPUT = "input"
 ZERO = helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0])  # ConstantOfShape fill value
 
 
-def deployed_to_onnx(net: Any, ticks: int | None = None) -> onnx.ModelProto:
+def deployed_to_onnx(net: DeployedNetwork, ticks: int | None = None) -> onnx.ModelProto:
     """The ONNX model of ``net`` (a DeployedNetwork) run for ``ticks`` ticks (default: input ticks
     plus latency)."""
     for g in net.groups:
@@ -50,7 +55,7 @@ def deployed_to_onnx(net: Any, ticks: int | None = None) -> onnx.ModelProto:
     return _Exporter(net, total).build()
 
 
-def export_bytes(net: Any) -> int:
+def export_bytes(net: DeployedNetwork) -> int:
     """Bytes of the dense weight blocks ``deployed_to_onnx`` would write: per layer and source,
     the source neurons that reach the layer times the layer's size, float32."""
     total = 0
@@ -66,7 +71,7 @@ def export_bytes(net: Any) -> int:
 class _Exporter:
     """Unrolls the ticks of one deployed network into an ONNX graph."""
 
-    def __init__(self, net: Any, total: int) -> None:
+    def __init__(self, net: DeployedNetwork, total: int) -> None:
         self.net = net
         self.total = total
         self.chip = net.chip
@@ -78,7 +83,7 @@ class _Exporter:
         self.sources = {g.name: self._source_matrices(g) for g in net.groups}
 
     # ------------------------------------------------------------------ graph helpers
-    def const(self, name: str, value: Any, dtype: Any = np.float32) -> str:
+    def const(self, name: str, value: ArrayLike, dtype: DTypeLike = np.float32) -> str:
         """Add an initializer and return its name."""
         self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
@@ -91,7 +96,7 @@ class _Exporter:
         return out
 
     # ------------------------------------------------------------------ static structure
-    def _source_matrices(self, g: Any) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
+    def _source_matrices(self, g: NeuronGroup) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
         """source -> delay -> (source neuron indices, dense weight rows (len, g.size))."""
         out: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         by_source: dict[str, sp.csr_matrix] = {}
@@ -113,7 +118,7 @@ class _Exporter:
                 out[src][int(d)] = (idx, m[idx].toarray())
         return out
 
-    def _at_rest(self, g: Any) -> bool:
+    def _at_rest(self, g: NeuronGroup) -> bool:
         """True when, without input, the group keeps V = initial_v and never fires."""
         c = self.chip
         v0 = g.initial_v.astype(np.int64)
@@ -222,7 +227,7 @@ class _Exporter:
             self._made.add(name)
         return f"{name}.w", None if full else f"{name}.idx"
 
-    def _vec(self, group: str, key: str, values: np.ndarray, dtype: Any = np.float32) -> str:
+    def _vec(self, group: str, key: str, values: np.ndarray, dtype: DTypeLike = np.float32) -> str:
         """A per-neuron constant, created once per group and key."""
         name = f"{group}.{key}"
         if name not in self._made:
@@ -230,7 +235,7 @@ class _Exporter:
             self._made.add(name)
         return name
 
-    def _reset(self, g: Any, v: str, alpha: str) -> str:
+    def _reset(self, g: NeuronGroup, v: str, alpha: str) -> str:
         """V after firing, by reset mode (0: reset_value, 1: V - alpha, 2: unchanged)."""
         modes = set(np.unique(g.reset_mode).tolist())
         if modes == {0}:

@@ -9,9 +9,10 @@ A placement is an int array ``cell[n]`` of mesh cells, ``cell = y * grid_x + x``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from crossmap.chip import ChipSpec
 
@@ -36,7 +37,7 @@ class Edges:
         return float(self.w.sum())
 
 
-def edges_from_arrays(num_nodes: int, src: Any, dst: Any, traffic: Any) -> Edges:
+def edges_from_arrays(num_nodes: int, src: ArrayLike, dst: ArrayLike, traffic: ArrayLike) -> Edges:
     """Merge directed (src, dst, traffic) triples into undirected ``Edges``."""
     src = np.asarray(src, dtype=np.int64).reshape(-1)
     dst = np.asarray(dst, dtype=np.int64).reshape(-1)
@@ -105,26 +106,26 @@ class Mesh:
         self.multi_chip = chip.board_x * chip.board_y > 1
         self.penalty = float(crossing_penalty) if self.multi_chip else 0.0
 
-    def hops(self, a: Any, b: Any) -> np.ndarray:
+    def hops(self, a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
         """Mesh hops |dx| + |dy| between cells."""
         return np.abs(self.x[a] - self.x[b]) + np.abs(self.y[a] - self.y[b])
 
-    def crossings(self, a: Any, b: Any) -> np.ndarray:
+    def crossings(self, a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
         """Chip boundaries an x-then-y route between cells crosses."""
         return np.abs(self.chip_x[a] - self.chip_x[b]) + np.abs(self.chip_y[a] - self.chip_y[b])
 
-    def dist(self, a: Any, b: Any) -> np.ndarray:
+    def dist(self, a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
         """The objective's distance: hops plus the crossing penalty times crossings."""
         d = self.hops(a, b).astype(np.float64)
         if self.penalty:
             d = d + self.penalty * self.crossings(a, b)
         return d
 
-    def cell(self, x: Any, y: Any) -> Any:
+    def cell(self, x: np.ndarray | int, y: np.ndarray | int) -> np.ndarray:
         """Cell index of coordinates."""
         return np.asarray(y) * self.width + np.asarray(x)
 
-    def coordinates(self, cells: Any) -> np.ndarray:
+    def coordinates(self, cells: ArrayLike) -> np.ndarray:
         """(n, 2) int32 array of (x, y) of cells."""
         cells = np.asarray(cells, dtype=np.int64)
         return np.stack([self.x[cells], self.y[cells]], axis=1).astype(np.int32)

@@ -6,13 +6,19 @@ self-contained HTML page with the pictures inlined as SVG and the text report's 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crossmap.program import Program
 from crossmap.report import format_text, format_value, program_traffic
 from crossmap.routes import link_loads
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from crossmap.chip import ChipSpec
 
 
 def write_pictures(program: Program, report: dict[str, Any], directory: str | Path) -> dict[str, Path]:
@@ -75,7 +81,7 @@ def write_pictures(program: Program, report: dict[str, Any], directory: str | Pa
     return paths
 
 
-def _zoom(ax: Any, program: Program) -> None:
+def _zoom(ax: Axes, program: Program) -> None:
     """Show the used part of the board (a margin of one core), or all of it when empty."""
     chip = program.chip
     if program.num_cores == 0:
@@ -88,14 +94,14 @@ def _zoom(ax: Any, program: Program) -> None:
     ax.set_ylim(y0 - 0.5, y1 + 0.5)
 
 
-def _chip_grid(ax: Any, chip: Any) -> None:
+def _chip_grid(ax: Axes, chip: ChipSpec) -> None:
     for x in range(1, chip.board_x):
         ax.axvline(x * chip.mesh_x - 0.5, color="red", linewidth=0.8)
     for y in range(1, chip.board_y):
         ax.axhline(y * chip.mesh_y - 0.5, color="red", linewidth=0.8)
 
 
-def _save(fig: Any, stem: Path) -> dict[str, Path]:
+def _save(fig: Figure, stem: Path) -> dict[str, Path]:
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})

@@ -17,11 +17,18 @@ sampled ensembles) are given a ``tolerance``, the fraction of samples allowed to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crossmap.errors import CrossmapError
+
+if TYPE_CHECKING:
+    from crossmap.deployed import DeployedNetwork
+    from crossmap.frontend.loading import ModelSource
+    from crossmap.ir import Network
+    from crossmap.program import Program
+
 
 MAX_ONNX_BYTES = 1 << 30
 
@@ -66,7 +73,8 @@ class VerifyReport:
         return found
 
 
-def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = None) -> Any:
+def rebuild_deployed(program: Program, model: ModelSource,
+                     calibration: np.ndarray | None = None) -> tuple[DeployedNetwork, Network]:
     """The deployed network of ``model`` made by the binarize pass recorded in ``program``
     (with the calibration inputs it was compiled with, if they were not the default ones)."""
     from crossmap.compiler import calibration_digest, calibration_inputs
@@ -93,10 +101,11 @@ def rebuild_deployed(program: Any, model: Any, calibration: np.ndarray | None = 
     state = CompileState(chip=program.chip, seed=seed, network=network,
                          calibration=calibration if calibration is not None else calibration_inputs(network, seed=seed))
     state = binarize[0].run(state) or state
+    assert state.deployed is not None, f"{binarize[0].name} made no deployed network"
     return state.deployed, network
 
 
-def model_sha256(model: Any) -> str:
+def model_sha256(model: ModelSource) -> str:
     """SHA-256 of a model as ``compile`` records it (``metadata.source_sha256``): of the file's
     bytes, or of a ModelProto's serialization, or of the bytes given."""
     import hashlib
@@ -117,7 +126,7 @@ def model_sha256(model: Any) -> str:
         raise ModelError(f"model file {str(path)!r} cannot be read ({exc.strerror}); remedy: check the path") from None
 
 
-def check_source_model(program: Any, model: Any, any_model: bool = False) -> str | None:
+def check_source_model(program: Program, model: ModelSource, any_model: bool = False) -> str | None:
     """Compare ``model`` with the model the program was compiled from (its SHA-256 in the
     manifest). Raise ``ModelError`` when they differ, unless ``any_model``; then, or when the
     program records no source model, return a note saying so (None when they are the same)."""
@@ -138,7 +147,7 @@ def check_source_model(program: Any, model: Any, any_model: bool = False) -> str
     return text + "; compared anyway (--any-model): differences are expected and do not mean the chip is wrong"
 
 
-def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: int = 64,
+def verify(program: Program, model: ModelSource, inputs: np.ndarray | None = None, limit: int = 64,
            calibration: np.ndarray | None = None, max_onnx_bytes: int = MAX_ONNX_BYTES,
            against_model: bool = False, tolerance: float = 0.0, any_model: bool = False) -> VerifyReport:
     """Compare the emulator on ``program`` with onnxruntime on the deployed ONNX of ``model`` on
@@ -210,7 +219,7 @@ def verify(program: Any, model: Any, inputs: np.ndarray | None = None, limit: in
     return report
 
 
-def _onnxruntime_counts(deployed: Any, spikes: np.ndarray, ticks: int) -> np.ndarray:
+def _onnxruntime_counts(deployed: DeployedNetwork, spikes: np.ndarray, ticks: int) -> np.ndarray:
     """Class counts of the deployed network's ONNX export run in onnxruntime."""
     import onnxruntime as ort
 

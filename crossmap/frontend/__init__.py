@@ -32,7 +32,7 @@ Decisions (the contract a model must meet):
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -40,7 +40,7 @@ from crossmap.errors import CrossmapError, ModelError
 from crossmap.ir import Network
 from crossmap.frontend import ops_activation, ops_linear, ops_pool, ops_shape  # noqa: F401  (register the handlers)
 from crossmap.frontend.compare import compare_with_onnxruntime
-from crossmap.frontend.loading import TARGET_OPSET, load_model
+from crossmap.frontend.loading import TARGET_OPSET, ModelSource, load_model
 from crossmap.frontend.lowering import HANDLERS, Lowerer
 from crossmap.frontend.optimize import fuse_relabels
 from crossmap.frontend.output import TAIL_OPS
@@ -50,7 +50,7 @@ SUPPORTED_OPS = sorted(set(HANDLERS) | set(TAIL_OPS) | {"Constant"})
 __all__ = ["import_onnx", "compare_with_onnxruntime", "SUPPORTED_OPS", "TARGET_OPSET"]
 
 
-def import_onnx(model: Any, input_shape: Sequence[int] | None = None, fuse: bool = True,
+def import_onnx(model: ModelSource, input_shape: Sequence[int] | None = None, fuse: bool = True,
                 output: str | None = None) -> Network:
     """Import ``model`` (a path, bytes, or onnx.ModelProto) as a float Network.
 

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 from crossmap.errors import InputError, ModelError
+from crossmap.frontend.loading import ModelSource
 from crossmap.ir import Network
 
 
-def onnxruntime_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+def onnxruntime_outputs(model: ModelSource, x: np.ndarray) -> np.ndarray:
     """The model's single output on ``x`` (batch first), computed by onnxruntime on the CPU."""
     import onnxruntime as ort
 
@@ -31,7 +32,7 @@ def onnxruntime_outputs(model: Any, x: np.ndarray) -> np.ndarray:
                          f"{str(exc).splitlines()[0]}; remedy: pass (batch, *input shape)") from None
 
 
-def compare_with_onnxruntime(model: Any, network: Network, x: np.ndarray) -> dict[str, Any]:
+def compare_with_onnxruntime(model: ModelSource, network: Network, x: np.ndarray) -> dict[str, Any]:
     """Run ``network`` (output ops replayed) and onnxruntime on ``x``; return the largest absolute
     error, the error relative to the output's largest magnitude, and whether the classes agree."""
     expected = np.asarray(onnxruntime_outputs(model, x), dtype=np.float64).reshape(len(x), -1)

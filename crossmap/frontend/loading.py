@@ -8,7 +8,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence, TypeAlias
 
 import numpy as np
 import onnx
@@ -16,6 +16,9 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, version_converter
 
 from crossmap.errors import ModelError
+
+# what a model may be given as: a path to an .onnx file, its bytes, or the parsed model
+ModelSource: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | onnx.ModelProto"
 
 # Models older than this are converted up to it with onnx.version_converter, so the lowering
 # only ever sees the operator semantics of opset TARGET_OPSET and later.
@@ -48,7 +51,7 @@ class LoadedModel:
         return {o.domain: o.version for o in self.model.opset_import}
 
 
-def load_model(model: Any, input_shape: Sequence[int] | None = None, output: str | None = None) -> LoadedModel:
+def load_model(model: ModelSource, input_shape: Sequence[int] | None = None, output: str | None = None) -> LoadedModel:
     """Read ``model`` (path, bytes or ModelProto) and check it; ``input_shape`` (per sample, no
     batch axis) fixes symbolic input dimensions; ``output`` names the output to compile when the
     model has several (default: its class scores, see ``_interface``). Every failure is a
@@ -64,11 +67,11 @@ def load_model(model: Any, input_shape: Sequence[int] | None = None, output: str
                          f"remedy: check that onnx.checker.check_model accepts it, or re-export it") from None
 
 
-def _name(model: Any) -> str:
+def _name(model: ModelSource) -> str:
     return repr(str(model)) if isinstance(model, (str, os.PathLike)) else f"<{type(model).__name__}>"
 
 
-def _load_model(model: Any, input_shape: Sequence[int] | None, output: str | None = None) -> LoadedModel:
+def _load_model(model: ModelSource, input_shape: Sequence[int] | None, output: str | None = None) -> LoadedModel:
     original, source, digest = _read(model)
     if not original.graph.node and not original.graph.input and not original.graph.output:
         raise ModelError(f"model {source}: the file holds no ONNX graph (no nodes, inputs or outputs); it is "
@@ -108,7 +111,7 @@ def _load_model(model: Any, input_shape: Sequence[int] | None, output: str | Non
                        input_dtype=dtype, output_name=output_value.name, sample_shape=shape, batch=batch)
 
 
-def _read(model: Any) -> tuple[onnx.ModelProto, str, str]:
+def _read(model: ModelSource) -> tuple[onnx.ModelProto, str, str]:
     """The parsed model, a printable name of where it came from, and the sha256 of its bytes."""
     if isinstance(model, onnx.ModelProto):
         data = model.SerializeToString()
@@ -293,7 +296,7 @@ def _input_shape(value: onnx.ValueInfoProto, source: str,
     return tuple(int(s) for s in sample), batch
 
 
-def _dims_text(dims: Sequence[Any]) -> str:
+def _dims_text(dims: Sequence[onnx.TensorShapeProto.Dimension]) -> str:
     parts = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
     return "(" + ", ".join(parts) + ")"
 
