@@ -125,6 +125,7 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
                 p.board = "auto"
     if output is None:
         passes = [p for p in passes if p.name != "emit"]
+    check_capacity(network, passes, chip_spec)  # before any heavy binarization or packing work
     custom = calibration is not None
     calibrated = any("calibration" in p.reads and p.name.startswith("binarize") for p in passes)
     if not custom and calibrated and int(np.prod(network.input.shape)) != 784:
@@ -146,6 +147,21 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     program = state.program
     program.reports = state.reports
     return program
+
+
+def check_capacity(network: Any, passes: list[Any], chip: ChipSpec) -> None:
+    """Raise ``ResourceError`` when the network, binarized by the pipeline's binarize pass, cannot
+    fit the chip (see ``crossmap.passes.binarize.capacity``); the partition pass's ``board=auto``
+    lets the board grow, so then only the fan-in is checked."""
+    binarize = next((p for p in passes if p.name.startswith("binarize_")), None)
+    if binarize is None:
+        return
+    from crossmap.passes.binarize.capacity import check_plan_capacity
+
+    grow = any(p.name == "partition" and getattr(p, "board", "fixed") == "auto" for p in passes)
+    check_plan_capacity(network, binarize.name.removeprefix("binarize_"), chip, grow_board=grow,
+                        ensemble=getattr(binarize, "ensemble", 1), bits=getattr(binarize, "bits", 4),
+                        output_copies=getattr(binarize, "output_copies", 8))
 
 
 def check_calibration(network: Any, calibration: Any) -> np.ndarray:

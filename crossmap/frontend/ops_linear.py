@@ -150,7 +150,7 @@ def gemm(lw: Lowerer, node: onnx.NodeProto, ins: list) -> list:
     w = w.T if attrs.get("transB", 0) else w  # (K, N)
     if w.shape[0] != x.shape[0]:
         raise Unsupported(f"input B has {w.shape[0]} rows, A has {x.shape[0]} columns")
-    weight = sp.csr_matrix(float(attrs.get("alpha", 1.0)) * w.T)
+    weight = dense_csr(float(attrs.get("alpha", 1.0)) * w.T)
     bias: Any = 0.0
     if len(ins) > 2 and ins[2] is not None:
         c = lw.const(ins[2], "input C (the bias)") * float(attrs.get("beta", 1.0))
@@ -172,7 +172,7 @@ def matmul(lw: Lowerer, node: onnx.NodeProto, ins: list) -> list:
         if w.ndim == 1:
             block, shape = sp.csr_matrix(w.astype(np.float64)[None, :]), a.shape[:-1]
         else:
-            block, shape = sp.csr_matrix(w.astype(np.float64).T), (*a.shape[:-1], w.shape[1])
+            block, shape = dense_csr(w.T), (*a.shape[:-1], w.shape[1])
         weight = sp.kron(sp.identity(prefix), block, format="csr")
         return [lw.apply_linear(a, node, weight, 0.0, tuple(shape))]
     x = lw.affine(b, "input B")
@@ -187,6 +187,22 @@ def matmul(lw: Lowerer, node: onnx.NodeProto, ins: list) -> list:
     block = sp.kron(sp.csr_matrix(w.astype(np.float64)), sp.identity(n), format="csr")
     weight = sp.kron(sp.identity(prefix), block, format="csr")
     return [lw.apply_linear(x, node, weight, 0.0, (*x.shape[:-2], w.shape[0], n))]
+
+
+def dense_csr(matrix: np.ndarray) -> sp.csr_matrix:
+    """A dense float matrix as CSR (float64, sorted indices, no stored zeros), built from one flat
+    pass over it: for big dense layers several times faster than ``sp.csr_matrix(dense)``."""
+    m = np.ascontiguousarray(matrix, np.float64)
+    rows, cols = m.shape
+    flat = m.reshape(-1)
+    nonzero = np.flatnonzero(flat)
+    index = np.int32 if max(flat.size, cols) < 2**31 else np.int64
+    indptr = np.zeros(rows + 1, index)
+    if nonzero.size == flat.size:
+        indptr[1:] = np.arange(1, rows + 1, dtype=index) * cols
+        return sp.csr_matrix((flat.copy(), np.tile(np.arange(cols, dtype=index), rows), indptr), shape=(rows, cols))
+    np.cumsum(np.bincount(nonzero // cols, minlength=rows), out=indptr[1:])
+    return sp.csr_matrix((flat[nonzero], (nonzero % cols).astype(index), indptr), shape=(rows, cols))
 
 
 def _squeeze_leading(w: np.ndarray, rank: int, what: str) -> np.ndarray:

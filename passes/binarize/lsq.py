@@ -95,6 +95,8 @@ class BinarizeLsq:
                                  budget=self.time_limit * layer.size / max(total_neurons, 1), seed=state.seed,
                                  max_fan_in=chip.axons_per_core if self.max_fan_in is None else self.max_fan_in)
             entry, lam, mu = self._layer(layer, plan, builder, counts, represent, floats, ticks, options)
+            # the solver's CPU seconds go to the progress log, never the report: they differ run to run
+            state.log(f"binarize {layer.name} (lsq): solver {entry.pop('solver_cpu_seconds'):.2f} CPU s")
             partial = DeployedNetwork(chip=chip, num_inputs=plan.data_channels, groups=builder.groups,
                                       lines=builder.lines, num_classes=plan.num_classes, input_ticks=ticks)
             recorded = partial.simulate(spikes, ticks=run_ticks, record=True)["spikes"][layer.name]
@@ -156,11 +158,11 @@ class BinarizeLsq:
         entry = builder.add(IntLayer(name=layer.name, layer=layer.name, depth=layer.depth, sources=sources,
                                      weights=fit.integer_matrix(), params=params, output_class=layer.output_class,
                                      assignment=assignment), "use fewer lines_per_input")
+        entry["solver_cpu_seconds"] = fit.solver_seconds  # for the progress log (popped by run)
         entry.update({"layer": layer.name, "method": "lsq", "neurons": n, "activation": layer.pop.activation,
                       "approximation_error": fit.error, "approximation_error_rounding": fit.error_round,
                       "improved_neurons": fit.improved, "pruned_synapses": fit.pruned,
                       "max_fan_in": int(np.diff(fit.connect.indptr).max()) if n else 0,
-                      "solver_cpu_seconds": round(fit.solver_seconds, 3),
                       "synapses": int(fit.connect.nnz), "float_synapses": int(w.nnz),
                       "alpha_range": [int(alpha.min()), int(alpha.max())] if n else [],
                       "scale_range": [float(fit.scale.min()), float(fit.scale.max())] if n else [],
