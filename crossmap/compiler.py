@@ -151,14 +151,14 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
 
 def check_capacity(network: Any, passes: list[Any], chip: ChipSpec) -> None:
     """Raise ``ResourceError`` when the network, binarized by the pipeline's binarize pass, cannot
-    fit the chip (see ``crossmap.passes.binarize.capacity``); the partition pass's ``board=auto``
-    lets the board grow, so then only the fan-in is checked."""
+    fit the chip (see ``crossmap.passes.binarize.capacity``); a partition pass with a board other
+    than ``fixed`` (``auto`` grows it; an unknown value is the pass's own error) checks the fan-in only."""
     binarize = next((p for p in passes if p.name.startswith("binarize_")), None)
     if binarize is None:
         return
     from crossmap.passes.binarize.capacity import check_plan_capacity
 
-    grow = any(p.name == "partition" and getattr(p, "board", "fixed") == "auto" for p in passes)
+    grow = any(p.name == "partition" and getattr(p, "board", "fixed") != "fixed" for p in passes)
     check_plan_capacity(network, binarize.name.removeprefix("binarize_"), chip, grow_board=grow,
                         ensemble=getattr(binarize, "ensemble", 1), bits=getattr(binarize, "bits", 4),
                         output_copies=getattr(binarize, "output_copies", 8))

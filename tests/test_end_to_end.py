@@ -199,7 +199,9 @@ def test_run_arrays_reports_accuracy_and_energy(model_path, tmp_path):
 
 def test_board_auto_grows_the_board_to_the_smallest_that_holds_the_program(model_path, tmp_path):
     tiny = SMALL_CHIP.replace(mesh_x=2, mesh_y=2)  # 4 cores per chip
-    with pytest.raises(CrossmapError, match=r"partition: the program needs \d+ cores.*smallest board that fits"):
+    # refused right after import, from the binarization plan, before any binarization or packing
+    with pytest.raises(CrossmapError, match=r"binarize_deterministic makes at least \d+ chip neurons, so the program "
+                                            r"needs at least \d+ cores.*smallest board that fits"):
         crossmap.compile(model_path, None, chip=tiny, seed=5)
     program = crossmap.compile(model_path, tmp_path / "out", chip=tiny, seed=5,
                                pipeline="binarize_deterministic,partition{board=auto},place,route,emit")

@@ -121,5 +121,5 @@ def check_plan_capacity(network: Network, method: str, chip: ChipSpec, *, grow_b
         f"binarize_{method} makes at least {total:,} chip neurons, so the program needs at least {cores:,} cores "
         f"({N} neurons per core); the board of chip spec {chip.name!r} ({chip.board_x} x {chip.board_y} chips of "
         f"{chip.mesh_x} x {chip.mesh_y} cores) has {chip.max_cores:,}. Largest layers: {'; '.join(parts)}. "
-        f"Remedies: compile with --chip truenorth-auto (the smallest board is at least {bx} x {by} chips: "
+        f"Remedies: compile with --chip truenorth-auto (the smallest board that fits is at least {bx} x {by} chips: "
         f"--chip truenorth-{bx}x{by}), or {narrower}")
