@@ -14,7 +14,10 @@ Synaptic integration has two exact paths, chosen per core and tick from the meas
   (idle cores are skipped: in a layered network most cores of a tick).
 - sparse: the rows of ``W_eff`` of the active (axon, sample) pairs summed per (core, sample), as
   one ``embedding_bag`` (bags of row indices, summed): work in proportion to the activity instead
-  of to the crossbar.
+  of to the crossbar. On the CPU the bags come from numpy (a bool transpose of the spikes and
+  ``flatnonzero``), and where every row of ``W_eff`` spans at most 255 (binary and ternary
+  networks) the rows are read from a byte table, ``w - min(w)`` plus the row's minimum, exactly
+  the same sums from a quarter of the bytes (``byte_rows``).
   ``auto`` takes it for cores with at most ``SPARSE_MAX_ACTIVE`` of their (axon, sample) pairs
   active, on the CPU (on CUDA the dense matmul wins at any activity).
 
@@ -50,8 +53,9 @@ if TYPE_CHECKING:
 PATHS = ("auto", "dense", "sparse")
 PRECISIONS = ("float32", "tf32", "bfloat16")
 TORCH_OPTIONS = ("device", "precision", "path")
-# auto: the sparse path for cores with at most this fraction of (axon, sample) pairs active (CPU only)
-SPARSE_MAX_ACTIVE = 0.12
+# auto: the sparse path for cores with at most this fraction of (axon, sample) pairs active (CPU
+# only); on 2 CPUs the sparse path matched torch's dense bmm at about 25-30% (bench_emulator.py)
+SPARSE_MAX_ACTIVE = 0.2
 # on the CPU, cores are processed in blocks of this many bytes of float32 (batch x neurons) state
 CPU_BLOCK_BYTES = 1 << 20
 # stochastic synapse draws per chunk (pairs x samples), to bound the temporaries
@@ -110,7 +114,9 @@ class DeviceTables:
 
         self.weights = put(tab.weights)                               # float32 (C, A, N)
         self.weights_bf16 = self.weights.to(torch.bfloat16) if precision == "bfloat16" else None
+        self._weights_bytes: "torch.Tensor | None | bool" = False   # built on first use (CPU sparse path)
         self.fanout = put(tab.fanout)                                 # float32 (C, 1, A)
+        self.fanout_host = tab.fanout.reshape(-1).astype(np.float64)  # per flat axon, for the sparse path
         sd = self.state_dtype
         self.alpha = put(tab.alpha, sd)
         self.leak = put(tab.leak, sd) if tab.leak is not None else None
@@ -138,6 +144,42 @@ class DeviceTables:
         self.port_core, self.port_neuron = put(routing.port_core), put(routing.port_neuron)
         self.port_core_host, self.sth_core_host = routing.port_core, tab.sth_core   # sorted by core
         self.port_id = routing.port_id
+
+    @property
+    def weights_bytes(self) -> "torch.Tensor | None":
+        """W_eff as a byte embedding table (``byte_rows``) on the CPU where every row fits one, else None."""
+        if self._weights_bytes is False:
+            self._weights_bytes = byte_rows(self.weights.numpy()) if self.device.type == "cpu" else None
+        return self._weights_bytes
+
+
+def byte_rows(weights: np.ndarray) -> "torch.Tensor | None":
+    """W_eff (C, A, N) as the rows of a byte embedding table for the CPU sparse path: per row
+    (one axon) the bytes q = w - min(w), then float32 scale 1 and bias min(w), so the table's
+    row sums ``sum(scale * q + bias)`` are the integer sums of w exactly. A quarter of the float32
+    table's bytes to stream. None when some row spans more than 255 (or this torch lacks the op)."""
+    torch = _torch()
+    C, A, N = weights.shape
+    flat = weights.reshape(C * A, N)
+    low = flat.min(axis=1, keepdims=True)
+    if (flat.max(axis=1, keepdims=True) - low > 255).any():
+        return None
+    table = np.empty((C * A, N + 8), np.uint8)
+    np.subtract(flat, low, out=table[:, :N], casting="unsafe")
+    table[:, N:N + 4] = np.ones((C * A, 1), np.float32).view(np.uint8)
+    table[:, N + 4:] = low.astype(np.float32).view(np.uint8)
+    table = torch.from_numpy(table)
+    try:   # a build without the quantized CPU kernels: the float32 table instead
+        _byte_bag(table[:1], torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return None
+    return table
+
+
+def _byte_bag(table: "torch.Tensor", rows: "torch.Tensor", offsets: "torch.Tensor") -> "torch.Tensor":
+    """Sums per bag of the rows of a ``byte_rows`` table (float32)."""
+    return _torch().ops.quantized.embedding_bag_byte_rowwise_offsets(table, rows, offsets, False, 0, False,
+                                                                     None, None, False)
 
 
 def _check_precision(precision: str, device: "torch.device", tab: Tables) -> None:
@@ -264,6 +306,7 @@ class _Run:
         self.sparse_allowed = {"auto": dev.type == "cpu", "dense": False, "sparse": True}[path]
         self.sparse_max = SPARSE_MAX_ACTIVE if path == "auto" else 1.0
         self.block = C if dev.type == "cuda" else max(1, min(C, CPU_BLOCK_BYTES // (B * N * 4)))
+        self.mask: tuple[np.ndarray, np.ndarray] | None = None   # the sparse path's spike masks (CPU)
 
     def execute(self) -> Result:
         """Run every tick and assemble the result."""
@@ -305,24 +348,26 @@ class _Run:
         sparse = busy & (active <= self.sparse_max * A * B) if self.sparse_allowed else np.zeros(k, bool)
         dense = busy & ~sparse
         weights = tab.weights if tab.weights_bf16 is None else tab.weights_bf16
-        if busy.all():
-            self.events += torch.bmm(tab.fanout[c0:c0 + k], x).sum(dim=(0, 1), dtype=torch.float64)
-        else:
-            idx = self.indices(busy)
-            self.events += torch.bmm(tab.fanout[c0:c0 + k].index_select(0, idx), x.index_select(0, idx)).sum(
-                dim=(0, 1), dtype=torch.float64)
         if dense.all():
+            self.count_events(x, tab.fanout[c0:c0 + k])
             return self.matmul(x, weights[c0:c0 + k])
         if sparse.all():
             return self.gather_rows(x, c0 + torch.arange(k, device=tab.device))
         S = torch.zeros((k, B, tab.N), dtype=torch.float32, device=tab.device)
         if dense.any():
             idx = self.indices(dense)
-            S.index_copy_(0, idx, self.matmul(x.index_select(0, idx), weights[c0:c0 + k].index_select(0, idx)))
+            xd = x.index_select(0, idx)
+            self.count_events(xd, tab.fanout[c0:c0 + k].index_select(0, idx))
+            S.index_copy_(0, idx, self.matmul(xd, weights[c0:c0 + k].index_select(0, idx)))
         if sparse.any():
             idx = self.indices(sparse)
             S.index_copy_(0, idx, self.gather_rows(x.index_select(0, idx), c0 + idx))
         return S
+
+    def count_events(self, x: "torch.Tensor", fanout: "torch.Tensor") -> None:
+        """Add the synaptic events of spikes ``x`` (k, A, B) on axons with ``fanout`` (k, 1, A)
+        connected neurons (per core the sums stay below 2^24, exact in float32)."""
+        self.events += self.torch.bmm(fanout, x).sum(dim=(0, 1), dtype=self.torch.float64)
 
     def indices(self, mask: np.ndarray) -> "torch.Tensor":
         """Positions of the True entries of a host mask, as an int64 tensor on the device."""
@@ -343,22 +388,42 @@ class _Run:
 
     def gather_rows(self, x: "torch.Tensor", cores: "torch.Tensor") -> "torch.Tensor":
         """S (k, B, N) of cores ``cores`` as the sum, per (core, sample), of the W_eff rows of its
-        active axons: one ``embedding_bag`` over the (core, sample) bags of active axons."""
+        active axons: one ``embedding_bag`` over the (core, sample) bags of active axons. The bags
+        are the set positions of the (core, sample, axon) spike mask in order, so the bag of
+        (core, sample) starts at the first set position at or after (core * B + sample) * A."""
         torch, tab = self.torch, self.tab
         k, A, B = x.shape
-        mask = (x.transpose(1, 2) > 0).contiguous().view(-1)           # bags (core, sample) of axons
-        if mask.device.type == "cpu":   # numpy finds the set bits of a bool array ~3x faster
-            flat = torch.from_numpy(np.flatnonzero(mask.numpy()))
+        if x.device.type == "cpu":   # numpy finds the set bits of a bool array ~2x faster than torch
+            spikes, mask = self.mask_buffers(k, A, B)
+            np.greater(x.numpy(), 0, out=spikes)
+            np.copyto(mask, spikes.transpose(0, 2, 1))   # a bool transpose: 4x fewer bytes than float32
+            flat = np.flatnonzero(mask)                         # (core, sample) * A + axon, in order
+            offsets = np.searchsorted(flat, np.arange(0, k * B * A, A))
+            bag = flat // A
+            # W_eff row = core * A + axon = flat + (core - bag) * A, with core the bag's core
+            shift = (np.repeat(cores.numpy(), B) - np.arange(k * B)) * A
+            rows = flat + shift[bag]
+            events = np.bincount(bag, weights=tab.fanout_host[rows], minlength=k * B)
+            self.events += torch.from_numpy(events.reshape(k, B).sum(axis=0))
+            rows, offsets = torch.from_numpy(rows), torch.from_numpy(offsets)
         else:
-            flat = torch.nonzero(mask).squeeze(1)
-        bag, axon = flat // A, flat % A                                # sorted by bag
-        first_row = (cores * A).repeat_interleave(B)                   # W_eff row of axon 0, per bag
-        rows = (first_row.index_select(0, bag) + axon).to(torch.int32)
-        offsets = torch.zeros(k * B, dtype=torch.int64, device=tab.device)
-        offsets[1:] = torch.cumsum(torch.bincount(bag, minlength=k * B), 0)[:-1]
-        S = torch.nn.functional.embedding_bag(rows, tab.weights.view(tab.C * A, tab.N), offsets.to(torch.int32),
-                                              mode="sum")
+            flat = torch.nonzero((x.transpose(1, 2) > 0).contiguous().view(-1)).squeeze(1)
+            offsets = torch.searchsorted(flat, torch.arange(0, k * B * A, A, device=x.device))
+            rows = cores.index_select(0, flat // (B * A)) * A + flat % A
+            self.events.index_add_(0, (flat // A) % B, tab.fanout.view(-1).index_select(0, rows).double())
+        table = tab.weights_bytes
+        if table is not None:   # the same sums from a table of a quarter of the bytes
+            S = _byte_bag(table, rows, offsets)
+        else:
+            S = torch.nn.functional.embedding_bag(rows, tab.weights.view(tab.C * A, tab.N), offsets, mode="sum")
         return S.view(k, B, tab.N)
+
+    def mask_buffers(self, k: int, A: int, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """Reusable bool (k, A, B) and (k, B, A) buffers for the sparse path's spike mask on the CPU."""
+        if self.mask is None or self.mask[0].shape[0] < k:
+            size = max(k, self.block)
+            self.mask = (np.empty((size, A, B), bool), np.empty((size, B, A), bool))
+        return self.mask[0][:k], self.mask[1][:k]
 
     def stochastic_synapses(self, x: "torch.Tensor", t: int) -> "torch.Tensor":
         """This tick's stochastic synaptic inputs as (C, B, N): every active (axon, connected

@@ -54,6 +54,7 @@ if ARGS is not None and ARGS.threads:
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(ARGS.threads)
 
+import dataclasses  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -79,6 +80,11 @@ def grid_program(cores: int, ticks: int, seed: int = 1) -> Program:
     pairs = np.arange(cores * A, dtype=np.int32)
     prog.input_channel, prog.input_core, prog.input_axon = pairs % A, pairs // A, pairs % A
     return prog.validate()
+
+
+def binary_weights(prog: Program) -> Program:
+    """A copy of ``prog`` with every weight +-1 (its sign; 0 -> +1), as in binary networks."""
+    return dataclasses.replace(prog, weight=np.where(prog.weight < 0, -1, 1).astype(prog.weight.dtype))
 
 
 ENSEMBLE_LAYERS = (224, 152, 96, 56, 24, 2)   # cores per layer of one network (554; 15 networks: 8,310 + 1)
@@ -267,18 +273,21 @@ def bench_grid(args: argparse.Namespace) -> None:
             active = first.synaptic_events.sum() / long / (float(prog.crossbar.sum()) * GRID_BATCH)
             print(f"{cores:>5} {active:>6.1%} {matmul:>9.4f} " + " ".join(f"{c:>22}" for c in cells), flush=True)
             if args.backend in ("all", "torch"):
-                integ = {path: integration_seconds(prog, spikes, path, args.device, repeats + 1)
-                         for path in ("dense", "sparse", "auto")}
-                integration.append(f"{cores:>5} {active:>6.1%} {matmul:>9.4f} " + " ".join(
-                    f"{integ[p]:>10.4f} {matmul / integ[p]:>6.2f}x" for p in integ)
-                    + f" {integ['dense'] / integ['sparse']:>13.2f}")
+                for kind, variant in (("full", prog), ("+-1", binary_weights(prog))):
+                    integ = {path: integration_seconds(variant, spikes, path, args.device, repeats + 1)
+                             for path in ("dense", "sparse", "auto")}
+                    integration.append(f"{cores:>5} {kind:>7} {active:>6.1%} {matmul:>9.4f} " + " ".join(
+                        f"{integ[p]:>10.4f} {matmul / integ[p]:>6.2f}x" for p in integ)
+                        + f" {integ['dense'] / integ['sparse']:>13.2f} {integ['auto'] / integ['dense']:>10.2f}")
+                    clear_caches()
         del prog, weights
         clear_caches()
     print("cells: s/tick, core-ticks/s, x matmul")
     if integration:
-        print(f"synaptic integration alone (one tick, every core; seconds and x matmul):\n"
-              f"{'cores':>5} {'active':>6} {'matmul s':>9} {'torch dense':>18} {'torch sparse':>18} "
-              f"{'torch auto':>18} {'dense/sparse':>13}")
+        print(f"synaptic integration alone (one tick, every core; seconds and x matmul; weights: the grid's full "
+              f"range, or the same crossbars with weights +-1 as in binary networks):\n"
+              f"{'cores':>5} {'weights':>7} {'active':>6} {'matmul s':>9} {'torch dense':>18} {'torch sparse':>18} "
+              f"{'torch auto':>18} {'dense/sparse':>13} {'auto/dense':>10}")
         print("\n".join(integration))
     size = sizes[-1]
     peak, rss = peak_memory(size, args)

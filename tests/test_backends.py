@@ -363,3 +363,42 @@ def test_dense_path_skipping_idle_cores_equals_reference(monkeypatch):
     assert_same(expected, crossmap.emulate(prog, spikes, record=True, path="dense"))
     assert (True, False) in seen, "a block with busy and idle cores"
     assert expected.spikes.sum() > 20
+
+
+def test_torch_sparse_path_byte_and_float_tables(monkeypatch):
+    """The CPU sparse path reads W_eff from the byte table where every row spans at most 255 and
+    from the float32 table otherwise; both give the reference's sums, counts and spikes."""
+    from crossmap.backends import torch_emulator
+
+    narrow = random_program(small_chip(weight_min=-100, weight_max=100), 4, 3, recurrent=True, stochastic=True,
+                            density=0.5, input_ticks=4, latency=6)
+    wide_range = random_program(small_chip(), 4, 3, density=0.9, input_ticks=4, latency=6)
+    wide_range.weight[:, :, 0] = np.where(np.arange(8) % 2, 255, -255)   # every type-0 row spans 510
+    for prog, byte_table in ((narrow, True), (wide_range, False)):
+        spikes = random_inputs(prog, 10, 5, 0.3)
+        expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=3)
+        emulator = torch_emulator.TorchEmulator(prog, path="sparse")
+        assert_same(expected, emulator.run(spikes, record=True, seed=3))
+        assert (emulator.tab.weights_bytes is not None) == byte_table
+    monkeypatch.setattr(torch_emulator, "byte_rows", lambda weights: None)   # the float32 table throughout
+    spikes = random_inputs(narrow, 10, 5, 0.3)
+    emulator = torch_emulator.TorchEmulator(narrow, path="sparse")
+    assert_same(crossmap.emulate(narrow, spikes, backend="reference", record=True, seed=3),
+                emulator.run(spikes, record=True, seed=3))
+    assert emulator.tab.weights_bytes is None
+
+
+def test_byte_rows_hold_every_weight_exactly():
+    """Every entry of a byte table row is w - min(w) of its W_eff row, then scale 1.0 and the
+    minimum as float32; a row spanning 256 gives no table."""
+    from crossmap.backends.torch_emulator import byte_rows
+
+    rng = np.random.default_rng(0)
+    weights = rng.integers(-255, 1, (3, 8, 5)).astype(np.float32)
+    weights[0, 0, :2] = (-255, 0)
+    table = byte_rows(weights).numpy()
+    flat = weights.reshape(24, 5)
+    scale, bias = table[:, 5:9].copy().view(np.float32), table[:, 9:].copy().view(np.float32)
+    np.testing.assert_array_equal(table[:, :5] * scale + bias, flat)
+    weights[1, 2, :2] = (-255, 1)
+    assert byte_rows(weights) is None
