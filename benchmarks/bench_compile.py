@@ -1,22 +1,24 @@
-"""Compile time and memory at scale: seconds per stage and peak memory for the shipped models and
-for synthetic block networks of about 100, 1,000, 4,000 and 8,000 cores, and the growth exponent
-of time and memory against cores fitted on the synthetic series (time ~ cores^k).
+"""Compile time and memory at scale: seconds per stage (CPU and wall) and peak memory for the
+shipped models and for synthetic block networks of about 100, 1,000, 4,000 and 8,000 cores, and the
+growth exponent of time and memory against cores fitted on the synthetic series (time ~ cores^k).
 
-Each case runs in a fresh process, so its peak resident memory is its own; seconds are wall time
-per stage (import, binarize, partition, place, route, emit; a synthetic network starts at
-partition). On a shared machine compare the figures of one run with each other, not with another
-run's. Run: ``python benchmarks/bench_compile.py`` (``--quick``: 100 and 1,000 cores and the small
-shipped models; ``--models a,b`` and ``--cores 100,1000`` choose the cases; ``--json`` prints the
-rows as JSON).
+Each case runs in a fresh process, so its peak resident memory is its own; seconds are per stage
+(import, binarize, partition, place, route, emit; a synthetic network starts at partition). CPU
+seconds are the figure to compare on a shared machine; wall seconds also count waiting for it.
+``--baseline DIR`` also compiles every case with another crossmap source tree (for instance
+``git archive COMMIT | tar -x -C DIR``), case by case, alternating, and prints both side by side:
+cores, placement cost and CPU seconds, with the ratio. Run: ``python benchmarks/bench_compile.py``
+(``--quick``: 100 and 1,000 cores and the small shipped models; ``--models a,b`` and ``--cores
+100,1000`` choose the cases; ``--json`` prints the rows as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import multiprocessing
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,73 +83,127 @@ def block_network(cores: int, seed: int = 0):
     return DeployedNetwork(chip, width, groups, lines, num_classes=10).validate()
 
 
-def run_case(kind: str, name: str, queue: multiprocessing.Queue) -> None:
-    """Compile one case stage by stage (in a child process) and put its row on ``queue``."""
-    try:
-        queue.put(_compile_case(kind, name))
-    except Exception as exc:  # a failed case is a row with its error, the others still run
-        queue.put({"case": name, "error": f"{type(exc).__name__}: {exc}"})
-
-
 def _compile_case(kind: str, name: str) -> dict:
     from crossmap.chip import ChipSpec
-    from crossmap.compiler import calibration_inputs, default_pipeline
+    from crossmap.compiler import auto_binarize, calibration_inputs, default_pipeline
     from crossmap.pipeline import CompileState, parse_pipeline
 
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     memory: dict[str, float] = {}
     passes = parse_pipeline(default_pipeline())
     for p in passes:
         if p.name == "partition":
             p.board = "auto"
     with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         if kind == "model":
             from crossmap.frontend import import_onnx
 
             network = import_onnx(str(MODELS_DIR / f"{name}.onnx"))
+            passes = parse_pipeline(default_pipeline(auto_binarize(network)))  # as crossmap.compile
+            for p in passes:
+                if p.name == "partition":
+                    p.board = "auto"
             state = CompileState(chip=ChipSpec.named("truenorth"), network=network,
                                  calibration=calibration_inputs(network), output_dir=Path(tmp) / "out")
             seconds["import"] = time.perf_counter() - start
+            cpu["import"] = time.process_time() - start_cpu
             memory["import"] = peak_mb()
         else:
             net = block_network(int(name))
             state = CompileState(chip=net.chip, deployed=net, output_dir=Path(tmp) / "out")
             passes = [p for p in passes if not p.name.startswith("binarize")]
             seconds["build"] = time.perf_counter() - start
+            cpu["build"] = time.process_time() - start_cpu
             memory["build"] = peak_mb()
         for p in passes:
-            clock = time.perf_counter()
+            clock, clock_cpu = time.perf_counter(), time.process_time()
             state = p.run(state) or state
             stage = "binarize" if p.name.startswith("binarize") else p.name
             seconds[stage] = time.perf_counter() - clock
+            cpu[stage] = time.process_time() - clock_cpu
             memory[stage] = peak_mb()
     total = sum(v for k, v in seconds.items() if k != "build")
+    total_cpu = sum(v for k, v in cpu.items() if k != "build")
     return {"case": name if kind == "model" else f"synthetic {name}", "kind": kind, "target": name,
-            "cores": int(state.program.num_cores), "seconds": {k: round(v, 2) for k, v in seconds.items()},
-            "total_s": round(total, 2), "peak_mb": round(max(memory.values()), 1),
+            "cores": int(state.program.num_cores), "placement_cost": float(state.reports["place"]["objective"]),
+            "seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()},
+            "total_s": round(total, 2), "total_cpu_s": round(total_cpu, 2), "peak_mb": round(max(memory.values()), 1),
             "peak_mb_after": {k: round(v, 1) for k, v in memory.items()}}
 
 
-def measure(kind: str, name: str) -> dict:
-    """One case in a fresh process (so its peak memory is its own)."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=run_case, args=(kind, name, queue))
-    child.start()
-    row = queue.get()
-    child.join()
-    return row
+def shadow_tree(source: Path, into: Path) -> Path:
+    """A directory that imports as the crossmap of source tree ``source`` (its ``crossmap/``, with
+    ``passes/`` and ``backends/`` inside it, as an installed crossmap has them), built of links."""
+    package = into / "crossmap"
+    package.mkdir(parents=True)
+    for entry in (source / "crossmap").iterdir():
+        (package / entry.name).symlink_to(entry.resolve())
+    for sub in ("passes", "backends"):
+        if (source / sub).is_dir() and not (package / sub).exists():
+            (package / sub).symlink_to((source / sub).resolve())
+    return into
+
+
+def measure(kind: str, name: str, path: Path | None = None) -> dict:
+    """One case in a fresh process (so its peak memory is its own), with the crossmap found first
+    on ``path`` when given."""
+    env = dict(os.environ)
+    if path is not None:
+        env["PYTHONPATH"] = str(path) + os.pathsep + env.get("PYTHONPATH", "")
+    command = [sys.executable, str(Path(__file__).resolve()), "--case", f"{kind}:{name}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    lines = done.stdout.strip().splitlines()
+    if done.returncode or not lines:
+        return {"case": name, "kind": kind, "error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(lines[-1])
+
+
+def run_one(spec: str) -> int:
+    """Compile the case ``kind:name`` and print its row as one JSON line (the child process)."""
+    kind, name = spec.split(":", 1)
+    try:
+        row = _compile_case(kind, name)
+    except Exception as exc:  # a failed case is a row with its error, the others still run
+        row = {"case": name, "kind": kind, "error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(row))
+    return 0
 
 
 def growth_exponent(rows: list[dict], key: str) -> float | None:
     """The slope of log(``key``) against log(cores) over the synthetic rows (least squares)."""
-    points = [(r["cores"], r[key]) for r in rows if r.get("kind") == "synthetic" and "error" not in r and r[key] > 0]
+    points = [(r["cores"], r[key]) for r in rows
+              if r.get("kind") == "synthetic" and "error" not in r and r.get(key, 0) > 0]
     if len(points) < 2:
         return None
     x = np.log([p[0] for p in points])
     y = np.log([p[1] for p in points])
     return float(np.polyfit(x, y, 1)[0])
+
+
+def _line(row: dict) -> str:
+    if "error" in row:
+        return f"{row['case']:24s} error: {row['error']}"
+    stages = " ".join(f"{k} {v:.1f}" for k, v in row["cpu_seconds"].items())
+    return (f"{row['case']:24s} cores {row['cores']:5d}  CPU {row['total_cpu_s']:7.1f} s  wall {row['total_s']:7.1f} s  "
+            f"peak {row['peak_mb']:6.0f} MB  cost {row['placement_cost']:.6g}  (CPU s: {stages})")
+
+
+def comparison_table(old_rows: list[dict], rows: list[dict]) -> str:
+    """A markdown table of each case with the baseline and now: cores, placement cost, CPU seconds."""
+    out = ["| case | cores before | cores now | placement cost before | now | CPU s before | now | ratio | "
+           "peak MB before | now |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for old, new in zip(old_rows, rows):
+        if "error" in old or "error" in new:
+            out.append(f"| {new['case']} | {old.get('error', '')} | {new.get('error', '')} | | | | | | | |")
+            continue
+        ratio = old["total_cpu_s"] / new["total_cpu_s"] if new["total_cpu_s"] else float("nan")
+        out.append(f"| {new['case']} | {old['cores']} | {new['cores']} | {old['placement_cost']:.6g} | "
+                   f"{new['placement_cost']:.6g} | {old['total_cpu_s']:.1f} | {new['total_cpu_s']:.1f} | "
+                   f"{ratio:.2f}x | {old['peak_mb']:.0f} | {new['peak_mb']:.0f} |")
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                                          "with the default pipeline; 'none' for none)")
     parser.add_argument("--cores", help="comma-separated synthetic sizes (default 100,1000,4000,8000; 'none')")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
+    parser.add_argument("--baseline", type=Path, help="another crossmap source tree to compile every case with too")
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # kind:name, run in a child process
     args = parser.parse_args(argv)
+    if args.case:
+        return run_one(args.case)
     if args.models:
         models = [] if args.models == "none" else args.models.split(",")
     elif args.quick:
@@ -168,26 +228,32 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [] if args.cores == "none" else [int(c) for c in args.cores.split(",")]
     else:
         sizes = list(QUICK_CORES if args.quick else SYNTHETIC_CORES)
-    rows = []
+    rows, old_rows = [], []
     cases = [("model", m) for m in models] + [("synthetic", str(c)) for c in sizes]
-    for kind, name in cases:
-        row = measure(kind, name)
-        rows.append(row)
-        if not args.json:
-            if "error" in row:
-                print(f"{row['case']:24s} error: {row['error']}", flush=True)
-                continue
-            stages = " ".join(f"{k} {v:.1f}" for k, v in row["seconds"].items())
-            print(f"{row['case']:24s} cores {row['cores']:5d}  total {row['total_s']:7.1f} s  peak "
-                  f"{row['peak_mb']:7.0f} MB  ({stages})", flush=True)
-    time_k = growth_exponent(rows, "total_s")
-    memory_k = growth_exponent(rows, "peak_mb")
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = shadow_tree(args.baseline.resolve(), Path(tmp)) if args.baseline else None
+        for kind, name in cases:
+            if baseline is not None:
+                old_rows.append(measure(kind, name, baseline))
+            row = measure(kind, name)
+            rows.append(row)
+            if not args.json:
+                print(_line(row) + (f"\n{'  baseline':24s} " + _line(old_rows[-1])[25:] if baseline else ""), flush=True)
+    time_k, cpu_k, memory_k = (growth_exponent(rows, k) for k in ("total_s", "total_cpu_s", "peak_mb"))
+    result = {"rows": rows, "time_exponent": time_k, "cpu_exponent": cpu_k, "memory_exponent": memory_k}
+    if baseline is not None:
+        result.update({"baseline_rows": old_rows, "baseline_cpu_exponent": growth_exponent(old_rows, "total_cpu_s"),
+                       "baseline_memory_exponent": growth_exponent(old_rows, "peak_mb")})
     if args.json:
-        print(json.dumps({"rows": rows, "time_exponent": time_k, "memory_exponent": memory_k}, indent=2))
-    else:
-        fmt = lambda k: "n/a" if k is None else f"{k:.2f}"  # noqa: E731
-        print(f"growth exponent on the synthetic series (time ~ cores^k): time {fmt(time_k)}, "
-              f"peak memory {fmt(memory_k)}")
+        print(json.dumps(result, indent=2))
+        return 0
+    fmt = lambda k: "n/a" if k is None else f"{k:.2f}"  # noqa: E731
+    print(f"growth exponent on the synthetic series (time ~ cores^k): CPU {fmt(cpu_k)}, wall {fmt(time_k)}, "
+          f"peak memory {fmt(memory_k)}")
+    if baseline is not None:
+        print(f"baseline: CPU {fmt(result['baseline_cpu_exponent'])}, peak memory "
+              f"{fmt(result['baseline_memory_exponent'])}")
+        print(comparison_table(old_rows, rows))
     return 0
 
 

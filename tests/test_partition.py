@@ -415,14 +415,55 @@ def test_random_networks_are_exact(seed, fanout, merge):
 
 
 def test_bins_merge_into_an_unrelated_network_only_to_share_axons():
-    from crossmap.passes.partition.plan import CoreContent, Plan, _merge_host
+    from crossmap.passes.partition.plan import MergeHosts, Plan
 
-    plan = Plan(mode="copy", cores=[CoreContent(members=[(1, 0, 1)], keys={1, 2}, neurons=1)])
-    related = [True, False]  # the bin's group 0 and the core's group 1 are separate networks
-    assert _merge_host(plan, {5}, 1, 1, 8, 8) == 0  # without families: any core with room
-    assert _merge_host(plan, {5}, 1, 1, 8, 8, related) == -1  # nothing shared: keep the networks apart
-    assert _merge_host(plan, {1, 5}, 1, 1, 8, 8, related) == 0  # a shared axon: merge
-    assert _merge_host(plan, {5}, 1, 1, 8, 8, [True, True]) == 0
+    plan = Plan(mode="copy")
+    core = plan.new_core()
+    plan.cores[core].members.append((1, 0, 1))
+    plan.cores[core].neurons = 1
+    plan.cores[core].keys |= {1, 2}
+    plan.key_cores.update({1: [core], 2: [core]})
+    plan.join_family(core, 1)  # the core holds a group of family 1; the bins below are of family 0
+    assert MergeHosts(plan, 1, None, 8, 8).best({5}, 1) == 0  # without families: any core with room
+    apart = MergeHosts(plan, 1, 0, 8, 8)
+    assert apart.best({5}, 1) == -1  # nothing shared: keep the networks apart
+    assert apart.best({1, 5}, 1) == 0  # a shared axon: merge
+    assert MergeHosts(plan, 1, 1, 8, 8).best({5}, 1) == 0  # the same family
+
+
+def test_merge_host_is_the_core_sharing_most_axons_then_the_fullest_then_the_first():
+    from crossmap.passes.partition.plan import MergeHosts, Plan
+
+    rng = np.random.default_rng(7)
+    A, N = 12, 10
+    for trial in range(30):
+        plan = Plan(mode="copy")
+        families = rng.integers(0, 3, 25)
+        for c in range(25):
+            plan.new_core()
+            keys = set(rng.choice(30, int(rng.integers(0, A + 1)), replace=False).tolist())
+            plan.cores[c].keys |= keys
+            plan.cores[c].neurons = int(rng.integers(0, N + 1))
+            for k in keys:
+                plan.key_cores.setdefault(k, []).append(c)
+            plan.join_family(c, int(families[c]))
+            if rng.random() < 0.2:
+                plan.join_family(c, int(families[c]) + 1)  # two networks on one core
+        family = int(rng.integers(0, 3))
+        bin_keys = set(rng.choice(30, int(rng.integers(1, 8)), replace=False).tolist())
+        need = int(rng.integers(1, 5))
+        want, want_score = -1, None  # every core scanned in turn
+        for c, core in enumerate(plan.cores):
+            shared = len(bin_keys & core.keys)
+            if (core.neurons + need > N or max(core.axons, len(bin_keys)) > A
+                    or core.axons + len(bin_keys) - shared > A):
+                continue
+            if not shared and plan.core_family[c] != family:
+                continue
+            score = (-shared, N - core.neurons, c)
+            if want_score is None or score < want_score:
+                want, want_score = c, score
+        assert MergeHosts(plan, 25, family, A, N).best(bin_keys, need) == want, trial
 
 
 def local_chain(size=40, taps=2):

@@ -22,9 +22,10 @@ import networkx as nx
 import numpy as np
 
 from crossmap.chip import check_fits
-from crossmap.deployed import DeployedNetwork
+from crossmap.deployed import DeployedNetwork, NeuronGroup
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
+from crossmap.passes.partition.pack import gather_columns
 from crossmap.passes.partition.plan import Plan
 from crossmap.passes.partition.timing import ShiftConstraints, pin_groups
 from crossmap.program import Program
@@ -100,22 +101,25 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
         core = plan.cores[old]
         ck = core_keys[old]
         prog.axon_type[fc, :ck.size] = space.type_of(ck)
-        slot = 0
-        aimed = core.aims if len(core.aims) == len(core.members) else [-1] * len(core.members)
-        for (g, n, count), aim in sorted(zip(core.members, aimed), key=lambda m: (pos[m[0][0]], m[0][1])):
-            group, gk = net.groups[g], keys[g]
-            row = gk.keys[gk.reads.indices[gk.reads.indptr[n]:gk.reads.indptr[n + 1]]]
-            span = slice(slot, slot + count)
-            prog.crossbar[fc, np.searchsorted(ck, row), span] = True
-            prog.weight[fc, span] = group.weight[n]
-            prog.stochastic_synapse[fc, span] = group.stochastic_synapse[n]
-            for name in ("alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v", "threshold_mask"):
-                getattr(prog, name)[fc, span] = getattr(group, name)[n]
-            prog.neuron_group[fc, span] = g
-            prog.neuron_index[fc, span] = n
-            instances.setdefault((g, n), []).extend((fc, j) for j in range(slot, slot + count))
-            aims.setdefault((g, n), []).extend([aim] * count)
-            slot += count
+        members = core.members
+        aimed = core.aims if len(core.aims) == len(members) else [-1] * len(members)
+        order = sorted(range(len(members)), key=lambda i: (pos[members[i][0]], members[i][1]))
+        slot, start = 0, 0
+        while start < len(order):  # one run of members of one group at a time
+            g = members[order[start]][0]
+            end = start
+            while end < len(order) and members[order[end]][0] == g:
+                end += 1
+            run = order[start:end]
+            neurons = np.array([members[i][1] for i in run], np.int64)
+            counts = np.array([members[i][2] for i in run], np.int64)
+            first = slot + np.cumsum(counts) - counts  # each member's first slot
+            _fill_run(prog, net.groups[g], keys[g], fc, ck, g, neurons, counts, first)
+            for n, c, f, i in zip(neurons.tolist(), counts.tolist(), first.tolist(), run):
+                instances.setdefault((g, n), []).extend((fc, j) for j in range(f, f + c))
+                aims.setdefault((g, n), []).extend([aimed[i]] * c)
+            slot += int(counts.sum())
+            start = end
         for i, s in enumerate(core.splitters):
             size = len(plan.splits[s].targets)
             axon, span = ck.size + i, slice(slot, slot + size)
@@ -126,6 +130,28 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             split_slot[s] = (fc, slot)
             slot += size
     return instances, aims, split_slot
+
+
+def _fill_run(prog: Program, group: NeuronGroup, gk: GroupKeys, fc: int, ck: np.ndarray, g: int, neurons: np.ndarray,
+              counts: np.ndarray, first: np.ndarray) -> None:
+    """Write ``counts[k]`` adjacent instances of neuron ``neurons[k]`` of group ``g`` from slot
+    ``first[k]`` of core ``fc`` (axon keys ``ck``): crossbar rows, weights and parameters."""
+    slots = np.arange(int(counts.sum())) + (int(first[0]) if first.size else 0)  # the run's slots, adjacent
+    per = np.repeat(neurons, counts)  # the neuron of each slot
+    indptr = gk.reads.indptr.astype(np.int64)
+    lengths = indptr[neurons + 1] - indptr[neurons]
+    axons = np.searchsorted(ck, gk.keys[gather_columns(indptr, gk.reads.indices.astype(np.int64), neurons)])
+    owner = np.repeat(np.arange(neurons.size), lengths)  # the member of each (member, axon) entry
+    times = counts[owner]
+    entry_slot = np.repeat(first[owner], times) + (np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times,
+                                                                                             times))
+    prog.crossbar[fc, np.repeat(axons, times), entry_slot] = True
+    prog.weight[fc, slots] = group.weight[per]
+    prog.stochastic_synapse[fc, slots] = group.stochastic_synapse[per]
+    for name in ("alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v", "threshold_mask"):
+        getattr(prog, name)[fc, slots] = getattr(group, name)[per]
+    prog.neuron_group[fc, slots] = g
+    prog.neuron_index[fc, slots] = per
 
 
 def _aim_roles(roles: dict[tuple[int, int], list], aims: dict[tuple[int, int], list[int]]) -> dict:

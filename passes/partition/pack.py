@@ -33,7 +33,7 @@ def structural_order(reads: sp.csr_matrix) -> np.ndarray:
     return rank
 
 
-def _gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def gather_columns(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """The column indices of ``rows`` of a CSR matrix, concatenated (repeats kept)."""
     starts = indptr[rows]
     lengths = indptr[rows + 1] - starts
@@ -120,7 +120,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 in_core[fresh] = True
                 core_keys.append(fresh)
                 axons += fresh.size
-                hit = _gather(k_ptr, k_ind, fresh)
+                hit = gather_columns(k_ptr, k_ind, fresh)
                 np.add.at(score, hit, -span)
                 reached.append(hit)
             neurons += int(weights[item])
@@ -130,7 +130,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 if fresh_out.size:
                     fed[fresh_out] = True
                     core_outs.append(fresh_out)
-                    hit = _gather(f_ptr, f_ind, fresh_out)
+                    hit = gather_columns(f_ptr, f_ind, fresh_out)
                     np.add.at(shared_targets, hit, 1)
                     reached.append(hit)
             for hit in reached:
@@ -217,7 +217,7 @@ def compact_pack(reads: sp.csr_matrix, weights: np.ndarray, cores: list[list[int
     indptr, indices = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
     for c, members in enumerate(cores):
         if members:
-            count[c] = np.bincount(_gather(indptr, indices, np.asarray(members, np.int64)), minlength=reads.shape[1])
+            count[c] = np.bincount(gather_columns(indptr, indices, np.asarray(members, np.int64)), minlength=reads.shape[1])
         neurons[c] = weights[members].sum() if members else 0
     axons = (count > 0).sum(axis=1).astype(np.int64)
     alive = np.ones(K, bool)
@@ -250,7 +250,7 @@ def _free_shared_axons(reads: sp.csr_matrix, weights: np.ndarray, members_of: li
             rest = items[start:]
             lengths = indptr[rest + 1] - indptr[rest]
             alone = np.bincount(np.repeat(np.arange(rest.size), lengths),
-                                weights=count[c, _gather(indptr, indices, rest)] == 1, minlength=rest.size) > 0
+                                weights=count[c, gather_columns(indptr, indices, rest)] == 1, minlength=rest.size) > 0
             moved = False
             for h in np.flatnonzero(alone).tolist():
                 i = int(rest[h])

@@ -22,7 +22,8 @@ from crossmap.deployed import INPUT, DeployedNetwork
 from crossmap.chip import smallest_board
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
-from crossmap.passes.partition.pack import compact_pack, conflict_bound, greedy_pack, lower_bound, solve_pack
+from crossmap.passes.partition.pack import (gather_columns, compact_pack, conflict_bound, greedy_pack, lower_bound,
+                                            solve_pack)
 
 FANOUT_MODES = ("copy", "splitter", "auto")  # auto: the best of copy, splitter and a per-group mix
 
@@ -73,6 +74,8 @@ class Plan:
     splits: list[SplitSet] = field(default_factory=list)
     group_rows: list[dict[str, Any]] = field(default_factory=list)
     solver_runs: list[dict[str, Any]] = field(default_factory=list)
+    key_cores: dict[int, list[int]] = field(default_factory=dict)  # key -> the cores whose axons carry it
+    core_family: list[int] = field(default_factory=list)  # per core: its members' family, MIXED, or EMPTY
 
     def add_keys(self, core: int, keys: set[int], space: KeySpace) -> None:
         """Give ``core`` the axons ``keys``; each new one is a place its source must reach."""
@@ -82,6 +85,21 @@ class Plan:
         if fresh:
             for key, source in zip(fresh, space.source_of(np.array(fresh, np.int64)).tolist()):
                 self.demands.setdefault(int(source), []).append((core, int(key)))
+                self.key_cores.setdefault(int(key), []).append(core)
+
+    def new_core(self) -> int:
+        """Append an empty core; returns its index."""
+        self.cores.append(CoreContent(members=[], keys=set(), neurons=0))
+        self.core_family.append(EMPTY)
+        return len(self.cores) - 1
+
+    def join_family(self, core: int, family: int) -> None:
+        """Record that a group of ``family`` has members on ``core``."""
+        current = self.core_family[core]
+        self.core_family[core] = family if current in (EMPTY, family) else MIXED
+
+
+EMPTY, MIXED = -1, -2  # Plan.core_family of a core without members, and of one holding several families
 
 
 def instance_count(targets: int, output: bool, mode: str, max_neurons: int) -> int:
@@ -259,9 +277,9 @@ def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, ta
     splitters = int(targets[targets >= 2].sum()) if mode == "splitter" else 0
     out = []
     for bins in ([start, compacted] if len(compacted) < len(start) else [compacted]):
-        upstream = sum(int(from_neurons[np.unique(reads[b].indices)].sum()) for b in bins)
+        upstream = int(from_neurons[bin_columns(reads, bins)[1]].sum())
         cost = len(bins) + (splitters + distinct + COPY_WEIGHT * (upstream - distinct)) / N
-        links = sum(np.unique(item_readers[b].indices).size for b in bins) if item_readers is not None else 0
+        links = bin_columns(item_readers, bins)[0].size if item_readers is not None else 0
         out.append(((cost, len(bins), links), (mode, counts, item_neuron, item_count, reads, bins, item_aim)))
     return out
 
@@ -356,6 +374,18 @@ def network_families(net: DeployedNetwork) -> list[int]:
     return [root(i) for i in range(len(net.groups))]
 
 
+def bin_columns(matrix: sp.csr_matrix, bins: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct columns the rows of each bin use, as (bin, column) pairs sorted by bin, then
+    column: for all bins at once (one sort), not one row slice of ``matrix`` per bin."""
+    matrix = sp.csr_matrix(matrix)
+    sizes = np.array([len(b) for b in bins], np.int64)
+    rows = np.concatenate([np.asarray(b, np.int64) for b in bins] + [np.zeros(0, np.int64)])
+    indptr = matrix.indptr.astype(np.int64)
+    owner = np.repeat(np.repeat(np.arange(len(bins), dtype=np.int64), sizes), indptr[rows + 1] - indptr[rows])
+    pairs = np.unique(owner * max(1, matrix.shape[1]) + gather_columns(indptr, matrix.indices.astype(np.int64), rows))
+    return pairs // max(1, matrix.shape[1]), pairs % max(1, matrix.shape[1])
+
+
 def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, item_neuron: np.ndarray,
                 item_count: np.ndarray, bins: list[list[int]], merge: bool, A: int, N: int,
                 family: list[int] | None = None, item_aim: np.ndarray | None = None) -> list[int]:
@@ -365,54 +395,74 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
     and record the demands; returns the cores that hold the group."""
     if item_aim is None:
         item_aim = np.full(item_neuron.size, -1, np.int64)
-    contents = []
-    for members in bins:
-        keys = set(gk.keys[np.unique(reads[members].indices)].tolist()) if members else set()
-        contents.append((members, keys, int(item_count[members].sum())))
-    existing = len(plan.cores)
+    label = MIXED if family is None else family[g]
+    owner, columns = bin_columns(reads, bins)
+    per_bin = np.split(gk.keys[columns], np.searchsorted(owner, np.arange(1, len(bins))))
+    contents = [(members, set(keys.tolist()), int(item_count[members].sum())) for members, keys in zip(bins, per_bin)]
     home = [-1] * len(contents)
-    related = None if family is None else [f == family[g] for f in family]
     if merge:  # emptiest bins first, each into the best partly used core of another group
+        hosts = MergeHosts(plan, len(plan.cores), None if family is None else label, A, N)
         for b in sorted(range(len(contents)), key=lambda b: (contents[b][2] + len(contents[b][1]), b)):
-            home[b] = _merge_host(plan, contents[b][1], contents[b][2], existing, A, N, related)
+            home[b] = hosts.best(contents[b][1], contents[b][2])
             if home[b] >= 0:
-                _fill(plan, space, home[b], g, contents[b], item_neuron, item_count, item_aim)
+                _fill(plan, space, home[b], g, contents[b], item_neuron, item_count, item_aim, label)
+                hosts.update(home[b])
     for b in range(len(contents)):
         if home[b] < 0:
-            plan.cores.append(CoreContent(members=[], keys=set(), neurons=0))
-            home[b] = len(plan.cores) - 1
-            _fill(plan, space, home[b], g, contents[b], item_neuron, item_count, item_aim)
+            home[b] = plan.new_core()
+            _fill(plan, space, home[b], g, contents[b], item_neuron, item_count, item_aim, label)
     return sorted(set(home))
 
 
 def _fill(plan: Plan, space: KeySpace, core: int, g: int, content: tuple[list[int], set[int], int],
-          item_neuron: np.ndarray, item_count: np.ndarray, item_aim: np.ndarray) -> None:
+          item_neuron: np.ndarray, item_count: np.ndarray, item_aim: np.ndarray, label: int) -> None:
     members, keys, neurons = content
     plan.cores[core].members.extend((g, int(item_neuron[i]), int(item_count[i])) for i in members)
     plan.cores[core].aims.extend(int(item_aim[i]) for i in members)
     plan.cores[core].neurons += neurons
+    plan.join_family(core, label)
     plan.add_keys(core, keys, space)
 
 
-def _merge_host(plan: Plan, keys: set[int], neurons: int, existing: int, A: int, N: int,
-                related: list[bool] | None = None) -> int:
-    """The core among the first ``existing`` (other groups) that can also take this bin, sharing
-    the most axons with it (then the fullest), or -1. With ``related`` (per group), a core holding
-    an unrelated group qualifies only when the bin shares axons with it."""
-    best, best_score = -1, None
-    for c in range(existing):
-        core = plan.cores[c]
-        if core.neurons + neurons > N or max(core.axons, len(keys)) > A:
-            continue
-        shared = len(keys & core.keys)
-        if not shared and related is not None and not all(related[h] for h, _, _ in core.members):
-            continue  # an unrelated network's core, and no axon to share with it
-        if core.axons + len(keys) - shared > A:
-            continue
-        score = (-shared, N - core.neurons - neurons, c)
-        if best_score is None or score < best_score:
-            best, best_score = c, score
-    return best
+class MergeHosts:
+    """The cores a group's bins may merge into (the first ``existing`` ones: other groups'), as
+    arrays of their used neurons and axons and whether they hold only the group's family, so that
+    choosing a host costs a few vectorized operations over the cores plus a look-up of the cores
+    that carry each of the bin's axons (``Plan.key_cores``), not a scan of every core's key set."""
+
+    def __init__(self, plan: Plan, existing: int, family: int | None, A: int, N: int) -> None:
+        self.plan, self.existing, self.A, self.N = plan, existing, A, N
+        cores = plan.cores[:existing]
+        self.neurons = np.array([c.neurons for c in cores], np.int64)
+        self.axons = np.array([c.axons for c in cores], np.int64)
+        # a core of an unrelated network qualifies only when the bin shares axons with it
+        self.related = (np.ones(existing, bool) if family is None else
+                        np.isin(np.array(plan.core_family[:existing], np.int64), [family, EMPTY]))
+
+    def best(self, keys: set[int], neurons: int) -> int:
+        """The core that can also take a bin of ``neurons`` slots reading ``keys``, sharing the most
+        axons with it, then the fullest, then the first; -1 when none can."""
+        if self.existing == 0:
+            return -1
+        holders = [self.plan.key_cores.get(k, ()) for k in keys]
+        held = np.fromiter((c for h in holders for c in h), np.int64)
+        shared = np.bincount(held[held < self.existing], minlength=self.existing)
+        ok = ((self.neurons + neurons <= self.N) & (np.maximum(self.axons, len(keys)) <= self.A)
+              & (self.axons + len(keys) - shared <= self.A) & ((shared > 0) | self.related))
+        candidates = np.flatnonzero(ok)
+        if candidates.size == 0:
+            return -1
+        most = shared[candidates]
+        candidates = candidates[most == most.max()]
+        fullest = self.neurons[candidates]
+        return int(candidates[np.argmax(fullest == fullest.max())])
+
+    def update(self, core: int) -> None:
+        """Refresh the figures of ``core`` after a bin went into it."""
+        content = self.plan.cores[core]
+        self.neurons[core] = content.neurons
+        self.axons[core] = content.axons
+        self.related[core] = self.related[core] and self.plan.core_family[core] != MIXED
 
 
 def _make_splits(plan: Plan, net: DeployedNetwork, space: KeySpace, topo: list[int], N: int) -> None:
@@ -445,8 +495,7 @@ def _place_splits(plan: Plan, A: int, N: int) -> None:
         near = [c for c, _ in split.targets if fits(c)]
         host = near[0] if near else next((c for c in range(len(plan.cores)) if fits(c)), -1)
         if host < 0:
-            plan.cores.append(CoreContent(members=[], keys=set(), neurons=0))
-            host = len(plan.cores) - 1
+            host = plan.new_core()
         plan.cores[host].splitters.append(s)
         plan.cores[host].neurons += size
         split.core = host

@@ -148,10 +148,18 @@ def hilbert_order(mesh: Mesh) -> np.ndarray:
     return (y[keep] * mesh.width + x[keep]).astype(np.int64)
 
 
+# Arnoldi restarts the eigensolver may take: a connected core graph needs a few dozen; one of many
+# components (chained by light edges, so its smallest eigenvalues cluster) can need thousands,
+# tens of seconds for a full chip, and gets the component and greedy starts instead
+SPECTRAL_MAX_RESTARTS = 300
+
+
 def spectral_coordinates(edges: Edges, dims: int = 2, seed: int = 0) -> np.ndarray | None:
     """The ``dims`` eigenvectors of the weighted graph Laplacian after the constant one
-    (n x dims), or None when the graph is too small or the eigensolver fails. Components are
-    chained by light edges so the embedding is not spent on separating them."""
+    (n x dims), or None when the graph is too small or the eigensolver does not converge within
+    ``SPECTRAL_MAX_RESTARTS`` restarts (a bound on work, so the answer does not depend on the
+    machine). Components are chained by light edges so the embedding is not spent on separating
+    them."""
     n = edges.num_nodes
     if n < dims + 2 or edges.u.size == 0:
         return None
@@ -170,7 +178,8 @@ def spectral_coordinates(edges: Edges, dims: int = 2, seed: int = 0) -> np.ndarr
     laplacian = (sp.diags(degree) - sym) / float(degree.mean())
     start = np.random.default_rng(seed).random(n) + 1.0
     try:
-        values, vectors = sla.eigsh(laplacian.tocsc(), k=dims + 1, sigma=-1e-2, which="LM", v0=start)
+        values, vectors = sla.eigsh(laplacian.tocsc(), k=dims + 1, sigma=-1e-2, which="LM", v0=start,
+                                    maxiter=SPECTRAL_MAX_RESTARTS)
     except (sla.ArpackError, RuntimeError, ValueError):
         return None
     order = np.argsort(values)
