@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
@@ -53,11 +54,12 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray | None, *, b
 
     With ``workers`` > 1 the batches run in that many forked processes; with ``ray_address``
     (``"local"`` starts a local Ray, anything else is the address of a running cluster) they run
-    as Ray tasks, one per CPU of the cluster. Every figure is the same as in one process: each
-    batch is emulated on its own, stochastic draws keyed by the sample index, and the sums add up
-    batch by batch in the same order. ``backend_options`` go to the backend (for ``torch``:
-    device, precision, path). Every emulating process runs one BLAS thread (and, for torch on the
-    CPU, cpu_count / processes torch threads): see ``thread_counts``."""
+    as Ray tasks, one per CPU of the cluster (the front batches here while Ray starts). Every
+    figure is the same as in one process: each batch is emulated on its own, stochastic draws
+    keyed by the sample index, and the sums add up batch by batch in the same order.
+    ``backend_options`` go to the backend (for ``torch``: device, precision, path). Every
+    emulating process runs one BLAS thread (and, for torch on the CPU, cpu_count / processes
+    torch threads): see ``thread_counts``."""
     from crossmap.encoding import data_channels
     from crossmap.progress import Progress
 
@@ -80,9 +82,11 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray | None, *, b
     if labels is not None and len(labels) != n:
         raise InputError(f"{len(labels)} labels for {n} samples; give one label per sample")
     job = Job(program, flat, labels, batch_size, backend, options)
+    sharded = None
     if ray_address is not None:
-        from crossmap.ray_runner import ray_batches
-        batches, processes = ray_batches(job, ray_address)
+        from crossmap.ray_runner import RayBatches
+        sharded = RayBatches(job, ray_address)
+        batches, processes = iter(sharded), 0
     else:
         batches, processes = _batches(job, workers), min(workers, len(job.starts))
     bar = Progress(n, "emulating", show_progress, unit="samples")
@@ -101,6 +105,8 @@ def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray | None, *, b
         bar.update(size, f"acc {100 * correct / done:.2f}%" if labels is not None else "")
     bar.close()
     seconds = time.perf_counter() - start
+    if sharded is not None:
+        processes = sharded.cpus
     return {
         "dataset": name,
         "samples": n,
@@ -134,6 +140,7 @@ class Job:
                  options: dict[str, Any]) -> None:
         self.program, self.flat, self.labels, self.size = program, flat, labels, size
         self.backend, self.options = backend, options
+        self.key = uuid.uuid4().hex   # names this job in the processes that run its batches
         self.starts = list(range(0, len(flat), size))
         self.processes = 1   # emulating processes running this job (sets each one's threads)
         self._run: Any = None

@@ -1,0 +1,69 @@
+"""Batches sharded over a local Ray of 2 CPUs, the front ones emulated in this process while Ray
+starts: the same figures, batch by batch, as one process."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from crossmap import ray_runner
+from crossmap.errors import CrossmapError
+from crossmap.runner import Job
+from crossmap.testing import random_inputs, random_program, small_chip
+
+
+def _job(backend: str, options: dict) -> Job:
+    """A job of 13 batches of 4 samples of a random program with stochastic rules."""
+    prog = random_program(small_chip(), 4, 21, recurrent=True, stochastic=True, density=0.5, input_ticks=3,
+                          latency=5, num_inputs=12)
+    x = random_inputs(prog, 50, 2, 0.4)[:, 0, :]
+    return Job(prog, x, np.arange(50) % prog.num_classes, 4, backend, options)
+
+
+def test_front_batches_here_the_rest_on_ray_give_the_figures_of_one_process(monkeypatch):
+    ray = pytest.importorskip("ray")
+    job = _job("torch", {"path": "sparse"})
+    expected = [job.emulate_batch(lo) for lo in job.starts]
+    done_here = threading.Event()
+    original = Job.emulate_batch
+    sharded = ray_runner.RayBatches(_job("torch", {"path": "sparse"}), "local")
+
+    def counting(self, lo):   # the front thread: 4 batches, then the 5th until Ray has taken the rest
+        if lo == 4 * self.size:
+            done_here.set()
+            for _ in range(6000):
+                if sharded._stop:
+                    break
+                time.sleep(0.01)
+        return original(self, lo)
+
+    real_connect = ray_runner.connect
+
+    def slow_connect(address):   # Ray "starts" only after the front thread did 4 batches
+        assert done_here.wait(60)
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        return real_connect(address)
+
+    monkeypatch.setattr(Job, "emulate_batch", counting)
+    monkeypatch.setattr(ray_runner, "connect", slow_connect)
+    try:
+        got = list(sharded)
+    finally:
+        ray.shutdown()
+    assert sharded.cpus == 2 and sharded.local == 5
+    assert [size for size, _ in got] == job.sizes()
+    for (_, (hits, activity, energy, classes)), (hits0, activity0, energy0, classes0) in zip(got, expected):
+        assert (hits, activity, energy) == (hits0, activity0, energy0)
+        np.testing.assert_array_equal(classes, classes0)
+
+
+def test_a_failed_connection_stops_the_front_batches_and_says_so(monkeypatch):
+    def refuse(address):
+        raise CrossmapError(f"could not connect to the Ray cluster at {address!r}")
+
+    monkeypatch.setattr(ray_runner, "connect", refuse)
+    sharded = ray_runner.RayBatches(_job("emulator", {}), "10.0.0.1:6379")
+    with pytest.raises(CrossmapError, match="could not connect to the Ray cluster at '10.0.0.1:6379'"):
+        list(sharded)
+    assert sharded._stop and sharded._next <= len(sharded.job.starts)
