@@ -81,6 +81,18 @@ def check_seed(seed: int) -> None:
         raise InputError(f"seed {seed!r} must be an integer in [0, {MAX_SEED}]; pass e.g. --seed 0")
 
 
+def check_jobs(jobs: int | None) -> int:
+    """The number of processes to use: ``jobs``, or every core when None; ``InputError`` unless
+    it is an integer from 1 to MAX_WORKERS."""
+    from crossmap.limits import MAX_WORKERS
+
+    if jobs is None:
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or not 1 <= jobs <= MAX_WORKERS:
+        raise InputError(f"jobs {jobs!r} must be an integer in [1, {MAX_WORKERS}]; pass e.g. --jobs 2")
+    return int(jobs)
+
+
 AUTO_BOARD = "-auto"  # chip name suffix: the smallest board of that chip holding the program
 
 
@@ -89,18 +101,21 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
             ticks: int | None = None, pipeline: str | None = None, seed: int = 0,
             time_limit: float | None = None, calibration: np.ndarray | None = None,
             overwrite: bool = False, progress: Callable[[str], None] | None = None,
-            output_name: str | None = None) -> Any:
+            output_name: str | None = None, jobs: int | None = None) -> Any:
     """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
     atomically (nothing is left behind on failure). Returns the Program with its passes' reports.
     ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
     in ``-auto`` (``truenorth-auto``): that chip on the smallest board that holds the program.
     ``binarize="auto"`` maps chip-ready step networks exactly and float networks by rate coding.
-    ``output_name`` picks the model output to compile when it has several (default: the class scores)."""
+    ``output_name`` picks the model output to compile when it has several (default: the class scores).
+    ``jobs`` processes pack independent work in parallel (default: every core); the program is the
+    same for any number."""
     from crossmap.frontend import import_onnx
 
     grow_board = isinstance(chip, str) and chip.endswith(AUTO_BOARD)
     chip_spec = chip if isinstance(chip, ChipSpec) else ChipSpec.named(chip.removesuffix(AUTO_BOARD) or "truenorth")
     check_seed(seed)
+    jobs = check_jobs(jobs)
     if output is not None:
         check_output(output, overwrite)
     if pipeline is not None or binarize != "auto":  # a spec is checked before any work
@@ -138,7 +153,7 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     state = CompileState(chip=chip_spec, seed=seed, network=network,
                          calibration=calibration if custom else calibration_inputs(network, seed=seed),
                          output_dir=Path(output) if output is not None else None, overwrite=overwrite,
-                         progress=progress)
+                         progress=progress, jobs=jobs)
     state.metadata.update({"pipeline": format_pipeline(passes), "seed": int(seed),
                            "source_sha256": network.metadata["sha256"],
                            "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>",

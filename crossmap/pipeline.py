@@ -66,6 +66,7 @@ class CompileState:
     output_dir: Path | None = None
     overwrite: bool = False
     progress: Callable[[str], None] | None = None
+    jobs: int = 1  # processes a pass may use for independent work (results do not depend on it)
 
     def log(self, message: str) -> None:
         """Report progress if a progress callback was given."""

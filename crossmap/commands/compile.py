@@ -10,7 +10,7 @@ import warnings
 
 from crossmap.compiler import BINARIZE_METHODS, MissingCalibration, compile as compile_model, stderr_progress
 from crossmap.commands.arguments import bounded_int, positive_float
-from crossmap.limits import MAX_ENSEMBLE, MAX_SEED, MAX_TICKS
+from crossmap.limits import MAX_ENSEMBLE, MAX_SEED, MAX_TICKS, MAX_WORKERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline", default=None, help="full pipeline spec (overrides --binarize and friends)")
     p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of every random choice (default 0)")
     p.add_argument("--time-limit", type=positive_float, default=None, help="solver time limit per pass, seconds")
+    p.add_argument("--jobs", type=bounded_int(1, MAX_WORKERS), default=None,
+                   help="processes for independent packing work (default: every core; the program is the same)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=run)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                                 ensemble=args.ensemble, encoding=args.encoding, ticks=args.ticks,
                                 pipeline=args.pipeline, seed=args.seed, time_limit=args.time_limit,
                                 overwrite=args.force, calibration=calibration,
-                                output_name=args.output_name,
+                                output_name=args.output_name, jobs=args.jobs,
                                 progress=None if args.quiet else stderr_progress)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)

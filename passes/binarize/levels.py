@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import norm as sparse_norm
 
 from crossmap.passes.binarize.analysis import Layer, integer_threshold, row_scale
+from crossmap.passes.binarize.axon_types import distinct_per_row
 from crossmap.chip import ChipSpec
 from crossmap.errors import BinarizeError
 
@@ -56,28 +57,27 @@ def integer_step_layer(layer: Layer, chip: ChipSpec, *, mode: str = "levels", to
     data = np.zeros(w.nnz, np.int64)
     scale = np.ones(layer.size)
     rescaled = 0
-    for j in range(layer.size):
-        lo, hi = w.indptr[j], w.indptr[j + 1]
-        values = w.data[lo:hi]
-        if values.size == 0:
-            continue
-        if mode == "probability":
-            if np.abs(values).max() > 1 + tolerance:
+    if mode == "levels":  # every row at once; the rows without an exact form one by one, in order
+        scale, data, exact = row_scales(w, chip.weight_max, tolerance)
+        exact &= distinct_per_row(sp.csr_matrix((data, w.indices, w.indptr), shape=w.shape)) <= chip.axon_types
+        for j in np.flatnonzero(~exact).tolist():
+            lo, hi = w.indptr[j], w.indptr[j + 1]
+            values = w.data[lo:hi]
+            if not rescale:
+                raise _not_few_level(layer.name, j, values, row_scale(values, chip.weight_max, tolerance), chip)
+            scale[j], data[lo:hi] = quantize_row(values, chip.axon_types, chip.weight_max, tolerance)
+            rescaled += 1
+    elif mode == "probability":
+        for j in range(layer.size):
+            lo, hi = w.indptr[j], w.indptr[j + 1]
+            values = w.data[lo:hi]
+            if values.size and np.abs(values).max() > 1 + tolerance:
                 raise BinarizeError(f"layer {layer.name!r}: neuron {j} has weight {np.abs(values).max():g}; "
                                     f"connection probabilities must lie in [-1, 1]; use weights=levels for "
                                     f"few-level weights, or --binarize lsq")
             data[lo:hi] = np.sign(values) * (np.abs(values) > 0.5)
-            continue
-        if mode != "levels":
-            raise BinarizeError(f"layer {layer.name!r}: unknown weight mode {mode!r}; use levels or probability")
-        found = row_scale(values, chip.weight_max, tolerance)
-        if found is not None and np.unique(found[1]).size <= chip.axon_types:
-            scale[j], data[lo:hi] = found
-            continue
-        if not rescale:
-            raise _not_few_level(layer.name, j, values, found, chip)
-        scale[j], data[lo:hi] = quantize_row(values, chip.axon_types, chip.weight_max, tolerance)
-        rescaled += 1
+    elif w.nnz:
+        raise BinarizeError(f"layer {layer.name!r}: unknown weight mode {mode!r}; use levels or probability")
     ints = sp.csr_matrix((data, w.indices.copy(), w.indptr.copy()), shape=w.shape)
     approx = sp.csr_matrix((data * np.repeat(scale, np.diff(w.indptr)), w.indices.copy(), w.indptr.copy()),
                            shape=w.shape)
@@ -86,6 +86,50 @@ def integer_step_layer(layer: Layer, chip: ChipSpec, *, mode: str = "levels", to
     ints.eliminate_zeros()
     theta = integer_threshold((t - bias) / scale, inclusive, tolerance)
     return IntegerStep(weights=ints, theta=theta, scale=scale, relative_error=error, rescaled=rescaled, kind="step")
+
+
+def row_scales(w: sp.csr_matrix, weight_max: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``row_scale`` of every row of ``w`` at once: (scale per row, integer per stored weight,
+    whether the row has that form). Rows without weights get scale 1 and count as exact. The same
+    arithmetic as ``row_scale``, so the same answers, with the rows still open at each level q
+    handled together."""
+    n = w.shape[0]
+    indptr = w.indptr.astype(np.int64)
+    lengths = np.diff(indptr)
+    values = np.asarray(w.data, np.float64)
+    scale = np.ones(n)
+    data = np.zeros(values.size, np.int64)
+    exact = lengths == 0
+    pending = np.flatnonzero(lengths > 0)
+    if pending.size:
+        a = np.abs(values)
+        smallest = np.minimum.reduceat(a, indptr[pending])
+        largest = np.maximum.reduceat(a, indptr[pending])
+    for q in range(1, weight_max + 1):
+        if pending.size == 0:
+            break
+        s = smallest / q
+        alive = ~(largest / s > weight_max + tol)  # a row failing here has no form at any larger q
+        pending, s, smallest, largest = pending[alive], s[alive], smallest[alive], largest[alive]
+        entries = gather_ranges(indptr, pending)
+        ratio = values[entries] / np.repeat(s, lengths[pending])
+        k = np.rint(ratio)
+        owner = np.repeat(np.arange(pending.size), lengths[pending])
+        found = np.bincount(owner, weights=np.abs(ratio - k) > tol, minlength=pending.size) == 0
+        scale[pending[found]] = s[found]
+        taken = found[owner]
+        data[entries[taken]] = k[taken].astype(np.int64)
+        exact[pending[found]] = True
+        keep = ~found
+        pending, smallest, largest = pending[keep], smallest[keep], largest[keep]
+    return scale, data, exact
+
+
+def gather_ranges(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The positions indptr[r] .. indptr[r + 1] - 1 of every row r of ``rows``, concatenated."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
 
 
 def _not_few_level(layer: str, j: int, values: np.ndarray, found: tuple | None, chip: ChipSpec) -> BinarizeError:

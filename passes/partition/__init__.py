@@ -84,7 +84,7 @@ class Partition:
             for use_solver in solver_runs:
                 options = PackOptions(mode=mode, solver=use_solver, solver_max_items=self.solver_max_items,
                                       time_limit=self.time_limit / len(modes), merge_groups=self.merge_groups,
-                                      seed=state.seed, log=state.log)
+                                      seed=state.seed, log=state.log, jobs=state.jobs)
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     plan = plan_partition(net, space, keys, topo, key_rate, options, memo)

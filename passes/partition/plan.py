@@ -22,6 +22,7 @@ from crossmap.deployed import INPUT, DeployedNetwork
 from crossmap.chip import smallest_board
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
+from crossmap.passes.partition.parallel import run_tasks
 from crossmap.passes.partition.pack import (gather_columns, compact_pack, conflict_bound, greedy_pack, lower_bound,
                                             solve_pack)
 
@@ -128,6 +129,7 @@ class PackOptions:
     merge_groups: bool = True
     seed: int = 0
     log: Callable[[str], None] | None = None  # progress lines (see PackProgress)
+    jobs: int = 1  # processes for the candidate packings of a large group (results do not depend on it)
 
 
 class PackProgress:
@@ -182,7 +184,7 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
         readers = _reader_cores(plan, offset, group.size)
         mode, counts, item_neuron, item_count, bins, item_aim = _best_greedy(net, space, gk, g, targets, options.mode,
-                                                                           N, A, readers, memo)
+                                                                           N, A, readers, memo, options.jobs)
         reads = gk.reads[item_neuron]
         greedy_cores = len(bins)
         if ("conflicts", g) not in memo:
@@ -223,22 +225,37 @@ def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
 
 
 def _best_greedy(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, fanout: str,
-                 N: int, A: int, readers: sp.csr_matrix, memo: dict) -> tuple:
+                 N: int, A: int, readers: sp.csr_matrix, memo: dict, jobs: int = 1) -> tuple:
     """The cheapest greedy packing of group ``g`` over its fan-out modes and orders (see
-    ``_pack_group``) as (mode, counts, item_neuron, item_count, bins, item_aim). Kept in ``memo``
+    ``_pack_group``) as (mode, counts, item_neuron, item_count, bins, item_aim), the candidates
+    packed in up to ``jobs`` processes (the same answer for any ``jobs``). Kept in ``memo``
     under all it depends on: the group, ``fanout``, and what its readers ask of it."""
     key = (fanout, g, targets.tobytes(), readers.shape, readers.indptr.tobytes(), readers.indices.tobytes(),
            readers.data.tobytes())
     if key not in memo:
         modes = ["copy", "splitter"] if fanout == "mixed" else [fanout]
-        packs = [pack for mode in modes
-                 for by_reader in ((False, True) if readers.nnz else (False,))
-                 for pack in _pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers)]
+        tasks = [(mode, by_reader, False) for mode in modes for by_reader in ((False, True) if readers.nnz else (False,))]
         if "copy" in modes and np.diff(readers.indptr).max(initial=0) >= 2:  # copies split by reader
-            packs += _pack_group(net, space, gk, g, targets, "copy", N, A, True, readers, per_reader=True)
-        mode, counts, item_neuron, item_count, _, bins, item_aim = min(packs, key=lambda p: p[0])[1]
+            tasks.append(("copy", True, True))
+        shared = (net, space, gk, g, targets, N, A, readers)
+        packs = [pack for packs in run_tasks(_candidate_packs, shared, tasks,
+                                             jobs if gk.reads.nnz >= PARALLEL_MIN_SYNAPSES else 1)
+                 for pack in packs]
+        mode, counts, item_neuron, item_count, bins, item_aim = min(packs, key=lambda p: p[0])[1]
         memo[key] = (mode, counts, item_neuron, item_count, bins, item_aim)  # not the reads: they are large
     return memo[key]
+
+
+# a group reading fewer synapses is packed in this process even with several jobs (a fork costs more)
+PARALLEL_MIN_SYNAPSES = 200_000
+
+
+def _candidate_packs(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, N: int,
+                     A: int, readers: sp.csr_matrix, mode: str, by_reader: bool, per_reader: bool) -> list:
+    """The packings of ``_pack_group`` without their reads (which the caller does not keep)."""
+    return [(cost, (m, counts, neuron, count, bins, aim))
+            for cost, (m, counts, neuron, count, _, bins, aim) in _pack_group(net, space, gk, g, targets, mode, N, A,
+                                                                            by_reader, readers, per_reader)]
 
 
 COPY_WEIGHT = 4.0  # an extra instance of an upstream neuron, in neuron slots (see _pack_group)

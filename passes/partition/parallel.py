@@ -1,0 +1,35 @@
+"""Independent packing work in several processes, with the same results as one: each task is a
+pure function of what the parent holds, so the answers are identical whatever ``jobs`` is, and
+come back in task order.
+
+Workers are forked (on systems that have ``fork``): they see the parent's data without copying
+it, and only each task's small specification and its answer cross between processes. Elsewhere,
+and for ``jobs`` = 1 or a single task, the tasks run in this process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any, Callable, Sequence
+
+_WORK: tuple[Callable[..., Any], tuple] | None = None  # (function, shared arguments) for forked workers
+
+
+def run_tasks(function: Callable[..., Any], shared: tuple, tasks: Sequence[tuple], jobs: int) -> list[Any]:
+    """``[function(*shared, *task) for task in tasks]``, in up to ``jobs`` forked processes."""
+    workers = min(max(1, int(jobs)), len(tasks))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        return [function(*shared, *task) for task in tasks]
+    global _WORK
+    _WORK = (function, shared)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_run_one, list(tasks), chunksize=1)
+    finally:
+        _WORK = None
+
+
+def _run_one(task: tuple) -> Any:
+    assert _WORK is not None, "run_tasks sets the work before forking"
+    function, shared = _WORK
+    return function(*shared, *task)
