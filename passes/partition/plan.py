@@ -234,7 +234,8 @@ def _best_greedy(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, t
            readers.data.tobytes())
     if key not in memo:
         modes = ["copy", "splitter"] if fanout == "mixed" else [fanout]
-        tasks = [(mode, by_reader, False) for mode in modes for by_reader in ((False, True) if readers.nnz else (False,))]
+        orders = (False, True) if readers.nnz else (False,)
+        tasks = [(mode, by_reader, False) for mode in modes for by_reader in orders]
         if "copy" in modes and np.diff(readers.indptr).max(initial=0) >= 2:  # copies split by reader
             tasks.append(("copy", True, True))
         shared = (net, space, gk, g, targets, N, A, readers)
@@ -253,9 +254,8 @@ PARALLEL_MIN_SYNAPSES = 200_000
 def _candidate_packs(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, N: int,
                      A: int, readers: sp.csr_matrix, mode: str, by_reader: bool, per_reader: bool) -> list:
     """The packings of ``_pack_group`` without their reads (which the caller does not keep)."""
-    return [(cost, (m, counts, neuron, count, bins, aim))
-            for cost, (m, counts, neuron, count, _, bins, aim) in _pack_group(net, space, gk, g, targets, mode, N, A,
-                                                                            by_reader, readers, per_reader)]
+    packs = _pack_group(net, space, gk, g, targets, mode, N, A, by_reader, readers, per_reader=per_reader)
+    return [(cost, (m, counts, neuron, count, bins, aim)) for cost, (m, counts, neuron, count, _, bins, aim) in packs]
 
 
 COPY_WEIGHT = 4.0  # an extra instance of an upstream neuron, in neuron slots (see _pack_group)
