@@ -7,8 +7,8 @@ with ``D`` the longest delay: a spike ORs its bit into its target's row (OR-merg
 of tick ``t`` is read and cleared at ``t``. Neuron spikes are packed the same way, one row per
 neuron, so routing moves a few bytes per neuron (see ``routing.Fanin``).
 
-Synaptic integration has two exact paths, chosen every tick from the measured activity (or forced
-with ``path="dense"`` / ``path="event"``):
+Synaptic integration has three exact paths, chosen every tick from the measured activity (or
+forced with ``path="dense"`` / ``path="event"`` / ``path="sparse"``):
 
 - dense: ``S[c] = x[c]^T @ W_eff[c]`` as a float32 batched matmul over cores, with
   ``W_eff[c] = crossbar[c] * weight[c, :, axon_type[c]]`` (cores, axons, neurons); cores without
@@ -17,8 +17,13 @@ with ``path="dense"`` / ``path="event"``):
 - event: per core only the rows of ``W_eff`` of axons active in some sample are gathered (cores
   grouped by their count of such axons, padded to one of ``EVENT_WIDTHS``) and multiplied; cores
   without activity are skipped.
+- sparse: per (core, sample) the rows of ``W_eff`` of its active axons summed (torch's
+  ``embedding_bag``, see ``crossmap.backends.sparse``): work in proportion to the active
+  (axon, sample) pairs. ``auto`` takes it per block of cores where at most ``SPARSE_MAX_ACTIVE``
+  of its busy cores' pairs are active, in batches of ``SPARSE_MIN_BATCH`` or more, when torch is
+  installed.
 
-Both run over blocks of cores sized to stay in cache; inside a block everything is vectorized.
+All run over blocks of cores sized to stay in cache; inside a block everything is vectorized.
 Stochastic synapses are left out of ``W_eff`` and added per active (axon, neuron, sample) from
 the PRNG; stochastic thresholds are drawn only for neurons whose mask is non-zero.
 
@@ -37,16 +42,23 @@ import numpy as np
 from crossmap import prng
 from crossmap.errors import CrossmapError
 
+from crossmap.backends import sparse
 from crossmap.backends.bits import pack, pack_rows, packed_width, unpack_float, wide
 from crossmap.backends.common import RunSpec, prepare_run
 from crossmap.backends.result import Result, make_result
 from crossmap.backends.tables import Tables, get_tables
 
-PATHS = ("auto", "dense", "event")
+PATHS = ("auto", "dense", "event", "sparse")
 # bytes of float32 (batch x neurons) state per block of cores
 BLOCK_BYTES = 1 << 20
 # auto: the event path when at most this fraction of (core, axon) pairs is active in some sample
 EVENT_MAX_ACTIVE_AXONS = 0.25
+# auto: the sparse path for blocks of cores with at most this fraction of the (axon, sample)
+# pairs of their busy cores active, in batches of at least SPARSE_MIN_BATCH samples (smaller ones
+# are cheap either way, and need not import torch)
+SPARSE_MAX_ACTIVE = 0.15
+SPARSE_MIN_BATCH = 32
+_POPCOUNT = np.array([bin(v).count("1") for v in range(256)], np.uint8)   # numpy < 2 has no bitwise_count
 # the event path pads each core's active axons to the next of these widths (cores of one width
 # share a matmul): fine steps keep the padding small, few steps keep the numpy calls few
 EVENT_WIDTHS = np.array([8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2**62])
@@ -54,10 +66,14 @@ EVENT_WIDTHS = np.array([8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768
 
 def run(program: Any, inputs: Any, ticks: int | None = None, **options: Any) -> Result:
     """Emulate ``program`` on input spikes (options: seed, sample_offset, record, and path =
-    auto | dense | event, the synaptic integration path)."""
+    auto | dense | event | sparse, the synaptic integration path)."""
     path = options.pop("path", "auto")
     if path not in PATHS:
         raise CrossmapError(f"emulator option path = {path!r} is not one of {', '.join(PATHS)}")
+    if path == "sparse" and not sparse.available():
+        raise CrossmapError("emulator option path = 'sparse' sums the rows with torch's embedding_bag, and torch "
+                            "is not installed; install it (`pip install torch`) or use path 'auto', 'dense' or "
+                            "'event'")
     spec = prepare_run(program, inputs, ticks, options, "emulator")
     return _Run(program, get_tables(program), spec, path).execute()
 
@@ -88,6 +104,9 @@ class _Run:
         # input spikes packed per channel: (T, channels, bytes)
         self.inputs = np.ascontiguousarray(pack(spec.spikes, axis=0).transpose(1, 2, 0))
         self.recorded = np.zeros((spec.ticks, B, C, N), bool) if spec.record else None
+        self.sparse_max = {"sparse": 1.0, "auto": SPARSE_MAX_ACTIVE}.get(path, -1.0)
+        if path == "auto" and (B < SPARSE_MIN_BATCH or not sparse.available()):
+            self.sparse_max = -1.0
 
     # ------------------------------------------------------------------ tick loop
     def execute(self) -> Result:
@@ -106,13 +125,16 @@ class _Run:
         words = wide(slot)  # (C, A): axons active in some sample
         active = (words[:, 0] != 0 if words.shape[1] == 1 else words.any(axis=1)).reshape(C, A)
         event = self.path == "event" or (self.path == "auto" and active.mean() <= EVENT_MAX_ACTIVE_AXONS)
+        pairs = self.active_pairs(slot) if self.sparse_max >= 0 else None
         slot = slot.reshape(C, A, -1)
         stoch_syn = self.stochastic_synapses(slot, t)
         stoch_thr = self.stochastic_thresholds(t)
         for c0 in range(0, C, self.block):
             c1 = min(C, c0 + self.block)
             S = self.S[: c1 - c0]
-            if event:
+            if pairs is not None and 0 < pairs[c0:c1].sum() <= self.sparse_max * A * B * np.count_nonzero(pairs[c0:c1]):
+                self.integrate_sparse(slot, c0, c1, S)
+            elif event:
                 self.integrate_event(slot, active, c0, c1, S)
             else:
                 self.integrate_dense(slot, active[c0:c1].any(axis=1), c0, c1, S)
@@ -138,6 +160,20 @@ class _Run:
         x = unpack_float(slot[cores], self.shape[3], out=self.unpacked[: cores.size])  # (busy, A, B)
         S[cores - c0] = np.matmul(x.transpose(0, 2, 1), self.tab.weights[cores])
         self.events += np.matmul(self.tab.fanout[cores], x).sum(axis=(0, 1), dtype=np.float64)
+
+    def active_pairs(self, slot: np.ndarray) -> np.ndarray:
+        """Active (axon, sample) pairs per core, (C,) int64: the set bits of each core's rows."""
+        C = self.shape[0]
+        bits = np.bitwise_count(slot) if hasattr(np, "bitwise_count") else _POPCOUNT[slot]
+        return bits.reshape(C, -1).sum(axis=1, dtype=np.int64)
+
+    def integrate_sparse(self, slot: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
+        """S of the block as the sums of the W_eff rows of the active (axon, sample) pairs per
+        (core, sample) (``crossmap.backends.sparse``); counts synaptic events."""
+        B = self.shape[3]
+        # unpacking along the bytes of the transposed block gives the (core, sample, axon) mask at once
+        mask = np.unpackbits(slot[c0:c1].transpose(0, 2, 1), axis=1, count=B, bitorder="little")
+        S[...] = sparse.bag_sums(self.tab.bag_tables(), mask.view(bool), np.arange(c0, c1), self.events)
 
     def integrate_event(self, slot: np.ndarray, active: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
         """S from the gathered rows of axons active in some sample; idle cores are skipped."""

@@ -9,7 +9,7 @@ program batch after batch builds them once (``clear_cache`` drops them).
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from crossmap.program import ARRAY_FIELDS, RESET_LINEAR, RESET_TO_VALUE
 
 from crossmap.backends.routing import Routing, build_routing
+from crossmap.backends.sparse import BagTables
 
 # W_eff is built this many bytes at a time
 _BUILD_BYTES = 64 << 20
@@ -56,6 +57,13 @@ class Tables:
     ssy_abs: np.ndarray          # int64
     synapse_prob_den: int
     routing: Routing
+    bags: BagTables | None = field(default=None, repr=False)   # the sparse path's tables, built on first use
+
+    def bag_tables(self) -> BagTables:
+        """The tables of the sparse integration path (``crossmap.backends.sparse``)."""
+        if self.bags is None:
+            self.bags = BagTables(self.weights, self.fanout)
+        return self.bags
 
 
 _cache: dict[str, Any] = {"key": None, "tables": None}

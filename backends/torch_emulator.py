@@ -7,19 +7,17 @@ of (cores * axons, batch) spike counts (several sources on one axon add up and a
 when the slot is read: the OR-merge); neuron spikes are routed as (cores * neurons, batch) rows
 with ``index_add_``.
 
-Synaptic integration has two exact paths, chosen per core and tick from the measured activity
-(``path="auto"``) or forced (``path="dense"`` / ``path="sparse"``):
+Synaptic integration has two exact paths, chosen per block of cores and tick from the measured
+activity (``path="auto"``) or forced (``path="dense"`` / ``path="sparse"``):
 
 - dense: ``S[c] = x[c]^T @ W_eff[c]`` as a batched matmul over the cores with an active axon
   (idle cores are skipped: in a layered network most cores of a tick).
 - sparse: the rows of ``W_eff`` of the active (axon, sample) pairs summed per (core, sample), as
   one ``embedding_bag`` (bags of row indices, summed): work in proportion to the activity instead
-  of to the crossbar. On the CPU the bags come from numpy (a bool transpose of the spikes and
-  ``flatnonzero``), and where every row of ``W_eff`` spans at most 255 (binary and ternary
-  networks) the rows are read from a byte table, ``w - min(w)`` plus the row's minimum, exactly
-  the same sums from a quarter of the bytes (``byte_rows``).
-  ``auto`` takes it for cores with at most ``SPARSE_MAX_ACTIVE`` of their (axon, sample) pairs
-  active, on the CPU (on CUDA the dense matmul wins at any activity).
+  of to the crossbar. On the CPU the bags come from numpy and the rows of binary and ternary
+  networks from a byte table (``crossmap.backends.sparse``, shared with the numpy emulator).
+  ``auto`` takes it for blocks whose busy cores have at most ``SPARSE_MAX_ACTIVE`` of their
+  (axon, sample) pairs active, on the CPU (on CUDA the dense matmul wins at any activity).
 
 Exactness: spikes are 0/1 and weights integers of magnitude at most 255, so every product is an
 exact integer and every partial sum an integer below 2^24 (the chip spec checks
@@ -45,6 +43,7 @@ from crossmap.errors import CrossmapError
 from crossmap.backends.common import COMMON_OPTIONS, RunSpec, prepare_run
 from crossmap.backends.result import Result, make_result
 from crossmap.backends.routing import Fanin
+from crossmap.backends.sparse import bag_sums
 from crossmap.backends.tables import Tables, _fingerprint, build_tables
 
 if TYPE_CHECKING:
@@ -53,9 +52,12 @@ if TYPE_CHECKING:
 PATHS = ("auto", "dense", "sparse")
 PRECISIONS = ("float32", "tf32", "bfloat16")
 TORCH_OPTIONS = ("device", "precision", "path")
-# auto: the sparse path for cores with at most this fraction of (axon, sample) pairs active (CPU
-# only); on 2 CPUs the sparse path matched torch's dense bmm at about 25-30% (bench_emulator.py)
+# auto: the sparse path for blocks of cores with at most this fraction of (axon, sample) pairs
+# active (CPU only); on 2 CPUs the sparse path matched torch's dense bmm at about 25-30% (bench_emulator.py)
 SPARSE_MAX_ACTIVE = 0.2
+# on the CPU the sparse path's bags come from numpy (it finds the set bits of a bool array ~2x
+# faster than torch); False runs the device-generic torch code (CUDA's) on the CPU
+NUMPY_BAGS_ON_CPU = True
 # on the CPU, cores are processed in blocks of this many bytes of float32 (batch x neurons) state
 CPU_BLOCK_BYTES = 1 << 20
 # stochastic synapse draws per chunk (pairs x samples), to bound the temporaries
@@ -114,9 +116,8 @@ class DeviceTables:
 
         self.weights = put(tab.weights)                               # float32 (C, A, N)
         self.weights_bf16 = self.weights.to(torch.bfloat16) if precision == "bfloat16" else None
-        self._weights_bytes: "torch.Tensor | None | bool" = False   # built on first use (CPU sparse path)
+        self.bags = tab.bag_tables() if device.type == "cpu" else None   # the CPU sparse path's tables
         self.fanout = put(tab.fanout)                                 # float32 (C, 1, A)
-        self.fanout_host = tab.fanout.reshape(-1).astype(np.float64)  # per flat axon, for the sparse path
         sd = self.state_dtype
         self.alpha = put(tab.alpha, sd)
         self.leak = put(tab.leak, sd) if tab.leak is not None else None
@@ -144,42 +145,6 @@ class DeviceTables:
         self.port_core, self.port_neuron = put(routing.port_core), put(routing.port_neuron)
         self.port_core_host, self.sth_core_host = routing.port_core, tab.sth_core   # sorted by core
         self.port_id = routing.port_id
-
-    @property
-    def weights_bytes(self) -> "torch.Tensor | None":
-        """W_eff as a byte embedding table (``byte_rows``) on the CPU where every row fits one, else None."""
-        if self._weights_bytes is False:
-            self._weights_bytes = byte_rows(self.weights.numpy()) if self.device.type == "cpu" else None
-        return self._weights_bytes
-
-
-def byte_rows(weights: np.ndarray) -> "torch.Tensor | None":
-    """W_eff (C, A, N) as the rows of a byte embedding table for the CPU sparse path: per row
-    (one axon) the bytes q = w - min(w), then float32 scale 1 and bias min(w), so the table's
-    row sums ``sum(scale * q + bias)`` are the integer sums of w exactly. A quarter of the float32
-    table's bytes to stream. None when some row spans more than 255 (or this torch lacks the op)."""
-    torch = _torch()
-    C, A, N = weights.shape
-    flat = weights.reshape(C * A, N)
-    low = flat.min(axis=1, keepdims=True)
-    if (flat.max(axis=1, keepdims=True) - low > 255).any():
-        return None
-    table = np.empty((C * A, N + 8), np.uint8)
-    np.subtract(flat, low, out=table[:, :N], casting="unsafe")
-    table[:, N:N + 4] = np.ones((C * A, 1), np.float32).view(np.uint8)
-    table[:, N + 4:] = low.astype(np.float32).view(np.uint8)
-    table = torch.from_numpy(table)
-    try:   # a build without the quantized CPU kernels: the float32 table instead
-        _byte_bag(table[:1], torch.zeros(1, dtype=torch.int64), torch.zeros(1, dtype=torch.int64))
-    except (RuntimeError, AttributeError, NotImplementedError):
-        return None
-    return table
-
-
-def _byte_bag(table: "torch.Tensor", rows: "torch.Tensor", offsets: "torch.Tensor") -> "torch.Tensor":
-    """Sums per bag of the rows of a ``byte_rows`` table (float32)."""
-    return _torch().ops.quantized.embedding_bag_byte_rowwise_offsets(table, rows, offsets, False, 0, False,
-                                                                     None, None, False)
 
 
 def _check_precision(precision: str, device: "torch.device", tab: Tables) -> None:
@@ -339,29 +304,25 @@ class _Run:
     def integrate(self, x: "torch.Tensor", active: np.ndarray, c0: int) -> "torch.Tensor":
         """Synaptic sums S (k, B, N) float32 of the block of cores from ``c0`` with active axons
         ``x`` (k, A, B) and ``active`` (axon, sample) pairs per core; counts synaptic events.
-        Idle cores are skipped; busy ones take the dense or the sparse path."""
+        The block takes the sparse path when at most ``sparse_max`` of the (axon, sample) pairs of
+        its busy cores are active (one path per block: splitting a block costs more than it
+        saves), else the dense path over its busy cores (idle cores get S = 0)."""
         torch, tab = self.torch, self.tab
         k, A, B = x.shape
         busy = active > 0
         if not busy.any():
             return torch.zeros((k, B, tab.N), dtype=torch.float32, device=tab.device)
-        sparse = busy & (active <= self.sparse_max * A * B) if self.sparse_allowed else np.zeros(k, bool)
-        dense = busy & ~sparse
+        if self.sparse_allowed and active.sum() <= self.sparse_max * A * B * busy.sum():
+            return self.gather_rows(x, c0 + torch.arange(k, device=tab.device))
         weights = tab.weights if tab.weights_bf16 is None else tab.weights_bf16
-        if dense.all():
+        if busy.all():
             self.count_events(x, tab.fanout[c0:c0 + k])
             return self.matmul(x, weights[c0:c0 + k])
-        if sparse.all():
-            return self.gather_rows(x, c0 + torch.arange(k, device=tab.device))
         S = torch.zeros((k, B, tab.N), dtype=torch.float32, device=tab.device)
-        if dense.any():
-            idx = self.indices(dense)
-            xd = x.index_select(0, idx)
-            self.count_events(xd, tab.fanout[c0:c0 + k].index_select(0, idx))
-            S.index_copy_(0, idx, self.matmul(xd, weights[c0:c0 + k].index_select(0, idx)))
-        if sparse.any():
-            idx = self.indices(sparse)
-            S.index_copy_(0, idx, self.gather_rows(x.index_select(0, idx), c0 + idx))
+        idx = self.indices(busy)
+        xd = x.index_select(0, idx)
+        self.count_events(xd, tab.fanout[c0:c0 + k].index_select(0, idx))
+        S.index_copy_(0, idx, self.matmul(xd, weights[c0:c0 + k].index_select(0, idx)))
         return S
 
     def count_events(self, x: "torch.Tensor", fanout: "torch.Tensor") -> None:
@@ -393,29 +354,19 @@ class _Run:
         (core, sample) starts at the first set position at or after (core * B + sample) * A."""
         torch, tab = self.torch, self.tab
         k, A, B = x.shape
-        if x.device.type == "cpu":   # numpy finds the set bits of a bool array ~2x faster than torch
+        if x.device.type == "cpu" and NUMPY_BAGS_ON_CPU:
             spikes, mask = self.mask_buffers(k, A, B)
             np.greater(x.numpy(), 0, out=spikes)
             np.copyto(mask, spikes.transpose(0, 2, 1))   # a bool transpose: 4x fewer bytes than float32
-            flat = np.flatnonzero(mask)                         # (core, sample) * A + axon, in order
-            offsets = np.searchsorted(flat, np.arange(0, k * B * A, A))
-            bag = flat // A
-            # W_eff row = core * A + axon = flat + (core - bag) * A, with core the bag's core
-            shift = (np.repeat(cores.numpy(), B) - np.arange(k * B)) * A
-            rows = flat + shift[bag]
-            events = np.bincount(bag, weights=tab.fanout_host[rows], minlength=k * B)
-            self.events += torch.from_numpy(events.reshape(k, B).sum(axis=0))
-            rows, offsets = torch.from_numpy(rows), torch.from_numpy(offsets)
-        else:
-            flat = torch.nonzero((x.transpose(1, 2) > 0).contiguous().view(-1)).squeeze(1)
-            offsets = torch.searchsorted(flat, torch.arange(0, k * B * A, A, device=x.device))
-            rows = cores.index_select(0, flat // (B * A)) * A + flat % A
-            self.events.index_add_(0, (flat // A) % B, tab.fanout.view(-1).index_select(0, rows).double())
-        table = tab.weights_bytes
-        if table is not None:   # the same sums from a table of a quarter of the bytes
-            S = _byte_bag(table, rows, offsets)
-        else:
-            S = torch.nn.functional.embedding_bag(rows, tab.weights.view(tab.C * A, tab.N), offsets, mode="sum")
+            events = np.zeros(B, np.float64)
+            S = torch.from_numpy(bag_sums(tab.bags, mask, cores.numpy(), events))
+            self.events += torch.from_numpy(events)
+            return S
+        flat = torch.nonzero((x.transpose(1, 2) > 0).contiguous().view(-1)).squeeze(1)
+        offsets = torch.searchsorted(flat, torch.arange(0, k * B * A, A, device=x.device))
+        rows = cores.index_select(0, flat // (B * A)) * A + flat % A
+        self.events.index_add_(0, (flat // A) % B, tab.fanout.view(-1).index_select(0, rows).double())
+        S = torch.nn.functional.embedding_bag(rows, tab.weights.view(tab.C * A, tab.N), offsets, mode="sum")
         return S.view(k, B, tab.N)
 
     def mask_buffers(self, k: int, A: int, B: int) -> tuple[np.ndarray, np.ndarray]:

@@ -191,7 +191,7 @@ def variants(backend: str, device: str) -> list[tuple[str, str, dict]]:
     """(label, backend, options) of the backends and paths to time."""
     out = []
     if backend in ("all", "numpy") and device == "cpu":
-        out += [("numpy dense", "emulator", {"path": "dense"}), ("numpy event", "emulator", {"path": "event"})]
+        out += [(f"numpy {path}", "emulator", {"path": path}) for path in ("dense", "event", "sparse", "auto")]
     if backend in ("all", "torch"):
         out += [(f"torch {path}", "torch", {"path": path, "device": device}) for path in ("dense", "sparse", "auto")]
     return out
@@ -234,6 +234,37 @@ def integration_seconds(prog: Program, spikes: np.ndarray, path: str, device: st
     return timed(go, repeats, device)
 
 
+def numpy_integration_seconds(prog: Program, spikes: np.ndarray, path: str, repeats: int) -> float:
+    """Seconds of the numpy emulator's synaptic integration (the path alone) of one tick over
+    every core, on the input spikes of tick 0; ``auto`` chooses per block as a run does."""
+    from crossmap.backends import emulator
+    from crossmap.backends.bits import wide
+    from crossmap.backends.common import prepare_run
+
+    tab = tables.get_tables(prog)
+    run = emulator._Run(prog, tab, prepare_run(prog, spikes[:, :1], 1, {}, "emulator"), path)
+    C, A, N, B = run.shape
+    flat = run.ring[0]
+    tab.routing.inputs.deliver(wide(run.inputs[0]), wide(flat))
+    pairs = run.active_pairs(flat)
+    slot = flat.reshape(C, A, -1)
+    busy = pairs > 0
+
+    def go():
+        for c0 in range(0, C, run.block):
+            c1 = min(C, c0 + run.block)
+            S = run.S[: c1 - c0]
+            block = pairs[c0:c1]
+            limit = run.sparse_max * A * B * np.count_nonzero(block)
+            if path == "sparse" or (path == "auto" and 0 < block.sum() <= limit):
+                run.integrate_sparse(slot, c0, c1, S)
+            else:
+                run.integrate_dense(slot, busy[c0:c1], c0, c1, S)
+
+    go()
+    return timed(go, repeats)
+
+
 def clear_caches() -> None:
     """Drop both backends' cached tables."""
     tables.clear_cache()
@@ -272,11 +303,17 @@ def bench_grid(args: argparse.Namespace) -> None:
                 cells.append(f"{tick:8.4f} {cores / tick:7.0f} {matmul / tick:5.2f}x")
             active = first.synaptic_events.sum() / long / (float(prog.crossbar.sum()) * GRID_BATCH)
             print(f"{cores:>5} {active:>6.1%} {matmul:>9.4f} " + " ".join(f"{c:>22}" for c in cells), flush=True)
-            if args.backend in ("all", "torch"):
-                for kind, variant in (("full", prog), ("+-1", binary_weights(prog))):
-                    integ = {path: integration_seconds(variant, spikes, path, args.device, repeats + 1)
-                             for path in ("dense", "sparse", "auto")}
-                    integration.append(f"{cores:>5} {kind:>7} {active:>6.1%} {matmul:>9.4f} " + " ".join(
+            for kind, variant in (("full", prog), ("+-1", binary_weights(prog))):
+                for name, backend in (("numpy", "numpy"), ("torch", "torch")):
+                    if args.backend not in ("all", backend) or (backend == "numpy" and args.device != "cpu"):
+                        continue
+                    if backend == "numpy":
+                        integ = {path: numpy_integration_seconds(variant, spikes, path, repeats + 1)
+                                 for path in ("dense", "sparse", "auto")}
+                    else:
+                        integ = {path: integration_seconds(variant, spikes, path, args.device, repeats + 1)
+                                 for path in ("dense", "sparse", "auto")}
+                    integration.append(f"{cores:>5} {kind:>7} {active:>6.1%} {name:>7} {matmul:>9.4f} " + " ".join(
                         f"{integ[p]:>10.4f} {matmul / integ[p]:>6.2f}x" for p in integ)
                         + f" {integ['dense'] / integ['sparse']:>13.2f} {integ['auto'] / integ['dense']:>10.2f}")
                     clear_caches()
@@ -286,8 +323,8 @@ def bench_grid(args: argparse.Namespace) -> None:
     if integration:
         print(f"synaptic integration alone (one tick, every core; seconds and x matmul; weights: the grid's full "
               f"range, or the same crossbars with weights +-1 as in binary networks):\n"
-              f"{'cores':>5} {'weights':>7} {'active':>6} {'matmul s':>9} {'torch dense':>18} {'torch sparse':>18} "
-              f"{'torch auto':>18} {'dense/sparse':>13} {'auto/dense':>10}")
+              f"{'cores':>5} {'weights':>7} {'active':>6} {'backend':>7} {'matmul s':>9} {'dense':>18} {'sparse':>18} "
+              f"{'auto':>18} {'dense/sparse':>13} {'auto/dense':>10}")
         print("\n".join(integration))
     size = sizes[-1]
     peak, rss = peak_memory(size, args)

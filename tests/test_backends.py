@@ -43,7 +43,7 @@ chips = st.builds(
 @settings(max_examples=150)
 @given(chip=chips, cores=st.integers(1, 4), seed=st.integers(0, 2**16), recurrent=st.booleans(),
        stochastic=st.booleans(), batch=st.sampled_from([1, 2, 3, 8, 9]), rate=st.sampled_from([0.05, 0.3, 0.8]),
-       extra_ticks=st.integers(0, 6), path=st.sampled_from(["auto", "dense", "event"]),
+       extra_ticks=st.integers(0, 6), path=st.sampled_from(["auto", "dense", "event", "sparse"]),
        offset=st.integers(0, 1000), density=st.sampled_from([0.1, 0.4, 0.9]),
        modes=st.sampled_from([(0, 1, 2), (0,), (1,), (2,), (0, 2)]), reset_values=st.booleans())
 def test_emulator_equals_reference(chip, cores, seed, recurrent, stochastic, batch, rate, extra_ticks, path, offset,
@@ -114,30 +114,36 @@ def test_torch_busy_recurrent_program(path):
     assert expected.spikes.sum() > 100
 
 
-def test_torch_blocks_of_cores_with_mixed_paths(monkeypatch):
+@pytest.mark.parametrize("backend", ["emulator", "torch"])
+def test_blocks_of_cores_with_auto_choosing_sparse_for_some(monkeypatch, backend):
     """Cores in blocks of two (as big programs on the CPU), and auto choosing the sparse path for
-    some cores of a block and the dense path for others: still the reference, bit for bit."""
-    from crossmap.backends import torch_emulator
+    some blocks of a tick and the dense path for others: still the reference, bit for bit."""
+    from crossmap.backends import emulator, torch_emulator
 
     prog = random_program(small_chip(), 5, 11, recurrent=True, stochastic=True, density=0.5, input_ticks=4,
                           latency=8)
-    spikes = random_inputs(prog, 9, 4, 0.3)
-    monkeypatch.setattr(torch_emulator, "CPU_BLOCK_BYTES", 2 * 9 * 8 * 4)
-    monkeypatch.setattr(torch_emulator, "SPARSE_MAX_ACTIVE", 0.15)
+    spikes = random_inputs(prog, 40, 4, 0.5)
+    monkeypatch.setattr(torch_emulator, "CPU_BLOCK_BYTES", 2 * 40 * 8 * 4)
+    monkeypatch.setattr(emulator, "BLOCK_BYTES", 2 * 40 * 8 * 4)
     torch_emulator.clear_cache()
-    paths = []
-    original = torch_emulator._Run.integrate
+    used = {"sparse": 0, "dense": 0}
 
-    def spy(self, x, active, c0):
-        busy = active > 0
-        paths.append((bool((busy & (active <= 0.15 * x.shape[1] * x.shape[2])).any()),
-                      bool((active > 0.15 * x.shape[1] * x.shape[2]).any())))
-        return original(self, x, active, c0)
+    def spy(method, name):
+        def counted(self, *args):
+            used[name] += 1
+            return method(self, *args)
+        return counted
 
-    monkeypatch.setattr(torch_emulator._Run, "integrate", spy)
+    if backend == "torch":
+        monkeypatch.setattr(torch_emulator._Run, "gather_rows", spy(torch_emulator._Run.gather_rows, "sparse"))
+        monkeypatch.setattr(torch_emulator._Run, "matmul", spy(torch_emulator._Run.matmul, "dense"))
+    else:
+        monkeypatch.setattr(emulator, "EVENT_MAX_ACTIVE_AXONS", 0.0)   # the dense path where not sparse
+        monkeypatch.setattr(emulator._Run, "integrate_sparse", spy(emulator._Run.integrate_sparse, "sparse"))
+        monkeypatch.setattr(emulator._Run, "integrate_dense", spy(emulator._Run.integrate_dense, "dense"))
     expected = crossmap.emulate(prog, spikes, backend="reference", record=True)
-    assert_same(expected, crossmap.emulate(prog, spikes, backend="torch", record=True))
-    assert (True, True) in paths, "a block with sparse and dense cores"
+    assert_same(expected, crossmap.emulate(prog, spikes, backend=backend, record=True))
+    assert used["sparse"] and used["dense"], used
     torch_emulator.clear_cache()
 
 
@@ -169,7 +175,7 @@ def test_torch_prepared_program_and_options(program):
             crossmap.emulate(program, spikes, backend="torch", device="cuda")
 
 
-@pytest.mark.parametrize("path", ["dense", "event", "auto"])
+@pytest.mark.parametrize("path", ["dense", "event", "sparse", "auto"])
 def test_busy_recurrent_program_all_paths(path):
     """A denser, longer run than the hypothesis examples, with every rule switched on."""
     prog = random_program(small_chip(), 5, 7, recurrent=True, stochastic=True, density=0.6, input_ticks=6,
@@ -338,7 +344,7 @@ def test_wide_batches(batch):
     prog = random_program(small_chip(), 2, 4, recurrent=True, stochastic=True, input_ticks=2, latency=3)
     spikes = random_inputs(prog, batch, 5, 0.4)
     expected = crossmap.emulate(prog, spikes, backend="reference", record=True)
-    for path in ("dense", "event"):
+    for path in ("dense", "event", "sparse"):
         assert_same(expected, crossmap.emulate(prog, spikes, record=True, path=path))
 
 
@@ -366,9 +372,10 @@ def test_dense_path_skipping_idle_cores_equals_reference(monkeypatch):
 
 
 def test_torch_sparse_path_byte_and_float_tables(monkeypatch):
-    """The CPU sparse path reads W_eff from the byte table where every row spans at most 255 and
-    from the float32 table otherwise; both give the reference's sums, counts and spikes."""
-    from crossmap.backends import torch_emulator
+    """The CPU sparse path (torch and numpy emulator) reads W_eff from the byte table where every
+    row spans at most 255 and from the float32 table otherwise; both give the reference's sums,
+    counts and spikes."""
+    from crossmap.backends import sparse, torch_emulator
 
     narrow = random_program(small_chip(weight_min=-100, weight_max=100), 4, 3, recurrent=True, stochastic=True,
                             density=0.5, input_ticks=4, latency=6)
@@ -379,26 +386,44 @@ def test_torch_sparse_path_byte_and_float_tables(monkeypatch):
         expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=3)
         emulator = torch_emulator.TorchEmulator(prog, path="sparse")
         assert_same(expected, emulator.run(spikes, record=True, seed=3))
-        assert (emulator.tab.weights_bytes is not None) == byte_table
-    monkeypatch.setattr(torch_emulator, "byte_rows", lambda weights: None)   # the float32 table throughout
+        assert (emulator.tab.bags.byte_table() is not None) == byte_table
+        numpy_sparse = crossmap.emulate(prog, spikes, record=True, seed=3, path="sparse")
+        assert_same(expected, numpy_sparse)
+    monkeypatch.setattr(sparse, "byte_rows", lambda weights: None)   # the float32 table throughout
+    clear_cache()
     spikes = random_inputs(narrow, 10, 5, 0.3)
     emulator = torch_emulator.TorchEmulator(narrow, path="sparse")
     assert_same(crossmap.emulate(narrow, spikes, backend="reference", record=True, seed=3),
                 emulator.run(spikes, record=True, seed=3))
-    assert emulator.tab.weights_bytes is None
+    assert emulator.tab.bags.byte_table() is None
 
 
 def test_byte_rows_hold_every_weight_exactly():
     """Every entry of a byte table row is w - min(w) of its W_eff row, then scale 1.0 and the
     minimum as float32; a row spanning 256 gives no table."""
-    from crossmap.backends.torch_emulator import byte_rows
+    from crossmap.backends.sparse import byte_rows
 
     rng = np.random.default_rng(0)
     weights = rng.integers(-255, 1, (3, 8, 5)).astype(np.float32)
     weights[0, 0, :2] = (-255, 0)
-    table = byte_rows(weights).numpy()
+    table = byte_rows(weights)
     flat = weights.reshape(24, 5)
     scale, bias = table[:, 5:9].copy().view(np.float32), table[:, 9:].copy().view(np.float32)
     np.testing.assert_array_equal(table[:, :5] * scale + bias, flat)
     weights[1, 2, :2] = (-255, 1)
     assert byte_rows(weights) is None
+
+
+def test_torch_sparse_path_device_generic_bags_on_the_cpu(monkeypatch):
+    """The sparse path's device-generic bags (torch nonzero and searchsorted, the code CUDA runs)
+    equal the reference on the CPU, every rule on."""
+    from crossmap.backends import torch_emulator
+
+    monkeypatch.setattr(torch_emulator, "NUMPY_BAGS_ON_CPU", False)
+    prog = random_program(small_chip(), 5, 17, recurrent=True, stochastic=True, density=0.5, input_ticks=4,
+                          latency=8, reset_values=True)
+    spikes = random_inputs(prog, 12, 6, 0.3)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=9, sample_offset=5)
+    got = torch_emulator.TorchEmulator(prog, path="sparse").run(spikes, record=True, seed=9, sample_offset=5)
+    assert_same(expected, got)
+    assert expected.spikes.sum() > 50

@@ -13,7 +13,8 @@ from crossmap.testing import small_chip
 CHIP = small_chip(v_min=-100, v_max=99, beta_max=300)
 
 
-FAST_BACKENDS = [("emulator", "dense"), ("emulator", "event"), ("torch", "dense"), ("torch", "sparse")]
+FAST_BACKENDS = [("emulator", "dense"), ("emulator", "event"), ("emulator", "sparse"), ("torch", "dense"),
+                 ("torch", "sparse")]
 
 
 def run_both(prog, inputs, ticks, **options):
