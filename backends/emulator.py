@@ -58,6 +58,8 @@ EVENT_MAX_ACTIVE_AXONS = 0.25
 # are cheap either way, and need not import torch)
 SPARSE_MAX_ACTIVE = 0.15
 SPARSE_MIN_BATCH = 32
+# skip the ticks of resting cores (idle axons, state unchanged without a spike on their last tick)
+SKIP_RESTING_CORES = True
 _POPCOUNT = np.array([bin(v).count("1") for v in range(256)], np.uint8)   # numpy < 2 has no bitwise_count
 # the event path pads each core's active axons to the next of these widths (cores of one width
 # share a matmul): fine steps keep the padding small, few steps keep the numpy calls few
@@ -101,6 +103,12 @@ class _Run:
         self.f = np.empty((nb, B, N), tables.state_dtype)
         self.T = np.empty((nb, B, N), tables.state_dtype)
         self.samples = spec.sample_offset + np.arange(B, dtype=np.int64)
+        # a core at rest: on its last tick no axon was active and its state came out unchanged
+        # without a spike, so while its axons stay idle every tick repeats that one (the update
+        # is deterministic without stochastic thresholds) and is skipped
+        self.resting = np.zeros(C, bool)
+        self.may_rest = np.full(C, SKIP_RESTING_CORES)
+        self.may_rest[tables.sth_core] = False
         # input spikes packed per channel: (T, channels, bytes)
         self.inputs = np.ascontiguousarray(pack(spec.spikes, axis=0).transpose(1, 2, 0))
         self.recorded = np.zeros((spec.ticks, B, C, N), bool) if spec.record else None
@@ -129,17 +137,28 @@ class _Run:
         slot = slot.reshape(C, A, -1)
         stoch_syn = self.stochastic_synapses(slot, t)
         stoch_thr = self.stochastic_thresholds(t)
+        idle = ~active.any(axis=1)
+        resting = idle & self.resting   # stay as they are this tick: nothing to compute
         for c0 in range(0, C, self.block):
             c1 = min(C, c0 + self.block)
+            if resting[c0:c1].all():
+                continue
             S = self.S[: c1 - c0]
-            if pairs is not None and 0 < pairs[c0:c1].sum() <= self.sparse_max * A * B * np.count_nonzero(pairs[c0:c1]):
+            if self.sparse_block(pairs, c0, c1):
                 self.integrate_sparse(slot, c0, c1, S)
             elif event:
                 self.integrate_event(slot, active, c0, c1, S)
             else:
-                self.integrate_dense(slot, active[c0:c1].any(axis=1), c0, c1, S)
+                self.integrate_dense(slot, ~idle[c0:c1], c0, c1, S)
             self.add_stochastic(S, c0, c1, stoch_syn)
+            check = idle[c0:c1] & self.may_rest[c0:c1]
+            before = self.V[c0:c1][check] if check.any() else None   # a copy (boolean index)
             self.update_neurons(S, c0, c1, stoch_thr, t)
+            self.resting[c0:c1] = False
+            if before is not None:
+                fired = self.fire_buf[: c1 - c0, :B][check].any(axis=(1, 2))
+                same = (self.V[c0:c1][check] == before).all(axis=(1, 2))
+                self.resting[c0 + np.flatnonzero(check)] = same & ~fired
         slot[...] = 0
         self.deliver(t)
 
@@ -160,6 +179,15 @@ class _Run:
         x = unpack_float(slot[cores], self.shape[3], out=self.unpacked[: cores.size])  # (busy, A, B)
         S[cores - c0] = np.matmul(x.transpose(0, 2, 1), self.tab.weights[cores])
         self.events += np.matmul(self.tab.fanout[cores], x).sum(axis=(0, 1), dtype=np.float64)
+
+    def sparse_block(self, pairs: np.ndarray | None, c0: int, c1: int) -> bool:
+        """Whether the block's busy cores have at most ``sparse_max`` of their (axon, sample) pairs
+        active (``pairs``: active pairs per core, None when the sparse path is off)."""
+        if pairs is None:
+            return False
+        block = pairs[c0:c1]
+        total = block.sum()
+        return bool(0 < total <= self.sparse_max * self.shape[1] * self.shape[3] * np.count_nonzero(block))
 
     def active_pairs(self, slot: np.ndarray) -> np.ndarray:
         """Active (axon, sample) pairs per core, (C,) int64: the set bits of each core's rows."""

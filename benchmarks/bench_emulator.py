@@ -254,9 +254,7 @@ def numpy_integration_seconds(prog: Program, spikes: np.ndarray, path: str, repe
         for c0 in range(0, C, run.block):
             c1 = min(C, c0 + run.block)
             S = run.S[: c1 - c0]
-            block = pairs[c0:c1]
-            limit = run.sparse_max * A * B * np.count_nonzero(block)
-            if path == "sparse" or (path == "auto" and 0 < block.sum() <= limit):
+            if path == "sparse" or (path == "auto" and run.sparse_block(pairs, c0, c1)):
                 run.integrate_sparse(slot, c0, c1, S)
             else:
                 run.integrate_dense(slot, busy[c0:c1], c0, c1, S)
@@ -381,6 +379,8 @@ def bench_program(args: argparse.Namespace) -> None:
     if cuda:   # auto is dense on CUDA; the matmul precisions side by side instead
         todo = [(f"torch dense {p}", "torch", {"path": "dense", "device": args.device, "precision": p})
                 for p in ("float32", "tf32", "bfloat16")]
+    if not cuda and args.backend in ("all", "numpy"):
+        todo.append(("numpy auto, no rest skip", "emulator", {"path": "auto", "every_core": True}))
     if prog.num_cores > 1000 and not cuda and not args.quick:
         todo = [t for t in todo if t[0] != "torch sparse"]
     print(f"program: {prog.num_cores} cores, {prog.total_ticks} ticks, {samples} samples at batch {batch}; "
@@ -448,6 +448,17 @@ def prepared(prog: Program, backend: str, options: dict, shared: tables.Tables):
         options = dict(options)
         emulator = TorchEmulator(prog, path=options.pop("path"), tables=shared, **options)
         return lambda spikes, offset: emulator.run(spikes, sample_offset=offset)
+    options = dict(options)
+    if options.pop("every_core", False):   # the numpy emulator without skipping resting cores
+        from crossmap.backends import emulator
+
+        def every_core(spikes, offset):
+            emulator.SKIP_RESTING_CORES = False
+            try:
+                return emulate(prog, spikes, backend=backend, sample_offset=offset, **options)
+            finally:
+                emulator.SKIP_RESTING_CORES = True
+        return every_core
     return lambda spikes, offset: emulate(prog, spikes, backend=backend, sample_offset=offset, **options)
 
 

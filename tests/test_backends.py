@@ -427,3 +427,35 @@ def test_torch_sparse_path_device_generic_bags_on_the_cpu(monkeypatch):
     got = torch_emulator.TorchEmulator(prog, path="sparse").run(spikes, record=True, seed=9, sample_offset=5)
     assert_same(expected, got)
     assert expected.spikes.sum() > 50
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_resting_cores_are_skipped_and_the_run_equals_reference(monkeypatch, stochastic):
+    """A core whose axons were idle and whose state came out unchanged without a spike rests:
+    its next idle ticks are skipped (blocks of one core here) until an axon is active again;
+    leaks, resets, delays and stochastic thresholds (whose cores never rest) still give the
+    reference bit for bit."""
+    from crossmap.backends import emulator
+
+    prog = random_program(small_chip(), 6, 23, recurrent=False, stochastic=stochastic, density=0.5, input_ticks=3,
+                          latency=12, reset_values=True)
+    prog.leak[:4], prog.reset_mode[:4] = 0, 0   # cores 0-3 can come to rest; 4 and 5 keep their random rules
+    prog.reset_value[:4] = np.minimum(prog.reset_value[:4], prog.alpha[:4] - 1)
+    prog.target_core[4:] = -1
+    prog.threshold_mask[:4] = 0   # (stochastic thresholds only on cores 4 and 5, which never rest)
+    spikes = random_inputs(prog, 10, 7, 0.3)
+    monkeypatch.setattr(emulator, "BLOCK_BYTES", 10 * 8 * 4)
+    updates = []
+    original = emulator._Run.update_neurons
+
+    def counted(self, S, c0, c1, stoch_thr, t):
+        updates.append((t, c0))
+        return original(self, S, c0, c1, stoch_thr, t)
+
+    monkeypatch.setattr(emulator._Run, "update_neurons", counted)
+    expected = crossmap.emulate(prog, spikes, backend="reference", record=True, seed=4)
+    for path in ("dense", "event", "sparse"):
+        updates.clear()
+        assert_same(expected, crossmap.emulate(prog, spikes, record=True, seed=4, path=path))
+        assert len(updates) < prog.num_cores * prog.total_ticks, "some core-ticks were skipped"
+    assert expected.spikes.sum() > 20
