@@ -138,9 +138,9 @@ def _fill_run(prog: Program, group: NeuronGroup, gk: GroupKeys, fc: int, ck: np.
     ``first[k]`` of core ``fc`` (axon keys ``ck``): crossbar rows, weights and parameters."""
     slots = np.arange(int(counts.sum())) + (int(first[0]) if first.size else 0)  # the run's slots, adjacent
     per = np.repeat(neurons, counts)  # the neuron of each slot
-    indptr = gk.reads.indptr.astype(np.int64)
-    lengths = indptr[neurons + 1] - indptr[neurons]
-    axons = np.searchsorted(ck, gk.keys[gather_columns(indptr, gk.reads.indices.astype(np.int64), neurons)])
+    indptr = gk.reads.indptr  # not converted: a copy would cost the whole group's synapses per core
+    lengths = (indptr[neurons + 1] - indptr[neurons]).astype(np.int64)
+    axons = np.searchsorted(ck, gk.keys[gather_columns(indptr, gk.reads.indices, neurons)])
     owner = np.repeat(np.arange(neurons.size), lengths)  # the member of each (member, axon) entry
     times = counts[owner]
     entry_slot = np.repeat(first[owner], times) + (np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times,

@@ -393,14 +393,14 @@ def network_families(net: DeployedNetwork) -> list[int]:
 
 def bin_columns(matrix: sp.csr_matrix, bins: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """The distinct columns the rows of each bin use, as (bin, column) pairs sorted by bin, then
-    column: for all bins at once (one sort), not one row slice of ``matrix`` per bin."""
+    column. Rows are gathered straight from the CSR arrays (a row slice of ``matrix`` per bin
+    costs far more for small bins; one sort of all pairs at once, more for large ones)."""
     matrix = sp.csr_matrix(matrix)
-    sizes = np.array([len(b) for b in bins], np.int64)
-    rows = np.concatenate([np.asarray(b, np.int64) for b in bins] + [np.zeros(0, np.int64)])
-    indptr = matrix.indptr.astype(np.int64)
-    owner = np.repeat(np.repeat(np.arange(len(bins), dtype=np.int64), sizes), indptr[rows + 1] - indptr[rows])
-    pairs = np.unique(owner * max(1, matrix.shape[1]) + gather_columns(indptr, matrix.indices.astype(np.int64), rows))
-    return pairs // max(1, matrix.shape[1]), pairs % max(1, matrix.shape[1])
+    indptr, indices = matrix.indptr, matrix.indices
+    columns = [np.unique(gather_columns(indptr, indices, np.asarray(b, np.int64))) for b in bins]
+    sizes = [c.size for c in columns]
+    owner = np.repeat(np.arange(len(bins), dtype=np.int64), sizes)
+    return owner, np.concatenate(columns + [np.zeros(0, np.int64)]).astype(np.int64)
 
 
 def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, item_neuron: np.ndarray,
