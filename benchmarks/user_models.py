@@ -3,7 +3,8 @@ generalizes to models crossmap has never seen: a 784-300-10 ReLU MLP and a small
 norm and max pooling, both on raw [0, 1] pixels (no input thresholding), exported with
 ``torch.onnx.export``.
 
-    python benchmarks/user_models.py --out DIR [--epochs 2] [--data-dir DIR]
+    python benchmarks/user_models.py --out DIR [--epochs 2] [--data-dir DIR] [--seed S] [--hidden H]
+        [--widths C1 C2 F] [--pool max|avg]
 
 Trains on 55,000 training images in a seeded random order (the other 5,000 are held out for
 choosing settings; MNIST copies may be sorted by label),
@@ -24,16 +25,19 @@ from torch import nn
 from crossmap.datasets import load_mnist
 
 
-def mlp() -> nn.Module:
-    """784 -> 300 (ReLU) -> 10."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 10))
+def mlp(hidden: int = 300) -> nn.Module:
+    """784 -> hidden (ReLU) -> 10."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
 
 
-def cnn() -> nn.Module:
-    """Conv 8@5x5 + BN + ReLU + MaxPool 2, Conv 16@5x5 + BN + ReLU + MaxPool 2, FC 64, FC 10."""
-    return nn.Sequential(nn.Conv2d(1, 8, 5), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(8, 16, 5), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 10))
+def cnn(widths: tuple[int, int, int] = (8, 16, 64), pool: str = "max") -> nn.Module:
+    """Conv c1@5x5 + BN + ReLU + pool 2, Conv c2@5x5 + BN + ReLU + pool 2, FC f, FC 10 (default
+    8, 16, 64 and max pooling)."""
+    c1, c2, f = widths
+    layer = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
+    return nn.Sequential(nn.Conv2d(1, c1, 5), nn.BatchNorm2d(c1), nn.ReLU(), layer(2),
+                         nn.Conv2d(c1, c2, 5), nn.BatchNorm2d(c2), nn.ReLU(), layer(2),
+                         nn.Flatten(), nn.Linear(16 * c2, f), nn.ReLU(), nn.Linear(f, 10))
 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> None:
@@ -58,6 +62,10 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the data split stays fixed)")
+    parser.add_argument("--hidden", type=int, default=300, help="the MLP's hidden width")
+    parser.add_argument("--widths", type=int, nargs=3, default=[8, 16, 64], help="the CNN's conv1, conv2, fc widths")
+    parser.add_argument("--pool", default="max", choices=["max", "avg"], help="the CNN's pooling")
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
@@ -70,10 +78,12 @@ def main() -> None:
     np.savez(out / "calibration.npz", x=x[55000:55256], y=y[55000:55256])
     import onnxruntime as ort
 
-    for name, make in (("user_mlp", mlp), ("user_cnn", cnn)):
+    makers = (("user_mlp", lambda: mlp(args.hidden)), ("user_cnn", lambda: cnn(tuple(args.widths), args.pool)))
+    for name, make in makers:
+        torch.manual_seed(args.seed)
         model = make()
         start = time.perf_counter()
-        train(model, x[:55000], y[:55000].astype(np.int64), args.epochs)
+        train(model, x[:55000], y[:55000].astype(np.int64), args.epochs, args.seed)
         path = out / f"{name}.onnx"
         torch.onnx.export(model, torch.zeros(1, 1, 28, 28), str(path), input_names=["x"], output_names=["y"],
                           dynamic_axes={"x": {0: "N"}, "y": {0: "N"}}, opset_version=13, dynamo=False)

@@ -58,14 +58,15 @@ def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -
 
 
 def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndarray:
-    """Float inputs to calibrate binarization and measure traffic: the bundled MNIST sample when
-    the network takes 28x28 images, else uniform random values in [0, 1)."""
+    """Float inputs to calibrate binarization and measure traffic: the bundled MNIST calibration
+    sample (held-out training images) when the network takes 28x28 images, else uniform random
+    values in [0, 1)."""
     shape = tuple(network.input.shape)
     if int(np.prod(shape)) == 784:
         try:
-            from crossmap.datasets import load_sample
+            from crossmap.datasets import load_calibration_sample
 
-            images, _ = load_sample()
+            images = load_calibration_sample()
             return images[:limit].reshape((-1,) + shape).astype(np.float32)
         except (ImportError, CrossmapError):
             pass

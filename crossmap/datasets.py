@@ -49,6 +49,7 @@ IDX_DTYPES = {
 
 ENV_VAR = "CROSSMAP_DATA_DIR"
 SAMPLE_RESOURCE = "mnist_sample.npz"
+CALIBRATION_RESOURCE = "mnist_calibration.npz"
 
 
 def default_data_dir() -> Path:
@@ -223,6 +224,19 @@ def load_sample() -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(f"bundled MNIST sample {path} cannot be read ({exc}); reinstall crossmap or "
                            f"regenerate it with `python models/make_mnist_sample.py`") from exc
     return to_float_images(images), labels.astype(np.int64)
+
+
+def load_calibration_sample() -> np.ndarray:
+    """The bundled MNIST calibration sample: 256 held-out TRAINING images, float32 (n, 1, 28, 28) in
+    [0, 1], the default calibration set of 28 x 28 models. See ``models/make_calibration_sample.py``."""
+    path = Path(__file__).resolve().parent / "data" / CALIBRATION_RESOURCE
+    try:
+        with np.load(path) as bundle:
+            images = bundle["images"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise DatasetError(f"bundled MNIST calibration sample {path} cannot be read ({exc}); reinstall crossmap "
+                           f"or regenerate it with `python models/make_calibration_sample.py`") from exc
+    return to_float_images(images)
 
 
 def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:

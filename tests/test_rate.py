@@ -190,3 +190,62 @@ def test_several_outputs_take_the_class_scores_with_a_message(tmp_path):
 
     with pytest.raises(ModelError, match="no output 'logits'.*'probabilities'"):
         import_onnx(str(path), output="logits")
+
+
+def test_drive_correction_cancels_a_systematic_input_error():
+    import scipy.sparse as sp
+
+    from crossmap.passes.binarize.rate import drive_correction
+
+    rng = np.random.default_rng(0)
+    w = sp.csr_matrix(rng.standard_normal((5, 12)))
+    exact = rng.random((64, 12))
+    deployed = exact + 0.1  # every deployed input reads 0.1 too high
+    output = rng.random((64, 5)) - 0.3
+    np.testing.assert_allclose(drive_correction(w, deployed, exact, output), -0.1 * np.asarray(w.sum(axis=1)).ravel())
+    noisy = exact + 0.1 * rng.standard_normal(exact.shape)  # only the mean over active samples is cancelled
+    active = output > 0
+    error = (noisy - exact) @ w.toarray().T
+    want = -np.array([error[active[:, j], j].mean() for j in range(5)])
+    np.testing.assert_allclose(drive_correction(w, noisy, exact, output), want)
+
+
+def _one_spike_drive(net, group) -> np.ndarray:
+    """(source neurons, neurons) membrane change one spike of each source neuron gives ``group``."""
+    g = net.group(group)
+    rows = []
+    for lines in net.incoming(group):
+        syn = lines.synapses.tocoo()
+        drive = np.zeros((lines.source_index.max() + 1, g.size))
+        np.add.at(drive, (lines.source_index[syn.row], syn.col), g.weight[syn.col, lines.axon_type[syn.row]])
+        rows.append(drive)
+    return np.vstack(rows)
+
+
+def test_one_input_spike_drives_a_neuron_at_most_gain_thresholds(tmp_path):
+    from crossmap.pipeline import CompileState
+    from crossmap.passes.binarize.rate import BinarizeRate
+
+    path = tmp_path / "cnn.onnx"
+    onnx.save(_tiny_cnn(seed=1), str(path))
+    x = np.random.default_rng(7).random((128, 1, 8, 8)).astype(np.float32)
+    state = BinarizeRate(ticks=16).run(CompileState(chip=ChipSpec.truenorth(), network=import_onnx(str(path)),
+                                                    calibration=x))
+    hidden = [entry["layer"] for entry in state.reports["binarize_rate"]["layers"]
+              if not entry["output"] and entry["chunks"] == 1]
+    assert any("/max" in name for name in hidden)
+    for name in hidden:
+        top = np.abs(_one_spike_drive(state.deployed, name)).max(axis=0)
+        assert np.all(top <= 1.1 * state.deployed.group(name).alpha + 1), name
+
+
+def test_default_calibration_of_28x28_models_is_the_bundled_training_sample():
+    from crossmap.compiler import calibration_inputs
+    from crossmap.datasets import load_calibration_sample, sample_path
+
+    network = import_onnx(mlp((784, 8, 4), seed=0))
+    x = calibration_inputs(network)
+    np.testing.assert_array_equal(x.reshape(len(x), -1), load_calibration_sample().reshape(len(x), -1))
+    assert x.shape == (256, 784) and 0 <= x.min() and x.max() <= 1
+    with np.load(sample_path().with_name("mnist_calibration.npz")) as bundle:
+        assert bundle["indices"].max() >= 10000  # positions in the 60,000 training images

@@ -8,6 +8,12 @@ Activity is normalized layer by layer on the calibration inputs (``state.calibra
 spikes the deployed layers before it really produce (simulated on the chip model, so their errors
 are seen and not compounded): a neuron's scale is the ``percentile`` of its activation.
 
+- Bias correction: a layer's bias also cancels the mean error (over the calibration samples where
+  each neuron is active in float) that its deployed inputs bring into its drive, against the float
+  network's own values, so systematic errors upstream are not passed on (``drive_correction``).
+- Gain: a neuron's scale is at least the drive of one input spike (``gain`` thresholds), so a rarely
+  active neuron (a pooling difference, a border pixel) does not get weights its 4-bit code cannot
+  hold.
 - Weights: each input is carried on up to ``bits`` axon lines of different types and a neuron's
   weight is the sum of the types its crossbar bits select (``crossmap.passes.binarize.codes``: a
   4-bit signed code with a scale per neuron).
@@ -75,6 +81,8 @@ class BinarizeRate:
     samples: int = 256  # calibration samples used
     bits: int = 4  # axon lines (types) per input: weights are sums of that many per-neuron values
     output_copies: int = 8  # copies of each output neuron (staggered initial potentials)
+    gain: float = 1.0  # largest drive of one input spike, in thresholds (a neuron's scale is raised to keep it)
+    correct: bool = True  # cancel the mean drive error of the deployed inputs in each layer's bias
     encoding: str = "auto"  # auto (threshold when the model thresholds its input, else regular) | regular | rate
 
     def run(self, state: CompileState) -> CompileState:
@@ -100,7 +108,7 @@ class BinarizeRate:
         reports = []
         for layer in plan.layers:
             state.log(f"binarize {layer.name} (rate)")
-            reports.append(conv.layer(layer, floats.get(layer.name)))
+            reports.append(conv.layer(layer, floats))
         state.deployed = builder.network(plan.num_classes, encoding, {"binarize": "rate"})
         state.reports[self.name] = self._summary(state, plan, conv, floats, reports, encoding)
         return state
@@ -116,6 +124,8 @@ class BinarizeRate:
             raise BinarizeError(f"binarize_rate: ticks={self.ticks}; need at least 1")
         if not 50.0 <= self.percentile <= 100.0:
             raise BinarizeError(f"binarize_rate: percentile={self.percentile}; choose a value in [50, 100]")
+        if self.gain < 0:
+            raise BinarizeError(f"binarize_rate: gain={self.gain}; need >= 0 (0 turns the bound off)")
         if self.output_copies < 1 or self.samples < 1:
             raise BinarizeError(f"binarize_rate: output_copies={self.output_copies}, samples={self.samples}; "
                                 f"need both >= 1")
@@ -211,7 +221,7 @@ class _Converter:
             depth[layer.name] = 1 + max(depth[s] for s in layer.sources) + (1 if len(chunks) > 1 else 0)
         self.run_ticks = self.ticks + max(depth.values()) - 1
 
-    def layer(self, layer: Layer, float_values: np.ndarray | None) -> dict[str, Any]:
+    def layer(self, layer: Layer, floats: dict[str, np.ndarray]) -> dict[str, Any]:
         """Convert one float layer into groups; returns its report."""
         w = layer.weight()
         lam_in = np.concatenate([self.reps[s].scale for s in layer.sources])
@@ -219,9 +229,12 @@ class _Converter:
         rates_in = np.hstack([self.rates[s] for s in layer.sources])
         w_rate = sp.csr_matrix(w @ sp.diags(lam_in))
         b_rate = layer.bias() - w @ mu_in
+        float_values = floats.get(layer.name)
+        if self.options.correct and float_values is not None:
+            b_rate = b_rate + self._bias_correction(layer, w, floats, float_values)
         zhat = np.asarray(rates_in @ w_rate.T.toarray()) + b_rate
         is_output = bool((layer.output_class >= 0).any())
-        rep = self._scale(layer, zhat, is_output)
+        rep = self._scale(layer, zhat, is_output, w_rate)
         u = sp.csr_matrix(sp.diags(1.0 / rep.scale) @ w_rate)
         bu = (b_rate + rep.offset) / rep.scale
         col_weight = np.mean(rates_in ** 2, axis=0)
@@ -249,7 +262,22 @@ class _Converter:
             entry["relative_error"] = float(np.linalg.norm(value - target) / max(np.linalg.norm(target), TINY))
         return entry
 
-    def _scale(self, layer: Layer, zhat: np.ndarray, shared: bool) -> Rep:
+    def _bias_correction(self, layer: Layer, w: sp.csr_matrix, floats: dict[str, np.ndarray],
+                         float_values: np.ndarray) -> np.ndarray:
+        """``drive_correction`` of the layer from its sources' deployed and float values (the input
+        encoding is taken as exact)."""
+        deployed, exact = [], []
+        for s in layer.sources:
+            rep = self.reps[s]
+            if s == INPUT or s not in floats:
+                deployed.append(np.zeros((len(float_values), len(rep.scale))))
+                exact.append(deployed[-1])
+            else:
+                deployed.append(rep.scale * self.rates[s] - rep.offset)
+                exact.append(floats[s].reshape(len(float_values), -1))
+        return drive_correction(w, np.hstack(deployed), np.hstack(exact), float_values.reshape(len(float_values), -1))
+
+    def _scale(self, layer: Layer, zhat: np.ndarray, shared: bool, w_rate: sp.csr_matrix) -> Rep:
         """Scale and offset of a layer's neurons from its deployed pre-activations ``zhat``."""
         p = self.options.percentile
         n = layer.size
@@ -266,6 +294,12 @@ class _Converter:
         else:
             offset = np.zeros(n)
         scale = np.percentile(np.maximum(zhat + offset, 0.0), p, axis=0)
+        if self.options.gain > 0:
+            drive = np.zeros(n)
+            wr = sp.csr_matrix(w_rate)
+            if wr.nnz:
+                np.maximum.at(drive, np.repeat(np.arange(n), np.diff(wr.indptr)), np.abs(wr.data))
+            scale = np.maximum(scale, drive / self.options.gain)
         if act == "clip" and "max" in layer.pop.params:
             scale = np.minimum(scale, float(layer.pop.params["max"]))
         alive = scale > TINY
@@ -334,6 +368,19 @@ class _Converter:
         if copies > 1:
             counts = counts.reshape(len(counts), n, copies).sum(axis=2) / copies
         self.rates[name] = counts / T
+
+
+def drive_correction(w: sp.csr_matrix, deployed: np.ndarray, exact: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """The bias change per neuron that cancels the mean error of its drive ``w @ inputs`` when the
+    inputs are the deployed values (batch, columns) instead of the float network's ``exact`` ones,
+    averaged over the samples where the neuron is active in float (``output`` > 0; all samples for
+    a neuron never active). Systematic errors upstream (rounding, the transients of rectified
+    differences in max pooling) are then not passed on."""
+    error = np.asarray(sp.csr_matrix(w) @ (deployed - exact).T).T  # (batch, neurons)
+    active = output > 0
+    count = active.sum(axis=0)
+    mean = np.where(count > 0, (error * active).sum(axis=0) / np.maximum(count, 1), error.mean(axis=0))
+    return -mean
 
 
 def _select(flat_cols: list[tuple[str, int]], cols: np.ndarray) -> list[tuple[str, np.ndarray]]:
