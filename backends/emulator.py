@@ -23,6 +23,10 @@ forced with ``path="dense"`` / ``path="event"`` / ``path="sparse"``):
   of its busy cores' pairs are active, in batches of ``SPARSE_MIN_BATCH`` or more, when torch is
   installed.
 
+A block whose cores all rest is skipped: a core rests when on its last tick no axon was active
+and its state came out unchanged without a spike, since while its axons stay idle every tick
+repeats that one (cores with stochastic thresholds never rest: their draws change per tick).
+
 All run over blocks of cores sized to stay in cache; inside a block everything is vectorized.
 Stochastic synapses are left out of ``W_eff`` and added per active (axon, neuron, sample) from
 the PRNG; stochastic thresholds are drawn only for neurons whose mask is non-zero.
