@@ -9,14 +9,22 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from numpy.typing import ArrayLike
+
 from crossmap.chip import ChipSpec
 from crossmap.errors import CrossmapError, InputError, PipelineError
+from crossmap.limits import MAX_SEED
 from crossmap.outdir import check_output
-from crossmap.pipeline import CompileState, format_pipeline, parse_pipeline, run_pipeline
+from crossmap.pipeline import CompileState, Pass, format_pipeline, parse_pipeline, run_pipeline
+
+if TYPE_CHECKING:  # imported where used, to keep start-up fast
+    from crossmap.frontend.loading import ModelSource
+    from crossmap.ir import Network
+    from crossmap.program import Program
 
 class MissingCalibration(UserWarning):
     """A float model compiled without calibration data of its own."""
@@ -25,7 +33,7 @@ class MissingCalibration(UserWarning):
 BINARIZE_METHODS = ("auto", "deterministic", "stochastic", "lsq", "ttfs", "rate")
 
 
-def auto_binarize(network: Any) -> str:
+def auto_binarize(network: Network) -> str:
     """The binarization ``auto`` picks: ``deterministic`` for chip-ready networks (every layer of
     step neurons, or max pooling of them, with a step output or class readout), else ``rate``
     (float ReLU networks)."""
@@ -39,7 +47,7 @@ def auto_binarize(network: Any) -> str:
     return "deterministic" if chip_ready else "rate"
 
 
-def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -> str:
+def default_pipeline(binarize: str = "deterministic", **binarize_options: str | int | float | bool | None) -> str:
     """The pipeline spec for a binarization method, with the given options on the binarize pass
     (options that method does not have are left out; ``auto`` must be resolved first, see
     ``auto_binarize``)."""
@@ -57,7 +65,7 @@ def default_pipeline(binarize: str = "deterministic", **binarize_options: Any) -
     return f"binarize_{binarize}" + (f"{{{opts}}}" if opts else "") + ",partition,place,route,emit"
 
 
-def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndarray:
+def calibration_inputs(network: Network, limit: int = 256, seed: int = 0) -> np.ndarray:
     """Float inputs to calibrate binarization and measure traffic: the bundled MNIST calibration
     sample (held-out training images) when the network takes 28x28 images, else uniform random
     values in [0, 1)."""
@@ -72,8 +80,6 @@ def calibration_inputs(network: Any, limit: int = 256, seed: int = 0) -> np.ndar
             pass
     return np.random.default_rng(seed).random((min(limit, 64),) + shape).astype(np.float32)
 
-
-from crossmap.limits import MAX_SEED
 
 
 def check_seed(seed: int) -> None:
@@ -97,12 +103,12 @@ def check_jobs(jobs: int | None) -> int:
 AUTO_BOARD = "-auto"  # chip name suffix: the smallest board of that chip holding the program
 
 
-def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSpec | str = "truenorth",
+def compile(model: ModelSource, output: str | os.PathLike | None = None, *, chip: ChipSpec | str = "truenorth",
             binarize: str = "auto", ensemble: int | None = None, encoding: str | None = None,
             ticks: int | None = None, pipeline: str | None = None, seed: int = 0,
             time_limit: float | None = None, calibration: np.ndarray | None = None,
             overwrite: bool = False, progress: Callable[[str], None] | None = None,
-            output_name: str | None = None, jobs: int | None = None) -> Any:
+            output_name: str | None = None, jobs: int | None = None) -> Program:
     """Compile an ONNX model (path or ModelProto) to a Program; with ``output`` it is written there
     atomically (nothing is left behind on failure). Returns the Program with its passes' reports.
     ``chip`` is a ChipSpec, a name (``truenorth``, ``truenorth-2x2``), a JSON path, or a name ending
@@ -165,7 +171,7 @@ def compile(model: Any, output: str | os.PathLike | None = None, *, chip: ChipSp
     return program
 
 
-def check_capacity(network: Any, passes: list[Any], chip: ChipSpec) -> None:
+def check_capacity(network: Network, passes: list[Pass], chip: ChipSpec) -> None:
     """Raise ``ResourceError`` when the network, binarized by the pipeline's binarize pass, cannot
     fit the chip (see ``crossmap.passes.binarize.capacity``); a partition pass with a board other
     than ``fixed`` (``auto`` grows it; an unknown value is the pass's own error) checks the fan-in only."""
@@ -180,7 +186,7 @@ def check_capacity(network: Any, passes: list[Any], chip: ChipSpec) -> None:
                         output_copies=getattr(binarize, "output_copies", 8))
 
 
-def check_calibration(network: Any, calibration: Any) -> np.ndarray:
+def check_calibration(network: Network, calibration: ArrayLike) -> np.ndarray:
     """Calibration samples as float32 (batch, *input shape); ``InputError`` when they do not fit."""
     shape = tuple(network.input.shape)
     size = int(np.prod(shape))

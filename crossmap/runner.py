@@ -9,11 +9,18 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from crossmap.errors import InputError
+
+if TYPE_CHECKING:
+    from crossmap.backends.result import Result
+    from crossmap.program import Program
+
+BackendOptions = dict[str, str | int | float | bool | None]  # keyword options of an emulator backend
+RunBatch = Callable[[np.ndarray, int], "Result"]  # (spikes, sample offset) -> the batch's result
 
 
 def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
@@ -33,9 +40,9 @@ def load_dataset(name: str, data_dir: str | None = None, split: str = "test",
     raise InputError(f"unknown dataset {name!r}; available: mnist, sample")
 
 
-def run_dataset(program: Any, dataset: str = "mnist", *, data_dir: str | None = None, split: str = "test",
+def run_dataset(program: Program, dataset: str = "mnist", *, data_dir: str | None = None, split: str = "test",
                 limit: int | None = None, batch_size: int = 256, backend: str = "emulator",
-                show_progress: bool | None = None, workers: int = 1, backend_options: dict[str, Any] | None = None,
+                show_progress: bool | None = None, workers: int = 1, backend_options: BackendOptions | None = None,
                 ray_address: str | None = None) -> dict[str, Any]:
     """Emulate ``program`` on a dataset (in ``workers`` processes, or over Ray with
     ``ray_address``, see ``run_arrays``); return accuracy, mean activity and energy per sample."""
@@ -45,9 +52,9 @@ def run_dataset(program: Any, dataset: str = "mnist", *, data_dir: str | None = 
                       backend_options=backend_options, ray_address=ray_address)
 
 
-def run_arrays(program: Any, images: np.ndarray, labels: np.ndarray | None, *, batch_size: int = 256,
+def run_arrays(program: Program, images: np.ndarray, labels: np.ndarray | None, *, batch_size: int = 256,
                backend: str = "emulator", show_progress: bool | None = None, name: str = "arrays",
-               workers: int = 1, backend_options: dict[str, Any] | None = None,
+               workers: int = 1, backend_options: BackendOptions | None = None,
                ray_address: str | None = None) -> dict[str, Any]:
     """Emulate ``program`` on float inputs with labels (or None: accuracy None, the summary counts
     the predicted classes); the summary of ``run_dataset``.
@@ -136,14 +143,14 @@ class Job:
     the backend and its options; ``emulate_batch(lo)`` does the batch starting at ``lo``. The
     backend is prepared once per process (for torch: its tables moved to the device)."""
 
-    def __init__(self, program: Any, flat: np.ndarray, labels: np.ndarray | None, size: int, backend: str,
-                 options: dict[str, Any]) -> None:
+    def __init__(self, program: Program, flat: np.ndarray, labels: np.ndarray | None, size: int, backend: str,
+                 options: BackendOptions) -> None:
         self.program, self.flat, self.labels, self.size = program, flat, labels, size
         self.backend, self.options = backend, options
         self.key = uuid.uuid4().hex   # names this job in the processes that run its batches
         self.starts = list(range(0, len(flat), size))
         self.processes = 1   # emulating processes running this job (sets each one's threads)
-        self._run: Any = None
+        self._run: RunBatch | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_run": None}  # a prepared backend stays in its process
@@ -152,7 +159,7 @@ class Job:
         """Samples of every batch."""
         return [min(self.size, len(self.flat) - lo) for lo in self.starts]
 
-    def runner(self) -> Any:
+    def runner(self) -> RunBatch:
         """This process's run function ``(spikes, sample_offset) -> Result``."""
         if self._run is None:
             if self.backend == "torch":

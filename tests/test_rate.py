@@ -74,6 +74,16 @@ def test_conversion_agrees_with_float_on_a_tiny_task(float_mlp):
     assert _agreement(program, network, test) >= 0.9
 
 
+def test_samples_scoring_below_the_calibration_set_still_spike_for_their_class(float_mlp):
+    rng = np.random.default_rng(2)
+    calibration, dim = rng.random((128, 40)), 0.6 * rng.random((200, 40))  # dimmer than any calibration sample
+    network = import_onnx(str(float_mlp))
+    program = crossmap.compile(float_mlp, calibration=calibration.astype(np.float32), ticks=32)
+    counts = crossmap.emulate(program, encode(program.encoding, dim)).class_counts
+    assert int(np.sum(counts.max(axis=1) == 0)) == 0  # no sample left to the tie of all-zero counts
+    assert _agreement(program, network, dim) >= 0.9
+
+
 def test_fan_in_above_one_core_is_split_into_partial_sums(tmp_path):
     path = tmp_path / "wide.onnx"
     onnx.save(mlp((100, 20, 5), seed=4), str(path))  # 100 inputs x 4 lines > 64 axons a core
@@ -94,6 +104,22 @@ def test_weight_codes_are_four_bit_sums_of_the_type_weights():
     assert np.abs(codes.k).max() <= 255
     realized = codes.realized().toarray()
     assert np.linalg.norm(realized - w) / np.linalg.norm(w) < 0.15  # 15 levels a neuron
+
+
+def test_rounding_with_error_feedback_keeps_the_drive_on_the_calibration_inputs():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(1)
+    # correlated inputs (a few shared factors), a dense layer and a sparse one (two column patterns)
+    x = np.clip(rng.random((300, 4)) @ rng.random((4, 40)) / 2, 0, 1)
+    dense = sp.csr_matrix(rng.standard_normal((16, 40)) * 0.1)
+    sparse = sp.csr_matrix(np.where(np.arange(40)[None, :] % 2 == np.arange(16)[:, None] % 2, dense.toarray(), 0))
+    for w in (dense, sparse):
+        plain = fit_codes(w, np.mean(x ** 2, axis=0), np.full(16, np.inf), bits=4, weight_max=255)
+        fed = fit_codes(w, np.mean(x ** 2, axis=0), np.full(16, np.inf), bits=4, weight_max=255, inputs=x)
+        np.testing.assert_array_equal(fed.k, plain.k)  # the same codes, other choices among their sums
+        drive_error = [np.linalg.norm(x @ (c.realized() - w).T) for c in (plain, fed)]
+        assert drive_error[1] < 0.5 * drive_error[0]
 
 
 def test_unsupported_layers_get_clear_errors(tmp_path):

@@ -8,7 +8,11 @@ alpha[j] turns the integer sums into the neuron's float scale (weight = subset s
 
 ``fit_codes`` chooses, per neuron, the code (a Lloyd iteration: assign every weight to its nearest
 subset sum, then refit the code values by least squares weighted by how strongly each input is
-driven on the calibration data) and the integer codes and alpha.
+driven on the calibration data) and the integer codes and alpha. Given the calibration inputs,
+the final assignment is not each weight's nearest sum but column by column with error feedback
+(``assign_with_feedback``): what rounding a weight lost is made up on the neuron's weights not yet
+rounded, through the inputs' correlation, so that the neuron's drive on the calibration inputs,
+not each weight, is kept (second-order rounding as in optimal brain quantization).
 """
 
 from __future__ import annotations
@@ -85,10 +89,11 @@ def _error(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, sums: np.nd
 
 
 def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray, *, bits: int, weight_max: int,
-              iterations: int = 6) -> Codes:
+              iterations: int = 6, inputs: np.ndarray | None = None) -> Codes:
     """Integer codes for the float matrix ``w`` (neurons, columns; a neuron fires once per unit of
     drive); ``column_weight`` is the importance of each column (its mean squared activity),
-    ``alpha_cap`` the largest threshold each neuron may have. See the module docstring."""
+    ``alpha_cap`` the largest threshold each neuron may have; ``inputs`` (samples, columns), the
+    calibration inputs, turn on the error feedback. See the module docstring."""
     w = sp.csr_matrix(w, dtype=np.float64)
     w.sort_indices()
     n = w.shape[0]
@@ -116,7 +121,7 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
     for row, vals in few.items():
         best_c[row] = 0.0
         best_c[row, :vals.size] = vals  # exact: each value on one line of its own type
-    return integer_codes(w, best_c, alpha_cap, weight_max=weight_max)
+    return integer_codes(w, best_c, alpha_cap, weight_max=weight_max, inputs=inputs)
 
 
 def _few_values(w: sp.csr_matrix, rows: np.ndarray, bits: int) -> dict[int, np.ndarray]:
@@ -132,10 +137,11 @@ def _few_values(w: sp.csr_matrix, rows: np.ndarray, bits: int) -> dict[int, np.n
     return out
 
 
-def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, weight_max: int) -> Codes:
+def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, weight_max: int,
+                  inputs: np.ndarray | None = None) -> Codes:
     """Round float codes ``c`` to integers k = round(c * alpha) with the largest alpha that keeps
     |k| <= weight_max and alpha <= ``alpha_cap``, then reassign every weight to the nearest integer
-    subset sum."""
+    subset sum (with ``inputs``: by ``assign_with_feedback``)."""
     n, bits = c.shape
     rows = np.repeat(np.arange(n), np.diff(w.indptr))
     peak = np.abs(c).max(axis=1)
@@ -143,6 +149,58 @@ def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, wei
     alpha = np.clip(np.minimum(alpha, np.floor(alpha_cap)), 1, None)
     k = np.clip(np.rint(c * alpha[:, None]), -weight_max, weight_max)
     sums = _subset_sums(k) / alpha[:, None]
-    subset = _assign(w.data, rows, sums) if w.nnz else np.zeros(0, np.int64)
+    if not w.nnz:
+        subset = np.zeros(0, np.int64)
+    elif inputs is None:
+        subset = _assign(w.data, rows, sums)
+    else:
+        subset = assign_with_feedback(w, sums, inputs)
     return Codes(k=k.astype(np.int64), alpha=alpha.astype(np.int64), pattern=w, subset=subset.astype(np.int64))
 
+
+
+def assign_with_feedback(w: sp.csr_matrix, sums: np.ndarray, inputs: np.ndarray, damping: float = 0.01) -> np.ndarray:
+    """The subset (index into each row's ``sums``) of every stored weight of ``w``, chosen column by
+    column, most active input first: each rounding error is carried over to the row's weights not
+    yet rounded, weighted by the inputs' correlation (the inverse of H = X'X / N, damped by
+    ``damping`` x its mean diagonal), which minimizes the error of the row's drive on ``inputs``
+    (samples, columns) rather than weight by weight. Rows that share their columns are done together."""
+    w = sp.csr_matrix(w)
+    w.sort_indices()
+    subset = np.zeros(w.nnz, np.int64)
+    x = np.asarray(inputs, np.float64)
+    groups: dict[bytes, list[int]] = {}
+    for row in range(w.shape[0]):
+        cols = w.indices[w.indptr[row]:w.indptr[row + 1]]
+        if cols.size:
+            groups.setdefault(cols.tobytes(), []).append(row)
+    for rows in groups.values():
+        r = np.asarray(rows)
+        cols = w.indices[w.indptr[r[0]]:w.indptr[r[0] + 1]]
+        where = w.indptr[r][:, None] + np.arange(cols.size)[None, :]  # (rows, m) positions in w.data
+        subset[where] = _feedback_group(w.data[where], sums[r], x[:, cols], damping)
+    return subset
+
+
+def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping: float) -> np.ndarray:
+    """``assign_with_feedback`` for rows (rows, m) that read the same m columns, inputs x (N, m)."""
+    nearest = np.argmin(np.abs(values[:, :, None] - sums[:, None, :]), axis=2)
+    if np.allclose(np.take_along_axis(sums, nearest, axis=1), values, rtol=0, atol=1e-12) or len(x) == 0:
+        return nearest  # exact already
+    m = values.shape[1]
+    h = x.T @ x / len(x)
+    h += (damping * max(float(np.mean(np.diag(h))), 1e-12)) * np.eye(m)
+    order = np.argsort(-np.diag(h), kind="stable")
+    h = h[np.ix_(order, order)]
+    try:
+        u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: inv(h) = u' u
+    except np.linalg.LinAlgError:
+        return nearest
+    v = values[:, order].copy()
+    chosen = np.zeros_like(nearest)
+    for i in range(m):
+        pick = np.argmin(np.abs(v[:, i, None] - sums), axis=1)
+        err = (v[:, i] - sums[np.arange(len(v)), pick]) / u[i, i]
+        v[:, i + 1:] -= err[:, None] * u[i, i + 1:][None, :]
+        chosen[:, order[i]] = pick
+    return chosen

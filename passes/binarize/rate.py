@@ -16,7 +16,8 @@ are seen and not compounded): a neuron's scale is the ``percentile`` of its acti
   hold.
 - Weights: each input is carried on up to ``bits`` axon lines of different types and a neuron's
   weight is the sum of the types its crossbar bits select (``crossmap.passes.binarize.codes``: a
-  4-bit signed code with a scale per neuron).
+  4-bit signed code with a scale per neuron), rounded with error feedback through the calibration
+  inputs' correlation (``feedback``), so that the neuron's drive, not each weight, is kept.
 - Biases: a negative bias is the initial potential (T ticks of it at once: the neuron must first
   make up for it, which is the same total); a positive one is the leak, added on every tick of the
   run, with the ticks outside the layer's input window taken off the initial potential, so that
@@ -27,8 +28,10 @@ are seen and not compounded): a neuron's scale is the ``percentile`` of its acti
   neurons, its positive and its negative part, and a merge group adds the parts (with the bias,
   fitted on the calibration data to the partials' real counts) and applies the ReLU.
 - Output: the last layer's neurons share one scale and offset, so class spike counts rank like the
-  logits; ``output_copies`` copies of each output neuron with staggered initial potentials give
-  that many times the count resolution.
+  logits; zero spikes lie ``floor`` spans below the lowest winning score of the calibration set, so
+  that a sample scoring lower still spikes for its class instead of falling to the tie of all-zero
+  counts; ``output_copies`` copies of each output neuron (and of its partial sums) with staggered
+  initial potentials give that many times the count resolution.
 - Max pooling: rewritten exactly as ReLU layers of rectified differences
   (``crossmap.passes.binarize.maxpool``), so it needs no max neuron.
 - Inputs: the model's own ``Greater(x, t)`` threshold is the threshold encoding (the same frame on
@@ -83,6 +86,8 @@ class BinarizeRate:
     output_copies: int = 8  # copies of each output neuron (staggered initial potentials)
     gain: float = 1.0  # largest drive of one input spike, in thresholds (a neuron's scale is raised to keep it)
     correct: bool = True  # cancel the mean drive error of the deployed inputs in each layer's bias
+    floor: float = 0.25  # output layer: how far below the calibration's lowest winning score zero spikes lie, in spans
+    feedback: bool = True  # round each neuron's weights with error feedback through its inputs' correlation
     encoding: str = "auto"  # auto (threshold when the model thresholds its input, else regular) | regular | rate
 
     def run(self, state: CompileState) -> CompileState:
@@ -237,17 +242,16 @@ class _Converter:
         rep = self._scale(layer, zhat, is_output, w_rate)
         u = sp.csr_matrix(sp.diags(1.0 / rep.scale) @ w_rate)
         bu = (b_rate + rep.offset) / rep.scale
-        col_weight = np.mean(rates_in ** 2, axis=0)
         offsets = np.cumsum([0] + [len(self.reps[s].scale) for s in layer.sources])
         flat_cols = [(s, i) for k, s in enumerate(layer.sources) for i in range(offsets[k + 1] - offsets[k])]
         chunks = self.chunks[layer.name]
         copies = self.options.output_copies if is_output else 1
         if len(chunks) == 1:
             self._emit(layer.name, layer.name, _select(flat_cols, chunks[0]), u[:, chunks[0]], bu,
-                       col_weight[chunks[0]], layer.output_class, copies)
+                       rates_in[:, chunks[0]], layer.output_class, copies)
             groups = [layer.name]
         else:
-            groups = self._split(layer, chunks, flat_cols, u, bu, rates_in, col_weight, copies)
+            groups = self._split(layer, chunks, flat_cols, u, bu, rates_in, copies)
         if not is_output:
             self.reps[layer.name] = rep
         entry: dict[str, Any] = {
@@ -287,7 +291,7 @@ class _Converter:
             low = float(np.percentile(top, 100.0 - p))
             high = float(np.percentile(top, p))
             span = max(high - low, TINY)
-            low -= 0.02 * span  # keep the winner of nearly every sample above zero spikes
+            low -= self.options.floor * span  # keep the winner of unusual samples above zero spikes too
             return Rep(np.full(n, high - low), np.full(n, -low))
         if act == "identity":
             offset = np.maximum(0.0, -np.percentile(zhat, 100.0 - p, axis=0))
@@ -307,8 +311,10 @@ class _Converter:
         return Rep(np.where(alive, scale, fill), offset)
 
     def _split(self, layer: Layer, chunks: list[np.ndarray], flat_cols: list[tuple[str, int]], u: sp.csr_matrix,
-               bu: np.ndarray, rates_in: np.ndarray, col_weight: np.ndarray, copies: int) -> list[str]:
-        """Partial groups (positive and negative part of each chunk's sum) and a merge group."""
+               bu: np.ndarray, rates_in: np.ndarray, copies: int) -> list[str]:
+        """Partial groups (positive and negative part of each chunk's sum) and a merge group. The
+        partials of an output layer get its ``copies`` too (staggered), which the merge reads all
+        of: their count resolution, not only the merge's, limits the class scores."""
         p = self.options.percentile
         n = layer.size
         partial = [np.asarray(rates_in[:, c] @ u[:, c].T.toarray()) for c in chunks]
@@ -320,24 +326,25 @@ class _Converter:
             name = f"{layer.name}/part{c}"
             sub = sp.csr_matrix(sp.diags(1.0 / sigma) @ u[:, cols])
             both = sp.vstack([sub, -sub], format="csr")
-            self._emit(name, layer.name, _select(flat_cols, cols), both, np.zeros(2 * n), col_weight[cols],
-                       np.full(2 * n, -1), 1)
+            self._emit(name, layer.name, _select(flat_cols, cols), both, np.zeros(2 * n), rates_in[:, cols],
+                       np.full(2 * n, -1), copies)
             names.append(name)
-        # merge: z / scale = sum_c sigma * (rate_c+ - rate_c-) + bias, the bias fitted to the real counts
-        part_rates = np.hstack([self.rates[m] for m in names])
-        signed = np.tile(np.concatenate([sigma, -sigma]), len(names))
-        rows = np.tile(np.concatenate([np.arange(n), np.arange(n)]), len(names))
-        merge_w = sp.csr_matrix((signed, (rows, np.arange(2 * n * len(names)))), shape=(n, 2 * n * len(names)))
+        # merge: z / scale = sum_c sigma * (rate_c+ - rate_c-) / copies + bias, the bias fitted to the real counts
+        width = 2 * n * copies  # lines of one partial group: (+, -) x neurons x copies, neuron-major
+        part_rates = np.hstack([self.trains[m].sum(axis=0) / self.ticks for m in names])
+        signed = np.tile(np.repeat(np.concatenate([sigma, -sigma]), copies) / copies, len(names))
+        rows = np.tile(np.repeat(np.concatenate([np.arange(n), np.arange(n)]), copies), len(names))
+        merge_w = sp.csr_matrix((signed, (rows, np.arange(width * len(names)))), shape=(n, width * len(names)))
         target = rates_in @ u.T.toarray() + bu
         merge_b = np.mean(target - np.asarray(part_rates @ merge_w.T.toarray()), axis=0)
-        sources = [(m, np.arange(2 * n)) for m in names]
-        self._emit(layer.name, layer.name, sources, merge_w, merge_b, np.mean(part_rates ** 2, axis=0),
-                   layer.output_class, copies)
+        sources = [(m, np.arange(width)) for m in names]
+        self._emit(layer.name, layer.name, sources, merge_w, merge_b, part_rates, layer.output_class, copies)
         return names + [layer.name]
 
     def _emit(self, name: str, layer: str, sources: list[tuple[str, np.ndarray]], u: sp.csr_matrix,
-              bu: np.ndarray, col_weight: np.ndarray, output_class: np.ndarray, copies: int) -> None:
-        """Fit codes, add the group (with ``copies`` staggered copies of each neuron) and simulate it."""
+              bu: np.ndarray, inputs: np.ndarray, output_class: np.ndarray, copies: int) -> None:
+        """Fit codes to the group's float weights ``u`` on its ``inputs`` (calibration rates of its
+        columns), add the group (with ``copies`` staggered copies of each neuron) and simulate it."""
         chip = self.chip
         T, R = self.ticks, self.run_ticks
         depth = 1 + max(self.depth[s] for s, _ in sources)
@@ -345,7 +352,8 @@ class _Converter:
         cap = np.where(bu > 0, chip.leak_max / np.maximum(bu, TINY), np.inf)
         cap = np.minimum(cap, (chip.beta_max // 2) / (T * np.maximum(1.0, np.abs(bu))))
         cap = np.minimum(cap, chip.alpha_max)
-        codes = fit_codes(u, col_weight, cap, bits=self.options.bits, weight_max=chip.weight_max)
+        codes = fit_codes(u, np.mean(inputs ** 2, axis=0), cap, bits=self.options.bits, weight_max=chip.weight_max,
+                          inputs=inputs if self.options.feedback else None)
         assignment, int_weights = _assignment(codes, chip.axon_types, copies)
         n = codes.k.shape[0]
         alpha = codes.alpha.astype(np.float64)
