@@ -64,7 +64,7 @@ def main() -> None:
     calibration = load_arrays(args.calibration)[0] if args.calibration else None
     print(f"MNIST {args.split}, {len(x)} images; default options except --ticks")
     print(f"{'model':<16}{'float':>8}{'ticks':>6}{'chip':>8}{'diff':>7}{'cores':>7}{'w.cores':>8}{'ratio':>6}"
-          f"{'uJ/img':>9}{'compile s':>10}{'run s':>8}")
+          f"{'latency':>8}{'uJ/img':>9}{'compile s':>10}{'run s':>8}")
     for model in args.models:
         fl = float_accuracy(model, x, y)
         need = weight_cores(model)
@@ -76,6 +76,7 @@ def main() -> None:
             acc = result["accuracy"]
             print(f"{Path(model).stem:<16}{100 * fl:>7.2f}%{ticks:>6}{100 * acc:>7.2f}%{100 * (acc - fl):>+7.2f}"
                   f"{program.num_cores:>7}{need:>8.1f}{program.num_cores / need:>6.1f}"
+                  f"{program.latency:>8}"
                   f"{result['energy_per_sample_uj']:>9.2f}{compile_s:>10.1f}{result['seconds']:>8.1f}", flush=True)
 
 

@@ -225,8 +225,22 @@ def _limit_blas_threads(threads: int) -> None:
 _job: dict[str, Job] = {}  # what forked workers emulate: set before the pool starts
 
 
-def _worker_init(processes: int) -> None:
+def _worker_init(processes: int, job: Job | None = None) -> None:
+    """Set a worker's thread counts; a spawned worker (no fork) also receives its job here."""
     limit_threads(processes)
+    if job is not None:
+        _job["job"] = job
+
+
+def _start_method() -> str:
+    """``fork``, unless this process runs Ray: forking a process that holds Ray's threads and
+    sockets can hang the child, so such a process spawns its workers instead."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and getattr(ray, "is_initialized", lambda: False)():
+        return "spawn"
+    return "fork"
 
 
 def _worker_batch(lo: int) -> Figures:
@@ -256,7 +270,8 @@ def _threads_in_this_process(backend: str) -> Iterator[None]:
 
 
 def _batches(job: Job, workers: int) -> Iterator[tuple[int, Figures]]:
-    """(batch size, figures) of every batch in order, emulated here or in ``workers`` forked processes."""
+    """(batch size, figures) of every batch in order, emulated here or in ``workers`` forked processes
+    (spawned ones in a process that runs Ray)."""
     sizes = job.sizes()
     if workers == 1 or len(job.starts) == 1 or "fork" not in mp.get_all_start_methods():
         with _threads_in_this_process(job.backend):
@@ -268,9 +283,10 @@ def _batches(job: Job, workers: int) -> Iterator[tuple[int, Figures]]:
     processes = min(workers, len(job.starts))
     job.processes = processes
     _job["job"] = job
+    method = _start_method()
     try:
-        with ProcessPoolExecutor(processes, mp_context=mp.get_context("fork"), initializer=_worker_init,
-                                 initargs=(processes,)) as pool:
+        with ProcessPoolExecutor(processes, mp_context=mp.get_context(method), initializer=_worker_init,
+                                 initargs=(processes, job if method == "spawn" else None)) as pool:
             yield from zip(sizes, pool.map(_worker_batch, job.starts))
     finally:
         _job.clear()

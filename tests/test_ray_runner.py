@@ -67,3 +67,21 @@ def test_a_failed_connection_stops_the_front_batches_and_says_so(monkeypatch):
     with pytest.raises(CrossmapError, match="could not connect to the Ray cluster at '10.0.0.1:6379'"):
         list(sharded)
     assert sharded._stop and sharded._next <= len(sharded.job.starts)
+
+
+def test_a_process_running_ray_spawns_its_workers_instead_of_forking(monkeypatch):
+    import sys
+    import types
+
+    from crossmap import runner
+
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: True   # forking a process that holds Ray's threads can hang the child
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    assert runner._start_method() == "spawn"
+    job = _job("emulator", {})
+    expected = [job.emulate_batch(lo) for lo in job.starts]
+    got = list(runner._batches(_job("emulator", {}), 2))
+    for (_, (hits, activity, energy, classes)), (hits0, activity0, energy0, classes0) in zip(got, expected):
+        assert (hits, activity, energy) == (hits0, activity0, energy0)
+        np.testing.assert_array_equal(classes, classes0)

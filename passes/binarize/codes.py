@@ -158,7 +158,6 @@ def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, wei
     return Codes(k=k.astype(np.int64), alpha=alpha.astype(np.int64), pattern=w, subset=subset.astype(np.int64))
 
 
-
 def assign_with_feedback(w: sp.csr_matrix, sums: np.ndarray, inputs: np.ndarray, damping: float = 0.01) -> np.ndarray:
     """The subset (index into each row's ``sums``) of every stored weight of ``w``, chosen column by
     column, most active input first: each rounding error is carried over to the row's weights not
