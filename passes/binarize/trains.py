@@ -44,6 +44,8 @@ def simulate_group(chip: ChipSpec, g: NeuronGroup, incoming: list[Lines], delays
             feeds.append((trains[l.source], l.source_index, delay, matrix))
     v = np.broadcast_to(g.initial_v.astype(np.int64), (batch, g.size)).copy()
     out = np.zeros((ticks, batch, g.size), bool)
+    alpha, leak, beta = (np.asarray(a, np.int64) for a in (g.alpha, g.leak, g.beta))
+    linear = bool(np.all(g.reset_mode == 1))  # reset by subtraction everywhere (rate coding): in place
     for t in range(ticks):
         acc = np.zeros((batch, g.size), np.float32)
         for train, index, delay, matrix in feeds:
@@ -56,14 +58,22 @@ def simulate_group(chip: ChipSpec, g: NeuronGroup, incoming: list[Lines], delays
                 ok = when >= 0
                 if not ok.any():
                     continue
-                active = np.zeros((batch, index.size), bool)
-                active[:, ok] = train[when[ok], :, index[ok]].T
+                if ok.all() and (when == when[0]).all():  # one delay for all lines: a row gather
+                    active = train[when[0]][:, index]
+                else:
+                    active = np.zeros((batch, index.size), bool)
+                    active[:, ok] = train[when[ok], :, index[ok]].T
             if active.any():
                 acc += np.asarray(matrix.T @ active.T.astype(np.float32)).T
-        v = np.clip(v + acc.astype(np.int64), chip.v_min, chip.v_max)
-        v = np.clip(v + g.leak, chip.v_min, chip.v_max)
-        fire = v >= g.alpha
-        reset = np.where(g.reset_mode == 0, g.reset_value, np.where(g.reset_mode == 1, v - g.alpha, v))
-        v = np.where(fire, reset, np.where(v < -g.beta, -g.beta, v))
-        out[t] = fire
+        v += acc.astype(np.int64)
+        np.clip(v, chip.v_min, chip.v_max, out=v)
+        v += leak
+        np.clip(v, chip.v_min, chip.v_max, out=v)
+        fire = np.greater_equal(v, alpha, out=out[t])
+        if linear:  # a neuron that fired is left at v - alpha >= 0, above any floor
+            np.subtract(v, alpha, out=v, where=fire)
+            np.maximum(v, -beta, out=v)
+        else:
+            reset = np.where(g.reset_mode == 0, g.reset_value, np.where(g.reset_mode == 1, v - g.alpha, v))
+            v = np.where(fire, reset, np.where(v < -g.beta, -g.beta, v))
     return out
