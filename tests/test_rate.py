@@ -122,6 +122,15 @@ def test_rounding_with_error_feedback_keeps_the_drive_on_the_calibration_inputs(
         assert drive_error[1] < 0.5 * drive_error[0]
 
 
+@pytest.mark.parametrize("option, message", [("floor=-1", r"floor=-1.0; choose a value in \[0, 10\]"),
+                                             ("bits=5", r"bits=5; need 1 to 4"),
+                                             ("percentile=20", r"percentile=20.0; choose a value in \[50, 100\]")])
+def test_options_out_of_range_get_clear_errors(float_mlp, option, message):
+    x = np.random.default_rng(0).random((8, 40)).astype(np.float32)
+    with pytest.raises(BinarizeError, match=message):
+        crossmap.compile(float_mlp, calibration=x, pipeline=f"binarize_rate{{{option}}},partition,place,route,emit")
+
+
 def test_unsupported_layers_get_clear_errors(tmp_path):
     path = tmp_path / "tanh.onnx"
     onnx.save(mlp((10, 6, 3), activation="Tanh"), str(path))

@@ -129,6 +129,9 @@ class BinarizeRate:
             raise BinarizeError(f"binarize_rate: ticks={self.ticks}; need at least 1")
         if not 50.0 <= self.percentile <= 100.0:
             raise BinarizeError(f"binarize_rate: percentile={self.percentile}; choose a value in [50, 100]")
+        if not 0.0 <= self.floor <= 10.0:
+            raise BinarizeError(f"binarize_rate: floor={self.floor}; choose a value in [0, 10] (spans of the class "
+                                f"scores below the calibration set's lowest winning score)")
         if self.gain < 0:
             raise BinarizeError(f"binarize_rate: gain={self.gain}; need >= 0 (0 turns the bound off)")
         if self.output_copies < 1 or self.samples < 1:
