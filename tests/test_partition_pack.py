@@ -213,3 +213,21 @@ def test_compaction_too_large_for_its_table_keeps_the_packing(monkeypatch):
     assert len(compact_pack(reads, np.ones(6, int), cores, 8, 8)) == 1
     monkeypatch.setattr(partition_pack, "COMPACT_MAX_ENTRIES", 35)
     assert compact_pack(reads, np.ones(6, int), cores, 8, 8) == cores
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_greedy_pack_equals_the_plain_greedy_when_items_repeat(seed, with_targets):
+    """Items drawn from a few key sets (as the output channels of one convolution patch), so many
+    join a core without new axons or readers."""
+    rng = np.random.default_rng(seed)
+    n, k, patterns = int(rng.integers(2, 40)), int(rng.integers(1, 30)), int(rng.integers(1, 5))
+    shapes = rng.random((patterns, k)) < rng.uniform(0.05, 0.6)
+    dense = shapes[rng.integers(0, patterns, n)]
+    dense[rng.random(n) < 0.1] = False  # a few items read nothing
+    A = int(rng.integers(max(1, dense.sum(axis=1).max()), 35))
+    N = int(rng.integers(2, 12))
+    weights = rng.integers(1, N + 1, n) if rng.random() < 0.5 else np.ones(n, np.int64)
+    targets = sp.csr_matrix(rng.random((n, 4)) < 0.2) if with_targets else None
+    reads = sp.csr_matrix(dense)
+    assert greedy_pack(reads, weights, A, N, targets) == plain_greedy_pack(reads, weights, A, N, targets)

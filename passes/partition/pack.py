@@ -161,11 +161,21 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                     best_key = (int(target_deg[best] - shared_targets[best]), int(score[best] // span),
                                 int(rank[best]))
             step = 16
-            if best_key is not None and pointer < static.size:
+            bound = (done, 0, 0)  # the key of the first untouched item that may fit, or above all
+            if pointer < static.size:
                 first = int(static[pointer])  # no untouched item that fits comes before it in static order
-                if best_key < (int(target_deg[first]), int(fan_in[first]), int(rank[first])):
-                    item = best
-                    continue
+                bound = (int(target_deg[first]), int(fan_in[first]), int(rank[first]))
+            if best_key is not None and best_key < bound:
+                if best_key[:2] == (0, 0):  # it costs nothing: so do the next ones that cost nothing
+                    riders = free_riders(ids, s, span, weights, free_neurons, bound)
+                    taken = np.asarray(riders[:-1], np.int64)  # the last one goes the ordinary way
+                    members.extend(riders[:-1])
+                    base[taken] = score[taken] = done
+                    left -= taken.size
+                    neurons += int(weights[taken].sum())
+                    best = riders[-1]
+                item = best
+                continue
             while pointer < static.size:
                 end = pointer + step
                 ok = ~blocked[static[pointer:end]] & (static_fan_in[pointer:end] <= free_axons)
@@ -192,6 +202,30 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
         for outs in core_outs:
             fed[outs] = False
     return cores
+
+
+def free_riders(ids: np.ndarray, s: np.ndarray, span: int, weights: np.ndarray, free_neurons: int,
+                bound: tuple[int, int, int]) -> list[int]:
+    """The items ``greedy_pack`` adds next, in order, while each brings no new axon and no new
+    reader core: the candidates ``ids`` whose score ``s`` (new readers, new axons, rank as one
+    integer) is below ``span``, by rank, each that still fits the free neuron slots, as long as
+    its key stays below ``bound`` (the first untouched item that may fit). Adding such an item
+    changes no other item's score, so the greedy choice after it is the next one of these."""
+    zero = s < span
+    order = np.argsort(s[zero], kind="stable")
+    riders: list[int] = []
+    limit = bound[2] if bound[:2] == (0, 0) else span  # an untouched item that costs nothing comes first
+    for item, r in zip(ids[zero][order].tolist(), s[zero][order].tolist()):
+        if r >= limit:
+            break
+        w = int(weights[item])
+        if w > free_neurons:
+            continue  # it will never fit this core again: it is dropped from the candidates
+        riders.append(item)
+        free_neurons -= w
+        if free_neurons <= 0:
+            break
+    return riders
 
 
 UNTOUCHED_CHUNK = 4096  # static-order entries checked per vectorized step of the pointer
