@@ -117,6 +117,16 @@ def instance_count(targets: int, output: bool, mode: str, max_neurons: int) -> i
     return max(1, count)
 
 
+def instance_counts(targets: np.ndarray, output: np.ndarray, mode: str, max_neurons: int) -> np.ndarray:
+    """``instance_count`` of every neuron of a group at once (``output``: has an output port)."""
+    targets = np.asarray(targets, np.int64)
+    ports = np.asarray(output, bool).astype(np.int64)
+    if mode == "copy":
+        return np.maximum(1, targets + ports)
+    splitters = np.where(targets > 1, -(-targets // max_neurons), (targets == 1).astype(np.int64))
+    return np.maximum(1, ports + splitters)
+
+
 @dataclass
 class PackOptions:
     """Knobs of the packing."""
@@ -275,8 +285,7 @@ def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, ta
     the neuron's input axons along), instead of every copy of its neurons, which feed every core
     that reads any of them."""
     group = net.groups[g]
-    counts = np.array([instance_count(int(k), bool(o >= 0), mode, N) for k, o in zip(targets, group.output_class)],
-                      np.int64)
+    counts = instance_counts(targets, group.output_class >= 0, mode, N)
     item_aim = None
     if per_reader:
         item_neuron, item_count, item_aim = _chunk_by_reader(readers, group.output_class >= 0, N)
@@ -343,29 +352,33 @@ def _chunk_by_reader(readers: sp.csr_matrix, output: np.ndarray, N: int) -> tupl
     it feeds there, in runs of at most N), aimed at that core, one for its output port, and one
     copy for a neuron with neither. Returns (neuron, copies, aimed core or -1) per item."""
     readers = readers.tocsr()
-    neuron, count, aim = [], [], []
-    for n in range(readers.shape[0]):
-        row = slice(readers.indptr[n], readers.indptr[n + 1])
-        for core, c in zip(readers.indices[row].tolist(), readers.data[row].tolist()):
-            runs = _runs(c, N)
-            neuron += [n] * len(runs)
-            count += runs
-            aim += [core] * len(runs)
-        if output[n] or readers.indptr[n] == readers.indptr[n + 1]:
-            neuron.append(n)
-            count.append(1)
-            aim.append(-1)
-    return np.array(neuron, np.int64), np.array(count, np.int64), np.array(aim, np.int64)
+    size = readers.shape[0]
+    entry_neuron = np.repeat(np.arange(size, dtype=np.int64), np.diff(readers.indptr))
+    neuron, count, which = _split_runs(entry_neuron, np.asarray(readers.data, np.int64), N)
+    aim = np.asarray(readers.indices, np.int64)[which]
+    alone = np.flatnonzero(np.asarray(output, bool) | (np.diff(readers.indptr) == 0))  # a port, or no reader
+    # each neuron's reader items in reader order, then its port item (a stable sort by neuron)
+    neuron = np.concatenate([neuron, alone])
+    order = np.argsort(neuron, kind="stable")
+    count = np.concatenate([count, np.ones(alone.size, np.int64)])
+    aim = np.concatenate([aim, np.full(alone.size, -1, np.int64)])
+    return neuron[order], count[order], aim[order]
 
 
 def _chunk(counts: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray]:
     """Items: each neuron's instances in runs of at most N."""
-    neuron, count = [], []
-    for n, c in enumerate(counts.tolist()):
-        runs = _runs(c, N)
-        neuron += [n] * len(runs)
-        count += runs
-    return np.array(neuron, np.int64), np.array(count, np.int64)
+    neuron, count, _ = _split_runs(np.arange(len(counts), dtype=np.int64), np.asarray(counts, np.int64), N)
+    return neuron, count
+
+
+def _split_runs(owner: np.ndarray, counts: np.ndarray, N: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each ``counts[i]`` split as ``_runs`` does, in order: (owner, run length, i) per run."""
+    runs = -(-counts // N)  # a count of 0 makes no run
+    which = np.repeat(np.arange(counts.size, dtype=np.int64), runs)
+    first_run = np.cumsum(runs) - runs
+    index = np.arange(which.size, dtype=np.int64) - first_run[which]  # the run's place among its owner's runs
+    length = np.minimum(N, counts[which] - index * N)
+    return owner[which], length.astype(np.int64), which
 
 
 def _runs(instances: int, N: int) -> list[int]:
