@@ -90,88 +90,187 @@ def anneal(mesh: Mesh, adj: Adjacency, cells: np.ndarray, moves: int, seed: int 
     ``radius`` (swapping with its occupant), accepted by the Metropolis rule under a temperature
     falling geometrically from ``start_temperature`` to ``end_temperature`` (default: the mean
     edge weight and a hundredth of it). Returns the final placement; it ends cold, so callers
-    compare it with the start and keep the better."""
+    compare it with the start and keep the better.
+
+    The proposals are judged in batches (``Annealer``): each batch's cost changes are computed at
+    once with numpy from the placement at its start, then walked in order; a proposal whose core,
+    swap partner, their neighbours or target cell moved earlier in the batch is judged again one
+    by one. Every decision, and so the result, is that of judging the proposals one by one."""
     n = cells.size
     if moves <= 0 or n < 2 or adj.neighbor.size == 0:
         return cells.copy()
     mean_weight = float(adj.weight.mean())
     t_start = mean_weight if start_temperature is None else start_temperature
     t_end = 0.01 * mean_weight if end_temperature is None else end_temperature
-    width, height = mesh.width, mesh.height
-    penalty = mesh.penalty
-    mx, my = mesh.chip.mesh_x, mesh.chip.mesh_y
-    nbr = [adj.neighbor[adj.indptr[i]:adj.indptr[i + 1]].tolist() for i in range(n)]
-    wts = [adj.weight[adj.indptr[i]:adj.indptr[i + 1]].tolist() for i in range(n)]
-    xs = (cells % width).tolist()
-    ys = (cells // width).tolist()
-    occupant = [-1] * (width * height)
-    for i in range(n):
-        occupant[ys[i] * width + xs[i]] = i
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, n, moves).tolist()
-    off_x = rng.integers(-radius, radius + 1, moves).tolist()
-    off_y = rng.integers(-radius, radius + 1, moves).tolist()
-    draw = rng.random(moves).tolist()
+    pick = rng.integers(0, n, moves)
+    off_x = rng.integers(-radius, radius + 1, moves)
+    off_y = rng.integers(-radius, radius + 1, moves)
+    draw = rng.random(moves)
     cooling = math.log(t_end / t_start) / moves
+    annealer = Annealer(mesh, adj, cells, t_start, cooling)
+    annealer.run(pick, off_x, off_y, draw)
+    return annealer.cells()
 
-    links = [list(zip(nbr[i], wts[i])) for i in range(n)]
-    exp = math.exp
-    if penalty:
-        return _anneal_with_crossings(links, xs, ys, occupant, width, height, mx, my, penalty, pick, off_x, off_y,
-                                      draw, t_start, cooling, moves)
-    for step in range(moves):
-        node = pick[step]
-        fx = xs[node]
-        fy = ys[node]
-        tx = fx + off_x[step]
-        ty = fy + off_y[step]
-        if tx < 0 or ty < 0 or tx >= width or ty >= height or (tx == fx and ty == fy):
-            continue
-        other = occupant[ty * width + tx]
-        # the cost change of node's edges (except to other), then of other's (except to node):
-        # the same sums in the same order as a per-node helper, inlined for speed
+
+# batch sizes of Annealer: a batch shrinks while many of its proposals must be judged again one by
+# one (a move changes the cost of its neighbours' proposals) and grows while few must
+BATCH_MIN, BATCH_MAX, BATCH_START = 16, 8192, 256
+# a proposal whose random draw lies this close to its acceptance probability is judged again with
+# math.exp, so that numpy's exp (which may differ in the last bit) never decides
+EXP_MARGIN = 1e-9
+
+
+class Annealer:
+    """The state of ``anneal``: where each core sits (lists for the one-by-one judging, arrays
+    for the batches, kept equal), which cell each core occupies, and the batch stamps that say
+    which cores and cells changed in the current batch."""
+
+    def __init__(self, mesh: Mesh, adj: Adjacency, cells: np.ndarray, t_start: float, cooling: float) -> None:
+        n = cells.size
+        self.width, self.height = mesh.width, mesh.height
+        self.penalty = mesh.penalty
+        self.mx, self.my = mesh.chip.mesh_x, mesh.chip.mesh_y
+        self.t_start, self.cooling = t_start, cooling
+        self.indptr, self.neighbor, self.weight = adj.indptr, adj.neighbor, adj.weight
+        nbr = [adj.neighbor[adj.indptr[i]:adj.indptr[i + 1]].tolist() for i in range(n)]
+        wts = [adj.weight[adj.indptr[i]:adj.indptr[i + 1]].tolist() for i in range(n)]
+        self.nbr = nbr
+        self.links = [list(zip(nbr[i], wts[i])) for i in range(n)]
+        self.x = np.asarray(cells % self.width, np.int64)
+        self.y = np.asarray(cells // self.width, np.int64)
+        self.xs, self.ys = self.x.tolist(), self.y.tolist()
+        self.occ = np.full(self.width * self.height, -1, np.int64)
+        self.occ[self.y * self.width + self.x] = np.arange(n)
+        self.occupant = self.occ.tolist()
+        self.core_stamp = [-1] * n  # the last batch in which the core or a neighbour moved
+        self.cell_stamp = [-1] * (self.width * self.height)  # the last batch in which the cell's occupant changed
+
+    def cells(self) -> np.ndarray:
+        """The placement now."""
+        return self.y * self.width + self.x
+
+    def run(self, pick: np.ndarray, off_x: np.ndarray, off_y: np.ndarray, draw: np.ndarray) -> None:
+        """Judge every proposal (core ``pick[s]`` by ``(off_x[s], off_y[s])``) in order."""
+        moves, start, size, batch = pick.size, 0, BATCH_START, 0
+        while start < moves:
+            end = min(moves, start + size)
+            again = self._batch(batch, start, pick[start:end], off_x[start:end], off_y[start:end], draw[start:end])
+            if again * 10 > end - start:
+                size = max(BATCH_MIN, size // 2)
+            elif again * 50 < end - start:
+                size = min(BATCH_MAX, size * 2)
+            start, batch = end, batch + 1
+
+    def _batch(self, batch: int, first: int, pick: np.ndarray, off_x: np.ndarray, off_y: np.ndarray,
+               draw: np.ndarray) -> int:
+        """Judge one batch of proposals (the first is step ``first``); returns how many had to be
+        judged again one by one."""
+        fx, fy = self.x[pick], self.y[pick]
+        tx, ty = fx + off_x, fy + off_y
+        valid = (tx >= 0) & (ty >= 0) & (tx < self.width) & (ty < self.height) & ((off_x != 0) | (off_y != 0))
+        target = np.where(valid, ty * self.width + tx, 0)
+        other = np.where(valid, self.occ[target], -1)
+        delta = self._deltas(np.flatnonzero(valid), pick, other, fx, fy, tx, ty)
+        steps = first + np.arange(pick.size)
+        keep = self._verdicts(delta, draw, steps) & valid
+        core_stamp, cell_stamp = self.core_stamp, self.cell_stamp
+        again = 0
+        for j, node, v, t, o, k in zip(range(pick.size), pick.tolist(), valid.tolist(), target.tolist(),
+                                       other.tolist(), keep.tolist()):
+            if core_stamp[node] == batch or (v and (cell_stamp[t] == batch or (o >= 0 and core_stamp[o] == batch))):
+                again += 1
+                self._one(batch, node, int(off_x[j]), int(off_y[j]), float(draw[j]), first + j)
+            elif k:
+                self._apply(batch, node, self.xs[node], self.ys[node], t % self.width, t // self.width, o)
+        return again
+
+    def _deltas(self, rows: np.ndarray, pick: np.ndarray, other: np.ndarray, fx: np.ndarray, fy: np.ndarray,
+                tx: np.ndarray, ty: np.ndarray) -> np.ndarray:
+        """Cost change of each proposal ``rows`` (0 elsewhere), as ``_one`` sums it: the moving
+        core's edges in order (but the one to its swap partner), then the partner's in order."""
+        delta = np.zeros(pick.size)
+        if rows.size == 0:
+            return delta
+        node, partner = pick[rows], other[rows]
+        own = self._edge_sums(node, partner, tx[rows], ty[rows], fx[rows], fy[rows])
+        swapped = np.flatnonzero(partner >= 0)
+        if swapped.size:
+            back = self._edge_sums(partner[swapped], node[swapped], fx[rows][swapped], fy[rows][swapped],
+                                   tx[rows][swapped], ty[rows][swapped])
+            own[swapped] = own[swapped] + back
+        delta[rows] = own
+        return delta
+
+    def _edge_sums(self, core: np.ndarray, skip: np.ndarray, tx: np.ndarray, ty: np.ndarray, fx: np.ndarray,
+                   fy: np.ndarray) -> np.ndarray:
+        """Per proposal, the sum in edge order over the edges of ``core`` (but to ``skip``) of
+        weight x (length from (tx, ty) - length from (fx, fy)), starting from 0.0 (bincount adds
+        in order, so the sums are bit for bit those of a loop)."""
+        starts = self.indptr[core]
+        lengths = self.indptr[core + 1] - starts
+        seg = np.repeat(np.arange(core.size), lengths)
+        flat = np.arange(seg.size) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+        k = self.neighbor[flat]
+        use = k != skip[seg]
+        seg, k, w = seg[use], k[use], self.weight[flat[use]]
+        kx, ky = self.x[k], self.y[k]
+        t_x, t_y, f_x, f_y = tx[seg], ty[seg], fx[seg], fy[seg]
+        change = np.abs(t_x - kx) + np.abs(t_y - ky) - np.abs(f_x - kx) - np.abs(f_y - ky)
+        if self.penalty:
+            kcx, kcy = kx // self.mx, ky // self.my
+            chips = (np.abs(t_x // self.mx - kcx) + np.abs(t_y // self.my - kcy)
+                     - np.abs(f_x // self.mx - kcx) - np.abs(f_y // self.my - kcy))
+            change = change + self.penalty * chips
+        return np.bincount(seg, weights=w * change, minlength=core.size)
+
+    def _verdicts(self, delta: np.ndarray, draw: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Whether each proposal is accepted by the Metropolis rule; a draw too close to its
+        probability to trust numpy's exp is decided with math.exp as ``_one`` does."""
+        keep = delta <= 0
+        hot = np.flatnonzero(~keep)
+        if hot.size:
+            p = np.exp(-delta[hot] / (self.t_start * np.exp(self.cooling * steps[hot])))
+            keep[hot] = draw[hot] < p
+            close = hot[np.abs(draw[hot] - p) <= EXP_MARGIN]
+            for j in close.tolist():
+                keep[j] = not draw[j] >= math.exp(-float(delta[j]) / (self.t_start * math.exp(self.cooling * int(steps[j]))))
+        return keep
+
+    def _one(self, batch: int, node: int, dx: int, dy: int, draw: float, step: int) -> None:
+        """Judge one proposal on the placement as it is now (and apply it when accepted)."""
+        fx, fy = self.xs[node], self.ys[node]
+        tx, ty = fx + dx, fy + dy
+        if tx < 0 or ty < 0 or tx >= self.width or ty >= self.height or (tx == fx and ty == fy):
+            return
+        other = self.occupant[ty * self.width + tx]
+        delta = self._delta(node, other, fx, fy, tx, ty)
+        if delta > 0 and draw >= math.exp(-delta / (self.t_start * math.exp(self.cooling * step))):
+            return
+        self._apply(batch, node, fx, fy, tx, ty, other)
+
+    def _delta(self, node: int, other: int, fx: int, fy: int, tx: int, ty: int) -> float:
+        """The cost change of moving ``node`` to (tx, ty) and ``other`` (-1: none) to (fx, fy):
+        node's edges (except to other), then other's (except to node), summed in edge order."""
+        xs, ys, links = self.xs, self.ys, self.links
         delta = 0.0
-        for k, w in links[node]:
-            if k != other:
-                kx = xs[k]
-                ky = ys[k]
-                delta += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky))
-        if other >= 0:
-            back = 0.0
-            for k, w in links[other]:
-                if k != node:
+        if not self.penalty:
+            for k, w in links[node]:
+                if k != other:
                     kx = xs[k]
                     ky = ys[k]
-                    back += w * (abs(fx - kx) + abs(fy - ky) - abs(tx - kx) - abs(ty - ky))
-            delta += back
-        if delta > 0 and draw[step] >= exp(-delta / (t_start * exp(cooling * step))):
-            continue
-        xs[node] = tx
-        ys[node] = ty
-        occupant[ty * width + tx] = node
-        occupant[fy * width + fx] = other
-        if other >= 0:
-            xs[other] = fx
-            ys[other] = fy
-    return np.asarray(ys, np.int64) * width + np.asarray(xs, np.int64)
-
-
-def _anneal_with_crossings(links: list, xs: list[int], ys: list[int], occupant: list[int], width: int, height: int,
-                           mx: int, my: int, penalty: float, pick: list[int], off_x: list[int], off_y: list[int],
-                           draw: list[float], t_start: float, cooling: float, moves: int) -> np.ndarray:
-    """The annealing loop of ``anneal`` when chip crossings cost ``penalty`` hops each."""
-    exp = math.exp
-    for step in range(moves):
-        node = pick[step]
-        fx = xs[node]
-        fy = ys[node]
-        tx = fx + off_x[step]
-        ty = fy + off_y[step]
-        if tx < 0 or ty < 0 or tx >= width or ty >= height or (tx == fx and ty == fy):
-            continue
-        other = occupant[ty * width + tx]
+                    delta += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky))
+            if other >= 0:
+                back = 0.0
+                for k, w in links[other]:
+                    if k != node:
+                        kx = xs[k]
+                        ky = ys[k]
+                        back += w * (abs(fx - kx) + abs(fy - ky) - abs(tx - kx) - abs(ty - ky))
+                delta += back
+            return delta
+        mx, my, penalty = self.mx, self.my, self.penalty
         fcx, fcy, tcx, tcy = fx // mx, fy // my, tx // mx, ty // my
-        delta = 0.0
         for k, w in links[node]:
             if k != other:
                 kx = xs[k]
@@ -189,13 +288,24 @@ def _anneal_with_crossings(links: list, xs: list[int], ys: list[int], occupant: 
                     back += w * (abs(fx - kx) + abs(fy - ky) - abs(tx - kx) - abs(ty - ky)
                                  + penalty * (abs(fcx - kcx) + abs(fcy - kcy) - abs(tcx - kcx) - abs(tcy - kcy)))
             delta += back
-        if delta > 0 and draw[step] >= exp(-delta / (t_start * exp(cooling * step))):
-            continue
-        xs[node] = tx
-        ys[node] = ty
-        occupant[ty * width + tx] = node
-        occupant[fy * width + fx] = other
+        return delta
+
+    def _apply(self, batch: int, node: int, fx: int, fy: int, tx: int, ty: int, other: int) -> None:
+        """Move ``node`` from (fx, fy) to (tx, ty) and ``other`` (-1: none) the other way, and
+        stamp the cores and cells whose proposals this changes."""
+        here, there = fy * self.width + fx, ty * self.width + tx
+        self.xs[node], self.ys[node] = tx, ty
+        self.x[node], self.y[node] = tx, ty
+        self.occupant[there], self.occupant[here] = node, other
+        self.occ[there], self.occ[here] = node, other
+        core_stamp = self.core_stamp
+        core_stamp[node] = batch
+        for k in self.nbr[node]:
+            core_stamp[k] = batch
         if other >= 0:
-            xs[other] = fx
-            ys[other] = fy
-    return np.asarray(ys, np.int64) * width + np.asarray(xs, np.int64)
+            self.xs[other], self.ys[other] = fx, fy
+            self.x[other], self.y[other] = fx, fy
+            core_stamp[other] = batch
+            for k in self.nbr[other]:
+                core_stamp[k] = batch
+        self.cell_stamp[here] = self.cell_stamp[there] = batch
