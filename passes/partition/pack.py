@@ -86,10 +86,11 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     static = np.lexsort((rank, fan_in, target_deg))  # untouched items, best first
     static_fan_in, static_weight = fan_in[static], weights[static]
     span = n_items + 1  # (new axons, rank) as one integer, lexicographic
-    done = np.iinfo(np.int64).max // 4  # the score of an assigned item: never fits
-    base = fan_in * span + rank
-    score = base.copy()  # per item: (axons the open core lacks) * span + rank
-    shared_targets = np.zeros(n_items, np.int64)  # the open core's reader cores each item feeds
+    big = (max_axons + 1) * span  # (new reader cores, new axons, rank) as one integer, for items that fit
+    done = np.iinfo(np.int64).max // 4  # the key of an assigned item: never fits
+    assigned_above = done // 2  # an assigned item's key stays above this however much it is lowered
+    base = target_deg * big + fan_in * span + rank
+    key = base.copy()  # per item: (reader cores the open core does not feed, axons it lacks, rank)
     blocked = np.zeros(n_items, bool)  # assigned, or touched by the open core
     in_core = np.zeros(n_keys, bool)
     fed = np.zeros(n_targets, bool)
@@ -100,7 +101,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     while left:
         while base[by_rank[next_seed]] == done:
             next_seed += 1
-        candidates = np.zeros(0, np.int64)  # touched items that may still fit
+        candidates = np.zeros(0, np.int64)  # touched items, some of which may no longer fit
         seen: list[np.ndarray] = []  # every item touched by this core, to reset
         core_keys: list[np.ndarray] = []
         core_outs: list[np.ndarray] = []
@@ -110,7 +111,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
         item = int(by_rank[next_seed])
         while item >= 0:
             members.append(item)
-            base[item] = score[item] = done
+            base[item] = key[item] = done
             blocked[item] = True
             left -= 1
             keys = r_ind[r_ptr[item]:r_ptr[item + 1]]
@@ -121,7 +122,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 core_keys.append(fresh)
                 axons += fresh.size
                 hit = gather_columns(k_ptr, k_ind, fresh)
-                np.add.at(score, hit, -span)
+                np.add.at(key, hit, -span)
                 reached.append(hit)
             neurons += int(weights[item])
             if targets is not None:
@@ -131,7 +132,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                     fed[fresh_out] = True
                     core_outs.append(fresh_out)
                     hit = gather_columns(f_ptr, f_ind, fresh_out)
-                    np.add.at(shared_targets, hit, 1)
+                    np.add.at(key, hit, -big)
                     reached.append(hit)
             for hit in reached:
                 new = hit[~blocked[hit]]
@@ -143,23 +144,20 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             free_axons, free_neurons = max_axons - axons, max_neurons - neurons
             if free_neurons <= 0:
                 break
-            best, best_key = -1, None
+            best, best_key, s = -1, None, key[candidates]
             if candidates.size:
-                ids = candidates
-                s = score[ids]
-                fits = s < (free_axons + 1) * span
-                if heaviest > free_neurons:
-                    fits &= weights[ids] <= free_neurons
-                if not fits.all():
-                    ids, s = ids[fits], s[fits]
-                    candidates = ids
-                if ids.size:
-                    if targets is not None:
-                        s = (target_deg[ids] - shared_targets[ids]) * ((free_axons + 1) * span) + s
-                    pick = int(np.argmin(s))
-                    best = int(ids[pick])
-                    best_key = (int(target_deg[best] - shared_targets[best]), int(score[best] // span),
-                                int(rank[best]))
+                best = int(candidates[int(np.argmin(s))])
+                k = int(key[best])
+                if k >= assigned_above or k % big >= (free_axons + 1) * span or weights[best] > free_neurons:
+                    # the best no longer fits: drop every candidate that does not (for good), then look again
+                    fits = (s < assigned_above) & (s % big < (free_axons + 1) * span)
+                    if heaviest > free_neurons:
+                        fits &= weights[candidates] <= free_neurons
+                    candidates, s = candidates[fits], s[fits]
+                    best = int(candidates[int(np.argmin(s))]) if candidates.size else -1
+                if best >= 0:
+                    k = int(key[best])
+                    best_key = (k // big, (k % big) // span, int(rank[best]))
             step = 16
             bound = (done, 0, 0)  # the key of the first untouched item that may fit, or above all
             if pointer < static.size:
@@ -167,10 +165,10 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 bound = (int(target_deg[first]), int(fan_in[first]), int(rank[first]))
             if best_key is not None and best_key < bound:
                 if best_key[:2] == (0, 0):  # it costs nothing: so do the next ones that cost nothing
-                    riders = free_riders(ids, s, span, weights, free_neurons, bound)
+                    riders = free_riders(candidates, s, span, weights, free_neurons, bound)
                     taken = np.asarray(riders[:-1], np.int64)  # the last one goes the ordinary way
                     members.extend(riders[:-1])
-                    base[taken] = score[taken] = done
+                    base[taken] = key[taken] = done
                     left -= taken.size
                     neurons += int(weights[taken].sum())
                     best = riders[-1]
@@ -185,17 +183,16 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 if hit.size:
                     pointer += int(hit[0])
                     untouched = int(static[pointer])
-                    key = (int(target_deg[untouched]), int(fan_in[untouched]), int(rank[untouched]))
-                    if best_key is None or key < best_key:
+                    untouched_key = (int(target_deg[untouched]), int(fan_in[untouched]), int(rank[untouched]))
+                    if best_key is None or untouched_key < best_key:
                         best = untouched
                     break
                 pointer = min(end, static.size)
                 step = min(2 * step, UNTOUCHED_CHUNK)
             item = best
         cores.append(members)
-        for ids in seen:  # reset the counters of the items this core touched
-            score[ids] = base[ids]
-            shared_targets[ids] = 0
+        for ids in seen:  # reset the keys of the items this core touched
+            key[ids] = base[ids]
             blocked[ids] = base[ids] == done
         for keys in core_keys:
             in_core[keys] = False
