@@ -198,17 +198,23 @@ def _input_map(prog: Program, space: KeySpace, final: list[int], core_keys: dict
 
 
 def _readers(plan: Plan, keys: list[GroupKeys]) -> dict[tuple[int, int], list[int]]:
-    """(plan core, key) -> the groups on that core that read the key."""
-    readers: dict[tuple[int, int], set[int]] = {}
+    """(plan core, key) -> the groups on that core that read the key, ascending."""
+    members: dict[int, tuple[list[int], list[int]]] = {}  # group -> (its cores, its neurons), one pair per member
     for c, core in enumerate(plan.cores):
-        by_group: dict[int, list[int]] = {}
         for g, n, _ in core.members:
-            by_group.setdefault(g, []).append(n)
-        for g, neurons in by_group.items():
-            gk = keys[g]
-            for key in gk.keys[np.unique(gk.reads[neurons].indices)].tolist():
-                readers.setdefault((c, key), set()).add(g)
-    return {k: sorted(v) for k, v in readers.items()}
+            cores, neurons = members.setdefault(g, ([], []))
+            cores.append(c)
+            neurons.append(n)
+    readers: dict[tuple[int, int], list[int]] = {}
+    for g in sorted(members):
+        gk = keys[g]
+        cores, neurons = (np.asarray(a, np.int64) for a in members[g])
+        lengths = gk.reads.indptr[neurons + 1] - gk.reads.indptr[neurons]
+        local = gather_columns(gk.reads.indptr, gk.reads.indices, neurons).astype(np.int64)
+        pairs = np.unique(np.repeat(cores, lengths) * gk.keys.size + local)  # distinct (core, key) of the group
+        for c, key in zip((pairs // gk.keys.size).tolist(), gk.keys[pairs % gk.keys.size].tolist()):
+            readers.setdefault((c, key), []).append(g)
+    return readers
 
 
 def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -> dict[tuple[int, int], list]:
@@ -233,17 +239,26 @@ def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -
 
 def _solve_shifts(net: DeployedNetwork, plan: Plan, space: KeySpace, roles: dict, readers: dict,
                   input_fed: set[int]) -> list[int]:
-    """Group shifts that keep every path aligned (all zero without splitters)."""
+    """Group shifts that keep every path aligned (all zero without splitters). Many neurons ask
+    for the same constraint (source group, reader groups, delay); each is added once (the
+    constraints keep the tightest bound per pair of groups, so their order does not matter)."""
     cons = ShiftConstraints(num_groups=len(net.groups))
     pin_groups(cons, net, input_fed)
     cons.equal([i for i, g in enumerate(net.groups) if (g.output_class >= 0).any()])
+    direct: set[tuple[int, tuple[int, ...], int]] = set()
+    split: set[tuple[int, tuple[tuple[int, ...], ...], int]] = set()
+    delays = [net.groups[g].delay.tolist() for g in range(len(net.groups))]
     for (g, n), jobs in roles.items():
-        delay = int(net.groups[g].delay[n])
+        delay = int(delays[g][n])
         for job in jobs:
             if job[0] == "direct":
-                cons.direct(g, readers[job[1]], delay, net.chip)
+                direct.add((g, tuple(readers[job[1]]), delay))
             elif job[0] == "split":
-                cons.split(g, [readers[t] for t in plan.splits[job[1]].targets], delay, net.chip)
+                split.add((g, tuple(tuple(readers[t]) for t in plan.splits[job[1]].targets), delay))
+    for g, consumers, delay in sorted(direct):
+        cons.direct(g, list(consumers), delay, net.chip)
+    for g, consumer_sets, delay in sorted(split):
+        cons.split(g, [list(s) for s in consumer_sets], delay, net.chip)
     return cons.solve([g.name for g in net.groups], net.chip)
 
 

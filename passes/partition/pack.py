@@ -44,6 +44,17 @@ def gather_columns(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) ->
     return indices[np.arange(total) + offsets]
 
 
+def distinct_columns(columns: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """``np.unique(columns)`` (non-negative integers below ``scratch.size``) without sorting them
+    all: each distinct value keeps the last of its positions (written into ``scratch``, whose
+    contents do not matter), and only the distinct values are sorted."""
+    if columns.size < 64:
+        return np.unique(columns)
+    positions = np.arange(columns.size, dtype=np.int64)
+    scratch[columns] = positions
+    return np.sort(columns[scratch[columns] == positions])
+
+
 def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int,
                 targets: sp.csr_matrix | None = None) -> list[list[int]]:
     """Items per core. ``reads`` (items x keys, sorted indices) gives the axons each item needs,
@@ -92,6 +103,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     base = target_deg * big + fan_in * span + rank
     key = base.copy()  # per item: (reader cores the open core does not feed, axons it lacks, rank)
     blocked = np.zeros(n_items, bool)  # assigned, or touched by the open core
+    scratch = np.empty(n_items, np.int64)
     in_core = np.zeros(n_keys, bool)
     fed = np.zeros(n_targets, bool)
     heaviest = int(weights.max(initial=0))
@@ -137,7 +149,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
             for hit in reached:
                 new = hit[~blocked[hit]]
                 if new.size:
-                    new = np.unique(new)
+                    new = distinct_columns(new, scratch)
                     blocked[new] = True
                     seen.append(new)
                     candidates = np.concatenate([candidates, new])

@@ -23,8 +23,8 @@ from crossmap.chip import smallest_board
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
 from crossmap.passes.partition.parallel import run_tasks
-from crossmap.passes.partition.pack import (gather_columns, compact_pack, conflict_bound, greedy_pack, lower_bound,
-                                            solve_pack)
+from crossmap.passes.partition.pack import (compact_pack, conflict_bound, distinct_columns, gather_columns,
+                                            greedy_pack, lower_bound, solve_pack)
 
 FANOUT_MODES = ("copy", "splitter", "auto")  # auto: the best of copy, splitter and a per-group mix
 
@@ -299,7 +299,7 @@ def _pack_group(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, ta
     start = greedy_pack(reads, item_count, A, N, item_readers if by_reader else None)
     compacted = compact_pack(reads, item_count, start, A, N)
     from_neurons = space.source_of(gk.keys) >= space.num_inputs
-    distinct = int(from_neurons[np.unique(reads.indices)].sum())
+    distinct = int(from_neurons[np.bincount(reads.indices, minlength=reads.shape[1]) > 0].sum())
     splitters = int(targets[targets >= 2].sum()) if mode == "splitter" else 0
     out = []
     for bins in ([start, compacted] if len(compacted) < len(start) else [compacted]):
@@ -410,7 +410,8 @@ def bin_columns(matrix: sp.csr_matrix, bins: list[list[int]]) -> tuple[np.ndarra
     costs far more for small bins; one sort of all pairs at once, more for large ones)."""
     matrix = sp.csr_matrix(matrix)
     indptr, indices = matrix.indptr, matrix.indices
-    columns = [np.unique(gather_columns(indptr, indices, np.asarray(b, np.int64))) for b in bins]
+    scratch = np.empty(matrix.shape[1], np.int64)
+    columns = [distinct_columns(gather_columns(indptr, indices, np.asarray(b, np.int64)), scratch) for b in bins]
     sizes = [c.size for c in columns]
     owner = np.repeat(np.arange(len(bins), dtype=np.int64), sizes)
     return owner, np.concatenate(columns + [np.zeros(0, np.int64)]).astype(np.int64)
