@@ -104,3 +104,23 @@ def test_batched_annealing_is_the_plain_loop_whatever_the_batch_size(monkeypatch
         monkeypatch.setattr(local, "BATCH_MAX", high)
         monkeypatch.setattr(local, "BATCH_START", start)
         assert np.array_equal(anneal(mesh, adj, cells, 5_000, seed=3), expected)
+
+
+@pytest.mark.parametrize("board", [(1, 1), (2, 2)])
+def test_batched_annealing_is_the_plain_loop_with_hubs_summed_by_numpy(monkeypatch, board):
+    """Cores with many edges (a hub read by every core) have their changes summed with numpy."""
+    rng = np.random.default_rng(11)
+    chip = ChipSpec.truenorth().replace(mesh_x=8, mesh_y=8, board_x=board[0], board_y=board[1])
+    mesh = Mesh(chip, crossing_penalty=2.7)
+    nodes = 50
+    u = np.concatenate([np.zeros(nodes - 1, np.int64), rng.integers(1, nodes, 60)])
+    v = np.concatenate([np.arange(1, nodes), rng.integers(1, nodes, 60)])
+    keep = u != v
+    weights = rng.random(int(keep.sum()))
+    weights[:5] = 0.0  # edges without traffic
+    adj = adjacency(edges_from_arrays(nodes, u[keep], v[keep], weights))
+    cells = rng.permutation(mesh.size)[:nodes].astype(np.int64)
+    expected = plain_anneal(mesh, adj, cells, 8_000, seed=5)
+    for hub in (0, 10, 1000):
+        monkeypatch.setattr(local, "HUB_EDGES", hub)
+        assert np.array_equal(anneal(mesh, adj, cells, 8_000, seed=5), expected)

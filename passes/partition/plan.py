@@ -82,11 +82,13 @@ class Plan:
         """Give ``core`` the axons ``keys``; each new one is a place its source must reach."""
         content = self.cores[core]
         fresh = sorted(keys - content.keys)
-        content.keys |= set(fresh)
-        if fresh:
-            for key, source in zip(fresh, space.source_of(np.array(fresh, np.int64)).tolist()):
-                self.demands.setdefault(int(source), []).append((core, int(key)))
-                self.key_cores.setdefault(int(key), []).append(core)
+        if not fresh:
+            return
+        content.keys.update(fresh)
+        demands, key_cores = self.demands.setdefault, self.key_cores.setdefault  # bound once: a call per key
+        for key, source in zip(fresh, space.source_of(np.array(fresh, np.int64)).tolist()):
+            demands(source, []).append((core, key))
+            key_cores(key, []).append(core)
 
     def new_core(self) -> int:
         """Append an empty core; returns its index."""

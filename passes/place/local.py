@@ -119,6 +119,8 @@ BATCH_MIN, BATCH_MAX, BATCH_START = 16, 8192, 256
 # a proposal whose random draw lies this close to its acceptance probability is judged again with
 # math.exp, so that numpy's exp (which may differ in the last bit) never decides
 EXP_MARGIN = 1e-9
+# a proposal whose two cores have more edges than this is judged again with numpy, not a loop
+HUB_EDGES = 48
 
 
 class Annealer:
@@ -253,6 +255,9 @@ class Annealer:
         """The cost change of moving ``node`` to (tx, ty) and ``other`` (-1: none) to (fx, fy):
         node's edges (except to other), then other's (except to node), summed in edge order."""
         xs, ys, links = self.xs, self.ys, self.links
+        if len(links[node]) + (len(links[other]) if other >= 0 else 0) > HUB_EDGES:
+            delta = self._hub_sum(node, other, tx, ty, fx, fy)
+            return delta + self._hub_sum(other, node, fx, fy, tx, ty) if other >= 0 else delta
         delta = 0.0
         if not self.penalty:
             for k, w in links[node]:
@@ -289,6 +294,26 @@ class Annealer:
                                  + penalty * (abs(fcx - kcx) + abs(fcy - kcy) - abs(tcx - kcx) - abs(tcy - kcy)))
             delta += back
         return delta
+
+    def _hub_sum(self, core: int, skip: int, tx: int, ty: int, fx: int, fy: int) -> float:
+        """``_delta``'s sum over the edges of ``core`` (but to ``skip``) with numpy, for cores with
+        many edges: a running sum from 0.0 (np.cumsum adds in order, as the loop does; np.sum
+        would add pairwise and round differently)."""
+        lo, hi = self.indptr[core], self.indptr[core + 1]
+        k, w = self.neighbor[lo:hi], self.weight[lo:hi]
+        use = k != skip
+        k, w = k[use], w[use]
+        kx, ky = self.x[k], self.y[k]
+        change = np.abs(tx - kx) + np.abs(ty - ky) - np.abs(fx - kx) - np.abs(fy - ky)
+        if self.penalty:
+            mx, my = self.mx, self.my
+            kcx, kcy = kx // mx, ky // my
+            change = change + self.penalty * (np.abs(tx // mx - kcx) + np.abs(ty // my - kcy)
+                                              - np.abs(fx // mx - kcx) - np.abs(fy // my - kcy))
+        terms = np.empty(k.size + 1)
+        terms[0] = 0.0
+        terms[1:] = w * change
+        return float(np.cumsum(terms)[-1])
 
     def _apply(self, batch: int, node: int, fx: int, fy: int, tx: int, ty: int, other: int) -> None:
         """Move ``node`` from (fx, fy) to (tx, ty) and ``other`` (-1: none) the other way, and
