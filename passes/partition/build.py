@@ -116,8 +116,14 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             first = slot + np.cumsum(counts) - counts  # each member's first slot
             _fill_run(prog, net.groups[g], keys[g], fc, ck, g, neurons, counts, first)
             for n, c, f, i in zip(neurons.tolist(), counts.tolist(), first.tolist(), run):
-                instances.setdefault((g, n), []).extend((fc, j) for j in range(f, f + c))
-                aims.setdefault((g, n), []).extend([aimed[i]] * c)
+                slots = [(fc, f)] if c == 1 else [(fc, j) for j in range(f, f + c)]
+                held = instances.get((g, n))
+                if held is None:  # most neurons sit on one core: their lists are made, not grown
+                    instances[(g, n)] = slots
+                    aims[(g, n)] = [aimed[i]] * c
+                else:
+                    held.extend(slots)
+                    aims[(g, n)].extend([aimed[i]] * c)
             slot += int(counts.sum())
             start = end
         for i, s in enumerate(core.splitters):
@@ -279,17 +285,94 @@ def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[in
     return graph
 
 
-def _add_traffic(graph: nx.DiGraph, u: int, v: int, rate: float) -> None:
-    """One more route from core u to core v carrying ``rate`` spikes per sample (a route within a
-    core counts as local traffic on the node)."""
-    if u == v:
-        graph.nodes[u]["local_traffic"] += rate
-        graph.nodes[u]["local_routes"] += 1
-    elif graph.has_edge(u, v):
-        graph.edges[u, v]["traffic"] += rate
-        graph.edges[u, v]["routes"] += 1
-    else:
-        graph.add_edge(u, v, traffic=rate, routes=1)
+class Wiring:
+    """What ``_wire`` decides, gathered in lists while it walks the neurons and written at once:
+    each neuron's target (slot, target core, target axon, delay; an axon given by its key on a
+    plan core is looked up in one search for all), and the traffic of every route in the order
+    the routes are made (so the sums and the order of the graph's edges are those of adding one
+    route at a time)."""
+
+    def __init__(self) -> None:
+        self.core: list[int] = []  # slot: program core and neuron
+        self.neuron: list[int] = []
+        self.target: list[int] = []  # program core of the target
+        self.plan_core: list[int] = []  # plan core whose axon keys name the axon, or -1: axon given
+        self.axon: list[int] = []  # the key on plan_core, or the axon itself
+        self.delay: list[int] = []
+        self.route_from: list[int] = []
+        self.route_to: list[int] = []
+        self.rate: list[float] = []
+
+    def add(self, core: int, neuron: int, target: int, plan_core: int, axon: int, delay: int, rate: float) -> None:
+        """Neuron ``neuron`` of ``core`` targets ``target`` (axon ``axon``, or the axon of key
+        ``axon`` on plan core ``plan_core``) with ``delay``, carrying ``rate`` spikes per sample."""
+        self.core.append(core)
+        self.neuron.append(neuron)
+        self.target.append(target)
+        self.plan_core.append(plan_core)
+        self.axon.append(axon)
+        self.delay.append(delay)
+        self.route_from.append(core)
+        self.route_to.append(target)
+        self.rate.append(rate)
+
+    def write(self, prog: Program, core_keys: dict[int, np.ndarray], graph: nx.DiGraph) -> None:
+        """Set the targets in ``prog`` and add the routes' traffic to ``graph``."""
+        if not self.core:
+            return
+        plan_core, axon = np.asarray(self.plan_core, np.int64), np.asarray(self.axon, np.int64)
+        by_key = plan_core >= 0
+        if by_key.any():
+            axon[by_key] = _axons_of_keys(core_keys, plan_core[by_key], axon[by_key])
+        core, neuron = np.asarray(self.core, np.int64), np.asarray(self.neuron, np.int64)
+        prog.target_core[core, neuron] = self.target
+        prog.target_axon[core, neuron] = axon
+        prog.target_delay[core, neuron] = self.delay
+        _add_routes(graph, np.asarray(self.route_from, np.int64), np.asarray(self.route_to, np.int64),
+                    np.asarray(self.rate, np.float64))
+
+
+def _axons_of_keys(core_keys: dict[int, np.ndarray], core: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(core_keys[c], k)`` for every pair (c, k), in one search over all the
+    cores' keys laid end to end (core by core, each ascending, so the (core, key) codes ascend)."""
+    cores = sorted(core_keys)
+    sizes = np.array([core_keys[c].size for c in cores], np.int64)
+    flat = np.concatenate([core_keys[c] for c in cores] + [np.zeros(0, np.int64)]).astype(np.int64)
+    width = 1 + max(int(flat.max(initial=0)), int(key.max(initial=0)))
+    codes = np.repeat(np.asarray(cores, np.int64), sizes) * width + flat
+    start = np.zeros(max(cores) + 1, np.int64)
+    start[cores] = np.cumsum(sizes) - sizes
+    return np.searchsorted(codes, core * width + key) - start[core]
+
+
+def _add_routes(graph: nx.DiGraph, u: np.ndarray, v: np.ndarray, rate: np.ndarray) -> None:
+    """The routes u -> v with their rates, in order, on ``graph``: a route within a core counts
+    as local traffic on the node; an edge gets the sum of its routes' rates (bincount adds in
+    order, from 0.0, as adding one route at a time does) and the edges are added in the order of
+    their first route."""
+    local = u == v
+    if local.any():
+        nodes, where = np.unique(u[local], return_inverse=True)
+        sums = np.bincount(where, weights=rate[local]).tolist()
+        counts = np.bincount(where).tolist()
+        for node, total, count in zip(nodes.tolist(), sums, counts):
+            data = graph.nodes[node]
+            data["local_traffic"] += total
+            data["local_routes"] += count
+    u, v, rate = u[~local], v[~local], rate[~local]
+    if u.size == 0:
+        return
+    codes, first, where = np.unique(u * (int(max(u.max(), v.max())) + 1) + v, return_index=True,
+                                    return_inverse=True)
+    sums = np.bincount(where, weights=rate)
+    counts = np.bincount(where)
+    for e in np.argsort(first, kind="stable").tolist():
+        a, b = int(u[first[e]]), int(v[first[e]])
+        if graph.has_edge(a, b):
+            graph.edges[a, b]["traffic"] += float(sums[e])
+            graph.edges[a, b]["routes"] += int(counts[e])
+        else:
+            graph.add_edge(a, b, traffic=float(sums[e]), routes=int(counts[e]))
 
 
 def _wire(prog: Program, net: DeployedNetwork, plan: Plan, roles: dict, instances: dict, readers: dict,
@@ -300,12 +383,15 @@ def _wire(prog: Program, net: DeployedNetwork, plan: Plan, roles: dict, instance
     chip = net.chip
     copies = splitters = changed = 0
     ports: list[int] = []
+    wiring = Wiring()
+    group_rates = {g: rates[group.name].tolist() for g, group in enumerate(net.groups)}
+    group_delays = {g: group.delay.tolist() for g, group in enumerate(net.groups)}
     for (g, n), jobs in roles.items():
         group = net.groups[g]
         slots = instances[(g, n)]
         copies += len(slots) - 1
-        rate = float(rates[group.name][n])
-        delay = int(group.delay[n])
+        rate = float(group_rates[g][n])
+        delay = int(group_delays[g][n])
         for (fc, j), job in zip(slots, jobs):
             if job[0] == "port":
                 prog.output_port[fc, j] = len(ports)
@@ -314,29 +400,21 @@ def _wire(prog: Program, net: DeployedNetwork, plan: Plan, roles: dict, instance
             if job[0] == "direct":
                 core, key = job[1]
                 d = delay + shifts[readers[job[1]][0]] - shifts[g]
-                _target(prog, fc, j, where[core], int(np.searchsorted(core_keys[core], key)), d)
+                wiring.add(fc, j, where[core], core, key, d, rate)
                 changed += d != delay
-                _add_traffic(graph, fc, where[core], rate)
                 continue
             split = plan.splits[job[1]]
             totals = [delay + shifts[readers[t][0]] - shifts[g] for t in split.targets]
             first = max(chip.delay_min, max(totals) - chip.delay_max)
             hc, start = split_slot[job[1]]
-            _target(prog, fc, j, hc, split_axon[job[1]], first)
-            _add_traffic(graph, fc, hc, rate)
+            wiring.add(fc, j, hc, -1, split_axon[job[1]], first, rate)
             for i, ((core, key), total) in enumerate(zip(split.targets, totals)):
-                _target(prog, hc, start + i, where[core], int(np.searchsorted(core_keys[core], key)), total - first)
-                _add_traffic(graph, hc, where[core], rate)
+                wiring.add(hc, start + i, where[core], core, key, total - first, rate)
                 splitters += 1
                 changed += total != delay
+    wiring.write(prog, core_keys, graph)
     prog.port_class = np.array(ports, np.int32)
     return copies, splitters, changed
-
-
-def _target(prog: Program, core: int, neuron: int, target_core: int, axon: int, delay: int) -> None:
-    prog.target_core[core, neuron] = target_core
-    prog.target_axon[core, neuron] = axon
-    prog.target_delay[core, neuron] = delay
 
 
 def _label(net: DeployedNetwork, core: Any) -> str:

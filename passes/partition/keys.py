@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from crossmap.deployed import INPUT, DeployedNetwork
+from crossmap.deployed import INPUT, DeployedNetwork, Lines
 from crossmap.errors import UnsupportedModelError
 
 
@@ -79,6 +79,8 @@ def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
     offsets = net.num_inputs + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     pairs: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))
                                                   for _ in net.groups]
+    sources: list[list[str]] = [[] for _ in net.groups]  # the sources of the lines into each group
+    plain = [True] * len(net.groups)  # no (neuron, source, type) can repeat among the group's reads
     for lines in net.lines:
         coo = lines.synapses.tocoo()
         keep = np.asarray(coo.data, bool)
@@ -89,9 +91,12 @@ def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
             source = offsets[index[lines.source]] + lines.source_index.astype(np.int64)
         base = source[rows] * G + lines.axon_type.astype(np.int64)[rows]
         target = index[lines.target]
+        plain[target] = plain[target] and lines.source not in sources[target] and _distinct_lines(lines, G)
+        sources[target].append(lines.source)
         old_cols, old_base = pairs[target]
         pairs[target] = (np.concatenate([old_cols, cols.astype(np.int64)]), np.concatenate([old_base, base]))
-    repeats = [_repeat_index(cols, base) for cols, base in pairs]
+    repeats = [np.zeros(cols.size, np.int64) if clean else _repeat_index(cols, base)
+               for (cols, base), clean in zip(pairs, plain)]
     mult = 1 + max([int(r.max()) for r in repeats if r.size] + [0])
     space = KeySpace(num_inputs=net.num_inputs, axon_types=G, multiplicity=mult, offsets=offsets)
     result = []
@@ -104,6 +109,16 @@ def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
         reads.sort_indices()
         result.append(GroupKeys(group=gi, reads=reads, keys=uniq.astype(np.int64)))
     return space, result
+
+
+def _distinct_lines(lines: Lines, axon_types: int) -> bool:
+    """True when no target neuron can read one (source, type) twice through ``lines``: its lines
+    are distinct (source, type) pairs and no synapse is listed twice (so ``_repeat_index`` of its
+    reads is all zeros and need not be sorted out)."""
+    if not getattr(lines.synapses, "has_canonical_format", False):
+        return False
+    pair = lines.source_index.astype(np.int64) * axon_types + lines.axon_type.astype(np.int64)
+    return np.unique(pair).size == pair.size
 
 
 def _repeat_index(cols: np.ndarray, base: np.ndarray) -> np.ndarray:

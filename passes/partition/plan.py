@@ -76,6 +76,8 @@ class Plan:
     group_rows: list[dict[str, Any]] = field(default_factory=list)
     solver_runs: list[dict[str, Any]] = field(default_factory=list)
     key_cores: dict[int, list[int]] = field(default_factory=dict)  # key -> the cores whose axons carry it
+    # the demands again, as arrays in the order they were made: (sources, their core) per add_keys
+    demand_log: list[tuple[np.ndarray, int]] = field(default_factory=list)
     core_family: list[int] = field(default_factory=list)  # per core: its members' family, MIXED, or EMPTY
 
     def add_keys(self, core: int, keys: set[int], space: KeySpace) -> None:
@@ -86,7 +88,9 @@ class Plan:
             return
         content.keys.update(fresh)
         demands, key_cores = self.demands.setdefault, self.key_cores.setdefault  # bound once: a call per key
-        for key, source in zip(fresh, space.source_of(np.array(fresh, np.int64)).tolist()):
+        sources = space.source_of(np.array(fresh, np.int64))
+        self.demand_log.append((sources, core))
+        for key, source in zip(fresh, sources.tolist()):
             demands(source, []).append((core, key))
             key_cores(key, []).append(core)
 
@@ -193,8 +197,8 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         progress.group(group.name, group.size)
         _check_fan_in(net, g, gk, A)
         offset = int(space.offsets[g])
-        targets = np.array([len(plan.demands.get(offset + n, [])) for n in range(group.size)], np.int64)
         readers = _reader_cores(plan, offset, group.size)
+        targets = np.asarray(readers.sum(axis=1)).reshape(-1).astype(np.int64)  # demands per neuron
         mode, counts, item_neuron, item_count, bins, item_aim = _best_greedy(net, space, gk, g, targets, options.mode,
                                                                            N, A, readers, memo, options.jobs)
         reads = gk.reads[item_neuron]
@@ -227,13 +231,15 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
 
 def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
     """(neurons x cores) the number of the core's axons the neuron feeds (known: readers are
-    packed first)."""
-    rows, cols = [], []
-    for n in range(size):
-        for core, _ in plan.demands.get(offset + n, []):
-            rows.append(n)
-            cols.append(core)
-    return sp.csr_matrix((np.ones(len(rows), np.int64), (rows, cols)), shape=(size, max(1, len(plan.cores))))
+    packed first), from ``Plan.demand_log``: the demands on sources offset .. offset + size - 1."""
+    sources = np.concatenate([s for s, _ in plan.demand_log] + [np.zeros(0, np.int64)])
+    cores = np.repeat(np.array([c for _, c in plan.demand_log], np.int64),
+                      [s.size for s, _ in plan.demand_log]).astype(np.int64)
+    mine = (sources >= offset) & (sources < offset + size)
+    rows, cols = sources[mine] - offset, cores[mine]
+    order = np.argsort(rows, kind="stable")  # neuron by neuron, each in the order its demands were made
+    return sp.csr_matrix((np.ones(rows.size, np.int64), (rows[order], cols[order])),
+                         shape=(size, max(1, len(plan.cores))))
 
 
 def _best_greedy(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, fanout: str,
