@@ -231,3 +231,29 @@ def test_greedy_pack_equals_the_plain_greedy_when_items_repeat(seed, with_target
     targets = sp.csr_matrix(rng.random((n, 4)) < 0.2) if with_targets else None
     reads = sp.csr_matrix(dense)
     assert greedy_pack(reads, weights, A, N, targets) == plain_greedy_pack(reads, weights, A, N, targets)
+
+
+def plain_conflict_bound(reads, max_axons, limit=2000):
+    """The clique of conflict_bound grown item by item, each checked against every member."""
+    reads = sp.csr_matrix(reads)
+    fan_in = np.diff(reads.indptr)
+    if fan_in.size == 0:
+        return 0
+    clique = []
+    for i in np.argsort(-fan_in, kind="stable")[:limit].tolist():
+        if 2 * fan_in[i] <= max_axons:
+            continue
+        keys = set(reads[i].indices.tolist())
+        if all(len(keys | set(reads[c].indices.tolist())) > max_axons for c in clique):
+            clique.append(i)
+    return max(len(clique), 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([3, 2000]))
+def test_conflict_bound_is_the_plain_clique(seed, limit):
+    from crossmap.passes.partition.pack import conflict_bound
+    rng = np.random.default_rng(seed)
+    n, k, A = int(rng.integers(0, 60)), int(rng.integers(1, 50)), int(rng.integers(2, 40))
+    reads = sp.csr_matrix(rng.random((n, k)) < rng.uniform(0.1, 0.9))
+    assert conflict_bound(reads, A, limit) == plain_conflict_bound(reads, A, limit)

@@ -422,23 +422,22 @@ def conflict_bound(reads: sp.csr_matrix, max_axons: int, limit: int = 2000) -> i
     if fan_in.size == 0:
         return 0
     order = np.argsort(-fan_in, kind="stable")
-    big = [int(i) for i in order[:limit] if 2 * fan_in[i] > max_axons]
-    mark = np.zeros(reads.shape[1], bool)
-    clique_keys = np.zeros(0, np.int64)  # the keys of the clique's items, concatenated
-    clique_owner = np.zeros(0, np.int64)  # position in the clique of each entry of clique_keys
-    clique: list[int] = []
-    for i in big:
-        keys = reads.indices[reads.indptr[i]:reads.indptr[i + 1]]
-        if clique:
-            mark[keys] = True
-            shared = np.bincount(clique_owner, weights=mark[clique_keys], minlength=len(clique))
-            mark[keys] = False
-            if np.any(fan_in[clique] + fan_in[i] - shared <= max_axons):
-                continue
-        clique_keys = np.concatenate([clique_keys, keys])
-        clique_owner = np.concatenate([clique_owner, np.full(keys.size, len(clique), np.int64)])
-        clique.append(i)
-    return max(len(clique), 1)
+    big = np.array([int(i) for i in order[:limit] if 2 * fan_in[i] > max_axons], np.int64)
+    if big.size == 0:
+        return 1
+    # axons shared by every two of the candidates, all at once (at most limit x limit counts)
+    rows = reads[big].astype(np.int32)
+    overlap = (rows @ rows.T).toarray()
+    big_fan_in = fan_in[big].astype(np.int64)
+    clique = np.zeros(big.size, np.int64)  # positions in big of the clique's items, the first ``size`` of them
+    size = 0
+    for p in range(big.size):
+        members = clique[:size]
+        if size and np.any(big_fan_in[members] + big_fan_in[p] - overlap[p, members] <= max_axons):
+            continue
+        clique[size] = p
+        size += 1
+    return max(size, 1)
 
 
 def lower_bound(neurons: int, distinct_axons: int, max_axons: int, max_neurons: int) -> int:
