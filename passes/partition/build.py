@@ -94,9 +94,8 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
     neuron) in core order, the reader core each slot is aimed at (-1: any) and the (core, first
     slot) of each splitter set."""
     chip = net.chip
-    instances: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    aims: dict[tuple[int, int], list[int]] = {}
     split_slot: dict[int, tuple[int, int]] = {}
+    placed: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # runs of members
     for fc, old in enumerate(final):
         core = plan.cores[old]
         ck = core_keys[old]
@@ -115,15 +114,7 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             counts = np.array([members[i][2] for i in run], np.int64)
             first = slot + np.cumsum(counts) - counts  # each member's first slot
             _fill_run(prog, net.groups[g], keys[g], fc, ck, g, neurons, counts, first)
-            for n, c, f, i in zip(neurons.tolist(), counts.tolist(), first.tolist(), run):
-                slots = [(fc, f)] if c == 1 else [(fc, j) for j in range(f, f + c)]
-                held = instances.get((g, n))
-                if held is None:  # most neurons sit on one core: their lists are made, not grown
-                    instances[(g, n)] = slots
-                    aims[(g, n)] = [aimed[i]] * c
-                else:
-                    held.extend(slots)
-                    aims[(g, n)].extend([aimed[i]] * c)
+            placed.append((g, fc, neurons, counts, first, np.array([aimed[i] for i in run], np.int64)))
             slot += int(counts.sum())
             start = end
         for i, s in enumerate(core.splitters):
@@ -135,7 +126,32 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             prog.alpha[fc, span] = chip.alpha_min
             split_slot[s] = (fc, slot)
             slot += size
+    instances, aims = _instance_slots(placed)
     return instances, aims, split_slot
+
+
+def _instance_slots(placed: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+                    ) -> tuple[dict[tuple[int, int], list[tuple[int, int]]], dict[tuple[int, int], list[int]]]:
+    """From runs (group, core, neurons, copies, first slots, aims) in core order: the slots
+    (core, neuron slot) of each (group, neuron), in that order, and the aim of each slot."""
+    if not placed:
+        return {}, {}
+    counts = np.concatenate([p[3] for p in placed])
+    group = np.repeat(np.concatenate([np.full(p[2].size, p[0], np.int64) for p in placed]), counts)
+    neuron = np.repeat(np.concatenate([p[2] for p in placed]), counts)
+    core = np.repeat(np.concatenate([np.full(p[2].size, p[1], np.int64) for p in placed]), counts)
+    aim = np.repeat(np.concatenate([p[5] for p in placed]), counts)
+    first = np.concatenate([p[4] for p in placed])
+    slot = np.repeat(first, counts) + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    order = np.lexsort((neuron, group))  # stable: each neuron's slots stay in core order
+    group, neuron, core, slot, aim = group[order], neuron[order], core[order], slot[order], aim[order]
+    starts = np.flatnonzero(np.r_[True, (group[1:] != group[:-1]) | (neuron[1:] != neuron[:-1])]).tolist()
+    ends = starts[1:] + [group.size]
+    pairs = list(zip(core.tolist(), slot.tolist()))
+    aims = aim.tolist()
+    names = list(zip(group[starts].tolist(), neuron[starts].tolist()))
+    instances = {name: pairs[a:b] for name, a, b in zip(names, starts, ends)}
+    return instances, {name: aims[a:b] for name, a, b in zip(names, starts, ends)}
 
 
 def _fill_run(prog: Program, group: NeuronGroup, gk: GroupKeys, fc: int, ck: np.ndarray, g: int, neurons: np.ndarray,
@@ -204,23 +220,34 @@ def _input_map(prog: Program, space: KeySpace, final: list[int], core_keys: dict
 
 
 def _readers(plan: Plan, keys: list[GroupKeys]) -> dict[tuple[int, int], list[int]]:
-    """(plan core, key) -> the groups on that core that read the key, ascending."""
+    """(plan core, key) -> the groups on that core that read the key, ascending (the lists are
+    shared between entries with the same groups: they are only read)."""
     members: dict[int, tuple[list[int], list[int]]] = {}  # group -> (its cores, its neurons), one pair per member
     for c, core in enumerate(plan.cores):
         for g, n, _ in core.members:
             cores, neurons = members.setdefault(g, ([], []))
             cores.append(c)
             neurons.append(n)
-    readers: dict[tuple[int, int], list[int]] = {}
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for g in sorted(members):
         gk = keys[g]
         cores, neurons = (np.asarray(a, np.int64) for a in members[g])
         lengths = gk.reads.indptr[neurons + 1] - gk.reads.indptr[neurons]
         local = gather_columns(gk.reads.indptr, gk.reads.indices, neurons).astype(np.int64)
         pairs = np.unique(np.repeat(cores, lengths) * gk.keys.size + local)  # distinct (core, key) of the group
-        for c, key in zip((pairs // gk.keys.size).tolist(), gk.keys[pairs % gk.keys.size].tolist()):
-            readers.setdefault((c, key), []).append(g)
-    return readers
+        parts.append((pairs // gk.keys.size, gk.keys[pairs % gk.keys.size], np.full(pairs.size, g, np.int64)))
+    if not parts:
+        return {}
+    core, key, group = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    order = np.lexsort((group, key, core))
+    core, key, group = core[order], key[order], group[order]
+    starts = np.flatnonzero(np.r_[True, (core[1:] != core[:-1]) | (key[1:] != key[:-1])])
+    alone = {g: [g] for g in members}
+    runs = np.diff(np.r_[starts, core.size])
+    values: list[list[int]] = [alone[g] for g in group[starts].tolist()]
+    for r in np.flatnonzero(runs > 1).tolist():  # read by several groups on one core (merged bins)
+        values[r] = group[starts[r]:starts[r] + runs[r]].tolist()
+    return dict(zip(zip(core[starts].tolist(), key[starts].tolist()), values))
 
 
 def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -> dict[tuple[int, int], list]:
