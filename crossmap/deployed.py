@@ -219,6 +219,8 @@ class DeployedNetwork:
                         active = fired[l.source][(t - d) % history, :, l.source_index].T if t >= 1 else \
                             np.zeros((batch, l.num_lines), bool)
                         active = active & (t - d >= 0)[None, :]
+                    if not active.any():  # a layer hears nothing before its inputs' spikes arrive
+                        continue
                     acc += np.asarray(weights[id(l)] @ active.astype(np.int64).T).T
                 v = np.clip(volt[g.name] + acc, chip.v_min, chip.v_max)
                 v = np.clip(v + g.leak, chip.v_min, chip.v_max)

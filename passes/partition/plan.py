@@ -76,23 +76,40 @@ class Plan:
     group_rows: list[dict[str, Any]] = field(default_factory=list)
     solver_runs: list[dict[str, Any]] = field(default_factory=list)
     key_cores: dict[int, list[int]] = field(default_factory=dict)  # key -> the cores whose axons carry it
-    # the demands again, as arrays in the order they were made: (sources, their core) per add_keys
-    demand_log: list[tuple[np.ndarray, int]] = field(default_factory=list)
+    # the demands as arrays in the order they were made: (sources, their core, keys) per add_keys
+    demand_log: list[tuple[np.ndarray, int, np.ndarray]] = field(default_factory=list)
     core_family: list[int] = field(default_factory=list)  # per core: its members' family, MIXED, or EMPTY
 
     def add_keys(self, core: int, keys: set[int], space: KeySpace) -> None:
-        """Give ``core`` the axons ``keys``; each new one is a place its source must reach."""
+        """Give ``core`` the axons ``keys``; each new one is a place its source must reach (logged
+        in ``demand_log``; ``demands`` is filled from the log by ``settle_demands``)."""
         content = self.cores[core]
         fresh = sorted(keys - content.keys)
         if not fresh:
             return
         content.keys.update(fresh)
-        demands, key_cores = self.demands.setdefault, self.key_cores.setdefault  # bound once: a call per key
-        sources = space.source_of(np.array(fresh, np.int64))
-        self.demand_log.append((sources, core))
-        for key, source in zip(fresh, sources.tolist()):
-            demands(source, []).append((core, key))
-            key_cores(key, []).append(core)
+        fresh_keys = np.array(fresh, np.int64)
+        self.demand_log.append((space.source_of(fresh_keys), core, fresh_keys))
+        key_cores = self.key_cores
+        held = key_cores.keys() & fresh  # keys other cores carry already (a set operation, not a loop)
+        for key in held:
+            key_cores[key].append(core)
+        key_cores.update({key: [core] for key in (fresh if not held else [k for k in fresh if k not in held])})
+
+    def settle_demands(self) -> None:
+        """Fill ``demands`` from ``demand_log``: per source, its (core, key) places in the order
+        they were added."""
+        if not self.demand_log:
+            return
+        sources = np.concatenate([s for s, _, _ in self.demand_log])
+        cores = np.repeat(np.array([c for _, c, _ in self.demand_log], np.int64), [s.size for s, _, _ in self.demand_log])
+        keys = np.concatenate([k for _, _, k in self.demand_log])
+        order = np.argsort(sources, kind="stable")
+        sources = sources[order]
+        places = list(zip(cores[order].tolist(), keys[order].tolist()))
+        starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]]).tolist()
+        ends = starts[1:] + [sources.size]
+        self.demands = {s: places[a:b] for s, a, b in zip(sources[starts].tolist(), starts, ends)}
 
     def new_core(self) -> int:
         """Append an empty core; returns its index."""
@@ -223,6 +240,7 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
                                 "greedy_cores": greedy_cores, "cores": len(placed),
                                 "new_cores": len(plan.cores) - first_new, "lower_bound": bound})
     progress.done()
+    plan.settle_demands()
     plan.group_rows.reverse()
     _make_splits(plan, net, space, topo, N)
     _place_splits(plan, A, N)
@@ -232,9 +250,9 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
 def _reader_cores(plan: Plan, offset: int, size: int) -> sp.csr_matrix:
     """(neurons x cores) the number of the core's axons the neuron feeds (known: readers are
     packed first), from ``Plan.demand_log``: the demands on sources offset .. offset + size - 1."""
-    sources = np.concatenate([s for s, _ in plan.demand_log] + [np.zeros(0, np.int64)])
-    cores = np.repeat(np.array([c for _, c in plan.demand_log], np.int64),
-                      [s.size for s, _ in plan.demand_log]).astype(np.int64)
+    sources = np.concatenate([s for s, _, _ in plan.demand_log] + [np.zeros(0, np.int64)])
+    cores = np.repeat(np.array([c for _, c, _ in plan.demand_log], np.int64),
+                      [s.size for s, _, _ in plan.demand_log]).astype(np.int64)
     mine = (sources >= offset) & (sources < offset + size)
     rows, cols = sources[mine] - offset, cores[mine]
     order = np.argsort(rows, kind="stable")  # neuron by neuron, each in the order its demands were made
@@ -483,8 +501,8 @@ class MergeHosts:
         axons with it, then the fullest, then the first; -1 when none can."""
         if self.existing == 0:
             return -1
-        holders = [self.plan.key_cores.get(k, ()) for k in keys]
-        held = np.fromiter((c for h in holders for c in h), np.int64)
+        key_cores = self.plan.key_cores
+        held = np.array([c for k in key_cores.keys() & keys for c in key_cores[k]], np.int64)  # only carried keys
         shared = np.bincount(held[held < self.existing], minlength=self.existing)
         ok = ((self.neurons + neurons <= self.N) & (np.maximum(self.axons, len(keys)) <= self.A)
               & (self.axons + len(keys) - shared <= self.A) & ((shared > 0) | self.related))
