@@ -182,7 +182,7 @@ def _aim_roles(roles: dict[tuple[int, int], list], aims: dict[tuple[int, int], l
     out = {}
     for neuron, jobs in roles.items():
         wanted = aims.get(neuron, [])
-        if all(a < 0 for a in wanted):
+        if not wanted or max(wanted) < 0:  # no instance aimed anywhere
             out[neuron] = jobs
             continue
         left = list(jobs)
@@ -257,12 +257,13 @@ def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -
     for s, split in enumerate(plan.splits):
         splits.setdefault((split.group, split.neuron), []).append(s)
     roles = {}
+    demands = plan.demands
     for g in topo:
-        group = net.groups[g]
-        for n in range(group.size):
-            targets = sorted(plan.demands.get(int(space.offsets[g]) + n, []))
-            jobs: list[tuple] = [("port",)] if group.output_class[n] >= 0 else []
-            if plan.group_mode[g] == "copy" or len(targets) == 1:
+        offset, copies = int(space.offsets[g]), plan.group_mode[g] == "copy"
+        for n, output in enumerate(net.groups[g].output_class.tolist()):
+            targets = sorted(demands.get(offset + n, []))
+            jobs: list[tuple] = [("port",)] if output >= 0 else []
+            if copies or len(targets) == 1:
                 jobs += [("direct", t) for t in targets]
             else:
                 jobs += [("split", s) for s in splits.get((g, n), [])]
@@ -313,50 +314,36 @@ def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[in
 
 
 class Wiring:
-    """What ``_wire`` decides, gathered in lists while it walks the neurons and written at once:
-    each neuron's target (slot, target core, target axon, delay; an axon given by its key on a
-    plan core is looked up in one search for all), and the traffic of every route in the order
-    the routes are made (so the sums and the order of the graph's edges are those of adding one
-    route at a time)."""
+    """What ``_wire`` decides, gathered while it walks the neurons and written at once: each
+    neuron's target (slot, target core, target axon, delay; an axon given by its key on a plan
+    core is looked up in one search for all), and the traffic of every route in the order the
+    routes are made (so the sums and the order of the graph's edges are those of adding one route
+    at a time)."""
 
     def __init__(self) -> None:
-        self.core: list[int] = []  # slot: program core and neuron
-        self.neuron: list[int] = []
-        self.target: list[int] = []  # program core of the target
-        self.plan_core: list[int] = []  # plan core whose axon keys name the axon, or -1: axon given
-        self.axon: list[int] = []  # the key on plan_core, or the axon itself
-        self.delay: list[int] = []
-        self.route_from: list[int] = []
-        self.route_to: list[int] = []
-        self.rate: list[float] = []
+        # per target: (core, neuron, target core, plan core whose keys name the axon or -1, the key
+        # or the axon itself, delay, rate); its route goes from core to target core
+        self.rows: list[tuple[int, int, int, int, int, int, float]] = []
 
     def add(self, core: int, neuron: int, target: int, plan_core: int, axon: int, delay: int, rate: float) -> None:
         """Neuron ``neuron`` of ``core`` targets ``target`` (axon ``axon``, or the axon of key
         ``axon`` on plan core ``plan_core``) with ``delay``, carrying ``rate`` spikes per sample."""
-        self.core.append(core)
-        self.neuron.append(neuron)
-        self.target.append(target)
-        self.plan_core.append(plan_core)
-        self.axon.append(axon)
-        self.delay.append(delay)
-        self.route_from.append(core)
-        self.route_to.append(target)
-        self.rate.append(rate)
+        self.rows.append((core, neuron, target, plan_core, axon, delay, rate))
 
     def write(self, prog: Program, core_keys: dict[int, np.ndarray], graph: nx.DiGraph) -> None:
         """Set the targets in ``prog`` and add the routes' traffic to ``graph``."""
-        if not self.core:
+        if not self.rows:
             return
-        plan_core, axon = np.asarray(self.plan_core, np.int64), np.asarray(self.axon, np.int64)
+        core, neuron, target, plan_core, axon, delay = (np.array(column, np.int64) for column in
+                                                        list(zip(*self.rows))[:6])
+        rate = np.array([row[6] for row in self.rows], np.float64)
         by_key = plan_core >= 0
         if by_key.any():
             axon[by_key] = _axons_of_keys(core_keys, plan_core[by_key], axon[by_key])
-        core, neuron = np.asarray(self.core, np.int64), np.asarray(self.neuron, np.int64)
-        prog.target_core[core, neuron] = self.target
+        prog.target_core[core, neuron] = target
         prog.target_axon[core, neuron] = axon
-        prog.target_delay[core, neuron] = self.delay
-        _add_routes(graph, np.asarray(self.route_from, np.int64), np.asarray(self.route_to, np.int64),
-                    np.asarray(self.rate, np.float64))
+        prog.target_delay[core, neuron] = delay
+        _add_routes(graph, core, target, rate)
 
 
 def _axons_of_keys(core_keys: dict[int, np.ndarray], core: np.ndarray, key: np.ndarray) -> np.ndarray:

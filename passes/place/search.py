@@ -187,6 +187,7 @@ def _solve_windows(result: SearchResult, mesh: Mesh, adj, edges: Edges, budget: 
     cost_per_window = WINDOW_DETERMINISTIC_TIME / DETERMINISTIC_PER_SECOND + WINDOW_OVERHEAD_SECONDS
     covered = np.zeros(mesh.size, bool)
     statuses: set[str] = set()
+    current = placement_cost(mesh, edges, cells)  # the cost of ``cells``, kept as they change
     for node in order.tolist():
         if budget.remaining() < cost_per_window:
             break
@@ -201,8 +202,9 @@ def _solve_windows(result: SearchResult, mesh: Mesh, adj, edges: Edges, budget: 
         statuses.add(solve.status)
         if solve.cells is None:
             continue
-        if placement_cost(mesh, edges, solve.cells) < placement_cost(mesh, edges, cells) - 1e-9:
-            cells = solve.cells
+        cost = placement_cost(mesh, edges, solve.cells)
+        if cost < current - 1e-9:
+            cells, current = solve.cells, cost
             occupant[:] = -1
             occupant[cells] = np.arange(n)
             result.windows_improved += 1
