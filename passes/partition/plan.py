@@ -457,6 +457,7 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
     per_bin = np.split(gk.keys[columns], np.searchsorted(owner, np.arange(1, len(bins))))
     contents = [(members, set(keys.tolist()), int(item_count[members].sum())) for members, keys in zip(bins, per_bin)]
     home = [-1] * len(contents)
+    item_neuron, item_count, item_aim = item_neuron.tolist(), item_count.tolist(), item_aim.tolist()  # read per member
     if merge:  # emptiest bins first, each into the best partly used core of another group
         hosts = MergeHosts(plan, len(plan.cores), None if family is None else label, A, N)
         for b in sorted(range(len(contents)), key=lambda b: (contents[b][2] + len(contents[b][1]), b)):
@@ -472,10 +473,10 @@ def _place_bins(plan: Plan, space: KeySpace, g: int, gk: GroupKeys, reads: Any, 
 
 
 def _fill(plan: Plan, space: KeySpace, core: int, g: int, content: tuple[list[int], set[int], int],
-          item_neuron: np.ndarray, item_count: np.ndarray, item_aim: np.ndarray, label: int) -> None:
+          item_neuron: list[int], item_count: list[int], item_aim: list[int], label: int) -> None:
     members, keys, neurons = content
-    plan.cores[core].members.extend((g, int(item_neuron[i]), int(item_count[i])) for i in members)
-    plan.cores[core].aims.extend(int(item_aim[i]) for i in members)
+    plan.cores[core].members.extend([(g, item_neuron[i], item_count[i]) for i in members])
+    plan.cores[core].aims.extend([item_aim[i] for i in members])
     plan.cores[core].neurons += neurons
     plan.join_family(core, label)
     plan.add_keys(core, keys, space)
