@@ -286,6 +286,9 @@ def _free_shared_axons(reads: sp.csr_matrix, weights: np.ndarray, members_of: li
     on a core beside another patch; each stranded neuron makes every input it reads reach two
     cores (an extra instance upstream). Axon counts never grow, core counts never change."""
     indptr, indices = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
+    # (keys x cores) whether the core has the axon: an item's keys are rows here, read at once
+    # (the same columns of count are far apart)
+    holds = np.ascontiguousarray((count > 0).T)
     for c in range(len(members_of)):
         if not alive[c]:
             continue
@@ -302,13 +305,15 @@ def _free_shared_axons(reads: sp.csr_matrix, weights: np.ndarray, members_of: li
             for h in np.flatnonzero(alone).tolist():
                 i = int(rest[h])
                 keys = indices[indptr[i]:indptr[i + 1]]
-                hosts = alive & (neurons + weights[i] <= max_neurons) & (count[:, keys] > 0).all(axis=1)
+                hosts = alive & (neurons + weights[i] <= max_neurons) & holds[keys].all(axis=0)
                 hosts[c] = False
                 if not hosts.any():
                     continue
                 d = int(np.argmax(hosts))
                 count[c, keys] -= 1
                 count[d, keys] += 1
+                holds[keys, c] = count[c, keys] > 0
+                holds[keys, d] = True
                 neurons[c] -= weights[i]
                 neurons[d] += weights[i]
                 members_of[c].remove(i)
