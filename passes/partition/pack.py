@@ -76,7 +76,10 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     The items the core touches are kept in a candidate list that drops an item for good once it
     no longer fits (its new axons shrink by at most what the core gains, so an item that does not
     fit never fits again); only those are scored at each step, and the per-item counters are
-    reset item by item, so a core costs the work of what it touches, not of the whole group."""
+    reset item by item, so a core costs the work of what it touches, not of the whole group.
+    Each item's score is one integer kept up to date as the core gains axons and readers; the
+    list is filtered only when its best no longer fits. When the best brings nothing new, the
+    items after it that bring nothing new either (``free_riders``) join in one step."""
     reads = reads.tocsr()
     reads.sort_indices()
     n_items, n_keys = reads.shape
