@@ -86,11 +86,12 @@ def random_case(seed, board=(1, 1), nodes=60, degree=4.0):
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("board", [(1, 1), (2, 2)])
-def test_batched_annealing_is_the_plain_loop(seed, board):
+def test_batched_annealing_is_the_plain_loop(monkeypatch, seed, board):
     nodes = [10, 60, 64, 30, 120, 64][seed]
     mesh, adj, cells = random_case(seed, board, nodes=min(nodes, mesh_cells := 64 * board[0] * board[1]),
                                    degree=[2.0, 4.0, 9.0, 3.0, 6.0, 12.0][seed])
     assert mesh_cells == mesh.size
+    monkeypatch.setattr(local, "BATCH_MIN_DEGREE", 0)  # batches even for sparse graphs
     for temperature in (None, 50.0):
         expected = plain_anneal(mesh, adj, cells, 20_000, seed=seed, start_temperature=temperature)
         assert np.array_equal(anneal(mesh, adj, cells, 20_000, seed=seed, start_temperature=temperature), expected)
@@ -99,10 +100,12 @@ def test_batched_annealing_is_the_plain_loop(seed, board):
 def test_batched_annealing_is_the_plain_loop_whatever_the_batch_size(monkeypatch):
     mesh, adj, cells = random_case(7, nodes=50, degree=5.0)
     expected = plain_anneal(mesh, adj, cells, 5_000, seed=3)
-    for low, high, start in ((1, 1, 1), (2, 4, 3), (4096, 4096, 4096)):
+    monkeypatch.setattr(local, "BATCH_MIN_DEGREE", 0)  # batches whatever the degree
+    for low, high, start, plain in ((1, 1, 1, 1), (2, 4, 3, 7), (16, 64, 16, 100), (4096, 4096, 4096, 1024)):
         monkeypatch.setattr(local, "BATCH_MIN", low)
         monkeypatch.setattr(local, "BATCH_MAX", high)
         monkeypatch.setattr(local, "BATCH_START", start)
+        monkeypatch.setattr(local, "PLAIN_STRETCH", plain)
         assert np.array_equal(anneal(mesh, adj, cells, 5_000, seed=3), expected)
 
 
@@ -121,6 +124,7 @@ def test_batched_annealing_is_the_plain_loop_with_hubs_summed_by_numpy(monkeypat
     adj = adjacency(edges_from_arrays(nodes, u[keep], v[keep], weights))
     cells = rng.permutation(mesh.size)[:nodes].astype(np.int64)
     expected = plain_anneal(mesh, adj, cells, 8_000, seed=5)
-    for hub in (0, 10, 1000):
+    for hub, degree in ((0, 0), (10, 0), (1000, 0), (10, 1000)):
         monkeypatch.setattr(local, "HUB_EDGES", hub)
+        monkeypatch.setattr(local, "BATCH_MIN_DEGREE", degree)
         assert np.array_equal(anneal(mesh, adj, cells, 8_000, seed=5), expected)

@@ -116,6 +116,11 @@ def anneal(mesh: Mesh, adj: Adjacency, cells: np.ndarray, moves: int, seed: int 
 # batch sizes of Annealer: a batch shrinks while many of its proposals must be judged again one by
 # one (a move changes the cost of its neighbours' proposals) and grows while few must
 BATCH_MIN, BATCH_MAX, BATCH_START = 16, 8192, 256
+# proposals judged one by one when even the smallest batch had to judge many of its own again
+PLAIN_STRETCH = 1024
+# batches only when the cores have at least this many edges each on average
+BATCH_MIN_DEGREE = 6
+PLAIN_CHUNK = 1 << 16  # proposals made into lists at a time for the one-by-one loop (memory stays small)
 # a proposal whose random draw lies this close to its acceptance probability is judged again with
 # math.exp, so that numpy's exp (which may differ in the last bit) never decides
 EXP_MARGIN = 1e-9
@@ -154,15 +159,81 @@ class Annealer:
 
     def run(self, pick: np.ndarray, off_x: np.ndarray, off_y: np.ndarray, draw: np.ndarray) -> None:
         """Judge every proposal (core ``pick[s]`` by ``(off_x[s], off_y[s])``) in order."""
-        moves, start, size, batch = pick.size, 0, BATCH_START, 0
+        moves, start, batch = pick.size, 0, 0
+        if self.neighbor.size < BATCH_MIN_DEGREE * len(self.xs):
+            # few edges per core: the one-by-one loop costs no more than a batch's array work
+            for start in range(0, moves, PLAIN_CHUNK):
+                self._plain_slice(start, min(moves, start + PLAIN_CHUNK), pick, off_x, off_y, draw)
+            return
+        size = BATCH_START
         while start < moves:
-            end = min(moves, start + size)
-            again = self._batch(batch, start, pick[start:end], off_x[start:end], off_y[start:end], draw[start:end])
-            if again * 10 > end - start:
-                size = max(BATCH_MIN, size // 2)
-            elif again * 50 < end - start:
-                size = min(BATCH_MAX, size * 2)
+            if size == 0:  # even the smallest batch judged many of its proposals again
+                end = min(moves, start + PLAIN_STRETCH)
+                self._plain_slice(start, end, pick, off_x, off_y, draw)
+                size = BATCH_MIN
+            else:
+                end = min(moves, start + size)
+                again = self._batch(batch, start, pick[start:end], off_x[start:end], off_y[start:end],
+                                    draw[start:end])
+                if again * 10 > end - start:
+                    size = 0 if size == BATCH_MIN else max(BATCH_MIN, size // 2)
+                elif again * 50 < end - start:
+                    size = min(BATCH_MAX, size * 2)
             start, batch = end, batch + 1
+
+    def _plain_slice(self, start: int, end: int, pick: np.ndarray, off_x: np.ndarray, off_y: np.ndarray,
+                     draw: np.ndarray) -> None:
+        """``_plain`` on the proposals start .. end - 1."""
+        self._plain(start, pick[start:end].tolist(), off_x[start:end].tolist(), off_y[start:end].tolist(),
+                    draw[start:end].tolist())
+
+    def _plain(self, first: int, pick: list[int], off_x: list[int], off_y: list[int], draw: list[float]) -> None:
+        """Judge proposals one by one from step ``first`` (the textbook loop, inlined: for cores
+        with few edges a call per proposal costs as much as its work), then bring the arrays in
+        line with the lists."""
+        xs, ys, occupant, links, width, height = self.xs, self.ys, self.occupant, self.links, self.width, self.height
+        t_start, cooling, exp = self.t_start, self.cooling, math.exp
+        for step, node, dx, dy, u in zip(range(first, first + len(pick)), pick, off_x, off_y, draw):
+            fx = xs[node]
+            fy = ys[node]
+            tx = fx + dx
+            ty = fy + dy
+            if tx < 0 or ty < 0 or tx >= width or ty >= height or (tx == fx and ty == fy):
+                continue
+            other = occupant[ty * width + tx]
+            if self.penalty:
+                delta = self._delta(node, other, fx, fy, tx, ty)
+            else:  # the same sums in the same order as _delta
+                delta = 0.0
+                for k, w in links[node]:
+                    if k != other:
+                        kx = xs[k]
+                        ky = ys[k]
+                        delta += w * (abs(tx - kx) + abs(ty - ky) - abs(fx - kx) - abs(fy - ky))
+                if other >= 0:
+                    back = 0.0
+                    for k, w in links[other]:
+                        if k != node:
+                            kx = xs[k]
+                            ky = ys[k]
+                            back += w * (abs(fx - kx) + abs(fy - ky) - abs(tx - kx) - abs(ty - ky))
+                    delta += back
+            if delta > 0 and u >= exp(-delta / (t_start * exp(cooling * step))):
+                continue
+            xs[node] = tx
+            ys[node] = ty
+            occupant[ty * width + tx] = node
+            occupant[fy * width + fx] = other
+            if other >= 0:
+                xs[other] = fx
+                ys[other] = fy
+            if self.penalty:  # _delta may sum a hub's edges from the arrays
+                self.x[node], self.y[node] = tx, ty
+                if other >= 0:
+                    self.x[other], self.y[other] = fx, fy
+        self.x[:] = xs
+        self.y[:] = ys
+        self.occ[:] = occupant
 
     def _batch(self, batch: int, first: int, pick: np.ndarray, off_x: np.ndarray, off_y: np.ndarray,
                draw: np.ndarray) -> int:
