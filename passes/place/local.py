@@ -368,23 +368,9 @@ class Annealer:
 
     def _hub_sum(self, core: int, skip: int, tx: int, ty: int, fx: int, fy: int) -> float:
         """``_delta``'s sum over the edges of ``core`` (but to ``skip``) with numpy, for cores with
-        many edges: a running sum from 0.0 (np.cumsum adds in order, as the loop does; np.sum
-        would add pairwise and round differently)."""
-        lo, hi = self.indptr[core], self.indptr[core + 1]
-        k, w = self.neighbor[lo:hi], self.weight[lo:hi]
-        use = k != skip
-        k, w = k[use], w[use]
-        kx, ky = self.x[k], self.y[k]
-        change = np.abs(tx - kx) + np.abs(ty - ky) - np.abs(fx - kx) - np.abs(fy - ky)
-        if self.penalty:
-            mx, my = self.mx, self.my
-            kcx, kcy = kx // mx, ky // my
-            change = change + self.penalty * (np.abs(tx // mx - kcx) + np.abs(ty // my - kcy)
-                                              - np.abs(fx // mx - kcx) - np.abs(fy // my - kcy))
-        terms = np.empty(k.size + 1)
-        terms[0] = 0.0
-        terms[1:] = w * change
-        return float(np.cumsum(terms)[-1])
+        many edges: ``_edge_sums`` of the one proposal (its sums run in edge order, as the loop's)."""
+        one = np.array
+        return float(self._edge_sums(one([core]), one([skip]), one([tx]), one([ty]), one([fx]), one([fy]))[0])
 
     def _apply(self, batch: int, node: int, fx: int, fy: int, tx: int, ty: int, other: int) -> None:
         """Move ``node`` from (fx, fy) to (tx, ty) and ``other`` (-1: none) the other way, and
