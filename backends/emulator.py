@@ -17,11 +17,12 @@ forced with ``path="dense"`` / ``path="event"`` / ``path="sparse"``):
 - event: per core only the rows of ``W_eff`` of axons active in some sample are gathered (cores
   grouped by their count of such axons, padded to one of ``EVENT_WIDTHS``) and multiplied; cores
   without activity are skipped.
-- sparse: per (core, sample) the rows of ``W_eff`` of its active axons summed (torch's
-  ``embedding_bag``, see ``crossmap.backends.sparse``): work in proportion to the active
-  (axon, sample) pairs. ``auto`` takes it per block of cores where at most ``SPARSE_MAX_ACTIVE``
-  of its busy cores' pairs are active, in batches of ``SPARSE_MIN_BATCH`` or more, when torch is
-  installed.
+- sparse: per (core, sample) the active axons counted per axon type and neuron, then weighed
+  (a numba kernel, see ``crossmap.backends.type_counts``); without numba, the rows of ``W_eff``
+  of its active axons summed by torch's ``embedding_bag`` (``crossmap.backends.sparse``). Work
+  in proportion to the active (axon, sample) pairs. ``auto`` takes it per block of cores where
+  at most ``SPARSE_MAX_ACTIVE`` (``BAG_MAX_ACTIVE`` with torch's bags) of its busy cores' pairs
+  are active, in batches of ``SPARSE_MIN_BATCH`` or more.
 
 A block whose cores all rest is skipped: a core rests when on its last tick no axon was active
 and its state came out unchanged without a spike, since while its axons stay idle every tick
@@ -46,7 +47,7 @@ import numpy as np
 from crossmap import prng
 from crossmap.errors import CrossmapError
 
-from crossmap.backends import sparse
+from crossmap.backends import sparse, type_counts
 from crossmap.backends.bits import pack, pack_rows, packed_width, unpack_float, wide
 from crossmap.backends.common import RunSpec, prepare_run
 from crossmap.backends.result import Result, make_result
@@ -59,8 +60,10 @@ BLOCK_BYTES = 1 << 20
 EVENT_MAX_ACTIVE_AXONS = 0.25
 # auto: the sparse path for blocks of cores with at most this fraction of the (axon, sample)
 # pairs of their busy cores active, in batches of at least SPARSE_MIN_BATCH samples (smaller ones
-# are cheap either way, and need not import torch)
-SPARSE_MAX_ACTIVE = 0.15
+# are cheap either way, and need not load numba or torch). On 2 CPUs (bench_emulator.py) numba's
+# kernel beat the dense matmul up to about 70% active pairs, torch's bags up to about 20%.
+SPARSE_MAX_ACTIVE = 0.6
+BAG_MAX_ACTIVE = 0.15
 SPARSE_MIN_BATCH = 32
 # skip the ticks of resting cores (idle axons, state unchanged without a spike on their last tick)
 SKIP_RESTING_CORES = True
@@ -76,12 +79,17 @@ def run(program: Any, inputs: Any, ticks: int | None = None, **options: Any) -> 
     path = options.pop("path", "auto")
     if path not in PATHS:
         raise CrossmapError(f"emulator option path = {path!r} is not one of {', '.join(PATHS)}")
-    if path == "sparse" and not sparse.available():
-        raise CrossmapError("emulator option path = 'sparse' sums the rows with torch's embedding_bag, and torch "
-                            "is not installed; install it (`pip install torch`) or use path 'auto', 'dense' or "
-                            "'event'")
+    if path == "sparse" and not _sparse_available():
+        raise CrossmapError("emulator option path = 'sparse' needs numba (its compiled kernel) or torch (its "
+                            "embedding_bag), and neither is installed; install one (`pip install numba`) or use "
+                            "path 'auto', 'dense' or 'event'")
     spec = prepare_run(program, inputs, ticks, options, "emulator")
     return _Run(program, get_tables(program), spec, path).execute()
+
+
+def _sparse_available() -> bool:
+    """Whether the sparse path can run: numba's kernel, else torch's embedding_bag."""
+    return type_counts.available() or sparse.available()
 
 
 class _Run:
@@ -116,8 +124,9 @@ class _Run:
         # input spikes packed per channel: (T, channels, bytes)
         self.inputs = np.ascontiguousarray(pack(spec.spikes, axis=0).transpose(1, 2, 0))
         self.recorded = np.zeros((spec.ticks, B, C, N), bool) if spec.record else None
-        self.sparse_max = {"sparse": 1.0, "auto": SPARSE_MAX_ACTIVE}.get(path, -1.0)
-        if path == "auto" and (B < SPARSE_MIN_BATCH or not sparse.available()):
+        auto_max = SPARSE_MAX_ACTIVE if type_counts.available() else BAG_MAX_ACTIVE
+        self.sparse_max = {"sparse": 1.0, "auto": auto_max}.get(path, -1.0)
+        if path == "auto" and (B < SPARSE_MIN_BATCH or not _sparse_available()):
             self.sparse_max = -1.0
 
     # ------------------------------------------------------------------ tick loop
@@ -200,8 +209,11 @@ class _Run:
         return bits.reshape(C, -1).sum(axis=1, dtype=np.int64)
 
     def integrate_sparse(self, slot: np.ndarray, c0: int, c1: int, S: np.ndarray) -> None:
-        """S of the block as the sums of the W_eff rows of the active (axon, sample) pairs per
-        (core, sample) (``crossmap.backends.sparse``); counts synaptic events."""
+        """S of the block from the active (axon, sample) pairs alone (numba's type counts, else
+        torch's bags of W_eff rows); counts synaptic events."""
+        if type_counts.available():
+            type_counts.integrate(self.tab.counts, slot, c0, c1, S, self.events)
+            return
         B = self.shape[3]
         # unpacking along the bytes of the transposed block gives the (core, sample, axon) mask at once
         mask = np.unpackbits(slot[c0:c1].transpose(0, 2, 1), axis=1, count=B, bitorder="little")

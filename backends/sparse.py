@@ -1,4 +1,5 @@
-"""The sparse synaptic integration both CPU backends share: per (core, sample) the rows of
+"""The torch backend's sparse synaptic integration on the CPU (and the numpy emulator's where
+numba is missing, see ``crossmap.backends.type_counts``): per (core, sample) the rows of
 ``W_eff`` of its active axons summed, work in proportion to the activity instead of to the
 crossbar.
 

@@ -18,6 +18,7 @@ from crossmap.program import ARRAY_FIELDS, RESET_LINEAR, RESET_TO_VALUE
 
 from crossmap.backends.routing import Routing, build_routing
 from crossmap.backends.sparse import BagTables
+from crossmap.backends.type_counts import CountTables, count_tables
 
 # W_eff is built this many bytes at a time
 _BUILD_BYTES = 64 << 20
@@ -57,7 +58,8 @@ class Tables:
     ssy_abs: np.ndarray          # int64
     synapse_prob_den: int
     routing: Routing
-    bags: BagTables | None = field(default=None, repr=False)   # the sparse path's tables, built on first use
+    counts: CountTables = field(repr=False)   # the sparse path's tables (numba kernel)
+    bags: BagTables | None = field(default=None, repr=False)   # the sparse path's tables without numba, built on first use
 
     def bag_tables(self) -> BagTables:
         """The tables of the sparse integration path (``crossmap.backends.sparse``)."""
@@ -177,4 +179,4 @@ def build_tables(program: Any) -> Tables:
         reset_to_value=row(mode == RESET_TO_VALUE), reset_offset=row(offset),
         reset_to_zero=not program.reset_value.any(), neurons_in_use=int(in_use.sum()),
         synapse_prob_den=int(program.chip.synapse_prob_den), routing=build_routing(program, dtype),
-        **_stochastic(program))
+        counts=count_tables(program), **_stochastic(program))
