@@ -10,7 +10,7 @@ Emulates the first ``--samples`` MNIST test images (a fixed random subset) with 
 - one process with the runner's chosen counts (``crossmap.runner.thread_counts``: one BLAS thread);
 - two forked worker processes (``--workers 2``);
 - with ``--ray``: a local Ray of 2 CPUs, timed twice: a plain ``crossmap run --ray`` (``ray.init``
-  inside the run, the driver emulating the front batches meanwhile), then on a running cluster
+  inside the run, the driver emulating batches meanwhile and all along), then on a running cluster
   (``--ray ADDRESS`` of a running cluster), against the two forked workers and one process.
 
 Every run must give the same figures (asserted). Prints images per second and the ratios, from
@@ -58,7 +58,7 @@ def time_ray(timed, images: np.ndarray, args: argparse.Namespace) -> None:
     local = {}
     original_iter = RayBatches.__iter__
 
-    def counting_iter(self):   # how many batches the driver emulated while Ray started
+    def counting_iter(self):   # how many batches the driver emulated
         yield from original_iter(self)
         local["batches"] = self.local
 
@@ -68,8 +68,7 @@ def time_ray(timed, images: np.ndarray, args: argparse.Namespace) -> None:
         import ray
 
         ray.shutdown()
-        print(f"    ({local['batches']} of {-(-len(images) // args.batch_size)} batches emulated by the driver "
-              f"while Ray started)")
+        print(f"    ({local['batches']} of {-(-len(images) // args.batch_size)} batches emulated by the driver)")
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         timed("Ray, 2 CPUs, cluster running (--ray ADDRESS)", ray_address="local")
     finally:

@@ -3,10 +3,11 @@ task per shard (one CPU each), and the figures come back batch by batch in order
 the same as in one process.
 
 Connecting costs seconds (a local ``ray.init`` starts a dozen processes: 4-5 s on 2 busy CPUs),
-so the batches at the front are emulated here, in a thread of this process, while the main
-thread connects; once Ray is up the rest go to the cluster and this process only waits. Every
-batch is emulated once, either here or in a Ray task, on its own (stochastic draws keyed by the
-sample index), so where it ran changes no figure. Each Ray worker prepares the backend once per
+and a Ray worker's first task starts it, so batches are emulated here too, in a thread of this
+process, from the first one on while the main thread connects, until Ray's first task has
+finished: the thread and the Ray tasks take the next batches from one counter. Every batch is emulated once, either here
+or in a Ray task, on its own (stochastic draws keyed by the sample index), so where it ran
+changes no figure. Each Ray worker prepares the backend once per
 run (``Job.key``), not once per task.
 
 Ray is optional (``pip install 'crossmap[ray]'``) and imported only here.
@@ -68,74 +69,117 @@ def _run_shard(job: Any, starts: list[int], processes: int) -> list[Any]:
 
 
 class RayBatches:
-    """The batches of ``job`` on the Ray cluster at ``address`` (``"local"``: a local Ray), the
-    front ones emulated here while Ray starts. Iterate for (batch size, figures) in batch order;
-    ``cpus`` (the cluster's CPUs) and ``local`` (batches emulated here) are set as it runs."""
+    """The batches of ``job`` on the Ray cluster at ``address`` (``"local"``: a local Ray) and in
+    this process. Iterate for (batch size, figures) in batch order; ``cpus`` (the cluster's CPUs)
+    and ``local`` (batches emulated here) are set as it runs.
+
+    Both take the next batches from one counter: a thread here takes one at a time from the
+    start, while Ray connects and its workers start, until the first Ray task has finished (then
+    the cluster's CPUs are busy and this process only waits); Ray tasks take runs of ``shard``
+    batches, two tasks per cluster CPU in flight, topped up as tasks finish."""
 
     def __init__(self, job: Any, address: str) -> None:
         self.job, self.address = job, address
         self.cpus = 0
         self.local = 0
-        self._lock = threading.Lock()
+        self._ready = threading.Condition()   # guards the fields below
         self._next = 0                   # the first batch nobody has taken
-        self._stop = False               # set when Ray takes the rest
-        self._local_results: list[Any] = []
+        self._stop = False               # set when Ray has finished a task, or the run ends or fails
+        self._here: dict[int, Any] = {}  # batch index -> figures emulated here, until yielded
         self._local_error: BaseException | None = None
 
-    def _emulate_front(self) -> None:
-        """Emulate batches from the front here until Ray takes the rest (thread body)."""
+    def _take(self, count: int) -> range:
+        """The next ``count`` (or fewer) batches nobody has taken, now taken."""
+        with self._ready:
+            lo = self._next
+            self._next = min(len(self.job.starts), lo + count)
+            return range(lo, self._next)
+
+    def _emulate_here(self) -> None:
+        """Emulate the next batch here while any is left (thread body)."""
         from crossmap.runner import _threads_in_this_process
 
         try:
             with _threads_in_this_process(self.job.backend):
-                while True:
-                    with self._lock:
-                        if self._stop or self._next >= len(self.job.starts):
-                            return
-                        index = self._next
-                        self._next += 1
-                    self._local_results.append(self.job.emulate_batch(self.job.starts[index]))
+                while not self._stop:
+                    taken = self._take(1)
+                    if not taken:
+                        return
+                    figures = self.job.emulate_batch(self.job.starts[taken[0]])
+                    with self._ready:
+                        self._here[taken[0]] = figures
+                        self.local += 1
+                        self._ready.notify_all()
         except BaseException as exc:  # re-raised in the main thread
-            self._local_error = exc
+            with self._ready:
+                self._local_error = exc
+                self._ready.notify_all()
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         job = self.job
         sizes = job.sizes()
-        front = threading.Thread(target=self._emulate_front, name="crossmap-front-batches", daemon=True)
-        front.start()
-        tasks: list[tuple[int, int, Any]] = []
-        ray = None
+        here = threading.Thread(target=self._emulate_here, name="crossmap-front-batches", daemon=True)
+        here.start()
+        ray: Any = None
+        owner: dict[int, tuple[Any, int]] = {}   # batch index -> (its Ray task, position in the task)
+        running: list[Any] = []                  # tasks submitted and not known to be finished
+        left: dict[Any, int] = {}                # task -> its batches not yet yielded
+
+        def top_up(shard: int) -> None:
+            finished, _ = ray.wait(running, num_returns=len(running), timeout=0) if running else ([], [])
+            for task in finished:
+                running.remove(task)
+            if finished and not self._stop:   # Ray's workers are up: this process stops taking batches
+                with self._ready:
+                    self._stop = True
+            while len(running) < 2 * self.cpus:
+                taken = self._take(shard)
+                if not taken:
+                    return
+                task = remote.remote(job_ref, [job.starts[i] for i in taken], self.cpus)
+                running.append(task)
+                owner.update((i, (task, k)) for k, i in enumerate(taken))
+                left[task] = len(taken)
+
         try:
             ray = connect(self.address)   # in the main thread: Ray's processes live as long as it does
             self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            with self._lock:
-                self._stop = True
-                first = self._next
-            rest = len(job.starts) - first
-            if rest:
-                job_ref = ray.put(job)
-                remote = ray.remote(num_cpus=1)(_run_shard)
-                shards = min(rest, self.cpus * SHARDS_PER_CPU)
-                bounds = [first + round(k * rest / shards) for k in range(shards + 1)]
-                tasks = [(lo, hi, remote.remote(job_ref, job.starts[lo:hi], self.cpus))
-                         for lo, hi in zip(bounds[:-1], bounds[1:])]
-        finally:
-            with self._lock:
-                self._stop = True
-            front.join()
-        if self._local_error is not None:
-            self._cancel(ray, tasks)
-            raise self._local_error
-        self.local = len(self._local_results)
-        yield from zip(sizes, self._local_results)
-        try:
-            for lo, hi, task in tasks:
-                yield from zip(sizes[lo:hi], ray.get(task))
+            job_ref = ray.put(job)
+            remote = ray.remote(num_cpus=1)(_run_shard)
+            shard = max(1, -(-len(job.starts) // (self.cpus * SHARDS_PER_CPU)))
+            top_up(shard)
+            results: dict[Any, list[Any]] = {}
+            for index, size in enumerate(sizes):
+                while index not in owner:   # taken here (or about to be)
+                    with self._ready:
+                        if self._local_error is not None:
+                            raise self._local_error
+                        if index in self._here:
+                            break
+                        self._ready.wait(0.05)
+                    top_up(shard)
+                if index in owner:
+                    task, position = owner.pop(index)
+                    while task not in results:
+                        done, _ = ray.wait([task], timeout=0.05)
+                        if done:
+                            results[task] = ray.get(task)
+                        top_up(shard)
+                    figures = results[task][position]
+                    left[task] -= 1
+                    if not left[task]:
+                        del results[task], left[task]
+                    yield size, figures
+                else:
+                    with self._ready:
+                        figures = self._here.pop(index)
+                    yield size, figures
         except BaseException:  # an error or an interrupted run: stop the rest
-            self._cancel(ray, tasks)
+            if ray is not None:
+                for task in running:
+                    ray.cancel(task)
             raise
-
-    @staticmethod
-    def _cancel(ray: Any, tasks: list[tuple[int, int, Any]]) -> None:
-        for _, _, task in tasks:
-            ray.cancel(task)
+        finally:
+            with self._ready:
+                self._stop = True
+            here.join()

@@ -1,8 +1,7 @@
-"""Batches sharded over a local Ray of 2 CPUs, the front ones emulated in this process while Ray
-starts: the same figures, batch by batch, as one process."""
+"""Batches sharded over a local Ray of 2 CPUs and emulated in this process too (from the start,
+while Ray connects): the same figures, batch by batch, as one process."""
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -21,37 +20,40 @@ def _job(backend: str, options: dict) -> Job:
     return Job(prog, x, np.arange(50) % prog.num_classes, 4, backend, options)
 
 
-def test_front_batches_here_the_rest_on_ray_give_the_figures_of_one_process(monkeypatch):
+def test_batches_here_and_on_ray_give_the_figures_of_one_process(monkeypatch):
     ray = pytest.importorskip("ray")
     job = _job("torch", {"path": "sparse"})
     expected = [job.emulate_batch(lo) for lo in job.starts]
-    done_here = threading.Event()
-    original = Job.emulate_batch
+    four_here, ray_took = threading.Event(), threading.Event()
+    original, original_take = Job.emulate_batch, ray_runner.RayBatches._take
     sharded = ray_runner.RayBatches(_job("torch", {"path": "sparse"}), "local")
 
-    def counting(self, lo):   # the front thread: 4 batches, then the 5th until Ray has taken the rest
-        if lo == 4 * self.size:
-            done_here.set()
-            for _ in range(6000):
-                if sharded._stop:
-                    break
-                time.sleep(0.01)
+    def counting(self, lo):   # here: 4 batches, then the next ones once Ray has taken some
+        if threading.current_thread().name == "crossmap-front-batches" and lo >= 4 * self.size:
+            four_here.set()
+            assert ray_took.wait(60)
         return original(self, lo)
+
+    def take(self, count):
+        if threading.current_thread() is threading.main_thread():
+            ray_took.set()
+        return original_take(self, count)
 
     real_connect = ray_runner.connect
 
-    def slow_connect(address):   # Ray "starts" only after the front thread did 4 batches
-        assert done_here.wait(60)
+    def slow_connect(address):   # Ray "starts" only after this process did 4 batches
+        assert four_here.wait(60)
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         return real_connect(address)
 
     monkeypatch.setattr(Job, "emulate_batch", counting)
+    monkeypatch.setattr(ray_runner.RayBatches, "_take", take)
     monkeypatch.setattr(ray_runner, "connect", slow_connect)
     try:
         got = list(sharded)
     finally:
         ray.shutdown()
-    assert sharded.cpus == 2 and sharded.local == 5
+    assert sharded.cpus == 2 and 5 <= sharded.local < len(job.starts)
     assert [size for size, _ in got] == job.sizes()
     for (_, (hits, activity, energy, classes)), (hits0, activity0, energy0, classes0) in zip(got, expected):
         assert (hits, activity, energy) == (hits0, activity0, energy0)
