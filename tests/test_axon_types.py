@@ -32,10 +32,22 @@ def test_dsatur_matches_the_textbook_loop_and_colours_properly(seed):
     n = int(rng.integers(5, 80))
     upper = sp.triu(sp.random(n, n, density=rng.uniform(0.02, 0.12), random_state=seed), k=1)
     adj = ((upper + upper.T) > 0).tocsr()
-    for colors in (3, 4, 8):
+    for colors in (2, 3, 4, 8, 70):
         got, want = _dsatur(adj, colors), plain_dsatur(adj, colors)
         assert (got is None) == (want is None)
         if got is not None:
             np.testing.assert_array_equal(got, want)
             rows, cols = adj.nonzero()
             assert (got[rows] != got[cols]).all()
+
+
+@pytest.mark.parametrize("colors", [4, 12, 40])
+def test_dsatur_on_dense_graphs_matches_the_textbook_loop(colors):
+    """Dense graphs need many colours: more than fit a byte, and sometimes more than allowed."""
+    n = 60
+    upper = sp.triu(sp.random(n, n, density=0.7, random_state=colors), k=1)
+    adj = ((upper + upper.T) > 0).tocsr()
+    got, want = _dsatur(adj, colors), plain_dsatur(adj, colors)
+    assert (got is None) == (want is None)
+    if got is not None:
+        np.testing.assert_array_equal(got, want)

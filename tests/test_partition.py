@@ -527,6 +527,23 @@ def test_the_solver_run_reuses_the_greedy_packings(monkeypatch):
     assert 0 < shared_packs < len(packed)
 
 
+def test_no_second_packing_when_no_group_qualifies_for_the_solver(monkeypatch):
+    """The greedy run says whether any group would go to CP-SAT; when none would, the run with
+    the solver (which would pack the same) is skipped, and the program is the greedy one."""
+    import crossmap.passes.partition as partition_pass
+    net = three_layer(seed=4)
+    runs = []
+    plan = partition_pass.plan_partition
+    monkeypatch.setattr(partition_pass, "plan_partition", lambda *a: runs.append(a[5].solver) or plan(*a))
+    none_small = partition(net, solver=True, solver_max_items=0)
+    assert runs == [False]
+    greedy = partition(net, solver=False)
+    assert none_small.program.checksum() == greedy.program.checksum()
+    runs.clear()
+    partition(net, solver=True, solver_max_items=10_000, time_limit=2.0)
+    assert runs == [False, True]
+
+
 def test_packing_progress_lines_say_how_far_and_how_long():
     from crossmap.passes.partition.plan import PackProgress
 

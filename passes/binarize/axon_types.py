@@ -139,33 +139,42 @@ def _dsatur(adj: sp.csr_matrix, colors: int) -> np.ndarray | None:
     """DSatur greedy colouring with at most ``colors`` colours, or None when it needs more. The
     next vertex has the most distinct colours among its neighbours, then the highest degree,
     then the lowest index; its priority key is updated as neighbours get coloured (a heap with
-    an entry per key change; stale entries are skipped)."""
+    an entry per key change; stale entries are skipped, checked against a list, not the array).
+    A coloured vertex's neighbours are filtered with numpy (one row of colour flags per colour),
+    and only those whose key changes are pushed."""
     n = adj.shape[0]
-    degree = np.diff(adj.indptr).astype(np.int64)
-    seen = np.zeros((n, colors), bool)  # colours among coloured neighbours
-    result = np.full(n, -1, np.int64)
-    key = degree.copy()  # saturation * (n + 1) + degree while uncoloured, -1 once coloured
-    heap = list(zip((-degree).tolist(), range(n)))
+    indptr, indices = adj.indptr.tolist(), adj.indices
+    key = np.diff(adj.indptr).astype(np.int64)  # saturation * (n + 1) + degree while uncoloured, -1 once coloured
+    key_list = key.tolist()  # the same, read per pop
+    seen = np.zeros((colors, n), bool)  # seen[c, v]: colour c among the coloured neighbours of v
+    result = [-1] * n
+    heap = [(-k, v) for v, k in enumerate(key_list)]
     heapq.heapify(heap)
+    step = n + 1
+    pop, push = heapq.heappop, heapq.heappush
     for _ in range(n):
         while True:
-            negative, v = heapq.heappop(heap)
-            if -negative == key[v]:
+            negative, v = pop(heap)
+            if -negative == key_list[v]:
                 break
-        free = np.flatnonzero(~seen[v])
-        if free.size == 0:
+        around = seen[:, v]
+        c = int(around.argmin())  # the lowest colour not seen
+        if around[c]:
             return None
-        c = int(free[0])
         result[v] = c
-        key[v] = -1
-        neighbours = adj.indices[adj.indptr[v]:adj.indptr[v + 1]]
-        newly = neighbours[~seen[neighbours, c]]
-        seen[newly, c] = True
-        newly = newly[key[newly] >= 0]
-        key[newly] += n + 1
-        for u, k in zip(newly.tolist(), key[newly].tolist()):
-            heapq.heappush(heap, (-k, u))
-    return result
+        key[v] = key_list[v] = -1
+        neighbours = indices[indptr[v]:indptr[v + 1]]
+        flags = seen[c]
+        newly = neighbours[~flags[neighbours]]
+        if newly.size:
+            flags[newly] = True
+            newly = newly[key[newly] >= 0]
+            if newly.size:
+                key[newly] += step
+                for u, k in zip(newly.tolist(), key[newly].tolist()):
+                    key_list[u] = k
+                    push(heap, (-k, u))
+    return np.array(result, np.int64)
 
 
 def _greedy_clique(adj: sp.csr_matrix, tries: int = 8) -> list[int]:

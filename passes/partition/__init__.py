@@ -81,13 +81,17 @@ class Partition:
         best: tuple[Plan, Built] | None = None
         memo: dict = {}  # greedy packings per group, shared by the runs without and with the solver
         for mode in modes:
+            solver_wanted = True
             for use_solver in solver_runs:
+                if use_solver and not solver_wanted:
+                    break  # no group qualified for the solver: the same packing as the greedy one
                 options = PackOptions(mode=mode, solver=use_solver, solver_max_items=self.solver_max_items,
                                       time_limit=self.time_limit / len(modes), merge_groups=self.merge_groups,
                                       seed=state.seed, log=state.log, jobs=state.jobs)
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     plan = plan_partition(net, space, keys, topo, key_rate, options, memo)
+                    solver_wanted = plan.solver_wanted
                     if use_solver and not plan.solver_runs:
                         break  # no group went to the solver: the same packing as the greedy one
                     built = build_program(self._on_board(net, len(plan.cores)), plan, space, keys, topo, rates,

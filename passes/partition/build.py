@@ -28,6 +28,7 @@ from crossmap.passes.partition.keys import GroupKeys, KeySpace
 from crossmap.passes.partition.pack import gather_columns
 from crossmap.passes.partition.plan import Plan
 from crossmap.passes.partition.timing import ShiftConstraints, pin_groups
+from crossmap.passes.partition.unique import block_pairs
 from crossmap.program import Program
 
 
@@ -234,7 +235,7 @@ def _readers(plan: Plan, keys: list[GroupKeys]) -> dict[tuple[int, int], list[in
         cores, neurons = (np.asarray(a, np.int64) for a in members[g])
         lengths = gk.reads.indptr[neurons + 1] - gk.reads.indptr[neurons]
         local = gather_columns(gk.reads.indptr, gk.reads.indices, neurons).astype(np.int64)
-        pairs = np.unique(np.repeat(cores, lengths) * gk.keys.size + local)  # distinct (core, key) of the group
+        pairs = block_pairs(cores, lengths, local, gk.keys.size)  # distinct (core, key) of the group
         parts.append((pairs // gk.keys.size, gk.keys[pairs % gk.keys.size], np.full(pairs.size, g, np.int64)))
     if not parts:
         return {}

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from crossmap.deployed import INPUT, DeployedNetwork, Lines
 from crossmap.errors import UnsupportedModelError
+from crossmap.passes.partition.unique import unique_inverse
 
 
 @dataclass
@@ -102,7 +103,7 @@ def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
     result = []
     for gi, ((cols, base), rep) in enumerate(zip(pairs, repeats)):
         key = base * mult + rep
-        uniq, local = np.unique(key, return_inverse=True)
+        uniq, local = unique_inverse(key)
         reads = sp.csr_matrix((np.ones(key.size, bool), (cols, local.reshape(-1))),
                               shape=(net.groups[gi].size, uniq.size))
         reads.sum_duplicates()

@@ -114,13 +114,16 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
     in_core = np.zeros(n_keys, bool)
     fed = np.zeros(n_targets, bool)
     heaviest = int(weights.max(initial=0))
+    weight_of, rank_of = weights.tolist(), rank.tolist()  # read one item at a time
+    static_key = list(zip(target_deg[static].tolist(), static_fan_in.tolist(), rank[static].tolist()))
+    pool = np.empty(n_items, np.int64)  # the open core's candidates are pool[:size] (each item once per core)
     cores: list[list[int]] = []
     next_seed = 0
     left = n_items
     while left:
         while base[by_rank[next_seed]] == done:
             next_seed += 1
-        candidates = np.zeros(0, np.int64)  # touched items, some of which may no longer fit
+        size = 0  # touched items in pool, some of which may no longer fit
         seen: list[np.ndarray] = []  # every item touched by this core, to reset
         core_keys: list[np.ndarray] = []
         core_outs: list[np.ndarray] = []
@@ -143,7 +146,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 hit = gather_columns(k_ptr, k_ind, fresh)
                 np.add.at(key, hit, -span)
                 reached.append(hit)
-            neurons += int(weights[item])
+            neurons += weight_of[item]
             if targets is not None:
                 outs = t_ind[t_ptr[item]:t_ptr[item + 1]]
                 fresh_out = outs[~fed[outs]]
@@ -159,29 +162,35 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                     new = distinct_columns(new, scratch)
                     blocked[new] = True
                     seen.append(new)
-                    candidates = np.concatenate([candidates, new])
+                    pool[size:size + new.size] = new
+                    size += new.size
             free_axons, free_neurons = max_axons - axons, max_neurons - neurons
             if free_neurons <= 0:
                 break
+            candidates = pool[:size]
             best, best_key, s = -1, None, key[candidates]
-            if candidates.size:
-                best = int(candidates[int(np.argmin(s))])
-                k = int(key[best])
-                if k >= assigned_above or k % big >= (free_axons + 1) * span or weights[best] > free_neurons:
+            if size:
+                at = int(np.argmin(s))
+                best, k = int(candidates[at]), int(s[at])
+                if k >= assigned_above or k % big >= (free_axons + 1) * span or weight_of[best] > free_neurons:
                     # the best no longer fits: drop every candidate that does not (for good), then look again
                     fits = (s < assigned_above) & (s % big < (free_axons + 1) * span)
                     if heaviest > free_neurons:
                         fits &= weights[candidates] <= free_neurons
-                    candidates, s = candidates[fits], s[fits]
-                    best = int(candidates[int(np.argmin(s))]) if candidates.size else -1
+                    s = s[fits]
+                    size = s.size
+                    pool[:size] = candidates[fits]
+                    candidates = pool[:size]
+                    best = -1
+                    if size:
+                        at = int(np.argmin(s))
+                        best, k = int(candidates[at]), int(s[at])
                 if best >= 0:
-                    k = int(key[best])
-                    best_key = (k // big, (k % big) // span, int(rank[best]))
+                    best_key = (k // big, (k % big) // span, rank_of[best])
             step = 16
-            bound = (done, 0, 0)  # the key of the first untouched item that may fit, or above all
-            if pointer < static.size:
-                first = int(static[pointer])  # no untouched item that fits comes before it in static order
-                bound = (int(target_deg[first]), int(fan_in[first]), int(rank[first]))
+            # the key of the first untouched item that may fit (none that fits comes before it in
+            # static order), or above all
+            bound = static_key[pointer] if pointer < static.size else (done, 0, 0)
             if best_key is not None and best_key < bound:
                 if best_key[:2] == (0, 0):  # it costs nothing: so do the next ones that cost nothing
                     riders = free_riders(candidates, s, span, weights, free_neurons, bound)
@@ -201,10 +210,8 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
                 hit = np.flatnonzero(ok)
                 if hit.size:
                     pointer += int(hit[0])
-                    untouched = int(static[pointer])
-                    untouched_key = (int(target_deg[untouched]), int(fan_in[untouched]), int(rank[untouched]))
-                    if best_key is None or untouched_key < best_key:
-                        best = untouched
+                    if best_key is None or static_key[pointer] < best_key:
+                        best = int(static[pointer])
                     break
                 pointer = min(end, static.size)
                 step = min(2 * step, UNTOUCHED_CHUNK)

@@ -79,6 +79,9 @@ class Plan:
     # the demands as arrays in the order they were made: (sources, their core, keys) per add_keys
     demand_log: list[tuple[np.ndarray, int, np.ndarray]] = field(default_factory=list)
     core_family: list[int] = field(default_factory=list)  # per core: its members' family, MIXED, or EMPTY
+    # whether some group's packing qualifies for CP-SAT (small, above its bound, a small model),
+    # whether or not the solver was on: when none does, a run with the solver packs the same
+    solver_wanted: bool = False
 
     def add_keys(self, core: int, keys: set[int], space: KeySpace) -> None:
         """Give ``core`` the axons ``keys``; each new one is a place its source must reach (logged
@@ -223,7 +226,10 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
         if ("conflicts", g) not in memo:
             memo[("conflicts", g)] = conflict_bound(gk.reads, A)
         bound = max(lower_bound(int(counts.sum()), gk.keys.size, A, N), memo[("conflicts", g)])
-        if g in small and bound < len(bins) and len(bins) * reads.nnz <= options.solver_max_terms:
+        wanted = (group.size <= options.solver_max_items and bound < len(bins)
+                  and len(bins) * reads.nnz <= options.solver_max_terms)
+        plan.solver_wanted = plan.solver_wanted or wanted
+        if g in small and wanted:
             cost = np.array([1 + int(round(100 * key_rate.get(int(k), 0.0))) for k in gk.keys], np.int64)
             result = solve_pack(reads, item_count, cost, A, N, bins, budget, options.seed)
             plan.solver_runs.append({"group": group.name, "status": result.status, "improved": result.cores is not None,
