@@ -169,14 +169,15 @@ def build_tables(program: Any) -> Tables:
     mode = program.reset_mode
     low, high = clip_bounds(program)
     in_use = program.used_neurons()
+    fanout = program.crossbar.sum(axis=2, dtype=np.int32)   # connected neurons per axon, (C, A)
     offset = np.select([mode == RESET_TO_VALUE, mode == RESET_LINEAR], [-program.reset_value.astype(np.int64),
                                                                           program.alpha], 0)
     return Tables(
         num_cores=C, num_axons=A, num_neurons=N, state_dtype=dtype, weights=effective_weights(program),
-        fanout=program.crossbar.sum(axis=2, dtype=np.int32).astype(np.float32)[:, None, :],
+        fanout=fanout.astype(np.float32)[:, None, :],
         alpha=row(program.alpha), leak=row(program.leak) if program.leak.any() else None,
         v_low=row(low), v_high=row(high), reset_modes=frozenset(np.unique(mode).tolist()),
         reset_to_value=row(mode == RESET_TO_VALUE), reset_offset=row(offset),
         reset_to_zero=not program.reset_value.any(), neurons_in_use=int(in_use.sum()),
         synapse_prob_den=int(program.chip.synapse_prob_den), routing=build_routing(program, dtype),
-        counts=count_tables(program), **_stochastic(program))
+        counts=count_tables(program, fanout), **_stochastic(program))

@@ -49,9 +49,9 @@ class CountTables:
     scratch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # the kernel's counters, reused
 
 
-def count_tables(program: Program) -> CountTables:
-    """The kernel's tables of ``program``."""
-    C, A, N = program.crossbar.shape
+def count_tables(program: Program, fanout: np.ndarray) -> CountTables:
+    """The kernel's tables of ``program``, whose connected neurons per axon are ``fanout`` (C, A)."""
+    C, _, N = program.crossbar.shape
     G = program.weight.shape[2]
     padded = -(-G // _GROUP) * _GROUP
     weight = np.zeros((C, padded, N), np.float32)
@@ -59,7 +59,7 @@ def count_tables(program: Program) -> CountTables:
     types = np.ascontiguousarray(program.axon_type, dtype=np.int32)
     population = np.bincount((np.arange(C)[:, None] * G + types).reshape(-1), minlength=C * G).reshape(C, G)
     return CountTables(crossbar=np.ascontiguousarray(program.crossbar).view(np.uint8), axon_type=types,
-                       weight=weight, fanout=program.crossbar.sum(axis=2, dtype=np.int64).astype(np.float64),
+                       weight=weight, fanout=fanout.astype(np.float64),
                        narrow=population.max(axis=1) <= 255)
 
 
