@@ -26,6 +26,13 @@ from crossmap.errors import CrossmapError
 SHARDS_PER_CPU = 8
 
 
+def shard_size(left: int, cpus: int, largest: int) -> int:
+    """Batches for the next Ray task when ``left`` batches are not taken yet: ``largest`` while
+    many are left, then fewer, down to one, so the cluster's CPUs run out of work together
+    (the last tasks are short; a long last task would keep one CPU busy while the others idle)."""
+    return max(1, min(largest, -(-left // (4 * cpus))))
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -133,7 +140,9 @@ class RayBatches:
                 with self._ready:
                     self._stop = True
             while len(running) < 2 * self.cpus:
-                taken = self._take(shard)
+                with self._ready:
+                    left_over = len(job.starts) - self._next
+                taken = self._take(shard_size(left_over, self.cpus, shard))
                 if not taken:
                     return
                 task = remote.remote(job_ref, [job.starts[i] for i in taken], self.cpus)

@@ -87,3 +87,16 @@ def test_a_process_running_ray_spawns_its_workers_instead_of_forking(monkeypatch
     for (_, (hits, activity, energy, classes)), (hits0, activity0, energy0, classes0) in zip(got, expected):
         assert (hits, activity, energy) == (hits0, activity0, energy0)
         np.testing.assert_array_equal(classes, classes0)
+
+
+def test_shards_shrink_to_one_batch_as_the_batches_run_out():
+    sizes = []
+    left = 40
+    while left:
+        size = ray_runner.shard_size(left, cpus=2, largest=3)
+        sizes.append(size)
+        left -= size
+    assert sizes[0] == 3 and sizes[-1] == 1
+    assert sizes == sorted(sizes, reverse=True)
+    assert ray_runner.shard_size(1000, cpus=2, largest=3) == 3
+    assert ray_runner.shard_size(5, cpus=2, largest=3) == 1
