@@ -4,6 +4,7 @@ the original model (within 1e-4 of the output's scale), and the structure of the
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from onnx import TensorProto, helper
 
 from crossmap.frontend import compare_with_onnxruntime, import_onnx
@@ -427,3 +428,42 @@ def test_import_from_path_and_bytes_agree(tmp_path):
     assert a.metadata["source"] == str(path)
     x = om.random_inputs(model, 4, kind="uniform")
     np.testing.assert_array_equal(a.evaluate(x), b.evaluate(x))
+
+
+def coo_conv_matrix(w, groups, out_pos, tap, in_pos, n_in, n_out):
+    """The convolution matrix from (row, column, value) triples, as scipy canonicalizes them."""
+    out_channels, per_group, _ = w.shape
+    m = np.arange(out_channels)[:, None, None]
+    c_local = np.arange(per_group)[None, :, None]
+    c_in = (m // (out_channels // groups)) * per_group + c_local
+    rows = np.broadcast_to(m * n_out + out_pos[None, None, :], (out_channels, per_group, out_pos.size))
+    cols = np.broadcast_to(c_in * n_in + in_pos[None, None, :], rows.shape)
+    data = w[m, c_local, tap[None, None, :]]
+    return sp.csr_matrix((data.reshape(-1), (rows.reshape(-1), cols.reshape(-1))),
+                         shape=(out_channels * n_out, per_group * groups * n_in))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_convolution_matrices_are_built_in_canonical_order(seed):
+    from crossmap.frontend.ops_linear import conv_matrix
+    from crossmap.frontend.windows import Window
+
+    rng = np.random.default_rng(seed)
+    dims = int(rng.integers(1, 4))
+    groups, per_group = int(rng.choice([1, 2, 3])), int(rng.integers(1, 4))
+    out_channels = groups * int(rng.integers(1, 4))
+    spatial = tuple(int(v) for v in rng.integers(3, 7, dims))
+    kernel = tuple(int(v) for v in rng.integers(1, 4, dims))
+    attrs = {"strides": [int(v) for v in rng.integers(1, 3, dims)], "dilations": [int(v) for v in rng.integers(1, 2, dims)],
+             "pads": [int(v) for v in rng.integers(0, 3, 2 * dims)]}
+    window = Window.from_attributes(spatial, kernel, attrs)
+    out_pos, tap, in_pos, _ = window.taps()
+    keep = in_pos >= 0
+    w = rng.normal(size=(out_channels, per_group, int(np.prod(kernel))))
+    w[rng.random(w.shape) < 0.2] = 0.0  # explicit zeros stay, as in the triples
+    args = (w, groups, out_pos[keep], tap[keep], in_pos[keep], int(np.prod(spatial)), int(np.prod(window.out_shape)))
+    fast, plain = conv_matrix(*args), coo_conv_matrix(*args)
+    assert fast.shape == plain.shape
+    for name in ("indptr", "indices", "data"):
+        assert np.array_equal(getattr(fast, name), getattr(plain, name)), name
+        assert getattr(fast, name).dtype == getattr(plain, name).dtype, name

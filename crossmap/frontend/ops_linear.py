@@ -237,18 +237,37 @@ def conv(lw: Lowerer, node: onnx.NodeProto, ins: list) -> list:
     keep = in_pos >= 0
     out_pos, tap, in_pos = out_pos[keep], tap[keep], in_pos[keep]
     n_in, n_out = int(np.prod(spatial)), int(np.prod(window.out_shape))
-    m = np.arange(out_channels)[:, None, None]
-    c_local = np.arange(per_group)[None, :, None]
-    c_in = (m // (out_channels // groups)) * per_group + c_local
-    rows = np.broadcast_to(m * n_out + out_pos[None, None, :], (out_channels, per_group, out_pos.size))
-    cols = np.broadcast_to(c_in * n_in + in_pos[None, None, :], rows.shape)
-    data = w.reshape(out_channels, per_group, -1)[m, c_local, tap[None, None, :]]
-    weight = sp.csr_matrix((data.reshape(-1), (rows.reshape(-1), cols.reshape(-1))),
-                           shape=(out_channels * n_out, channels * n_in))
+    weight = conv_matrix(w.reshape(out_channels, per_group, -1), groups, out_pos, tap, in_pos, n_in, n_out)
     bias: Any = 0.0
     if len(ins) > 2 and ins[2] is not None:
         bias = np.repeat(lw.const(ins[2], "input B (the bias)").astype(np.float64).reshape(-1), n_out)
     return [lw.apply_linear(x, node, weight, bias, (out_channels, *window.out_shape))]
+
+
+def conv_matrix(w: np.ndarray, groups: int, out_pos: np.ndarray, tap: np.ndarray, in_pos: np.ndarray, n_in: int,
+                n_out: int) -> sp.csr_matrix:
+    """The (out channels x n_out, in channels x n_in) CSR matrix of a convolution, built in
+    canonical order: ``w`` is (out channels, in channels per group, taps); the (output position,
+    tap, input position) triples come ascending by output position, then input position (as
+    ``Window.taps`` gives them). Row (m, p) holds, channel by channel of m's group, the taps of
+    position p."""
+    out_channels, per_group, _ = w.shape
+    taps = out_pos.size
+    length = np.bincount(out_pos, minlength=n_out).astype(np.int64)  # taps per output position
+    start = np.cumsum(length) - length
+    # the entries of one row block, (position, channel, tap) ascending: where each (tap, channel) goes
+    t = np.arange(taps, dtype=np.int64)[:, None]
+    c = np.arange(per_group, dtype=np.int64)[None, :]
+    at = (start[out_pos][:, None] * per_group + c * length[out_pos][:, None] + t - start[out_pos][:, None]).reshape(-1)
+    entry_tap, entry_channel = np.empty(at.size, np.int64), np.empty(at.size, np.int64)
+    entry_tap[at] = np.broadcast_to(t, (taps, per_group)).reshape(-1)
+    entry_channel[at] = np.broadcast_to(c, (taps, per_group)).reshape(-1)
+    first_channel = (np.arange(out_channels, dtype=np.int64) // (out_channels // groups)) * per_group
+    cols = (first_channel[:, None] + entry_channel[None, :]) * n_in + in_pos[entry_tap][None, :]
+    data = w[:, entry_channel, tap[entry_tap]]
+    indptr = np.zeros(out_channels * n_out + 1, np.int64)
+    np.cumsum(np.tile(length * per_group, out_channels), out=indptr[1:])
+    return sp.csr_matrix((data.reshape(-1), cols.reshape(-1), indptr), shape=(out_channels * n_out, per_group * groups * n_in))
 
 
 @handler("BatchNormalization")
