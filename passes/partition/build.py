@@ -97,6 +97,7 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
     chip = net.chip
     split_slot: dict[int, tuple[int, int]] = {}
     placed: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # runs of members
+    runs: dict[int, list[tuple[int, tuple[np.ndarray, ...]]]] = {}  # group -> (core, slots and bits) per run
     for fc, old in enumerate(final):
         core = plan.cores[old]
         ck = core_keys[old]
@@ -114,7 +115,7 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             neurons = np.array([members[i][1] for i in run], np.int64)
             counts = np.array([members[i][2] for i in run], np.int64)
             first = slot + np.cumsum(counts) - counts  # each member's first slot
-            _fill_run(prog, net.groups[g], keys[g], fc, ck, g, neurons, counts, first)
+            runs.setdefault(g, []).append((fc, _fill_run(keys[g], ck, neurons, counts, first)))
             placed.append((g, fc, neurons, counts, first, np.array([aimed[i] for i in run], np.int64)))
             slot += int(counts.sum())
             start = end
@@ -127,6 +128,8 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             prog.alpha[fc, span] = chip.alpha_min
             split_slot[s] = (fc, slot)
             slot += size
+    for g, group_runs in runs.items():
+        _write_group(prog, net.groups[g], g, group_runs)
     instances, aims = _instance_slots(placed)
     return instances, aims, split_slot
 
@@ -155,10 +158,11 @@ def _instance_slots(placed: list[tuple[int, int, np.ndarray, np.ndarray, np.ndar
     return instances, {name: aims[a:b] for name, a, b in zip(names, starts, ends)}
 
 
-def _fill_run(prog: Program, group: NeuronGroup, gk: GroupKeys, fc: int, ck: np.ndarray, g: int, neurons: np.ndarray,
-              counts: np.ndarray, first: np.ndarray) -> None:
-    """Write ``counts[k]`` adjacent instances of neuron ``neurons[k]`` of group ``g`` from slot
-    ``first[k]`` of core ``fc`` (axon keys ``ck``): crossbar rows, weights and parameters."""
+def _fill_run(gk: GroupKeys, ck: np.ndarray, neurons: np.ndarray, counts: np.ndarray,
+              first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where ``counts[k]`` adjacent instances of neuron ``neurons[k]`` go from slot ``first[k]``
+    of a core with axon keys ``ck``: (the run's slots, the neuron of each slot, and the axon and
+    slot of each crossbar bit to set)."""
     slots = np.arange(int(counts.sum())) + (int(first[0]) if first.size else 0)  # the run's slots, adjacent
     per = np.repeat(neurons, counts)  # the neuron of each slot
     indptr = gk.reads.indptr  # not converted: a copy would cost the whole group's synapses per core
@@ -168,13 +172,25 @@ def _fill_run(prog: Program, group: NeuronGroup, gk: GroupKeys, fc: int, ck: np.
     times = counts[owner]
     entry_slot = np.repeat(first[owner], times) + (np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times,
                                                                                              times))
-    prog.crossbar[fc, np.repeat(axons, times), entry_slot] = True
-    prog.weight[fc, slots] = group.weight[per]
-    prog.stochastic_synapse[fc, slots] = group.stochastic_synapse[per]
-    for name in ("alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v", "threshold_mask"):
-        getattr(prog, name)[fc, slots] = getattr(group, name)[per]
-    prog.neuron_group[fc, slots] = g
-    prog.neuron_index[fc, slots] = per
+    return slots, per, np.repeat(axons, times), entry_slot
+
+
+NEURON_FIELDS = ("weight", "stochastic_synapse", "alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v",
+                 "threshold_mask")
+
+
+def _write_group(prog: Program, group: NeuronGroup, g: int, runs: list[tuple[int, tuple[np.ndarray, ...]]]) -> None:
+    """Write the runs of group ``g`` (core, ``_fill_run``'s arrays) into ``prog`` at once:
+    crossbar bits, weights and parameters of every slot."""
+    cores = np.concatenate([np.full(r[1].size, fc, np.int64) for fc, r in runs])
+    slots = np.concatenate([r[0] for _, r in runs])
+    per = np.concatenate([r[1] for _, r in runs])
+    bit_cores = np.concatenate([np.full(r[2].size, fc, np.int64) for fc, r in runs])
+    prog.crossbar[bit_cores, np.concatenate([r[2] for _, r in runs]), np.concatenate([r[3] for _, r in runs])] = True
+    for name in NEURON_FIELDS:
+        getattr(prog, name)[cores, slots] = getattr(group, name)[per]
+    prog.neuron_group[cores, slots] = g
+    prog.neuron_index[cores, slots] = per
 
 
 def _aim_roles(roles: dict[tuple[int, int], list], aims: dict[tuple[int, int], list[int]]) -> dict:
