@@ -165,6 +165,7 @@ def compile(model: ModelSource, output: str | os.PathLike | None = None, *, chip
                            "source_sha256": network.metadata["sha256"],
                            "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>",
                            "calibration": calibration_digest(state.calibration) if custom else "default"})
+    del network  # the state holds it until binarization is done with it
     state = run_pipeline(passes, state, before_emit=_stamp)
     program = state.program
     program.reports = state.reports

@@ -56,7 +56,8 @@ class CompileState:
 
     chip: ChipSpec
     seed: int = 0
-    network: Network | None = None
+    network: Network | None = None  # released once no later pass reads it (its weights can be gigabytes)
+    input_shape: tuple[int, ...] | None = None  # the network's per-sample input shape, kept when it is released
     calibration: np.ndarray | None = None  # float inputs (batch, *input shape) for lsq and traffic
     deployed: DeployedNetwork | None = None
     program: Program | None = None
@@ -67,6 +68,12 @@ class CompileState:
     overwrite: bool = False
     progress: Callable[[str], None] | None = None
     jobs: int = 1  # processes a pass may use for independent work (results do not depend on it)
+
+    def model_input_shape(self) -> tuple[int, ...] | None:
+        """The per-sample input shape of the source model, when there is one."""
+        if self.input_shape is None and self.network is not None:
+            self.input_shape = tuple(self.network.input.shape)
+        return self.input_shape
 
     def log(self, message: str) -> None:
         """Report progress if a progress callback was given."""
@@ -193,8 +200,9 @@ def run_pipeline(passes: list[Pass], state: CompileState,
                  before_emit: Callable[[CompileState], None] | None = None) -> CompileState:
     """Run the passes in order; after every pass check that it made what it declares and
     validate the deployed network and the program (``before_emit(state)`` runs right before an
-    ``emit`` pass, or at the end when there is none)."""
-    for p in passes:
+    ``emit`` pass, or at the end when there is none). The float network is released after the
+    last pass that reads it (its input shape is kept)."""
+    for i, p in enumerate(passes):
         state.log(f"pass {p.name}")
         if p.name == "emit" and before_emit is not None:
             before_emit(state)
@@ -203,6 +211,9 @@ def run_pipeline(passes: list[Pass], state: CompileState,
         if missing:
             raise PipelineError(f"pass {p.name!r} declares that it produces {ARTIFACTS.get(missing[0], missing[0])}, "
                                 f"but the state holds none after it ran")
+        if state.network is not None and not any("network" in q.reads for q in passes[i + 1:]):
+            state.model_input_shape()
+            state.network = None
         if state.deployed is not None:
             state.deployed.validate()
         if state.program is not None:

@@ -91,3 +91,31 @@ def test_a_pass_that_does_not_make_what_it_declares_is_stopped():
     state = CompileState(chip=ChipSpec.truenorth())
     with pytest.raises(PipelineError, match="pass 'idle' declares that it produces a deployed network"):
         run_pipeline([Idle()], state)
+
+
+def test_the_float_network_is_released_after_the_last_pass_that_reads_it():
+    from crossmap.frontend import import_onnx
+    from crossmap.testing import onnx_models as om
+
+    network = import_onnx(om.binary_mlp((8, 4, 2)))
+    seen = []
+
+    @dataclass
+    class Look:
+        """A pass that reads nothing and notes whether the state still holds the network."""
+
+        name: ClassVar[str] = "look"
+        reads: ClassVar[tuple[str, ...]] = ()
+        produces: ClassVar[tuple[str, ...]] = ()
+
+        def run(self, state: CompileState) -> CompileState:
+            seen.append(state.network is not None)
+            return state
+
+    @dataclass
+    class Read(Look):
+        reads: ClassVar[tuple[str, ...]] = ("network",)
+
+    state = run_pipeline([Read(), Look(), Read(), Look()], CompileState(chip=ChipSpec.truenorth(), network=network))
+    assert seen == [True, True, True, False]
+    assert state.network is None and state.model_input_shape() == tuple(network.input.shape) == (8,)

@@ -70,7 +70,7 @@ class Place:
         provisional = placement_cost(mesh, edges, mesh.cell(program.core_xy[:, 0], program.core_xy[:, 1]))
         budget = min(self.time_limit, 0.5 + self.seconds_per_core * n)
         state.log(f"place: {n} cores, {edges.u.size} edges, budget {budget:.1f} s ({self.method})")
-        input_shape = tuple(state.network.input.shape) if state.network is not None else None
+        input_shape = state.model_input_shape()
         points = input_positions(program, input_shape)
         result = search_placement(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
                         workers=os.cpu_count() or 1, points=points, log=state.log)
