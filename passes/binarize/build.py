@@ -168,10 +168,9 @@ def _sum_range(w: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     if not w.has_canonical_format:  # duplicates add up before their sign counts
         return (np.asarray(w.minimum(0).sum(axis=1)).ravel().astype(np.int64),
                 np.asarray(w.maximum(0).sum(axis=1)).ravel().astype(np.int64))
-    starts, ends = w.indptr[:-1], w.indptr[1:]
-    low = np.concatenate([[0], np.cumsum(np.minimum(w.data, 0))])
-    high = np.concatenate([[0], np.cumsum(np.maximum(w.data, 0))])
-    return low[ends] - low[starts], high[ends] - high[starts]
+    from crossmap.passes.binarize.kernels import sum_range
+
+    return sum_range(np.asarray(w.indptr, np.int64), w.data)
 
 
 def _bias_copies(layer: str, j: int, need: int, row: np.ndarray, chip: ChipSpec, slack: int,

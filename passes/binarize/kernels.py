@@ -57,20 +57,51 @@ def row_scales(indptr, values, weight_max, tol):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True)
 def distinct_per_row(indptr, data):  # pragma: no cover
-    """The number of distinct stored values in each row of a CSR matrix."""
+    """The number of distinct stored values in each row of a CSR matrix: each value is looked up
+    among the row's values found so far (rows have few), or a row with many is sorted."""
     n = indptr.size - 1
     out = np.zeros(n, np.int64)
+    found = np.empty(16, data.dtype)
     for j in range(n):
         lo, hi = indptr[j], indptr[j + 1]
-        if hi == lo:
-            continue
-        row = np.sort(data[lo:hi])
-        count = 1
-        for i in range(1, row.size):
-            if row[i] != row[i - 1]:
+        count = 0
+        for i in range(lo, hi):
+            v = data[i]
+            new = True
+            for t in range(count):
+                if found[t] == v:
+                    new = False
+                    break
+            if new:
+                if count == found.size:
+                    count = -1
+                    break
+                found[count] = v
                 count += 1
+        if count < 0:
+            row = np.sort(data[lo:hi])
+            count = 1
+            for i in range(1, row.size):
+                if row[i] != row[i - 1]:
+                    count += 1
         out[j] = count
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def sum_range(indptr, data):  # pragma: no cover
+    """(sum of the negative, sum of the positive stored values) of each row of a CSR matrix."""
+    n = indptr.size - 1
+    low = np.zeros(n, np.int64)
+    high = np.zeros(n, np.int64)
+    for j in range(n):
+        for i in range(indptr[j], indptr[j + 1]):
+            v = data[i]
+            if v < 0:
+                low[j] += v
+            else:
+                high[j] += v
+    return low, high
 
 
 @numba.njit(cache=True, nogil=True)
@@ -317,6 +348,7 @@ def warm_up() -> None:
     indices = np.array([0, 1, 1], np.int32)
     row_scales(indptr, data.astype(np.float64), 1, 1e-4)
     distinct_per_row(indptr, data)
+    sum_range(indptr, data)
     unique_columns(indptr, indices, data, np.arange(2, dtype=np.int64))
     graph_ptr, graph = conflict_graph(indptr, indices, data, np.arange(2, dtype=np.int64), 2,
                                       np.array([-1, 1], np.int64))
