@@ -155,9 +155,26 @@ def conflict_graph(indptr, indices, data, column_rep, m, values):  # pragma: no 
 
     Each row's kept entries are ordered by value, so an entry meets only the entries of larger
     values in its row: each conflicting pair is found from its smaller value's side, collected per
-    column with a mark per column, and the lists are then merged with their transpose."""
+    column with a mark per column, and the lists are then merged with their transpose. Inside, the
+    columns are numbered in order of first appearance, so that a row's columns lie close together
+    and the marks it touches share cache lines."""
     n = indptr.size - 1
     k = values.size
+    # inner numbering: representatives in order of first appearance (any left over after them)
+    inner = np.full(m, -1, np.int64)
+    outer = np.empty(m, np.int64)
+    seen = 0
+    for i in range(indptr[0], indptr[n]):
+        a = column_rep[indices[i]]
+        if a >= 0 and inner[a] < 0:
+            inner[a] = seen
+            outer[seen] = a
+            seen += 1
+    for a in range(m):
+        if inner[a] < 0:
+            inner[a] = seen
+            outer[seen] = a
+            seen += 1
     # the kept entries, row by row, in order of value (stable), each with the end of its value's run
     row_start = np.zeros(n + 1, np.int64)
     for r in range(n):
@@ -188,7 +205,7 @@ def conflict_graph(indptr, indices, data, column_rep, m, values):  # pragma: no 
                 t = level[i - indptr[0]]
                 p = base + bucket[t]
                 bucket[t] += 1
-                col[p] = a
+                col[p] = inner[a]
                 entry_row[p] = r
                 run_end[p] = t  # the level for now; the run's end below
         for p in range(base, row_start[r + 1]):
@@ -224,38 +241,51 @@ def conflict_graph(indptr, indices, data, column_rep, m, values):  # pragma: no 
                     half[size] = b
                     size += 1
         half_ptr[a + 1] = size
-    # the other half: the transpose
-    back_ptr = np.zeros(m + 1, np.int64)
-    for e in range(size):
-        back_ptr[half[e] + 1] += 1
-    for a in range(m):
-        back_ptr[a + 1] += back_ptr[a]
-    fill = back_ptr[:m].copy()
-    back = np.empty(size, np.int64)
-    for a in range(m):
-        for e in range(half_ptr[a], half_ptr[a + 1]):
-            b = half[e]
-            back[fill[b]] = a
-            fill[b] += 1
-    # both halves, sorted; a pair found from both sides (values ordered both ways in two rows) once
-    mark[:] = -1
+    # the halves with sorted rows (a transpose sorts them), merged row by row; a pair found from both
+    # sides (values ordered both ways in two rows) is kept once
+    back_ptr, back = _transpose(half_ptr, half[:size], m, inner, outer)
+    identity = np.arange(m)
+    sorted_ptr, sorted_half = _transpose(back_ptr, back, m, identity, identity)
     out_ptr = np.zeros(m + 1, np.int64)
     out = np.empty(2 * size + 1, np.int64)
     count = 0
     for a in range(m):
-        for e in range(half_ptr[a], half_ptr[a + 1]):
-            mark[half[e]] = a
-            out[count] = half[e]
+        i, i_end = sorted_ptr[a], sorted_ptr[a + 1]
+        k, k_end = back_ptr[a], back_ptr[a + 1]
+        while i < i_end or k < k_end:
+            if k == k_end or (i < i_end and sorted_half[i] < back[k]):
+                out[count] = sorted_half[i]
+                i += 1
+            elif i == i_end or back[k] < sorted_half[i]:
+                out[count] = back[k]
+                k += 1
+            else:
+                out[count] = back[k]
+                i += 1
+                k += 1
             count += 1
-        for e in range(back_ptr[a], back_ptr[a + 1]):
-            b = back[e]
-            if mark[b] != a:
-                mark[b] = a
-                out[count] = b
-                count += 1
-        out[out_ptr[a]:count].sort()
         out_ptr[a + 1] = count
     return out_ptr, out[:count].copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _transpose(ptr, items, m, inner, outer):  # pragma: no cover
+    """The transpose of an m x m pattern in CSR form, numbered ``inner`` (row and item ``inner[a]``
+    stand for a; ``outer`` the inverse), in the outer numbering; its rows come out sorted."""
+    out_ptr = np.zeros(m + 1, np.int64)
+    for e in range(items.size):
+        out_ptr[outer[items[e]] + 1] += 1
+    for a in range(m):
+        out_ptr[a + 1] += out_ptr[a]
+    fill = out_ptr[:m].copy()
+    out = np.empty(items.size, np.int64)
+    for a in range(m):
+        row = inner[a]
+        for e in range(ptr[row], ptr[row + 1]):
+            b = outer[items[e]]
+            out[fill[b]] = a
+            fill[b] += 1
+    return out_ptr, out
 
 
 @numba.njit(cache=True, nogil=True)
