@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
 from crossmap.passes.binarize.build import DeployedBuilder, IntLayer, TypedColumns, step_neurons, type_columns
 from crossmap.passes.binarize.analysis import Layer, choose_encoding, plan_network
@@ -70,10 +71,9 @@ class BinarizeDeterministic:
         try:
             for layer in plan.layers:
                 state.log(f"binarize {layer.name}")
-                int_layer, ints, info, typed = next(prepared)
+                int_layer, info, typed = next(prepared)
                 entry = builder.add(int_layer, REMEDY, typed)
                 entry.update(info)
-                entry.update(self._report(layer, ints))
                 layers.append(entry)
         finally:
             prepared.close()  # stops the workers when a layer fails
@@ -97,15 +97,18 @@ class BinarizeDeterministic:
 
 
 def _prepare_layer(options: BinarizeDeterministic, chip: ChipSpec, memoryless: bool, seed: int, layers: list[Layer],
-                   index: int) -> tuple[IntLayer, IntegerStep, dict[str, Any], TypedColumns | BinarizeError]:
+                   index: int) -> tuple[IntLayer, dict[str, Any], TypedColumns | BinarizeError]:
     """Everything about layer ``index`` that depends on that layer alone: its integer weights and
-    thresholds, neuron parameters and bias lines, and its lines and axon types (or the error typing
-    raised, which the builder raises once the layer's sources are resolved, as it would have)."""
+    thresholds, neuron parameters and bias lines, its report entries, and its lines and axon types
+    (or the error typing raised, which the builder raises once the layer's sources are resolved, as
+    it would have). Once typed, the builder reads only the shape of the integer weights, so the
+    returned layer holds an empty matrix of that shape: a worker process sends back no weights."""
     layer = layers[index]
     ints = integer_step_layer(layer, chip, mode=options.weights, tolerance=options.tolerance,
                               rescale=options.rescale)
     params, bias, info = step_neurons(layer.name, ints.theta, ints.weights, chip, memoryless=memoryless,
                                       remedy=REMEDY, read_tick=layer.depth - 1 if options.timed else None)
+    info.update(options._report(layer, ints))
     offsets = np.cumsum([0] + [b.shape[1] for b in layer.blocks])
     sources = [(src, np.arange(offsets[i + 1] - offsets[i])) for i, src in enumerate(layer.sources)]
     int_layer = IntLayer(name=layer.name, layer=layer.name, depth=layer.depth, sources=sources, weights=ints.weights,
@@ -115,4 +118,5 @@ def _prepare_layer(options: BinarizeDeterministic, chip: ChipSpec, memoryless: b
                                                            remedy=REMEDY)
     except BinarizeError as exc:
         typed = exc
-    return int_layer, ints, info, typed
+    int_layer.weights = sp.csr_matrix(ints.weights.shape, dtype=np.int64)
+    return int_layer, info, typed
