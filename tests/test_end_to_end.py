@@ -70,20 +70,20 @@ def test_verify_against_the_model_catches_a_binarize_pass_that_changes_the_netwo
     """The exact step network agrees with its compiled program class for class. A binarize pass
     that negates every weight builds the program and the deployed network alike, so the first
     check passes; ``against_model`` sees the classes change."""
-    from crossmap.passes.binarize.build import DeployedBuilder
+    import crossmap.passes.binarize.deterministic as deterministic
 
     x = binary_images(48, seed=2)
     crossmap.compile(model_path, tmp_path / "good", chip=SMALL_CHIP, seed=1)
     report = verify(crossmap.load(tmp_path / "good"), model_path, inputs=x, limit=48, against_model=True)
     assert report.ok and report.model_agreeing == 48 and report.first_model_disagreement is None
 
-    add = DeployedBuilder.add
+    type_columns = deterministic.type_columns
 
-    def negated(self, layer, remedy):
+    def negated(layer, chip, **options):  # the lines and types of the negated weights
         layer.weights = -layer.weights
-        return add(self, layer, remedy)
+        return type_columns(layer, chip, **options)
 
-    monkeypatch.setattr(DeployedBuilder, "add", negated)
+    monkeypatch.setattr(deterministic, "type_columns", negated)
     crossmap.compile(model_path, tmp_path / "bad", chip=SMALL_CHIP, seed=1)
     program = crossmap.load(tmp_path / "bad")
     assert verify(program, model_path, inputs=x, limit=48).ok, "emulator and deployed network agree"

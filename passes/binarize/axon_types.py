@@ -17,7 +17,6 @@ has one weight per type (G types). Two schemes:
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,33 +60,49 @@ def assign_axon_types(weights: sp.spmatrix, types: int, *, time_limit: float = 5
     if crowded.size:
         j = int(crowded[0])
         raise TooManyValues(j, np.unique(w.data[w.indptr[j]:w.indptr[j + 1]]))
-    colors = shared_colors(w, types, time_limit=time_limit, seed=seed)
+    csc = w.tocsc()
+    colors = _shared_colors(w, csc, types, time_limit=time_limit, seed=seed)
     if colors is not None:
-        return _shared(w, colors, types)
+        return _shared(w, csc, colors, types)
     if not allow_split:
         raise ValueError("no grouping of the columns into axon types exists")
     return _split(w, types)
 
 
 def distinct_per_row(w: sp.csr_matrix) -> np.ndarray:
-    """The number of distinct stored values in each row of ``w`` (one sort for all rows)."""
-    rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
-    order = np.lexsort((w.data, rows))
-    r, v = rows[order], w.data[order]
-    first = np.ones(r.size, bool)
-    first[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
-    return np.bincount(r[first], minlength=w.shape[0])
+    """The number of distinct stored values in each row of ``w``."""
+    from crossmap.passes.binarize.kernels import distinct_per_row as kernel
+
+    return kernel(np.asarray(w.indptr, np.int64), np.ascontiguousarray(w.data))
+
+
+def distinct_values(data: np.ndarray) -> np.ndarray:
+    """``np.unique(data)``; integers in a short range are counted instead of sorted."""
+    data = np.asarray(data)
+    if data.size == 0 or data.dtype.kind not in "iu":
+        return np.unique(data)
+    lo, hi = int(data.min()), int(data.max())
+    if hi - lo > 1 << 16:
+        return np.unique(data)
+    present = np.bincount((data - lo).astype(np.intp, copy=False), minlength=hi - lo + 1)
+    return (np.flatnonzero(present) + lo).astype(data.dtype)
 
 
 def shared_colors(w: sp.csr_matrix, types: int, *, time_limit: float = 5.0, seed: int = 0) -> np.ndarray | None:
     """A type per used column (-1 for unused ones) with one axon per column, or None."""
-    csc = w.tocsc()
+    w = sp.csr_matrix(w)
+    return _shared_colors(w, w.tocsc(), types, time_limit=time_limit, seed=seed)
+
+
+def _shared_colors(w: sp.csr_matrix, csc: sp.csc_matrix, types: int, *, time_limit: float, seed: int
+                   ) -> np.ndarray | None:
+    """``shared_colors`` given ``w`` in both CSR and CSC form."""
     used = np.flatnonzero(np.diff(csc.indptr) > 0)
     colors = np.full(w.shape[1], -1, np.int64)
     if used.size == 0:
         return colors
     reps, inverse = _unique_columns(csc, used)
-    conflict = _conflicts(w[:, used[reps]])
+    conflict = _conflicts(w, used[reps])
     rep_colors = _dsatur(conflict, types)
     if rep_colors is None:
         clique = _greedy_clique(conflict)
@@ -101,7 +116,18 @@ def shared_colors(w: sp.csr_matrix, types: int, *, time_limit: float = 5.0, seed
 
 
 def _unique_columns(csc: sp.csc_matrix, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(positions in ``used`` of one column per distinct signature, signature index of each used)."""
+    """(positions in ``used`` of one column per distinct signature (rows and values), in order of
+    appearance, signature index of each used column)."""
+    from crossmap.passes.binarize.kernels import unique_columns
+
+    reps, inverse, ok = unique_columns(np.asarray(csc.indptr, np.int64), csc.indices, csc.data,
+                                       np.asarray(used, np.int64))
+    return (reps, inverse) if ok else _unique_columns_by_bytes(csc, used)
+
+
+def _unique_columns_by_bytes(csc: sp.csc_matrix, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_unique_columns`` with each column's bytes as a dictionary key (used when two different
+    columns share the compiled kernel's hash)."""
     seen: dict[bytes, int] = {}
     reps: list[int] = []
     inverse = np.empty(used.size, np.int64)
@@ -115,66 +141,30 @@ def _unique_columns(csc: sp.csc_matrix, used: np.ndarray) -> tuple[np.ndarray, n
     return np.asarray(reps, np.int64), inverse
 
 
-def _conflicts(w: sp.csr_matrix) -> sp.csr_matrix:
-    """Symmetric bool adjacency of columns that some row gives different nonzero values: the
-    pattern of the sum over value pairs v < v' of (columns with v)^T (columns with v') and its
-    transpose, one sparse product per pair."""
-    values = np.unique(w.data[w.data != 0])
-    n = w.shape[1]
-    indicators = [(w == v).astype(np.int64).tocsc() for v in values]
-    total = sp.csr_matrix((n, n), dtype=np.int64)
-    for i in range(len(values)):
-        for k in range(i + 1, len(values)):
-            total = total + (indicators[i].T @ indicators[k]).tocsr()
-    adj = (total + total.T).tocsr()
-    adj.setdiag(0)
-    adj.eliminate_zeros()
-    adj = (adj > 0).tocsr()
-    adj.sum_duplicates()
-    adj.sort_indices()
-    return adj
+def _conflicts(w: sp.csr_matrix, columns: np.ndarray) -> sp.csr_matrix:
+    """Symmetric bool adjacency (canonical CSR, no diagonal) of ``w[:, columns]``'s columns: two
+    columns conflict when some row gives them different nonzero values. ``columns`` are distinct;
+    ``w`` holds no explicit zeros."""
+    from crossmap.passes.binarize.kernels import conflict_graph
+
+    m = int(columns.size)
+    column_rep = np.full(w.shape[1], -1, np.int64)
+    column_rep[columns] = np.arange(m, dtype=np.int64)
+    indptr, indices = conflict_graph(np.asarray(w.indptr, np.int64), w.indices, w.data, column_rep, m,
+                                     distinct_values(w.data))
+    index_dtype = np.int32 if indices.size < 2**31 - 1 and m < 2**31 - 1 else np.int64
+    return sp.csr_matrix((np.ones(indices.size, bool), indices.astype(index_dtype), indptr.astype(index_dtype)),
+                         shape=(m, m))
 
 
 def _dsatur(adj: sp.csr_matrix, colors: int) -> np.ndarray | None:
     """DSatur greedy colouring with at most ``colors`` colours, or None when it needs more. The
     next vertex has the most distinct colours among its neighbours, then the highest degree,
-    then the lowest index; its priority key is updated as neighbours get coloured (a heap with
-    an entry per key change; stale entries are skipped, checked against a list, not the array).
-    A coloured vertex's neighbours are filtered with numpy (one row of colour flags per colour),
-    and only those whose key changes are pushed."""
-    n = adj.shape[0]
-    indptr, indices = adj.indptr.tolist(), adj.indices
-    key = np.diff(adj.indptr).astype(np.int64)  # saturation * (n + 1) + degree while uncoloured, -1 once coloured
-    key_list = key.tolist()  # the same, read per pop
-    seen = np.zeros((colors, n), bool)  # seen[c, v]: colour c among the coloured neighbours of v
-    result = [-1] * n
-    heap = [(-k, v) for v, k in enumerate(key_list)]
-    heapq.heapify(heap)
-    step = n + 1
-    pop, push = heapq.heappop, heapq.heappush
-    for _ in range(n):
-        while True:
-            negative, v = pop(heap)
-            if -negative == key_list[v]:
-                break
-        around = seen[:, v]
-        c = int(around.argmin())  # the lowest colour not seen
-        if around[c]:
-            return None
-        result[v] = c
-        key[v] = key_list[v] = -1
-        neighbours = indices[indptr[v]:indptr[v + 1]]
-        flags = seen[c]
-        newly = neighbours[~flags[neighbours]]
-        if newly.size:
-            flags[newly] = True
-            newly = newly[key[newly] >= 0]
-            if newly.size:
-                key[newly] += step
-                for u, k in zip(newly.tolist(), key[newly].tolist()):
-                    key_list[u] = k
-                    push(heap, (-k, u))
-    return np.array(result, np.int64)
+    then the lowest index; it takes the lowest colour none of its neighbours has."""
+    from crossmap.passes.binarize.kernels import dsatur
+
+    result, ok = dsatur(np.asarray(adj.indptr, np.int64), np.asarray(adj.indices, np.int64), int(colors))
+    return result if ok else None
 
 
 def _greedy_clique(adj: sp.csr_matrix, tries: int = 8) -> list[int]:
@@ -219,15 +209,16 @@ def _cpsat_coloring(adj: sp.csr_matrix, colors: int, clique: list[int], time_lim
     return np.array([next(c for c in range(colors) if solver.Value(x[i][c])) for i in range(n)], np.int64)
 
 
-def _shared(w: sp.csr_matrix, colors: np.ndarray, types: int) -> TypeAssignment:
-    """One line per used column, typed by its colour."""
-    csc = w.tocsc()
+def _shared(w: sp.csr_matrix, csc: sp.csc_matrix, colors: np.ndarray, types: int) -> TypeAssignment:
+    """One line per used column (the nonempty ones), typed by its colour; ``csc`` is ``w`` in CSC
+    form, whose columns without the empty ones are the lines' synapse rows."""
     used = np.flatnonzero(colors >= 0)
     weight = np.zeros((w.shape[0], types), np.int64)
-    coo = w.tocoo()
-    weight[coo.row, colors[coo.col]] = coo.data
-    sub = csc[:, used]
-    synapses = sp.csr_matrix(sub.T != 0)
+    rows = np.repeat(np.arange(w.shape[0], dtype=np.int64), np.diff(w.indptr))
+    weight[rows, colors[w.indices]] = w.data
+    indptr = np.concatenate([csc.indptr[:1], csc.indptr[used + 1]])
+    synapses = sp.csr_matrix((np.ones(csc.indices.size, bool), csc.indices.copy(), indptr),
+                             shape=(used.size, w.shape[0]))
     return TypeAssignment(line_column=used, line_type=colors[used].astype(np.int64), synapses=synapses,
                           weight=weight.astype(np.int32), scheme="shared")
 
@@ -236,7 +227,7 @@ def _split(w: sp.csr_matrix, types: int) -> TypeAssignment:
     """One line per (column, type needed by some neuron for it)."""
     n_rows = w.shape[0]
     coo = w.tocoo()
-    values = np.unique(coo.data)
+    values = distinct_values(coo.data)
     weight = np.zeros((n_rows, types), np.int64)
     entry_type = np.empty(coo.nnz, np.int64)
     if values.size <= types:

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from crossmap.passes.binarize.axon_types import TooManyValues, TypeAssignment, assign_axon_types
+from crossmap.passes.binarize.axon_types import TooManyValues, TypeAssignment, assign_axon_types, distinct_values
 from crossmap.chip import ChipSpec
 from crossmap.deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
 from crossmap.errors import BinarizeError, CrossmapError
@@ -68,6 +68,40 @@ class IntLayer:
         return int(self.weights.shape[0])
 
 
+@dataclass
+class TypedColumns:
+    """A layer's axon lines and types over its columns (its inputs, then its bias lines) and the
+    distinct weights of those columns (at most 64, for the report)."""
+
+    assignment: TypeAssignment
+    levels: list[int]
+
+
+def bias_lines(layer: IntLayer) -> np.ndarray | None:
+    """The (size, lines) weights of the layer's always-on bias lines, or None when it reads none."""
+    if layer.bias_weight is None:
+        return None
+    bias = np.asarray(layer.bias_weight, np.int64)
+    return bias.reshape(layer.size, -1) if np.any(bias) else None
+
+
+def type_columns(layer: IntLayer, chip: ChipSpec, *, time_limit: float, seed: int, remedy: str) -> TypedColumns:
+    """The layer's lines and axon types (``layer.assignment`` when the method chose them): a pure
+    function of the layer, so layers can be typed apart, in any order, before they are added."""
+    weights = sp.csr_matrix(layer.weights, dtype=np.int64)
+    bias = bias_lines(layer)
+    if bias is not None:
+        weights = sp.hstack([weights, sp.csr_matrix(bias)], format="csr")
+    try:
+        assignment = layer.assignment or assign_axon_types(weights, chip.axon_types, time_limit=time_limit,
+                                                           seed=seed)
+    except TooManyValues as exc:
+        raise BinarizeError(f"layer {layer.layer!r}: neuron {exc.neuron} needs {len(exc.values)} distinct "
+                            f"integer weights {exc.values.tolist()[:8]}, but a chip neuron has one weight per "
+                            f"axon type ({chip.axon_types} types); {remedy}") from None
+    return TypedColumns(assignment=assignment, levels=distinct_values(weights.data).tolist()[:64])
+
+
 def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: ChipSpec, *,
                  memoryless: bool, remedy: str, read_tick: int | None = None
                  ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any]]:
@@ -76,8 +110,7 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
     input are timed by initial_v and leak instead of reading the bias channel, where possible."""
     w = sp.csr_matrix(weights, dtype=np.int64)
     n = w.shape[0]
-    s_min = np.asarray(w.minimum(0).sum(axis=1)).ravel()
-    s_max = np.asarray(w.maximum(0).sum(axis=1)).ravel()
+    s_min, s_max = _sum_range(w)
     worst = int(np.argmax(np.maximum(s_max - chip.v_max, chip.v_min - s_min))) if n else 0
     if n and (s_max[worst] > chip.v_max or s_min[worst] < chip.v_min):
         raise BinarizeError(f"layer {layer!r}: neuron {worst} can sum {int(s_min[worst])}..{int(s_max[worst])}, "
@@ -87,18 +120,17 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
     leak_room = a0 - chip.leak_min  # largest θ' with leak a0 - θ' in range
     alpha = np.full(n, a0, np.int64)
     leak = np.zeros(n, np.int64)
-    copies: list[list[int]] = [[] for _ in range(n)]
     timed_leak = np.maximum(0, 1 - theta)
     timed = (theta < a0) & (timed_leak <= chip.leak_max) if (read_tick is not None and not memoryless) \
         else np.zeros(n, bool)
     timed_v0 = a0 - theta - (int(read_tick or 0) + 1) * timed_leak
     timed &= (timed_v0 >= chip.v_min) & (-timed_v0 <= chip.beta_max)
-    for j in np.flatnonzero((theta < a0) & ~timed):
-        copies[j] = _bias_copies(layer, j, int(a0 - theta[j]), w.data[w.indptr[j]:w.indptr[j + 1]], chip,
-                                 leak_room - a0, remedy)
-    width = max((len(c) for c in copies), default=0)
+    copies = {j: _bias_copies(layer, j, int(a0 - theta[j]), w.data[w.indptr[j]:w.indptr[j + 1]], chip,
+                              leak_room - a0, remedy)
+              for j in np.flatnonzero((theta < a0) & ~timed).tolist()}
+    width = max((len(c) for c in copies.values()), default=0)
     bias_matrix = np.zeros((n, width), np.int64)
-    for j, c in enumerate(copies):
+    for j, c in copies.items():
         bias_matrix[j, :len(c)] = c
     bias = bias_matrix.sum(axis=1)
     total = theta + bias  # >= a0 everywhere
@@ -128,6 +160,17 @@ def step_neurons(layer: str, theta: np.ndarray, weights: sp.csr_matrix, chip: Ch
     info = {"timed_neurons": int(timed.sum()), "bias_neurons": int(np.count_nonzero(bias)), "bias_lines": width, "one_shot_neurons": int(big.sum()),
             "silent_neurons": int(np.sum(theta > s_max)), "always_on_neurons": int(np.sum(theta <= s_min))}
     return params, bias_matrix, info
+
+
+def _sum_range(w: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(smallest, largest) synaptic sum of each row of the integer matrix ``w``: the sums of its
+    negative and of its positive weights."""
+    if not w.has_canonical_format:  # duplicates add up before their sign counts
+        return (np.asarray(w.minimum(0).sum(axis=1)).ravel().astype(np.int64),
+                np.asarray(w.maximum(0).sum(axis=1)).ravel().astype(np.int64))
+    from crossmap.passes.binarize.kernels import sum_range
+
+    return sum_range(np.asarray(w.indptr, np.int64), w.data)
 
 
 def _bias_copies(layer: str, j: int, need: int, row: np.ndarray, chip: ChipSpec, slack: int,
@@ -172,8 +215,11 @@ class DeployedBuilder:
         self.time_limit = time_limit
         self.seed = seed
 
-    def add(self, layer: IntLayer, remedy: str) -> dict[str, Any]:
-        """Add an integer layer as a group with its lines; returns a report entry."""
+    def add(self, layer: IntLayer, remedy: str, typed: TypedColumns | BinarizeError | None = None
+            ) -> dict[str, Any]:
+        """Add an integer layer as a group with its lines; returns a report entry. ``typed``: the
+        layer's ``type_columns`` when it was computed apart (it depends on nothing added before),
+        or the error it raised, raised here once the layer's sources are resolved."""
         want = layer.depth - 1
         names: list[str] = []
         indices: list[np.ndarray] = []
@@ -181,24 +227,19 @@ class DeployedBuilder:
             name, index = self.at(src, np.asarray(idx, np.int64), want)
             names.extend([name] * len(index))
             indices.append(index)
-        weights = sp.csr_matrix(layer.weights, dtype=np.int64)
-        bias = None if layer.bias_weight is None else np.asarray(layer.bias_weight, np.int64)
-        if bias is not None and np.any(bias):
-            bias = bias.reshape(layer.size, -1)
+        bias = bias_lines(layer)
+        if bias is not None:
             self.uses_bias = True
             name, index = self.at(INPUT, np.array([self.bias_channel]), want)
             names.extend([name] * bias.shape[1])
             indices.append(np.repeat(index, bias.shape[1]))
-            weights = sp.hstack([weights, sp.csr_matrix(bias)], format="csr")
         col_name = np.array(names, dtype=object)
         col_index = np.concatenate(indices) if indices else np.zeros(0, np.int64)
-        try:
-            assignment = layer.assignment or assign_axon_types(weights, self.chip.axon_types,
-                                                               time_limit=self.time_limit, seed=self.seed)
-        except TooManyValues as exc:
-            raise BinarizeError(f"layer {layer.layer!r}: neuron {exc.neuron} needs {len(exc.values)} distinct "
-                                f"integer weights {exc.values.tolist()[:8]}, but a chip neuron has one weight per "
-                                f"axon type ({self.chip.axon_types} types); {remedy}") from None
+        if typed is None:
+            typed = type_columns(layer, self.chip, time_limit=self.time_limit, seed=self.seed, remedy=remedy)
+        if isinstance(typed, BinarizeError):
+            raise typed
+        assignment = typed.assignment
         for src in dict.fromkeys(col_name[assignment.line_column].tolist()):
             sel = np.flatnonzero(col_name[assignment.line_column] == src)
             self.lines.append(Lines(source=src, target=layer.name,
@@ -208,8 +249,7 @@ class DeployedBuilder:
         self._group(layer.name, assignment.weight, layer.params, delay=1, output_class=layer.output_class,
                     layer=layer.layer, copy=layer.copy)
         self.arrival[layer.name] = want + 1
-        return {"lines": assignment.num_lines, "scheme": assignment.scheme,
-                "levels": sorted({int(v) for v in np.unique(weights.data)})[:64]}
+        return {"lines": assignment.num_lines, "scheme": assignment.scheme, "levels": typed.levels}
 
     def at(self, source: str, index: np.ndarray, want: int) -> tuple[str, np.ndarray]:
         """(source, indices) whose spikes arrive on tick ``want``: the source itself, or a relay."""

@@ -15,18 +15,22 @@ readout values (times the number of input ticks), sample by sample.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 
-from crossmap.passes.binarize.build import DeployedBuilder, IntLayer, step_neurons
-from crossmap.passes.binarize.analysis import choose_encoding, plan_network
-from crossmap.passes.binarize.levels import integer_step_layer
+from crossmap.passes.binarize.build import DeployedBuilder, IntLayer, TypedColumns, step_neurons, type_columns
+from crossmap.passes.binarize.analysis import Layer, choose_encoding, plan_network
+from crossmap.passes.binarize.levels import IntegerStep, integer_step_layer
+from crossmap.passes.partition.parallel import iter_tasks
+from crossmap.chip import ChipSpec
 from crossmap.encoding import input_ticks
 from crossmap.errors import BinarizeError
 from crossmap.pipeline import CompileState
 
 REMEDY = "use --binarize lsq, or binarize_deterministic{rescale=true} to quantize with a reported error"
+PARALLEL_MIN_SYNAPSES = 200_000  # a network with fewer float synapses is binarized in this process (a fork costs more)
 
 
 @dataclass
@@ -55,27 +59,24 @@ class BinarizeDeterministic:
                                    seed=state.seed, method="deterministic")
         memoryless = input_ticks(encoding) > 1
         builder = DeployedBuilder(chip, plan.data_channels, time_limit=self.time_limit, seed=state.seed)
+        synapses = sum(block.nnz for layer in plan.layers for block in layer.blocks)
+        jobs = state.jobs if synapses >= PARALLEL_MIN_SYNAPSES else 1
+        if jobs > 1:
+            from crossmap.passes.binarize.kernels import warm_up
+
+            warm_up()  # compiled once here, shared by the forked workers
+        prepared = iter_tasks(_prepare_layer, (self, chip, memoryless, state.seed, plan.layers),
+                              [(i,) for i in range(len(plan.layers))], jobs)
         layers = []
-        for layer in plan.layers:
-            state.log(f"binarize {layer.name}")
-            ints = integer_step_layer(layer, chip, mode=self.weights, tolerance=self.tolerance,
-                                      rescale=self.rescale)
-            params, bias, info = step_neurons(layer.name, ints.theta, ints.weights, chip, memoryless=memoryless,
-                                              remedy=REMEDY, read_tick=layer.depth - 1 if self.timed else None)
-            offsets = np.cumsum([0] + [b.shape[1] for b in layer.blocks])
-            sources = [(src, np.arange(offsets[i + 1] - offsets[i])) for i, src in enumerate(layer.sources)]
-            entry = builder.add(IntLayer(name=layer.name, layer=layer.name, depth=layer.depth, sources=sources,
-                                         weights=ints.weights, params=params, output_class=layer.output_class,
-                                         bias_weight=bias), REMEDY)
-            entry.update(info)
-            entry.update({"layer": layer.name, "method": "deterministic", "kind": ints.kind, "neurons": layer.size,
-                          "depth": layer.depth, "weights": self.weights,
-                          "approximation_error": ints.relative_error,
-                          "exact": ints.relative_error <= self.tolerance and ints.rescaled == 0
-                          and self.weights == "levels",
-                          "rescaled_neurons": ints.rescaled,
-                          "scale_range": [float(ints.scale.min()), float(ints.scale.max())] if layer.size else []})
-            layers.append(entry)
+        try:
+            for layer in plan.layers:
+                state.log(f"binarize {layer.name}")
+                int_layer, info, typed = next(prepared)
+                entry = builder.add(int_layer, REMEDY, typed)
+                entry.update(info)
+                layers.append(entry)
+        finally:
+            prepared.close()  # stops the workers when a layer fails
         state.deployed = builder.network(plan.num_classes, encoding, {"binarize": "deterministic"})
         state.reports[self.name] = {
             "method": "deterministic", "encoding": state.deployed.encoding, "layers": layers,
@@ -85,3 +86,37 @@ class BinarizeDeterministic:
             "exact": all(entry["exact"] for entry in layers),
         }
         return state
+
+    def _report(self, layer: Layer, ints: IntegerStep) -> dict[str, Any]:
+        """The report entries of a layer's integer form."""
+        return {"layer": layer.name, "method": "deterministic", "kind": ints.kind, "neurons": layer.size,
+                "depth": layer.depth, "weights": self.weights, "approximation_error": ints.relative_error,
+                "exact": ints.relative_error <= self.tolerance and ints.rescaled == 0 and self.weights == "levels",
+                "rescaled_neurons": ints.rescaled,
+                "scale_range": [float(ints.scale.min()), float(ints.scale.max())] if layer.size else []}
+
+
+def _prepare_layer(options: BinarizeDeterministic, chip: ChipSpec, memoryless: bool, seed: int, layers: list[Layer],
+                   index: int) -> tuple[IntLayer, dict[str, Any], TypedColumns | BinarizeError]:
+    """Everything about layer ``index`` that depends on that layer alone: its integer weights and
+    thresholds, neuron parameters and bias lines, its report entries, and its lines and axon types
+    (or the error typing raised, which the builder raises once the layer's sources are resolved, as
+    it would have). Once typed, the builder reads only the shape of the integer weights, so the
+    returned layer holds an empty matrix of that shape: a worker process sends back no weights."""
+    layer = layers[index]
+    ints = integer_step_layer(layer, chip, mode=options.weights, tolerance=options.tolerance,
+                              rescale=options.rescale)
+    params, bias, info = step_neurons(layer.name, ints.theta, ints.weights, chip, memoryless=memoryless,
+                                      remedy=REMEDY, read_tick=layer.depth - 1 if options.timed else None)
+    info.update(options._report(layer, ints))
+    offsets = np.cumsum([0] + [b.shape[1] for b in layer.blocks])
+    sources = [(src, np.arange(offsets[i + 1] - offsets[i])) for i, src in enumerate(layer.sources)]
+    int_layer = IntLayer(name=layer.name, layer=layer.name, depth=layer.depth, sources=sources, weights=ints.weights,
+                         params=params, output_class=layer.output_class, bias_weight=bias)
+    try:
+        typed: TypedColumns | BinarizeError = type_columns(int_layer, chip, time_limit=options.time_limit, seed=seed,
+                                                           remedy=REMEDY)
+    except BinarizeError as exc:
+        typed = exc
+    int_layer.weights = sp.csr_matrix(ints.weights.shape, dtype=np.int64)
+    return int_layer, info, typed

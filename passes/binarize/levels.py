@@ -91,45 +91,10 @@ def integer_step_layer(layer: Layer, chip: ChipSpec, *, mode: str = "levels", to
 def row_scales(w: sp.csr_matrix, weight_max: int, tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``row_scale`` of every row of ``w`` at once: (scale per row, integer per stored weight,
     whether the row has that form). Rows without weights get scale 1 and count as exact. The same
-    arithmetic as ``row_scale``, so the same answers, with the rows still open at each level q
-    handled together."""
-    n = w.shape[0]
-    indptr = w.indptr.astype(np.int64)
-    lengths = np.diff(indptr)
-    values = np.asarray(w.data, np.float64)
-    scale = np.ones(n)
-    data = np.zeros(values.size, np.int64)
-    exact = lengths == 0
-    pending = np.flatnonzero(lengths > 0)
-    if pending.size:
-        a = np.abs(values)
-        smallest = np.minimum.reduceat(a, indptr[pending])
-        largest = np.maximum.reduceat(a, indptr[pending])
-    for q in range(1, weight_max + 1):
-        if pending.size == 0:
-            break
-        s = smallest / q
-        alive = ~(largest / s > weight_max + tol)  # a row failing here has no form at any larger q
-        pending, s, smallest, largest = pending[alive], s[alive], smallest[alive], largest[alive]
-        entries = gather_ranges(indptr, pending)
-        ratio = values[entries] / np.repeat(s, lengths[pending])
-        k = np.rint(ratio)
-        owner = np.repeat(np.arange(pending.size), lengths[pending])
-        found = np.bincount(owner, weights=np.abs(ratio - k) > tol, minlength=pending.size) == 0
-        scale[pending[found]] = s[found]
-        taken = found[owner]
-        data[entries[taken]] = k[taken].astype(np.int64)
-        exact[pending[found]] = True
-        keep = ~found
-        pending, smallest, largest = pending[keep], smallest[keep], largest[keep]
-    return scale, data, exact
+    arithmetic as ``row_scale``, row by row in a compiled loop, so the same answers."""
+    from crossmap.passes.binarize.kernels import row_scales as kernel
 
-
-def gather_ranges(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The positions indptr[r] .. indptr[r + 1] - 1 of every row r of ``rows``, concatenated."""
-    starts = indptr[rows]
-    lengths = indptr[rows + 1] - starts
-    return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    return kernel(np.asarray(w.indptr, np.int64), np.asarray(w.data, np.float64), int(weight_max), float(tol))
 
 
 def _not_few_level(layer: str, j: int, values: np.ndarray, found: tuple | None, chip: ChipSpec) -> BinarizeError:

@@ -10,7 +10,7 @@ and for ``jobs`` = 1 or a single task, the tasks run in this process.
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _WORK: tuple[Callable[..., Any], tuple] | None = None  # (function, shared arguments) for forked workers
 
@@ -25,6 +25,24 @@ def run_tasks(function: Callable[..., Any], shared: tuple, tasks: Sequence[tuple
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             return pool.map(_run_one, list(tasks), chunksize=1)
+    finally:
+        _WORK = None
+
+
+def iter_tasks(function: Callable[..., Any], shared: tuple, tasks: Sequence[tuple], jobs: int) -> Iterator[Any]:
+    """``function(*shared, *task)`` for each task, yielded in task order as they are done, in up to
+    ``jobs`` forked processes (lazily, one at a time, in this process). An exception a task raises
+    is raised when its turn comes; the workers stop when the iteration ends or is abandoned."""
+    workers = min(max(1, int(jobs)), len(tasks))
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for task in tasks:
+            yield function(*shared, *task)
+        return
+    global _WORK
+    _WORK = (function, shared)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            yield from pool.imap(_run_one, list(tasks), chunksize=1)
     finally:
         _WORK = None
 
