@@ -55,20 +55,12 @@ def _subset_sums(c: np.ndarray) -> np.ndarray:
     return c @ _masks(c.shape[1]).T
 
 
-def _assign(values: np.ndarray, rows: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """The subset whose sum is nearest each value (ties to the smaller subset index)."""
-    return np.argmin(np.abs(values[:, None] - sums[rows]), axis=1)
-
-
-def _refit(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, subset: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Weighted least-squares code values per neuron for fixed subsets (a type no weight of the
-    neuron uses keeps its value)."""
+def _refit(mass: np.ndarray, moment: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Weighted least-squares code values per neuron for fixed subsets, from each (neuron, subset)'s
+    total weight ``mass`` and weight x value ``moment`` (a type no weight of the neuron uses keeps
+    its value)."""
     n, bits = c.shape
     masks = _masks(bits)  # (S, bits)
-    count = 2 ** bits
-    key = rows * count + subset
-    mass = np.bincount(key, weight, minlength=n * count).reshape(n, count)
-    moment = np.bincount(key, weight * values, minlength=n * count).reshape(n, count)
     gram = np.einsum("ns,sa,sb->nab", mass, masks, masks)
     rhs = moment @ masks
     used = (mass @ masks) > 0
@@ -80,20 +72,14 @@ def _refit(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, subset: np.
     return np.where(used, new, c)
 
 
-def _error(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, sums: np.ndarray, n: int
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(per-neuron weighted squared error, subsets) of the nearest-sum assignment."""
-    subset = _assign(values, rows, sums)
-    err = np.bincount(rows, weight * (values - sums[rows, subset]) ** 2, minlength=n)
-    return err, subset
-
-
 def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray, *, bits: int, weight_max: int,
               iterations: int = 6, inputs: np.ndarray | None = None) -> Codes:
     """Integer codes for the float matrix ``w`` (neurons, columns; a neuron fires once per unit of
     drive); ``column_weight`` is the importance of each column (its mean squared activity),
     ``alpha_cap`` the largest threshold each neuron may have; ``inputs`` (samples, columns), the
     calibration inputs, turn on the error feedback. See the module docstring."""
+    from crossmap.passes.binarize import codes_kernel as kernel
+
     w = sp.csr_matrix(w, dtype=np.float64)
     w.sort_indices()
     n = w.shape[0]
@@ -111,9 +97,9 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
         for shrink in (1.0, 0.6):
             c = (top * shrink / np.abs(base).max())[:, None] * base[None, :] * sign
             for _ in range(iterations):
-                err, subset = _error(values, weight, rows, _subset_sums(c), n)
-                c = _refit(values, weight, rows, subset, c)
-            err, _ = _error(values, weight, rows, _subset_sums(c), n)
+                _, _, mass, moment = kernel.assign_with_moments(values, weight, rows, _subset_sums(c), n)
+                c = _refit(mass, moment, c)
+            _, err, _, _ = kernel.assign_with_moments(values, weight, rows, _subset_sums(c), n)
             better = err < best_err
             best_err = np.where(better, err, best_err)
             best_c = np.where(better[:, None], c, best_c if best_c is not None else c)
@@ -152,7 +138,9 @@ def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, wei
     if not w.nnz:
         subset = np.zeros(0, np.int64)
     elif inputs is None:
-        subset = _assign(w.data, rows, sums)
+        from crossmap.passes.binarize.codes_kernel import nearest_subsets
+
+        subset = nearest_subsets(w.data, rows, sums)
     else:
         subset = assign_with_feedback(w, sums, inputs)
     return Codes(k=k.astype(np.int64), alpha=alpha.astype(np.int64), pattern=w, subset=subset.astype(np.int64))
@@ -195,11 +183,6 @@ def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping
         u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: inv(h) = u' u
     except np.linalg.LinAlgError:
         return nearest
-    v = values[:, order].copy()
-    chosen = np.zeros_like(nearest)
-    for i in range(m):
-        pick = np.argmin(np.abs(v[:, i, None] - sums), axis=1)
-        err = (v[:, i] - sums[np.arange(len(v)), pick]) / u[i, i]
-        v[:, i + 1:] -= err[:, None] * u[i, i + 1:][None, :]
-        chosen[:, order[i]] = pick
-    return chosen
+    from crossmap.passes.binarize.codes_kernel import feedback_sweep
+
+    return feedback_sweep(values[:, order].copy(), np.ascontiguousarray(sums), np.ascontiguousarray(u), order)
