@@ -111,16 +111,19 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
 
 
 def _few_values(w: sp.csr_matrix, rows: np.ndarray, bits: int) -> dict[int, np.ndarray]:
-    """Rows with at most ``bits`` distinct nonzero values: {row: those values}."""
+    """Rows with at most ``bits`` distinct stored values: {row: those values, ascending}."""
     if not w.nnz:
         return {}
-    pairs = np.unique(np.stack([rows.astype(np.float64), w.data]), axis=1)
-    per_row = np.bincount(pairs[0].astype(np.int64), minlength=w.shape[0])
-    out = {}
-    starts = np.concatenate([[0], np.cumsum(per_row)])
-    for row in np.flatnonzero((per_row > 0) & (per_row <= bits)):
-        out[int(row)] = pairs[1, starts[row]:starts[row + 1]]
-    return out
+    if not np.all(w.data != 0):  # a stored zero (or NaN): distinct as np.unique sees it, -0.0 and 0.0 alike
+        pairs = np.unique(np.stack([rows.astype(np.float64), w.data]), axis=1)
+        per_row = np.bincount(pairs[0].astype(np.int64), minlength=w.shape[0])
+        starts = np.concatenate([[0], np.cumsum(per_row)])
+        return {int(row): pairs[1, starts[row]:starts[row + 1]]
+                for row in np.flatnonzero((per_row > 0) & (per_row <= bits))}
+    from crossmap.passes.binarize.codes_kernel import few_values
+
+    count, values = few_values(w.indptr.astype(np.int64), w.data, bits)
+    return {int(row): values[row, :count[row]].copy() for row in np.flatnonzero((count > 0) & (count <= bits))}
 
 
 def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, weight_max: int,
@@ -152,10 +155,16 @@ def assign_with_feedback(w: sp.csr_matrix, sums: np.ndarray, inputs: np.ndarray,
     yet rounded, weighted by the inputs' correlation (the inverse of H = X'X / N, damped by
     ``damping`` x its mean diagonal), which minimizes the error of the row's drive on ``inputs``
     (samples, columns) rather than weight by weight. Rows that share their columns are done together."""
+    from crossmap.passes.binarize.codes_kernel import nearest_subsets
+
     w = sp.csr_matrix(w)
     w.sort_indices()
-    subset = np.zeros(w.nnz, np.int64)
+    rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+    subset = nearest_subsets(w.data, rows, sums)
     x = np.asarray(inputs, np.float64)
+    if len(x) == 0:
+        return subset
+    exact = np.isclose(sums[rows, subset], w.data, rtol=0, atol=1e-12)  # nothing to carry over
     groups: dict[bytes, list[int]] = {}
     for row in range(w.shape[0]):
         cols = w.indices[w.indptr[row]:w.indptr[row + 1]]
@@ -165,15 +174,15 @@ def assign_with_feedback(w: sp.csr_matrix, sums: np.ndarray, inputs: np.ndarray,
         r = np.asarray(rows)
         cols = w.indices[w.indptr[r[0]]:w.indptr[r[0] + 1]]
         where = w.indptr[r][:, None] + np.arange(cols.size)[None, :]  # (rows, m) positions in w.data
-        subset[where] = _feedback_group(w.data[where], sums[r], x[:, cols], damping)
+        if not exact[where].all():
+            subset[where] = _feedback_group(w.data[where], sums[r], x[:, cols], damping, subset[where])
     return subset
 
 
-def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping: float) -> np.ndarray:
-    """``assign_with_feedback`` for rows (rows, m) that read the same m columns, inputs x (N, m)."""
-    nearest = np.argmin(np.abs(values[:, :, None] - sums[:, None, :]), axis=2)
-    if np.allclose(np.take_along_axis(sums, nearest, axis=1), values, rtol=0, atol=1e-12) or len(x) == 0:
-        return nearest  # exact already
+def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping: float, nearest: np.ndarray
+                    ) -> np.ndarray:
+    """``assign_with_feedback`` for rows (rows, m) that read the same m columns, inputs x (N, m);
+    ``nearest`` are the subsets nearest each value (kept when H cannot be factored)."""
     m = values.shape[1]
     h = x.T @ x / len(x)
     h += (damping * max(float(np.mean(np.diag(h))), 1e-12)) * np.eye(m)

@@ -53,6 +53,35 @@ def assign_with_moments(values, weight, rows, sums, n):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
+def few_values(indptr, data, bits):  # pragma: no cover
+    """(count, values): per row of a CSR matrix its distinct stored values, ascending, when there
+    are at most ``bits`` of them (count bits + 1 when there are more). The values must be nonzero
+    and not NaN, so that equal values are the same number."""
+    n = indptr.shape[0] - 1
+    count = np.zeros(n, np.int64)
+    values = np.zeros((n, bits))
+    for r in range(n):
+        found = 0
+        for e in range(indptr[r], indptr[r + 1]):
+            x = data[e]
+            new = True
+            for q in range(found):
+                if values[r, q] == x:
+                    new = False
+                    break
+            if new:
+                if found == bits:
+                    found = bits + 1
+                    break
+                values[r, found] = x
+                found += 1
+        count[r] = found
+        if found <= bits:
+            values[r, :found] = np.sort(values[r, :found])
+    return count, values
+
+
+@numba.njit(cache=True, nogil=True)
 def feedback_sweep(v, sums, u, order):  # pragma: no cover
     """Round the columns of ``v`` (rows, m; already in ``order``) one by one to the nearest of each
     row's ``sums``, passing each rounding error on to the later columns through the upper factor

@@ -92,6 +92,15 @@ class BinarizeRate:
 
     def run(self, state: CompileState) -> CompileState:
         """Convert ``state.network`` into ``state.deployed``; report per layer."""
+        from threadpoolctl import threadpool_limits
+
+        # the pass makes thousands of small BLAS and LAPACK calls, where threads only spin (OpenBLAS
+        # splits its output among threads, so the results do not depend on their number)
+        with threadpool_limits(1, user_api="blas"):
+            return self._run(state)
+
+    def _run(self, state: CompileState) -> CompileState:
+        """``run`` with the BLAS threads set."""
         self._check(state)
         chip = state.chip
         network = expand_max_pools(state.network)

@@ -41,16 +41,16 @@ def simulate_group(chip: ChipSpec, g: NeuronGroup, incoming: list[Lines], delays
     columns.sort_indices()
     neurons = [np.ascontiguousarray(a, np.int64) for a in (g.initial_v, g.alpha, g.leak, g.beta, g.reset_mode,
                                                            g.reset_value)]
-    out = run_group(-source.view(np.int8), key_delay, key_channel, columns.indptr.astype(np.int64),
+    out = run_group(source, key_delay, key_channel, columns.indptr.astype(np.int64),
                     columns.indices.astype(np.int64), columns.data.astype(np.int64 if wide else np.int32), *neurons,
                     np.int64(chip.v_min), np.int64(chip.v_max), int(ticks), bool(np.all(g.reset_mode == 1)))
-    return np.ascontiguousarray(out.transpose(0, 2, 1))
+    return out.transpose(0, 2, 1)  # stored neuron-major: the next group reads it as it is
 
 
 def _wiring(g: NeuronGroup, incoming: list[Lines], delays: list[np.ndarray | None], trains: dict[str, np.ndarray],
             spikes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, sp.csr_matrix]:
     """The group's input as (source, key delay, key channel, matrix). ``source`` (ticks, channels,
-    batch; bool) stacks the input spikes and the trains of the source groups the lines read (zeros
+    batch; int8, -1 for a spike) stacks the input spikes and the trains of the source groups the lines read (zeros
     past a train's end); a key is a channel read with a delay (sorted by delay, then channel) and row
     k of ``matrix`` (keys, size; int64) the weight its spike adds to each neuron: the weights of every
     line that reads that channel with that delay, each stored synapse adding its line's type's weight."""
@@ -64,9 +64,9 @@ def _wiring(g: NeuronGroup, incoming: list[Lines], delays: list[np.ndarray | Non
             parts.append(part)
             width += part.shape[1]
     length = max((p.shape[0] for p in parts), default=0)
-    source = np.zeros((length, width, spikes.shape[0]), bool)
+    source = np.zeros((length, width, spikes.shape[0]), np.int8)
     for part, offset in zip(parts, blocks.values()):
-        source[:part.shape[0], offset:offset + part.shape[1]] = part
+        np.negative(part, out=source[:part.shape[0], offset:offset + part.shape[1]], dtype=np.int8)
     codes, rows, cols, data = [], [], [], []
     lines = 0
     span = max(width, 1)
