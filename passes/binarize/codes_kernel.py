@@ -23,11 +23,68 @@ def _nearest(value, sums):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
+def _sorted(sums):  # pragma: no cover
+    """(ascending sums, their indices, equal sums by index; whether the row has a NaN or an
+    infinity) per row."""
+    n, count = sums.shape
+    values = np.empty((n, count))
+    index = np.empty((n, count), np.int64)
+    odd = np.zeros(n, np.bool_)
+    for r in range(n):
+        order = np.argsort(sums[r], kind="mergesort")
+        for q in range(count):
+            index[r, q] = order[q]
+            values[r, q] = sums[r, order[q]]
+            if not np.isfinite(sums[r, q]):
+                odd[r] = True
+    return values, index, odd
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_sorted(value, values, index):  # pragma: no cover
+    """``_nearest`` of a finite value among finite sums, given them ascending
+    (``values``) with their indices: the distance falls towards the value and rises after it, so
+    the nearest lie around the insertion point; of equally near ones the lowest index wins."""
+    count = values.shape[0]
+    lo, hi = 0, count
+    while lo < hi:  # the first sum >= value
+        mid = (lo + hi) // 2
+        if values[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    gap = np.inf
+    if lo > 0:
+        gap = abs(value - values[lo - 1])
+    if lo < count:
+        gap = min(gap, abs(value - values[lo]))
+    best = count
+    q = lo - 1
+    while q >= 0 and abs(value - values[q]) == gap:
+        best = min(best, index[q])
+        q -= 1
+    q = lo
+    while q < count and abs(value - values[q]) == gap:
+        best = min(best, index[q])
+        q += 1
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _pick(value, r, sums, values, index, odd):  # pragma: no cover
+    """``_nearest(value, sums[r])``, by the sorted sums where all are finite."""
+    if odd[r] or not np.isfinite(value):
+        return _nearest(value, sums[r])
+    return _nearest_sorted(value, values[r], index[r])
+
+
+@numba.njit(cache=True, nogil=True)
 def nearest_subsets(values, rows, sums):  # pragma: no cover
     """The subset whose sum (a row of ``sums``) is nearest each value of row ``rows[e]``."""
+    ordered, index, odd = _sorted(sums)
     out = np.empty(values.shape[0], np.int64)
     for e in range(values.shape[0]):
-        out[e] = _nearest(values[e], sums[rows[e]])
+        out[e] = _pick(values[e], rows[e], sums, ordered, index, odd)
     return out
 
 
@@ -37,13 +94,14 @@ def assign_with_moments(values, weight, rows, sums, n):  # pragma: no cover
     row's weighted squared error, and per (row, subset) the total weight and weight x value,
     each summed in element order like ``np.bincount``."""
     count = sums.shape[1]
+    ordered, index, odd = _sorted(sums)
     subset = np.empty(values.shape[0], np.int64)
     err = np.zeros(n)
     mass = np.zeros((n, count))
     moment = np.zeros((n, count))
     for e in range(values.shape[0]):
         r = rows[e]
-        s = _nearest(values[e], sums[r])
+        s = _pick(values[e], r, sums, ordered, index, odd)
         subset[e] = s
         d = values[e] - sums[r, s]
         err[r] += weight[e] * (d * d)
