@@ -121,15 +121,9 @@ class BinarizeTtfs:
 
     def run(self, state: CompileState) -> CompileState:
         """Map the network into ``state.deployed``; report agreement with the float model."""
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import ThreadpoolController
 
-        # the pass makes thousands of small BLAS and LAPACK calls, where threads only spin (OpenBLAS
-        # splits its output among threads, so the results do not depend on their number)
-        with threadpool_limits(1, user_api="blas"):
-            return self._run(state)
-
-    def _run(self, state: CompileState) -> CompileState:
-        """``run`` with the BLAS threads set."""
+        blas = ThreadpoolController()  # the fits run on one BLAS thread: their many small calls only spin on more
         chip = state.chip
         ticks = self._check(state)
         plan = plan_network(state.network, allow_logits=True, method="ttfs")
@@ -151,7 +145,8 @@ class BinarizeTtfs:
         codes: dict[str, HiddenCode] = {}
         for layer in hidden:
             state.log(f"binarize {layer.name} (ttfs hidden)")
-            code = hidden_code(layer, bits, floats[layer.name], ticks, self.percentile, fan_in, chip)
+            with blas.limit(limits=1, user_api="blas"):
+                code = hidden_code(layer, bits, floats[layer.name], ticks, self.percentile, fan_in, chip)
             codes[layer.name] = code
             params = hidden_params(code, ticks, run_ticks, chip)
             entry = builder.add(IntLayer(name=layer.name, layer=layer.name, depth=1,
@@ -167,8 +162,9 @@ class BinarizeTtfs:
         levels = np.hstack([codes[s].levels(bits, ticks) for s in readout.sources])
         steps = np.concatenate([codes[s].step for s in readout.sources])
         state.log(f"binarize {readout.name} (ttfs readout)")
-        code = readout_code(readout, steps, levels, floats[readout.name], ticks, self.readout_neurons, chip,
-                            self.delay)
+        with blas.limit(limits=1, user_api="blas"):
+            code = readout_code(readout, steps, levels, floats[readout.name], ticks, self.readout_neurons, chip,
+                                self.delay)
         size = readout.size * code.neurons
         rows = np.repeat(np.arange(readout.size), code.neurons)
         m = np.tile(np.arange(1, code.neurons + 1), readout.size)
