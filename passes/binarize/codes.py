@@ -55,20 +55,12 @@ def _subset_sums(c: np.ndarray) -> np.ndarray:
     return c @ _masks(c.shape[1]).T
 
 
-def _assign(values: np.ndarray, rows: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """The subset whose sum is nearest each value (ties to the smaller subset index)."""
-    return np.argmin(np.abs(values[:, None] - sums[rows]), axis=1)
-
-
-def _refit(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, subset: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Weighted least-squares code values per neuron for fixed subsets (a type no weight of the
-    neuron uses keeps its value)."""
+def _refit(mass: np.ndarray, moment: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Weighted least-squares code values per neuron for fixed subsets, from each (neuron, subset)'s
+    total weight ``mass`` and weight x value ``moment`` (a type no weight of the neuron uses keeps
+    its value)."""
     n, bits = c.shape
     masks = _masks(bits)  # (S, bits)
-    count = 2 ** bits
-    key = rows * count + subset
-    mass = np.bincount(key, weight, minlength=n * count).reshape(n, count)
-    moment = np.bincount(key, weight * values, minlength=n * count).reshape(n, count)
     gram = np.einsum("ns,sa,sb->nab", mass, masks, masks)
     rhs = moment @ masks
     used = (mass @ masks) > 0
@@ -80,20 +72,14 @@ def _refit(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, subset: np.
     return np.where(used, new, c)
 
 
-def _error(values: np.ndarray, weight: np.ndarray, rows: np.ndarray, sums: np.ndarray, n: int
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """(per-neuron weighted squared error, subsets) of the nearest-sum assignment."""
-    subset = _assign(values, rows, sums)
-    err = np.bincount(rows, weight * (values - sums[rows, subset]) ** 2, minlength=n)
-    return err, subset
-
-
 def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray, *, bits: int, weight_max: int,
               iterations: int = 6, inputs: np.ndarray | None = None) -> Codes:
     """Integer codes for the float matrix ``w`` (neurons, columns; a neuron fires once per unit of
     drive); ``column_weight`` is the importance of each column (its mean squared activity),
     ``alpha_cap`` the largest threshold each neuron may have; ``inputs`` (samples, columns), the
     calibration inputs, turn on the error feedback. See the module docstring."""
+    from crossmap.passes.binarize import codes_kernel as kernel
+
     w = sp.csr_matrix(w, dtype=np.float64)
     w.sort_indices()
     n = w.shape[0]
@@ -111,9 +97,9 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
         for shrink in (1.0, 0.6):
             c = (top * shrink / np.abs(base).max())[:, None] * base[None, :] * sign
             for _ in range(iterations):
-                err, subset = _error(values, weight, rows, _subset_sums(c), n)
-                c = _refit(values, weight, rows, subset, c)
-            err, _ = _error(values, weight, rows, _subset_sums(c), n)
+                _, _, mass, moment = kernel.assign_with_moments(values, weight, rows, _subset_sums(c), n)
+                c = _refit(mass, moment, c)
+            _, err, _, _ = kernel.assign_with_moments(values, weight, rows, _subset_sums(c), n)
             better = err < best_err
             best_err = np.where(better, err, best_err)
             best_c = np.where(better[:, None], c, best_c if best_c is not None else c)
@@ -125,16 +111,19 @@ def fit_codes(w: sp.csr_matrix, column_weight: np.ndarray, alpha_cap: np.ndarray
 
 
 def _few_values(w: sp.csr_matrix, rows: np.ndarray, bits: int) -> dict[int, np.ndarray]:
-    """Rows with at most ``bits`` distinct nonzero values: {row: those values}."""
+    """Rows with at most ``bits`` distinct stored values: {row: those values, ascending}."""
     if not w.nnz:
         return {}
-    pairs = np.unique(np.stack([rows.astype(np.float64), w.data]), axis=1)
-    per_row = np.bincount(pairs[0].astype(np.int64), minlength=w.shape[0])
-    out = {}
-    starts = np.concatenate([[0], np.cumsum(per_row)])
-    for row in np.flatnonzero((per_row > 0) & (per_row <= bits)):
-        out[int(row)] = pairs[1, starts[row]:starts[row + 1]]
-    return out
+    if not np.all(w.data != 0):  # a stored zero (or NaN): distinct as np.unique sees it, -0.0 and 0.0 alike
+        pairs = np.unique(np.stack([rows.astype(np.float64), w.data]), axis=1)
+        per_row = np.bincount(pairs[0].astype(np.int64), minlength=w.shape[0])
+        starts = np.concatenate([[0], np.cumsum(per_row)])
+        return {int(row): pairs[1, starts[row]:starts[row + 1]]
+                for row in np.flatnonzero((per_row > 0) & (per_row <= bits))}
+    from crossmap.passes.binarize.codes_kernel import few_values
+
+    count, values = few_values(w.indptr.astype(np.int64), w.data, bits)
+    return {int(row): values[row, :count[row]].copy() for row in np.flatnonzero((count > 0) & (count <= bits))}
 
 
 def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, weight_max: int,
@@ -152,7 +141,9 @@ def integer_codes(w: sp.csr_matrix, c: np.ndarray, alpha_cap: np.ndarray, *, wei
     if not w.nnz:
         subset = np.zeros(0, np.int64)
     elif inputs is None:
-        subset = _assign(w.data, rows, sums)
+        from crossmap.passes.binarize.codes_kernel import nearest_subsets
+
+        subset = nearest_subsets(w.data, rows, sums)
     else:
         subset = assign_with_feedback(w, sums, inputs)
     return Codes(k=k.astype(np.int64), alpha=alpha.astype(np.int64), pattern=w, subset=subset.astype(np.int64))
@@ -164,10 +155,16 @@ def assign_with_feedback(w: sp.csr_matrix, sums: np.ndarray, inputs: np.ndarray,
     yet rounded, weighted by the inputs' correlation (the inverse of H = X'X / N, damped by
     ``damping`` x its mean diagonal), which minimizes the error of the row's drive on ``inputs``
     (samples, columns) rather than weight by weight. Rows that share their columns are done together."""
+    from crossmap.passes.binarize.codes_kernel import nearest_subsets
+
     w = sp.csr_matrix(w)
     w.sort_indices()
-    subset = np.zeros(w.nnz, np.int64)
+    rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+    subset = nearest_subsets(w.data, rows, sums)
     x = np.asarray(inputs, np.float64)
+    if len(x) == 0:
+        return subset
+    exact = np.isclose(sums[rows, subset], w.data, rtol=0, atol=1e-12)  # nothing to carry over
     groups: dict[bytes, list[int]] = {}
     for row in range(w.shape[0]):
         cols = w.indices[w.indptr[row]:w.indptr[row + 1]]
@@ -177,15 +174,15 @@ def assign_with_feedback(w: sp.csr_matrix, sums: np.ndarray, inputs: np.ndarray,
         r = np.asarray(rows)
         cols = w.indices[w.indptr[r[0]]:w.indptr[r[0] + 1]]
         where = w.indptr[r][:, None] + np.arange(cols.size)[None, :]  # (rows, m) positions in w.data
-        subset[where] = _feedback_group(w.data[where], sums[r], x[:, cols], damping)
+        if not exact[where].all():
+            subset[where] = _feedback_group(w.data[where], sums[r], x[:, cols], damping, subset[where])
     return subset
 
 
-def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping: float) -> np.ndarray:
-    """``assign_with_feedback`` for rows (rows, m) that read the same m columns, inputs x (N, m)."""
-    nearest = np.argmin(np.abs(values[:, :, None] - sums[:, None, :]), axis=2)
-    if np.allclose(np.take_along_axis(sums, nearest, axis=1), values, rtol=0, atol=1e-12) or len(x) == 0:
-        return nearest  # exact already
+def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping: float, nearest: np.ndarray
+                    ) -> np.ndarray:
+    """``assign_with_feedback`` for rows (rows, m) that read the same m columns, inputs x (N, m);
+    ``nearest`` are the subsets nearest each value (kept when H cannot be factored)."""
     m = values.shape[1]
     h = x.T @ x / len(x)
     h += (damping * max(float(np.mean(np.diag(h))), 1e-12)) * np.eye(m)
@@ -195,11 +192,6 @@ def _feedback_group(values: np.ndarray, sums: np.ndarray, x: np.ndarray, damping
         u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: inv(h) = u' u
     except np.linalg.LinAlgError:
         return nearest
-    v = values[:, order].copy()
-    chosen = np.zeros_like(nearest)
-    for i in range(m):
-        pick = np.argmin(np.abs(v[:, i, None] - sums), axis=1)
-        err = (v[:, i] - sums[np.arange(len(v)), pick]) / u[i, i]
-        v[:, i + 1:] -= err[:, None] * u[i, i + 1:][None, :]
-        chosen[:, order[i]] = pick
-    return chosen
+    from crossmap.passes.binarize.codes_kernel import feedback_sweep
+
+    return feedback_sweep(values[:, order].copy(), np.ascontiguousarray(sums), np.ascontiguousarray(u), order)

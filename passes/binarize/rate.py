@@ -46,6 +46,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from crossmap.chip import ChipSpec
 from crossmap.deployed import INPUT, DeployedNetwork
@@ -106,7 +107,7 @@ class BinarizeRate:
         encoding, input_rep = self._encoding(plan, x, ticks, state.seed)
         spikes = encode(encoding, x)
         builder = DeployedBuilder(chip, plan.data_channels, seed=state.seed)
-        conv = _Converter(self, chip, plan, builder, spikes, ticks, state)
+        conv = _Converter(self, chip, plan, builder, spikes, ticks, state, ThreadpoolController())
         conv.reps[INPUT] = input_rep
         conv.rates[INPUT] = spikes.sum(axis=1) / ticks
         floats = network.evaluate(x.reshape((len(x),) + tuple(network.input.shape)), keep=True)
@@ -213,6 +214,7 @@ class _Converter:
     spikes: np.ndarray  # (batch, T, data channels)
     ticks: int
     state: CompileState
+    blas: ThreadpoolController  # the code fit runs on one BLAS thread: its many small calls only spin on more
     trains: dict[str, np.ndarray] = field(default_factory=dict)
     reps: dict[str, Rep] = field(default_factory=dict)
     rates: dict[str, np.ndarray] = field(default_factory=dict)  # spikes per tick (batch, size)
@@ -355,8 +357,9 @@ class _Converter:
         cap = np.where(bu > 0, chip.leak_max / np.maximum(bu, TINY), np.inf)
         cap = np.minimum(cap, (chip.beta_max // 2) / (T * np.maximum(1.0, np.abs(bu))))
         cap = np.minimum(cap, chip.alpha_max)
-        codes = fit_codes(u, np.mean(inputs ** 2, axis=0), cap, bits=self.options.bits, weight_max=chip.weight_max,
-                          inputs=inputs if self.options.feedback else None)
+        with self.blas.limit(limits=1, user_api="blas"):
+            codes = fit_codes(u, np.mean(inputs ** 2, axis=0), cap, bits=self.options.bits,
+                              weight_max=chip.weight_max, inputs=inputs if self.options.feedback else None)
         assignment, int_weights = _assignment(codes, chip.axon_types, copies)
         n = codes.k.shape[0]
         alpha = codes.alpha.astype(np.float64)

@@ -80,16 +80,28 @@ class ReadoutCode:
     neurons: int
     delay: int = 1  # ticks from a hidden spike to its arrival at the readout
 
-    def counts(self, levels: np.ndarray, ticks: int) -> np.ndarray:
+    def counts(self, levels: np.ndarray, ticks: int, arrived: np.ndarray | None = None) -> np.ndarray:
         """Class spike counts (batch, classes) the readout neurons give for hidden levels (batch, hidden)
-        over the run: ``delay`` ticks before the first hidden spike arrives, then the K window ticks."""
-        batch = levels.shape[0]
-        total = np.zeros((batch, self.weights.shape[0]), np.int64)
+        over the run: ``delay`` ticks before the first hidden spike arrives, then the K window ticks;
+        ``arrived`` is ``self.arrivals(levels, ticks)`` when the caller has it."""
+        if arrived is None:
+            arrived = self.arrivals(levels, ticks)
+        total = np.zeros((levels.shape[0], self.weights.shape[0]), np.int64)
         for tick in range(ticks + self.delay):
-            arrived = (levels >= ticks + self.delay - tick) & (levels > 0)
-            v = self.initial[None, :] + arrived.astype(np.int64) @ self.weights.T
+            v = self.initial[None, :] + arrived[tick]
             total += np.clip(v // self.threshold_step, 0, self.neurons)
         return total
+
+    def arrivals(self, levels: np.ndarray, ticks: int) -> np.ndarray:
+        """(ticks + delay, batch, classes) int64: the summed weights of the hidden spikes that have
+        arrived by each tick of the run (a spike of level q arrives on tick K + delay - q)."""
+        spikes = levels > 0
+        if np.abs(self.weights).sum(axis=1).max(initial=0) < 2 ** 53:  # float64 sums of integers are exact
+            weights = self.weights.T.astype(np.float64)
+            return np.stack([((levels >= ticks + self.delay - tick) & spikes).astype(np.float64) @ weights
+                             for tick in range(ticks + self.delay)]).astype(np.int64)
+        return np.stack([((levels >= ticks + self.delay - tick) & spikes).astype(np.int64) @ self.weights.T
+                         for tick in range(ticks + self.delay)])
 
 
 @dataclass
@@ -109,6 +121,9 @@ class BinarizeTtfs:
 
     def run(self, state: CompileState) -> CompileState:
         """Map the network into ``state.deployed``; report agreement with the float model."""
+        from threadpoolctl import ThreadpoolController
+
+        blas = ThreadpoolController()  # the fits run on one BLAS thread: their many small calls only spin on more
         chip = state.chip
         ticks = self._check(state)
         plan = plan_network(state.network, allow_logits=True, method="ttfs")
@@ -130,7 +145,8 @@ class BinarizeTtfs:
         codes: dict[str, HiddenCode] = {}
         for layer in hidden:
             state.log(f"binarize {layer.name} (ttfs hidden)")
-            code = hidden_code(layer, bits, floats[layer.name], ticks, self.percentile, fan_in, chip)
+            with blas.limit(limits=1, user_api="blas"):
+                code = hidden_code(layer, bits, floats[layer.name], ticks, self.percentile, fan_in, chip)
             codes[layer.name] = code
             params = hidden_params(code, ticks, run_ticks, chip)
             entry = builder.add(IntLayer(name=layer.name, layer=layer.name, depth=1,
@@ -146,8 +162,9 @@ class BinarizeTtfs:
         levels = np.hstack([codes[s].levels(bits, ticks) for s in readout.sources])
         steps = np.concatenate([codes[s].step for s in readout.sources])
         state.log(f"binarize {readout.name} (ttfs readout)")
-        code = readout_code(readout, steps, levels, floats[readout.name], ticks, self.readout_neurons, chip,
-                            self.delay)
+        with blas.limit(limits=1, user_api="blas"):
+            code = readout_code(readout, steps, levels, floats[readout.name], ticks, self.readout_neurons, chip,
+                                self.delay)
         size = readout.size * code.neurons
         rows = np.repeat(np.arange(readout.size), code.neurons)
         m = np.tile(np.arange(1, code.neurons + 1), readout.size)
@@ -333,14 +350,26 @@ def reassign_levels(x: np.ndarray, group: np.ndarray, values: np.ndarray, target
     group = group.copy()
     residual = target - x @ values[group]
     norms = np.einsum("ij,ij->j", x, x)
-    for i in np.argsort(-norms, kind="stable"):
-        if norms[i] == 0:
+    levels = values.tolist()
+    for i in np.argsort(-norms, kind="stable").tolist():
+        norm = float(norms[i])
+        if norm == 0:
             continue
-        delta = values - values[group[i]]  # change of input i's weight for each choice
-        gain = 2 * delta * float(x[:, i] @ residual) - delta ** 2 * norms[i]  # error decrease
-        best = int(np.argmax(gain))
-        if gain[best] > 1e-12:
-            residual -= delta[best] * x[:, i]
+        column = x[:, i]
+        dot = float(column @ residual)
+        now = levels[group[i]]
+        # the error decrease of each choice (the change of input i's weight is level - now); the
+        # first largest wins, as np.argmax picks it
+        best, top = 0, None
+        for q, level in enumerate(levels):
+            delta = level - now
+            gain = 2.0 * delta * dot - delta * delta * norm
+            if top is None or not gain <= top:
+                best, top = q, gain
+                if gain != gain:
+                    break
+        if top > 1e-12:
+            residual -= (levels[best] - now) * column
             group[i] = best
     return group
 
@@ -418,13 +447,15 @@ def readout_code(layer: Layer, steps: np.ndarray, levels: np.ndarray, logits: np
     span = max(hi - lo, 1.0)
     shifts = np.linspace(-0.5, 1.0, 25)
     scored: list[tuple[float, float, ReadoutCode]] = []  # (robust agreement, spikes per sample, code)
+    arrived = ReadoutCode(weights=weights, initial=bias_v, threshold_step=1, neurons=neurons,
+                          delay=delay).arrivals(levels, ticks)  # the same for every offset and step
     for frac in FRACTIONS:
         step = max(1, int(round(span * frac / neurons)))
         codes, agree, spikes = [], [], []
         for shift in shifts:
             code = ReadoutCode(weights=weights, initial=bias_v + int(round(-lo - shift * span)),
                                threshold_step=step, neurons=neurons, delay=delay)
-            counts = code.counts(levels, ticks)
+            counts = code.counts(levels, ticks, arrived)
             codes.append(code)
             agree.append(float(np.mean(np.argmax(counts, axis=1) == target)) if len(target) else 1.0)
             spikes.append(float(counts.sum(axis=1).mean()) if len(target) else 0.0)
