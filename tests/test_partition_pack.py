@@ -233,14 +233,14 @@ def random_pack_instance(rng, max_items):
     return sp.csr_matrix(dense), weights, A, N, targets
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_compiled_greedy_pack_equals_the_plain_greedy(seed):
     reads, weights, A, N, targets = random_pack_instance(np.random.default_rng(seed), 40)
     assert greedy_pack(reads, weights, A, N, targets) == plain_greedy_pack(reads, weights, A, N, targets)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.integers(0, 2**32 - 1))
 def test_compiled_greedy_pack_equals_the_numpy_one_on_larger_groups(seed):
     reads, weights, A, N, targets = random_pack_instance(np.random.default_rng(seed), 1500)

@@ -3,8 +3,9 @@ imported only when a group is packed, as importing numba takes a few tenths of a
 
 Each item's score is one integer, (new reader cores, new axons, rank), kept up to date as the open
 core gains axons and readers. The items the core touches that still fit sit in a binary heap by
-score (a score only decreases, so an update is a sift-up); an item found not to fit is dropped for
-good (its new axons shrink by at most what the core gains, and free neuron slots only shrink). The
+score; a score only decreases, so after each added item the lowered entries are sifted up in
+order of position (or the heap is rebuilt when many changed). An item found not to fit is dropped
+for good (its new axons shrink by at most what the core gains, and free neuron slots only shrink). The
 best untouched item is the first in static order (reader cores, fan-in, rank) that is free,
 untouched and fits: a pointer that only moves forward while a core fills, skipping assigned and
 too heavy items through a segment tree of the free items' weights, and the rest of a run of equal
@@ -15,6 +16,7 @@ import numba
 import numpy as np
 
 _NONE = np.iinfo(np.int64).max  # the weight of an assigned item in the segment tree: never fits
+HEAPIFY_SHARE = 16  # a step that changes at least 1/16 of the heap rebuilds it rather than sifting each entry
 
 
 @numba.njit(nogil=True, cache=True)
@@ -35,15 +37,10 @@ def _sift_up(heap, where, key, at):  # pragma: no cover
 
 
 @numba.njit(nogil=True, cache=True)
-def _pop(heap, where, key, size):  # pragma: no cover
-    """Remove the smallest entry of ``heap[:size]``; returns the new size."""
-    where[heap[0]] = -1
-    size -= 1
-    if size == 0:
-        return 0
-    item = heap[size]
+def _sift_down(heap, where, key, size, at):  # pragma: no cover
+    """Move the entry at heap position ``at`` down to its place in ``heap[:size]``."""
+    item = heap[at]
     k = key[item]
-    at = 0
     while True:
         child = 2 * at + 1
         if child >= size:
@@ -57,6 +54,16 @@ def _pop(heap, where, key, size):  # pragma: no cover
         at = child
     heap[at] = item
     where[item] = at
+
+
+@numba.njit(nogil=True, cache=True)
+def _pop(heap, where, key, size):  # pragma: no cover
+    """Remove the smallest entry of ``heap[:size]``; returns the new size."""
+    where[heap[0]] = -1
+    size -= 1
+    if size:
+        heap[0] = heap[size]
+        _sift_down(heap, where, key, size, 0)
     return size
 
 
@@ -91,6 +98,31 @@ def _first_at_most(tree, leaves, start, limit):  # pragma: no cover
         if tree[node] > limit:
             node += 1
     return node - leaves
+
+
+@numba.njit(nogil=True, cache=True)
+def _lower(ptr, ind, gained, first, last, by, key, assigned, touched, touched_list, n_touched, where, mark, step,
+           dirty, n_dirty):  # pragma: no cover
+    """Lower by ``by`` the keys of the free items of rows ``gained[first:last]`` of (``ptr``,
+    ``ind``): the readers of the core's new keys, or the feeders of its new reader cores. An item
+    touched for the first time is appended to ``touched_list``; the heap position of one already
+    in the heap, to ``dirty`` (once per ``step``). Returns the new ``n_touched``, ``n_dirty``."""
+    for j in range(first, last):
+        row = gained[j]
+        for e in range(ptr[row], ptr[row + 1]):
+            other = ind[e]
+            if assigned[other]:
+                continue
+            key[other] -= by
+            if not touched[other]:
+                touched[other] = True
+                touched_list[n_touched] = other
+                n_touched += 1
+            elif where[other] >= 0 and mark[other] != step:
+                mark[other] = step
+                dirty[n_dirty] = where[other]
+                n_dirty += 1
+    return n_touched, n_dirty
 
 
 @numba.njit(nogil=True, cache=True)
@@ -139,6 +171,8 @@ def greedy_pack(r_ptr, r_ind, k_ptr, k_ind, t_ptr, t_ind, f_ptr, f_ind, weights,
     touched_list = np.empty(n, np.int64)
     heap = np.empty(n, np.int64)
     where = np.full(n, -1, np.int64)  # heap position, or -1
+    mark = np.full(n, -1, np.int64)  # the step that last lowered an entry of the heap
+    dirty = np.empty(n, np.int64)  # the heap positions lowered in this step
     in_core = np.zeros(n_keys, np.bool_)
     core_keys = np.empty(n_keys + widest, np.int64)  # the open core's keys (a key an item reads twice, twice)
     fed = np.zeros(n_targets, np.bool_)
@@ -177,44 +211,31 @@ def greedy_pack(r_ptr, r_ind, k_ptr, k_ind, t_ptr, t_ind, f_ptr, f_ind, weights,
                     core_outs[n_outs] = t_ind[j]
                     n_outs += 1
             free_axons, free_neurons = max_axons - axons, max_neurons - neurons
+            item = -1
+            if free_neurons <= 0:
+                break  # the core is full
             # lower the scores of the items reading a new key or feeding a new reader core
             newly = n_touched
-            for j in range(first_key, n_keys_in):
-                k = core_keys[j]
-                for e in range(k_ptr[k], k_ptr[k + 1]):
-                    other = k_ind[e]
-                    if assigned[other]:
-                        continue
-                    key[other] -= span
-                    if not touched[other]:
-                        touched[other] = True
-                        touched_list[n_touched] = other
-                        n_touched += 1
-                    elif where[other] >= 0:
-                        _sift_up(heap, where, key, where[other])
-            for j in range(first_out, n_outs):
-                c = core_outs[j]
-                for e in range(f_ptr[c], f_ptr[c + 1]):
-                    other = f_ind[e]
-                    if assigned[other]:
-                        continue
-                    key[other] -= big
-                    if not touched[other]:
-                        touched[other] = True
-                        touched_list[n_touched] = other
-                        n_touched += 1
-                    elif where[other] >= 0:
-                        _sift_up(heap, where, key, where[other])
+            n_touched, n_dirty = _lower(k_ptr, k_ind, core_keys, first_key, n_keys_in, span, key, assigned, touched,
+                                        touched_list, n_touched, where, mark, n_members, dirty, 0)
+            n_touched, n_dirty = _lower(f_ptr, f_ind, core_outs, first_out, n_outs, big, key, assigned, touched,
+                                        touched_list, n_touched, where, mark, n_members, dirty, n_dirty)
+            old_size = size
             for j in range(newly, n_touched):  # the newly touched items that fit join the heap
                 other = touched_list[j]
                 if (key[other] % big) // span <= free_axons and weights[other] <= free_neurons:
                     heap[size] = other
                     where[other] = size
                     size += 1
-                    _sift_up(heap, where, key, size - 1)
-            item = -1
-            if free_neurons <= 0:
-                break
+            if HEAPIFY_SHARE * (n_dirty + size - old_size) >= size:
+                for at in range(size // 2 - 1, -1, -1):
+                    _sift_down(heap, where, key, size, at)
+            else:
+                # in order of position: a sift-up only moves entries above it
+                for at in np.sort(dirty[:n_dirty]):
+                    _sift_up(heap, where, key, at)
+                for at in range(old_size, size):
+                    _sift_up(heap, where, key, at)
             while size and ((key[heap[0]] % big) // span > free_axons or weights[heap[0]] > free_neurons):
                 size = _pop(heap, where, key, size)  # it never fits this core again
             best = _NONE
