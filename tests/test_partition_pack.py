@@ -12,7 +12,8 @@ from crossmap.chip import ChipSpec
 from crossmap.deployed import INPUT, DeployedNetwork, Lines, NeuronGroup
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import group_keys
-from crossmap.passes.partition.pack import compact_pack, greedy_pack, lower_bound, packing_cost, solve_pack
+from crossmap.passes.partition.pack import (compact_pack, greedy_pack, greedy_pack_python, lower_bound, packing_cost,
+                                            solve_pack)
 from crossmap.passes.partition.plan import instance_count
 from crossmap.passes.partition.timing import ShiftConstraints, at_rest
 
@@ -197,12 +198,67 @@ def test_greedy_pack_equals_the_plain_greedy(instance, seed, with_targets, chunk
     if with_targets:
         rng = np.random.default_rng(seed)
         targets = sp.csr_matrix(rng.random((n, 6)) < 0.3)
+    plain = plain_greedy_pack(reads, weights, A, N, targets)
+    assert greedy_pack(reads, weights, A, N, targets) == plain
     saved, partition_pack.UNTOUCHED_CHUNK = partition_pack.UNTOUCHED_CHUNK, chunk
     try:
-        fast = greedy_pack(reads, weights, A, N, targets)
+        assert greedy_pack_python(reads, weights, A, N, targets) == plain
     finally:
         partition_pack.UNTOUCHED_CHUNK = saved
-    assert fast == plain_greedy_pack(reads, weights, A, N, targets)
+
+
+def random_pack_instance(rng, max_items):
+    """Reads (random, or drawn from a few key sets so items repeat, with some empty items),
+    weights (1, random, or 1 with some items that fill a core alone), A, N and optional targets."""
+    n, k = int(rng.integers(1, max_items)), int(rng.integers(1, max(2, max_items // 2)))
+    if rng.random() < 0.5:
+        dense = rng.random((n, k)) < rng.uniform(0.02, 0.5)
+    else:
+        shapes = rng.random((int(rng.integers(1, 8)), k)) < rng.uniform(0.05, 0.6)
+        dense = shapes[rng.integers(0, shapes.shape[0], n)]
+    dense[rng.random(n) < 0.1] = False
+    widest = int(dense.sum(axis=1).max())
+    A = int(rng.integers(max(1, widest), 3 * max(1, widest) + 2))
+    N = int(rng.integers(1, 12))
+    kind = rng.random()
+    if kind < 0.4:
+        weights = rng.integers(1, N + 1, n)
+    elif kind < 0.7:
+        weights = np.where(rng.random(n) < 0.2, N, 1)
+    else:
+        weights = np.ones(n, np.int64)
+    targets = None
+    if rng.random() < 0.5:
+        targets = sp.csr_matrix(rng.random((n, int(rng.integers(1, 8)))) < rng.uniform(0.05, 0.5))
+    return sp.csr_matrix(dense), weights, A, N, targets
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_compiled_greedy_pack_equals_the_plain_greedy(seed):
+    reads, weights, A, N, targets = random_pack_instance(np.random.default_rng(seed), 40)
+    assert greedy_pack(reads, weights, A, N, targets) == plain_greedy_pack(reads, weights, A, N, targets)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_compiled_greedy_pack_equals_the_numpy_one_on_larger_groups(seed):
+    reads, weights, A, N, targets = random_pack_instance(np.random.default_rng(seed), 1500)
+    assert greedy_pack(reads, weights, A, N, targets) == greedy_pack_python(reads, weights, A, N, targets)
+
+
+def test_greedy_pack_without_numba_runs_the_numpy_loop(monkeypatch):
+    from crossmap.passes.partition import pack as partition_pack
+
+    reads, weights, A, N, targets = random_pack_instance(np.random.default_rng(5), 200)
+    monkeypatch.setattr(partition_pack, "numba_available", lambda: False)
+    monkeypatch.setattr(partition_pack, "greedy_pack_python", lambda *args: "numpy")
+    assert greedy_pack(reads, weights, A, N, targets) == "numpy"
+
+
+def test_greedy_pack_of_nothing():
+    assert greedy_pack(sp.csr_matrix((0, 5), dtype=bool), np.zeros(0, np.int64), 4, 4) == []
+    assert greedy_pack(sp.csr_matrix((3, 0), dtype=bool), np.ones(3, np.int64), 4, 2) == [[0, 1], [2]]
 
 
 def test_compaction_too_large_for_its_table_keeps_the_packing(monkeypatch):

@@ -11,7 +11,9 @@ cores first, then the fewest (traffic-weighted) axons.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,13 +63,51 @@ def distinct_columns(columns: np.ndarray, scratch: np.ndarray) -> np.ndarray:
 
 def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int,
                 targets: sp.csr_matrix | None = None) -> list[list[int]]:
-    """Items per core. ``reads`` (items x keys, sorted indices) gives the axons each item needs,
-    ``weights`` the neuron slots it takes; every item must fit an empty core on its own.
+    """Items per core. ``reads`` (items x keys) gives the axons each item needs, ``weights`` the
+    neuron slots it takes; every item must fit an empty core on its own.
 
-    With ``targets`` (items x reader cores), the next item is the one that adds the fewest reader
-    cores the core does not feed yet, then the fewest new axons: neurons read by the same core
-    come together (a core feeds few cores, so the core graph has few edges), at the price of
-    more axons per core.
+    A core opens with the first free item in structural order, then takes, one at a time, the
+    free item that fits with the smallest (new axons, structural rank). With ``targets`` (items x
+    reader cores), the next item is the one that adds the fewest reader cores the core does not
+    feed yet, then the fewest new axons: neurons read by the same core come together (a core
+    feeds few cores, so the core graph has few edges), at the price of more axons per core.
+
+    The loop runs compiled (``pack_kernel``) at the cost of the items each core touches, not of
+    the whole group; without numba, ``greedy_pack_python`` gives the same cores."""
+    if not numba_available():
+        return greedy_pack_python(reads, weights, max_axons, max_neurons, targets)
+    from crossmap.passes.partition import pack_kernel
+
+    reads = sp.csr_matrix(reads)
+    reads.sort_indices()
+    n_items = reads.shape[0]
+    r_ptr, r_ind = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
+    readers = reads.T.tocsr()
+    if targets is None:
+        targets = sp.csr_matrix((n_items, 0), dtype=np.int64)
+    targets = sp.csr_matrix(targets, dtype=np.int64, copy=True)
+    targets.sum_duplicates()
+    targets.sort_indices()
+    fed_by = targets.T.tocsr()
+    rank = structural_order(reads)
+    static = np.lexsort((rank, np.diff(r_ptr), np.diff(targets.indptr)))
+    members, ends = pack_kernel.greedy_pack(
+        r_ptr, r_ind, readers.indptr.astype(np.int64), readers.indices.astype(np.int64),
+        targets.indptr.astype(np.int64), targets.indices.astype(np.int64),
+        fed_by.indptr.astype(np.int64), fed_by.indices.astype(np.int64),
+        np.asarray(weights, np.int64), rank, np.argsort(rank), static, np.int64(max_axons), np.int64(max_neurons))
+    flat, bounds = members.tolist(), [0] + ends.tolist()
+    return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def numba_available() -> bool:
+    """Whether numba (which compiles ``pack_kernel``) can be imported here."""
+    return "numba" in sys.modules or importlib.util.find_spec("numba") is not None
+
+
+def greedy_pack_python(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int,
+                       targets: sp.csr_matrix | None = None) -> list[list[int]]:
+    """``greedy_pack`` in numpy, for where numba is missing: the same cores.
 
     The choice is the smallest (new reader cores, new axons, structural rank) among the free
     items that fit. Items that share no axon and no reader with the core yet score their static
@@ -229,7 +269,7 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
 
 def free_riders(ids: np.ndarray, s: np.ndarray, span: int, weights: np.ndarray, free_neurons: int,
                 bound: tuple[int, int, int]) -> list[int]:
-    """The items ``greedy_pack`` adds next, in order, while each brings no new axon and no new
+    """The items ``greedy_pack_python`` adds next, in order, while each brings no new axon and no new
     reader core: the candidates ``ids`` whose score ``s`` (new readers, new axons, rank as one
     integer) is below ``span``, by rank, each that still fits the free neuron slots, as long as
     its key stays below ``bound`` (the first untouched item that may fit). Adding such an item
