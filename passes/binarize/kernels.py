@@ -295,6 +295,19 @@ def _before(key_a, v_a, key_b, v_b):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True)
+def _push(heap_key, heap_v, size, k, v):  # pragma: no cover
+    """Add the entry (k, v) to the binary heap of ``size`` entries (sifted up from the end)."""
+    i = size
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _before(k, v, heap_key[parent], heap_v[parent]):
+            break
+        heap_key[i], heap_v[i] = heap_key[parent], heap_v[parent]
+        i = parent
+    heap_key[i], heap_v[i] = k, v
+
+
+@numba.njit(cache=True, nogil=True)
 def dsatur(indptr, indices, colors):  # pragma: no cover
     """(colour per vertex, ok): DSatur with at most ``colors`` colours; ok is False when a vertex
     finds every colour among its neighbours. The next vertex has the most distinct neighbour
@@ -311,16 +324,9 @@ def dsatur(indptr, indices, colors):  # pragma: no cover
     heap_v = np.empty(capacity, np.int64)
     size = 0
     step = n + 1
-    for v in range(n):  # sift up each initial entry
-        i = size
+    for v in range(n):
+        _push(heap_key, heap_v, size, key[v], v)
         size += 1
-        while i > 0:
-            parent = (i - 1) // 2
-            if not _before(key[v], v, heap_key[parent], heap_v[parent]):
-                break
-            heap_key[i], heap_v[i] = heap_key[parent], heap_v[parent]
-            i = parent
-        heap_key[i], heap_v[i] = key[v], v
     for _ in range(n):
         while True:
             top_key, v = heap_key[0], heap_v[0]
@@ -358,15 +364,8 @@ def dsatur(indptr, indices, colors):  # pragma: no cover
             if key[u] < 0:
                 continue
             key[u] += step
-            i = size
+            _push(heap_key, heap_v, size, key[u], u)
             size += 1
-            while i > 0:
-                parent = (i - 1) // 2
-                if not _before(key[u], u, heap_key[parent], heap_v[parent]):
-                    break
-                heap_key[i], heap_v[i] = heap_key[parent], heap_v[parent]
-                i = parent
-            heap_key[i], heap_v[i] = key[u], u
     return result, True
 
 
