@@ -16,13 +16,12 @@ first use and cached on disk.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from crossmap.compiled import numba_available
 from crossmap.program import Program
 
 # byte value -> the index of its lowest set bit (0 for 0, which is never looked up)
@@ -32,7 +31,7 @@ _GROUP = 4   # types weighed per pass over a sample's counters (as the kernel do
 
 def available() -> bool:
     """Whether numba (which compiles the kernel) can be imported here."""
-    return "numba" in sys.modules or importlib.util.find_spec("numba") is not None
+    return numba_available()
 
 
 @dataclass

@@ -11,13 +11,13 @@ cores first, then the fewest (traffic-weighted) axons.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+
+from crossmap.compiled import numba_available
 
 
 def structural_order(reads: sp.csr_matrix) -> np.ndarray:
@@ -98,11 +98,6 @@ def greedy_pack(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_n
         np.asarray(weights, np.int64), rank, np.argsort(rank), static, np.int64(max_axons), np.int64(max_neurons))
     flat, bounds = members.tolist(), [0] + ends.tolist()
     return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def numba_available() -> bool:
-    """Whether numba (which compiles ``pack_kernel``) can be imported here."""
-    return "numba" in sys.modules or importlib.util.find_spec("numba") is not None
 
 
 def greedy_pack_python(reads: sp.csr_matrix, weights: np.ndarray, max_axons: int, max_neurons: int,
