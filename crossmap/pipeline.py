@@ -15,6 +15,7 @@ checks after each pass that it made what it declared, and validates the IRs it h
 from __future__ import annotations
 
 import dataclasses
+import gc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from crossmap.chip import ChipSpec
 from crossmap.deployed import DeployedNetwork
 from crossmap.errors import PipelineError
 from crossmap.ir import Network
+from crossmap.memory import release_free_memory
 from crossmap.program import Program
 
 if TYPE_CHECKING:
@@ -214,6 +216,8 @@ def run_pipeline(passes: list[Pass], state: CompileState,
         if state.network is not None and not any("network" in q.reads for q in passes[i + 1:]):
             state.model_input_shape()
             state.network = None
+        gc.collect()  # what the pass left in reference cycles, then all it freed, goes back to the system
+        release_free_memory()
         if state.deployed is not None:
             state.deployed.validate()
         if state.program is not None:

@@ -500,12 +500,62 @@ def test_copies_split_by_reader_make_a_sparser_core_graph(monkeypatch):
     assert state.core_graph.number_of_edges() < kept_together.core_graph.number_of_edges()
 
 
+def _jobs(rows: list[tuple[int, int, int, int]]):
+    """Jobs from (source, kind, core, key) rows, already in order."""
+    from crossmap.passes.partition.wiring import Jobs
+    source, kind, core, key = (np.array(c, np.int64) for c in zip(*rows))
+    return Jobs(source, kind, core, key, np.full(source.size, -1, np.int64))
+
+
 def test_aimed_instances_take_the_jobs_of_their_reader():
-    from crossmap.passes.partition.build import _aim_roles
-    jobs = [("port",), ("direct", (3, 10)), ("direct", (5, 11)), ("direct", (7, 12))]
-    roles = _aim_roles({(0, 0): jobs, (0, 1): jobs}, {(0, 0): [-1, 7, 3, -1], (0, 1): [-1] * 4})
-    assert roles[(0, 0)] == [("port",), ("direct", (7, 12)), ("direct", (3, 10)), ("direct", (5, 11))]
-    assert roles[(0, 1)] == jobs
+    from crossmap.passes.partition.wiring import DIRECT, PORT, Instances, assign_jobs
+    jobs = [(0, 0), (3, 10), (5, 11), (7, 12)]  # a port, then direct jobs (core, key)
+    rows = [(s, PORT if c == 0 else DIRECT, c, k) for s in (5, 6) for c, k in jobs]
+    aims = [-1, 7, 3, -1] + [-1] * 4
+    instances = Instances(np.repeat([5, 6], 4), np.zeros(8, np.int64), np.arange(8), np.array(aims))
+    assigned = assign_jobs(instances, _jobs(rows))
+    assert [jobs[j % 4] for j in assigned[:4]] == [(0, 0), (7, 12), (3, 10), (5, 11)]
+    assert assigned[4:].tolist() == [4, 5, 6, 7]
+
+
+def plain_assign(instances, jobs) -> list[int]:
+    """The job of each instance, neuron by neuron: an aimed instance takes the first direct job to
+    its core still free, the others the free jobs in order."""
+    result = []
+    for source in np.unique(instances.source).tolist():
+        mine = np.flatnonzero(instances.source == source).tolist()
+        free = np.flatnonzero(jobs.source == source).tolist()
+        chosen = []
+        for i in mine:
+            aim = int(instances.aim[i])
+            match = next((j for j in free if aim >= 0 and jobs.kind[j] == 1 and jobs.core[j] == aim), None)
+            if match is not None:
+                free.remove(match)
+            chosen.append(match)
+        rest = iter(free)
+        result += [j if j is not None else next(rest, -1) for j in chosen]
+    return result
+
+
+def test_job_assignment_matches_a_plain_walk():
+    from crossmap.passes.partition.wiring import Instances, assign_jobs
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        rows, sources, aims = [], [], []
+        for source in range(12):
+            jobs = rng.integers(0, 6)
+            port = rng.random() < 0.3
+            cores = np.sort(rng.integers(0, 4, jobs))
+            rows += [(source, 0, 0, 0)] * port + [(source, 1, int(c), k) for k, c in enumerate(cores)]
+            count = int(port) + jobs + int(rng.integers(-1, 2))
+            sources += [source] * max(count, 1)
+            aims += rng.choice([-1, 0, 1, 2, 3], max(count, 1)).tolist()
+        if not rows:
+            continue
+        n = len(sources)
+        instances = Instances(np.array(sources), np.zeros(n, np.int64), np.arange(n), np.array(aims))
+        jobs = _jobs(rows)
+        assert assign_jobs(instances, jobs).tolist() == plain_assign(instances, jobs)
 
 
 def test_the_solver_run_reuses_the_greedy_packings(monkeypatch):

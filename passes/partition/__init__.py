@@ -30,6 +30,7 @@ from crossmap.chip import smallest_board
 from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
+from crossmap.memory import release_free_memory
 from crossmap.passes.partition.build import Built, build_program
 from crossmap.passes.partition.keys import GroupKeys, KeySpace, group_keys, topological_groups
 from crossmap.passes.partition.pack import conflict_bound
@@ -91,6 +92,7 @@ class Partition:
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     plan = plan_partition(net, space, keys, topo, key_rate, options, memo)
+                    release_free_memory()  # the packing's scratch, before the program is laid out
                     solver_wanted = plan.solver_wanted
                     if use_solver and not plan.solver_runs:
                         break  # no group went to the solver: the same packing as the greedy one

@@ -27,8 +27,8 @@ from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
 from crossmap.passes.partition.pack import gather_columns
 from crossmap.passes.partition.plan import Plan
-from crossmap.passes.partition.timing import ShiftConstraints, pin_groups
-from crossmap.passes.partition.unique import block_pairs
+from crossmap.passes.partition.wiring import (Instances, Wiring, assign_jobs, instance_arrays,
+                                              neuron_jobs, readers_of, solve_shifts, wire)
 from crossmap.program import Program
 
 
@@ -53,21 +53,24 @@ def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[
     check_fits(chip, len(plan.cores), stage="partition")
     pos = {g: i for i, g in enumerate(topo)}
     final = _core_order(plan, pos)
-    where = {old: new for new, old in enumerate(final)}
     prog = Program.empty(chip, len(final), num_inputs=net.num_inputs, num_classes=net.num_classes,
                          input_ticks=net.input_ticks, encoding=dict(net.encoding),
                          group_names=[g.name for g in net.groups])
     core_keys = {old: np.array(sorted(plan.cores[old].keys), np.int64) for old in final}
-    instances, aims, split_slot = _fill_cores(prog, net, plan, space, keys, final, core_keys, pos)
+    instances, split_slot = _fill_cores(prog, net, plan, space, keys, final, core_keys, pos)
     split_axon = {s: len(core_keys[plan.splits[s].core]) + plan.cores[plan.splits[s].core].splitters.index(s)
                   for s in range(len(plan.splits))}
     _input_map(prog, space, final, core_keys)
-    readers = _readers(plan, keys)
-    roles = _aim_roles(_roles(net, plan, space, topo), aims)
-    shifts = _solve_shifts(net, plan, space, roles, readers, input_fed)
+    readers = readers_of(plan, keys)
+    jobs = neuron_jobs(net, plan, space, plan.demand_arrays())
+    assigned = assign_jobs(instances, jobs)
+    shifts = solve_shifts(net, plan, space, jobs, readers, input_fed)
     graph = _empty_graph(prog, plan, net, final, core_keys, space, input_rate)
-    counts = _wire(prog, net, plan, roles, instances, readers, shifts, where, core_keys, split_slot, split_axon,
-                   rates, graph)
+    where = np.empty(len(final), np.int64)
+    where[np.asarray(final, np.int64)] = np.arange(len(final))
+    wiring = wire(net, plan, space, topo, instances, jobs, assigned, readers, shifts, where, core_keys, split_slot,
+                  split_axon, rates)
+    _write_wiring(prog, graph, wiring)
     out_groups = [i for i, g in enumerate(net.groups) if (g.output_class >= 0).any()]
     output_shift = shifts[out_groups[0]] if out_groups else 0
     prog.latency = int(net.latency()) + int(output_shift)
@@ -75,8 +78,8 @@ def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[
     prog.validate()
     traffic = float(sum(d["traffic"] for _, _, d in graph.edges(data=True)) +
                     sum(d["local_traffic"] for _, d in graph.nodes(data=True)))
-    return Built(program=prog, graph=graph, shifts=shifts, output_shift=int(output_shift), copies=counts[0],
-                 splitter_neurons=counts[1], delays_changed=counts[2], traffic=traffic)
+    return Built(program=prog, graph=graph, shifts=shifts, output_shift=int(output_shift), copies=wiring.copies,
+                 splitter_neurons=wiring.splitter_neurons, delays_changed=wiring.delays_changed, traffic=traffic)
 
 
 def _core_order(plan: Plan, pos: dict[int, int]) -> list[int]:
@@ -90,14 +93,15 @@ def _core_order(plan: Plan, pos: dict[int, int]) -> list[int]:
 
 
 def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[GroupKeys],
-                final: list[int], core_keys: dict[int, np.ndarray], pos: dict[int, int]) -> tuple[dict, dict, dict]:
-    """Crossbars, axon types and neuron parameters; returns the instance slots of each (group,
-    neuron) in core order, the reader core each slot is aimed at (-1: any) and the (core, first
-    slot) of each splitter set."""
+                final: list[int], core_keys: dict[int, np.ndarray], pos: dict[int, int]
+                ) -> tuple[Instances, dict[int, tuple[int, int]]]:
+    """Crossbars, axon types and neuron parameters; returns every neuron's instances (in core
+    order, each with the reader core it is aimed at or -1) and the (core, first slot) of each
+    splitter set."""
     chip = net.chip
     split_slot: dict[int, tuple[int, int]] = {}
     placed: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # runs of members
-    runs: dict[int, list[tuple[int, tuple[np.ndarray, ...]]]] = {}  # group -> (core, slots and bits) per run
+    runs: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}  # group -> (core, slots, neurons) per run
     for fc, old in enumerate(final):
         core = plan.cores[old]
         ck = core_keys[old]
@@ -115,7 +119,7 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             neurons = np.array([members[i][1] for i in run], np.int64)
             counts = np.array([members[i][2] for i in run], np.int64)
             first = slot + np.cumsum(counts) - counts  # each member's first slot
-            runs.setdefault(g, []).append((fc, _fill_run(keys[g], ck, neurons, counts, first)))
+            runs.setdefault(g, []).append((fc, *_fill_run(prog, fc, keys[g], ck, neurons, counts, first)))
             placed.append((g, fc, neurons, counts, first, np.array([aimed[i] for i in run], np.int64)))
             slot += int(counts.sum())
             start = end
@@ -130,39 +134,14 @@ def _fill_cores(prog: Program, net: DeployedNetwork, plan: Plan, space: KeySpace
             slot += size
     for g, group_runs in runs.items():
         _write_group(prog, net.groups[g], g, group_runs)
-    instances, aims = _instance_slots(placed)
-    return instances, aims, split_slot
+    return instance_arrays(placed, space.offsets), split_slot
 
 
-def _instance_slots(placed: list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-                    ) -> tuple[dict[tuple[int, int], list[tuple[int, int]]], dict[tuple[int, int], list[int]]]:
-    """From runs (group, core, neurons, copies, first slots, aims) in core order: the slots
-    (core, neuron slot) of each (group, neuron), in that order, and the aim of each slot."""
-    if not placed:
-        return {}, {}
-    counts = np.concatenate([p[3] for p in placed])
-    group = np.repeat(np.concatenate([np.full(p[2].size, p[0], np.int64) for p in placed]), counts)
-    neuron = np.repeat(np.concatenate([p[2] for p in placed]), counts)
-    core = np.repeat(np.concatenate([np.full(p[2].size, p[1], np.int64) for p in placed]), counts)
-    aim = np.repeat(np.concatenate([p[5] for p in placed]), counts)
-    first = np.concatenate([p[4] for p in placed])
-    slot = np.repeat(first, counts) + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    order = np.lexsort((neuron, group))  # stable: each neuron's slots stay in core order
-    group, neuron, core, slot, aim = group[order], neuron[order], core[order], slot[order], aim[order]
-    starts = np.flatnonzero(np.r_[True, (group[1:] != group[:-1]) | (neuron[1:] != neuron[:-1])]).tolist()
-    ends = starts[1:] + [group.size]
-    pairs = list(zip(core.tolist(), slot.tolist()))
-    aims = aim.tolist()
-    names = list(zip(group[starts].tolist(), neuron[starts].tolist()))
-    instances = {name: pairs[a:b] for name, a, b in zip(names, starts, ends)}
-    return instances, {name: aims[a:b] for name, a, b in zip(names, starts, ends)}
-
-
-def _fill_run(gk: GroupKeys, ck: np.ndarray, neurons: np.ndarray, counts: np.ndarray,
-              first: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Where ``counts[k]`` adjacent instances of neuron ``neurons[k]`` go from slot ``first[k]``
-    of a core with axon keys ``ck``: (the run's slots, the neuron of each slot, and the axon and
-    slot of each crossbar bit to set)."""
+def _fill_run(prog: Program, fc: int, gk: GroupKeys, ck: np.ndarray, neurons: np.ndarray, counts: np.ndarray,
+              first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Put ``counts[k]`` adjacent instances of neuron ``neurons[k]`` from slot ``first[k]`` on
+    core ``fc`` (axon keys ``ck``): set their crossbar bits now (a run's bits are many; they are
+    not kept) and return the run's slots and the neuron of each slot."""
     slots = np.arange(int(counts.sum())) + (int(first[0]) if first.size else 0)  # the run's slots, adjacent
     per = np.repeat(neurons, counts)  # the neuron of each slot
     indptr = gk.reads.indptr  # not converted: a copy would cost the whole group's synapses per core
@@ -172,46 +151,25 @@ def _fill_run(gk: GroupKeys, ck: np.ndarray, neurons: np.ndarray, counts: np.nda
     times = counts[owner]
     entry_slot = np.repeat(first[owner], times) + (np.arange(int(times.sum())) - np.repeat(np.cumsum(times) - times,
                                                                                              times))
-    return slots, per, np.repeat(axons, times), entry_slot
+    bits = prog.crossbar[fc].reshape(-1)  # a view of the core's crossbar, axon-major
+    bits[np.repeat(axons, times) * prog.crossbar.shape[2] + entry_slot] = True
+    return slots, per
 
 
 NEURON_FIELDS = ("weight", "stochastic_synapse", "alpha", "beta", "leak", "reset_mode", "reset_value", "initial_v",
                  "threshold_mask")
 
 
-def _write_group(prog: Program, group: NeuronGroup, g: int, runs: list[tuple[int, tuple[np.ndarray, ...]]]) -> None:
-    """Write the runs of group ``g`` (core, ``_fill_run``'s arrays) into ``prog`` at once:
-    crossbar bits, weights and parameters of every slot."""
-    cores = np.concatenate([np.full(r[1].size, fc, np.int64) for fc, r in runs])
-    slots = np.concatenate([r[0] for _, r in runs])
-    per = np.concatenate([r[1] for _, r in runs])
-    bit_cores = np.concatenate([np.full(r[2].size, fc, np.int64) for fc, r in runs])
-    prog.crossbar[bit_cores, np.concatenate([r[2] for _, r in runs]), np.concatenate([r[3] for _, r in runs])] = True
+def _write_group(prog: Program, group: NeuronGroup, g: int, runs: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+    """Write the weights and parameters of every slot of group ``g``'s runs (core, slots, the
+    neuron of each slot) into ``prog`` at once."""
+    cores = np.concatenate([np.full(slots.size, fc, np.int64) for fc, slots, _ in runs])
+    slots = np.concatenate([slots for _, slots, _ in runs])
+    per = np.concatenate([neurons for _, _, neurons in runs])
     for name in NEURON_FIELDS:
         getattr(prog, name)[cores, slots] = getattr(group, name)[per]
     prog.neuron_group[cores, slots] = g
     prog.neuron_index[cores, slots] = per
-
-
-def _aim_roles(roles: dict[tuple[int, int], list], aims: dict[tuple[int, int], list[int]]) -> dict:
-    """Each neuron's jobs reordered so that an instance aimed at a reader core (a copy packed with
-    that reader's other inputs) takes a direct job to that core; the rest keep their order."""
-    out = {}
-    for neuron, jobs in roles.items():
-        wanted = aims.get(neuron, [])
-        if not wanted or max(wanted) < 0:  # no instance aimed anywhere
-            out[neuron] = jobs
-            continue
-        left = list(jobs)
-        chosen: list[tuple | None] = [None] * len(wanted)
-        for i, aim in enumerate(wanted):
-            match = next((job for job in left if job[0] == "direct" and job[1][0] == aim), None)
-            if match is not None:
-                chosen[i] = match
-                left.remove(match)
-        rest = iter(left)
-        out[neuron] = [job if job is not None else next(rest) for job in chosen] + list(rest)
-    return out
 
 
 def _splitter_weight(chip: Any) -> int:
@@ -236,83 +194,6 @@ def _input_map(prog: Program, space: KeySpace, final: list[int], core_keys: dict
     prog.input_axon = np.concatenate(axon + [np.zeros(0)]).astype(np.int32)
 
 
-def _readers(plan: Plan, keys: list[GroupKeys]) -> dict[tuple[int, int], list[int]]:
-    """(plan core, key) -> the groups on that core that read the key, ascending (the lists are
-    shared between entries with the same groups: they are only read)."""
-    members: dict[int, tuple[list[int], list[int]]] = {}  # group -> (its cores, its neurons), one pair per member
-    for c, core in enumerate(plan.cores):
-        for g, n, _ in core.members:
-            cores, neurons = members.setdefault(g, ([], []))
-            cores.append(c)
-            neurons.append(n)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for g in sorted(members):
-        gk = keys[g]
-        cores, neurons = (np.asarray(a, np.int64) for a in members[g])
-        lengths = gk.reads.indptr[neurons + 1] - gk.reads.indptr[neurons]
-        local = gather_columns(gk.reads.indptr, gk.reads.indices, neurons).astype(np.int64)
-        pairs = block_pairs(cores, lengths, local, gk.keys.size)  # distinct (core, key) of the group
-        parts.append((pairs // gk.keys.size, gk.keys[pairs % gk.keys.size], np.full(pairs.size, g, np.int64)))
-    if not parts:
-        return {}
-    core, key, group = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    order = np.lexsort((group, key, core))
-    core, key, group = core[order], key[order], group[order]
-    starts = np.flatnonzero(np.r_[True, (core[1:] != core[:-1]) | (key[1:] != key[:-1])])
-    alone = {g: [g] for g in members}
-    runs = np.diff(np.r_[starts, core.size])
-    values: list[list[int]] = [alone[g] for g in group[starts].tolist()]
-    for r in np.flatnonzero(runs > 1).tolist():  # read by several groups on one core (merged bins)
-        values[r] = group[starts[r]:starts[r] + runs[r]].tolist()
-    return dict(zip(zip(core[starts].tolist(), key[starts].tolist()), values))
-
-
-def _roles(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int]) -> dict[tuple[int, int], list]:
-    """The job of each chip instance of each deployed neuron, in instance order:
-    ("port",), ("direct", (core, key)) or ("split", split index)."""
-    splits: dict[tuple[int, int], list[int]] = {}
-    for s, split in enumerate(plan.splits):
-        splits.setdefault((split.group, split.neuron), []).append(s)
-    roles = {}
-    demands = plan.demands
-    for g in topo:
-        offset, copies = int(space.offsets[g]), plan.group_mode[g] == "copy"
-        for n, output in enumerate(net.groups[g].output_class.tolist()):
-            targets = sorted(demands.get(offset + n, []))
-            jobs: list[tuple] = [("port",)] if output >= 0 else []
-            if copies or len(targets) == 1:
-                jobs += [("direct", t) for t in targets]
-            else:
-                jobs += [("split", s) for s in splits.get((g, n), [])]
-            roles[(g, n)] = jobs
-    return roles
-
-
-def _solve_shifts(net: DeployedNetwork, plan: Plan, space: KeySpace, roles: dict, readers: dict,
-                  input_fed: set[int]) -> list[int]:
-    """Group shifts that keep every path aligned (all zero without splitters). Many neurons ask
-    for the same constraint (source group, reader groups, delay); each is added once (the
-    constraints keep the tightest bound per pair of groups, so their order does not matter)."""
-    cons = ShiftConstraints(num_groups=len(net.groups))
-    pin_groups(cons, net, input_fed)
-    cons.equal([i for i, g in enumerate(net.groups) if (g.output_class >= 0).any()])
-    direct: set[tuple[int, tuple[int, ...], int]] = set()
-    split: set[tuple[int, tuple[tuple[int, ...], ...], int]] = set()
-    delays = [net.groups[g].delay.tolist() for g in range(len(net.groups))]
-    for (g, n), jobs in roles.items():
-        delay = int(delays[g][n])
-        for job in jobs:
-            if job[0] == "direct":
-                direct.add((g, tuple(readers[job[1]]), delay))
-            elif job[0] == "split":
-                split.add((g, tuple(tuple(readers[t]) for t in plan.splits[job[1]].targets), delay))
-    for g, consumers, delay in sorted(direct):
-        cons.direct(g, list(consumers), delay, net.chip)
-    for g, consumer_sets, delay in sorted(split):
-        cons.split(g, [list(s) for s in consumer_sets], delay, net.chip)
-    return cons.solve([g.name for g in net.groups], net.chip)
-
-
 def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[int],
                  core_keys: dict[int, np.ndarray], space: KeySpace, input_rate: np.ndarray) -> nx.DiGraph:
     graph = nx.DiGraph()
@@ -330,50 +211,15 @@ def _empty_graph(prog: Program, plan: Plan, net: DeployedNetwork, final: list[in
     return graph
 
 
-class Wiring:
-    """What ``_wire`` decides, gathered while it walks the neurons and written at once: each
-    neuron's target (slot, target core, target axon, delay; an axon given by its key on a plan
-    core is looked up in one search for all), and the traffic of every route in the order the
-    routes are made (so the sums and the order of the graph's edges are those of adding one route
-    at a time)."""
-
-    def __init__(self) -> None:
-        # per target: (core, neuron, target core, plan core whose keys name the axon or -1, the key
-        # or the axon itself, delay, rate); its route goes from core to target core
-        self.rows: list[tuple[int, int, int, int, int, int, float]] = []
-
-    def add(self, core: int, neuron: int, target: int, plan_core: int, axon: int, delay: int, rate: float) -> None:
-        """Neuron ``neuron`` of ``core`` targets ``target`` (axon ``axon``, or the axon of key
-        ``axon`` on plan core ``plan_core``) with ``delay``, carrying ``rate`` spikes per sample."""
-        self.rows.append((core, neuron, target, plan_core, axon, delay, rate))
-
-    def write(self, prog: Program, core_keys: dict[int, np.ndarray], graph: nx.DiGraph) -> None:
-        """Set the targets in ``prog`` and add the routes' traffic to ``graph``."""
-        if not self.rows:
-            return
-        core, neuron, target, plan_core, axon, delay = (np.array(column, np.int64) for column in
-                                                        list(zip(*self.rows))[:6])
-        rate = np.array([row[6] for row in self.rows], np.float64)
-        by_key = plan_core >= 0
-        if by_key.any():
-            axon[by_key] = _axons_of_keys(core_keys, plan_core[by_key], axon[by_key])
-        prog.target_core[core, neuron] = target
-        prog.target_axon[core, neuron] = axon
-        prog.target_delay[core, neuron] = delay
-        _add_routes(graph, core, target, rate)
-
-
-def _axons_of_keys(core_keys: dict[int, np.ndarray], core: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(core_keys[c], k)`` for every pair (c, k), in one search over all the
-    cores' keys laid end to end (core by core, each ascending, so the (core, key) codes ascend)."""
-    cores = sorted(core_keys)
-    sizes = np.array([core_keys[c].size for c in cores], np.int64)
-    flat = np.concatenate([core_keys[c] for c in cores] + [np.zeros(0, np.int64)]).astype(np.int64)
-    width = 1 + max(int(flat.max(initial=0)), int(key.max(initial=0)))
-    codes = np.repeat(np.asarray(cores, np.int64), sizes) * width + flat
-    start = np.zeros(max(cores) + 1, np.int64)
-    start[cores] = np.cumsum(sizes) - sizes
-    return np.searchsorted(codes, core * width + key) - start[core]
+def _write_wiring(prog: Program, graph: nx.DiGraph, wiring: Wiring) -> None:
+    """Set the targets and output ports in ``prog`` and add the routes' traffic to ``graph``."""
+    r = wiring.routes
+    prog.target_core[r.core, r.slot] = r.target
+    prog.target_axon[r.core, r.slot] = r.axon
+    prog.target_delay[r.core, r.slot] = r.delay
+    prog.output_port[wiring.port_core, wiring.port_slot] = np.arange(wiring.port_core.size)
+    prog.port_class = wiring.port_class.astype(np.int32)
+    _add_routes(graph, r.core, r.target, r.rate)
 
 
 def _add_routes(graph: nx.DiGraph, u: np.ndarray, v: np.ndarray, rate: np.ndarray) -> None:
@@ -404,48 +250,6 @@ def _add_routes(graph: nx.DiGraph, u: np.ndarray, v: np.ndarray, rate: np.ndarra
             graph.edges[a, b]["routes"] += int(counts[e])
         else:
             graph.add_edge(a, b, traffic=float(sums[e]), routes=int(counts[e]))
-
-
-def _wire(prog: Program, net: DeployedNetwork, plan: Plan, roles: dict, instances: dict, readers: dict,
-          shifts: list[int], where: dict[int, int], core_keys: dict[int, np.ndarray], split_slot: dict,
-          split_axon: dict, rates: dict[str, np.ndarray], graph: nx.DiGraph) -> tuple[int, int, int]:
-    """Targets, delays and output ports of every instance and splitter; traffic on the graph.
-    Returns (copies added, splitter neurons added, instances whose delay differs from deployed)."""
-    chip = net.chip
-    copies = splitters = changed = 0
-    ports: list[int] = []
-    wiring = Wiring()
-    group_rates = {g: rates[group.name].tolist() for g, group in enumerate(net.groups)}
-    group_delays = {g: group.delay.tolist() for g, group in enumerate(net.groups)}
-    for (g, n), jobs in roles.items():
-        group = net.groups[g]
-        slots = instances[(g, n)]
-        copies += len(slots) - 1
-        rate = float(group_rates[g][n])
-        delay = int(group_delays[g][n])
-        for (fc, j), job in zip(slots, jobs):
-            if job[0] == "port":
-                prog.output_port[fc, j] = len(ports)
-                ports.append(int(group.output_class[n]))
-                continue
-            if job[0] == "direct":
-                core, key = job[1]
-                d = delay + shifts[readers[job[1]][0]] - shifts[g]
-                wiring.add(fc, j, where[core], core, key, d, rate)
-                changed += d != delay
-                continue
-            split = plan.splits[job[1]]
-            totals = [delay + shifts[readers[t][0]] - shifts[g] for t in split.targets]
-            first = max(chip.delay_min, max(totals) - chip.delay_max)
-            hc, start = split_slot[job[1]]
-            wiring.add(fc, j, hc, -1, split_axon[job[1]], first, rate)
-            for i, ((core, key), total) in enumerate(zip(split.targets, totals)):
-                wiring.add(hc, start + i, where[core], core, key, total - first, rate)
-                splitters += 1
-                changed += total != delay
-    wiring.write(prog, core_keys, graph)
-    prog.port_class = np.array(ports, np.int32)
-    return copies, splitters, changed
 
 
 def _label(net: DeployedNetwork, core: Any) -> str:

@@ -71,7 +71,6 @@ class Plan:
     mode: str
     group_mode: dict[int, str] = field(default_factory=dict)  # group -> "copy" or "splitter"
     cores: list[CoreContent] = field(default_factory=list)
-    demands: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # source id -> (core, key)
     splits: list[SplitSet] = field(default_factory=list)
     group_rows: list[dict[str, Any]] = field(default_factory=list)
     solver_runs: list[dict[str, Any]] = field(default_factory=list)
@@ -85,7 +84,7 @@ class Plan:
 
     def add_keys(self, core: int, keys: set[int], space: KeySpace) -> None:
         """Give ``core`` the axons ``keys``; each new one is a place its source must reach (logged
-        in ``demand_log``; ``demands`` is filled from the log by ``settle_demands``)."""
+        in ``demand_log``)."""
         content = self.cores[core]
         fresh = sorted(keys - content.keys)
         if not fresh:
@@ -99,20 +98,16 @@ class Plan:
             key_cores[key].append(core)
         key_cores.update({key: [core] for key in (fresh if not held else [k for k in fresh if k not in held])})
 
-    def settle_demands(self) -> None:
-        """Fill ``demands`` from ``demand_log``: per source, its (core, key) places in the order
-        they were added."""
-        if not self.demand_log:
-            return
-        sources = np.concatenate([s for s, _, _ in self.demand_log])
-        cores = np.repeat(np.array([c for _, c, _ in self.demand_log], np.int64), [s.size for s, _, _ in self.demand_log])
-        keys = np.concatenate([k for _, _, k in self.demand_log])
-        order = np.argsort(sources, kind="stable")
-        sources = sources[order]
-        places = list(zip(cores[order].tolist(), keys[order].tolist()))
-        starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]]).tolist()
-        ends = starts[1:] + [sources.size]
-        self.demands = {s: places[a:b] for s, a, b in zip(sources[starts].tolist(), starts, ends)}
+    def demand_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every place (core, key) a source's spikes must reach, from ``demand_log``, as arrays
+        (source, core, key) sorted by source, then core, then key."""
+        log = self.demand_log
+        empty = np.zeros(0, np.int64)
+        source = np.concatenate([s for s, _, _ in log] + [empty]).astype(np.int64)
+        core = np.repeat(np.array([c for _, c, _ in log], np.int64), [s.size for s, _, _ in log]).astype(np.int64)
+        key = np.concatenate([k for _, _, k in log] + [empty]).astype(np.int64)
+        order = np.lexsort((key, core, source))
+        return source[order], core[order], key[order]
 
     def new_core(self) -> int:
         """Append an empty core; returns its index."""
@@ -246,7 +241,7 @@ def plan_partition(net: DeployedNetwork, space: KeySpace, keys: list[GroupKeys],
                                 "greedy_cores": greedy_cores, "cores": len(placed),
                                 "new_cores": len(plan.cores) - first_new, "lower_bound": bound})
     progress.done()
-    plan.settle_demands()
+    plan.key_cores = {}  # only the packing reads it; large for large networks
     plan.group_rows.reverse()
     _make_splits(plan, net, space, topo, N)
     _place_splits(plan, A, N)
@@ -531,17 +526,22 @@ class MergeHosts:
 
 def _make_splits(plan: Plan, net: DeployedNetwork, space: KeySpace, topo: list[int], N: int) -> None:
     """Splitter sets for every neuron of a splitter-mode group with two or more targets, in chunks
-    of N targets."""
-    for g in topo:
-        if plan.group_mode.get(g) != "splitter":
-            continue
-        offset = int(space.offsets[g])
-        for n in range(net.groups[g].size):
-            targets = sorted(plan.demands.get(offset + n, []))
-            if len(targets) < 2:
+    of N targets (sorted by core, then key)."""
+    wanted = [g for g in topo if plan.group_mode.get(g) == "splitter"]
+    if not wanted:
+        return
+    source, core, key = plan.demand_arrays()
+    for g in wanted:
+        offset, size = int(space.offsets[g]), net.groups[g].size
+        lo, hi = np.searchsorted(source, [offset, offset + size])
+        bounds = np.r_[lo, np.flatnonzero(np.diff(source[lo:hi])) + lo + 1, hi].tolist()
+        places = list(zip(core[lo:hi].tolist(), key[lo:hi].tolist()))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if b - a < 2:
                 continue
-            for start in range(0, len(targets), N):
-                plan.splits.append(SplitSet(group=g, neuron=n, targets=targets[start:start + N]))
+            n = int(source[a]) - offset
+            for start in range(a, b, N):
+                plan.splits.append(SplitSet(group=g, neuron=n, targets=places[start - lo:min(b, start + N) - lo]))
 
 
 def _place_splits(plan: Plan, A: int, N: int) -> None:
