@@ -77,7 +77,7 @@ def main() -> None:
                   f"{rate['seconds']:.0f} s run)", flush=True)
             rows.append((name, float_acc, ttfs, rate))
     print(f"\n{len(images)} test images, calibration on {args.calibration} training images")
-    print(f"| model | coding | chip acc | float acc | ticks | spikes/image | synaptic events/image | uJ/image | cores |")
+    print("| model | coding | chip acc | float acc | ticks | spikes/image | synaptic events/image | uJ/image | cores |")
     print("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
     for name, float_acc, ttfs, rate in rows:
         for label, f in ((f"TTFS (binarize_ttfs, K={args.ticks})", ttfs),

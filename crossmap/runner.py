@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import time
@@ -256,7 +257,7 @@ def _threads_in_this_process(backend: str) -> Iterator[None]:
 
     blas, torch_threads = thread_counts(1)
     if backend == "torch":
-        import torch  # noqa: F401
+        importlib.import_module("torch")
     torch = sys.modules.get("torch") if torch_threads is not None else None
     old = torch.get_num_threads() if torch is not None else None
     with threadpool_limits(blas, user_api="blas"):

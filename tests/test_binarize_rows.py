@@ -41,7 +41,6 @@ def test_row_scales_equal_row_scale_row_by_row():
 
 
 def test_distinct_per_row_counts_each_rows_values():
-    rng = np.random.default_rng(1)
     for trial in range(50):
         w = sp.random(15, 20, density=0.3, random_state=trial, format="csr")
         w.data = np.rint(w.data * 5) - 2
