@@ -73,16 +73,53 @@ def topological_groups(net: DeployedNetwork) -> list[int]:
 
 
 def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
-    """The key space of ``net`` and, per group, the keys each neuron reads."""
+    """The key space of ``net`` and, per group, the keys each neuron reads.
+
+    Groups are keyed one at a time, so only one group's synapse lists are held in int64 at once.
+    A group's keys are numbered with its own multiplicity first: ``base * m + repeat`` orders keys
+    the same for every ``m`` above the largest repeat, so the local columns do not change when
+    the keys are renumbered with the network's multiplicity at the end."""
     G = net.chip.axon_types
     index = net.group_index()
     sizes = np.array([g.size for g in net.groups], np.int64)
     offsets = net.num_inputs + np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    pairs: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))
-                                                  for _ in net.groups]
-    sources: list[list[str]] = [[] for _ in net.groups]  # the sources of the lines into each group
-    plain = [True] * len(net.groups)  # no (neuron, source, type) can repeat among the group's reads
+    into: list[list[Lines]] = [[] for _ in net.groups]
     for lines in net.lines:
+        into[index[lines.target]].append(lines)
+    local: list[tuple[sp.csr_matrix, np.ndarray, int]] = []
+    mult = 1
+    for gi, group_lines in enumerate(into):
+        cols, base, plain = _group_reads(group_lines, offsets, index, G)
+        if plain:
+            group_mult, key = 1, base
+        else:
+            rep = _repeat_index(cols, base)
+            group_mult = 1 + int(rep.max()) if rep.size else 1
+            key = base * group_mult + rep
+            del rep
+        del base
+        uniq, column = unique_inverse(key)
+        reads = sp.csr_matrix((np.ones(key.size, bool), (cols, column.reshape(-1))),
+                              shape=(net.groups[gi].size, uniq.size))
+        del key, cols, column
+        reads.sum_duplicates()
+        reads.sort_indices()
+        local.append((reads, uniq.astype(np.int64), group_mult))
+        mult = max(mult, group_mult)
+    space = KeySpace(num_inputs=net.num_inputs, axon_types=G, multiplicity=mult, offsets=offsets)
+    result = [GroupKeys(group=gi, reads=reads, keys=(uniq // m) * mult + uniq % m if m != mult else uniq)
+              for gi, (reads, uniq, m) in enumerate(local)]
+    return space, result
+
+
+def _group_reads(group_lines: list[Lines], offsets: np.ndarray, index: dict[str, int],
+                 axon_types: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The (target neuron, source * axon_types + type) pair of every synapse into one group, and
+    whether no pair can repeat (see ``_distinct_lines``)."""
+    cols_parts, base_parts = [], []
+    sources: list[str] = []
+    plain = True
+    for lines in group_lines:
         coo = lines.synapses.tocoo()
         keep = np.asarray(coo.data, bool)
         rows, cols = coo.row[keep], coo.col[keep]
@@ -90,26 +127,13 @@ def group_keys(net: DeployedNetwork) -> tuple[KeySpace, list[GroupKeys]]:
             source = lines.source_index.astype(np.int64)
         else:
             source = offsets[index[lines.source]] + lines.source_index.astype(np.int64)
-        base = source[rows] * G + lines.axon_type.astype(np.int64)[rows]
-        target = index[lines.target]
-        plain[target] = plain[target] and lines.source not in sources[target] and _distinct_lines(lines, G)
-        sources[target].append(lines.source)
-        old_cols, old_base = pairs[target]
-        pairs[target] = (np.concatenate([old_cols, cols.astype(np.int64)]), np.concatenate([old_base, base]))
-    repeats = [np.zeros(cols.size, np.int64) if clean else _repeat_index(cols, base)
-               for (cols, base), clean in zip(pairs, plain)]
-    mult = 1 + max([int(r.max()) for r in repeats if r.size] + [0])
-    space = KeySpace(num_inputs=net.num_inputs, axon_types=G, multiplicity=mult, offsets=offsets)
-    result = []
-    for gi, ((cols, base), rep) in enumerate(zip(pairs, repeats)):
-        key = base * mult + rep
-        uniq, local = unique_inverse(key)
-        reads = sp.csr_matrix((np.ones(key.size, bool), (cols, local.reshape(-1))),
-                              shape=(net.groups[gi].size, uniq.size))
-        reads.sum_duplicates()
-        reads.sort_indices()
-        result.append(GroupKeys(group=gi, reads=reads, keys=uniq.astype(np.int64)))
-    return space, result
+        base_parts.append(source[rows] * axon_types + lines.axon_type.astype(np.int64)[rows])
+        cols_parts.append(cols.astype(np.int64))
+        plain = plain and lines.source not in sources and _distinct_lines(lines, axon_types)
+        sources.append(lines.source)
+    if not cols_parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), True
+    return np.concatenate(cols_parts), np.concatenate(base_parts), plain
 
 
 def _distinct_lines(lines: Lines, axon_types: int) -> bool:
