@@ -14,13 +14,14 @@ partitioned and placed program must give the same output spikes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from crossmap.chip import ChipSpec
+from crossmap.compiled import numba_available
 from crossmap.errors import CrossmapError, InputError
 
 if TYPE_CHECKING:
@@ -89,6 +90,13 @@ class Lines:
     def num_lines(self) -> int:
         """Number of axon lines."""
         return int(self.source_index.shape[0])
+
+    def connected(self) -> tuple[np.ndarray, np.ndarray]:
+        """The (line, target neuron) index pairs of the set synapses; an entry stored as false is
+        no synapse."""
+        syn = self.synapses.tocoo()
+        keep = np.asarray(syn.data, bool)
+        return syn.row[keep], syn.col[keep]
 
 
 @dataclass
@@ -180,12 +188,15 @@ class DeployedNetwork:
 
         return deployed_to_onnx(self, ticks=ticks)
 
-    def simulate(self, spikes: np.ndarray, ticks: int | None = None, record: bool = False) -> dict[str, np.ndarray]:
+    def simulate(self, spikes: np.ndarray, ticks: int | None = None, record: bool = False,
+                 count: bool = False) -> dict[str, np.ndarray]:
         """Run the deterministic chip neuron model on input spikes (batch, T, num_inputs).
 
         Returns ``{"class_counts": (batch, num_classes), "output_counts": {group: (batch, size)}}``,
-        and with ``record`` also ``"spikes": {group: (ticks, batch, size)}``. Stochastic modes are
-        only emulated on a compiled program (their draws depend on core positions)."""
+        with ``record`` also ``"spikes": {group: (ticks, batch, size)}``, and with ``count``
+        ``"spike_counts": {group: (size,)}``, each neuron's spikes summed over ticks and samples
+        (what ``record`` gives, at a fraction of its memory). Stochastic modes are only emulated on
+        a compiled program (their draws depend on core positions)."""
         for g in self.groups:
             if g.threshold_mask.any() or g.stochastic_synapse.any():
                 raise CrossmapError(f"group {g.name!r} uses stochastic modes; simulate the compiled program "
@@ -203,9 +214,9 @@ class DeployedNetwork:
         volt = {g.name: np.broadcast_to(g.initial_v.astype(np.int64), (batch, g.size)).copy() for g in self.groups}
         counts = {g.name: np.zeros((batch, g.size), np.int64) for g in self.groups if (g.output_class >= 0).any()}
         recorded = {g.name: [] for g in self.groups}
+        totals = {g.name: np.zeros(g.size, np.int64) for g in self.groups} if count else {}
         incoming = {g.name: self.incoming(g.name) for g in self.groups}
-        # per line, the weight its type gives each target neuron (transposed: target x line)
-        weights = {id(l): _line_weights(l, g.weight) for g in self.groups for l in incoming[g.name]}
+        integrate = _event_integrator(incoming, {g.name: g for g in self.groups})
         for t in range(total):
             new_fired = {}
             for g in self.groups:
@@ -221,7 +232,7 @@ class DeployedNetwork:
                         active = active & (t - d >= 0)[None, :]
                     if not active.any():  # a layer hears nothing before its inputs' spikes arrive
                         continue
-                    acc += np.asarray(weights[id(l)] @ active.astype(np.int64).T).T
+                    integrate(l, active, acc)
                 v = np.clip(volt[g.name] + acc, chip.v_min, chip.v_max)
                 v = np.clip(v + g.leak, chip.v_min, chip.v_max)
                 fire = v >= g.alpha
@@ -235,22 +246,50 @@ class DeployedNetwork:
                     counts[g.name] += new_fired[g.name] & (g.output_class >= 0)
                 if record:
                     recorded[g.name].append(new_fired[g.name])
+                if count:
+                    totals[g.name] += new_fired[g.name].sum(axis=0)
         class_counts = np.zeros((batch, self.num_classes), np.int64)
         for name, c in counts.items():
             cls = self.group(name).output_class
             for k in np.unique(cls[cls >= 0]):
                 class_counts[:, k] += c[:, cls == k].sum(axis=1)
         out: dict[str, Any] = {"class_counts": class_counts, "output_counts": counts}
+        if count:
+            out["spike_counts"] = totals
         if record:
             out["spikes"] = {k: np.stack(v) if v else np.zeros((0, batch, 0), bool) for k, v in recorded.items()}
         return out
 
 
+def _event_integrator(incoming: dict[str, list[Lines]],
+                      groups: dict[str, NeuronGroup]) -> Callable[[Lines, np.ndarray, np.ndarray], None]:
+    """``integrate(lines, active, acc)``: add to ``acc`` (batch, target size, int64) the weights that
+    the ``active`` lines (batch, lines, bool) deliver. With numba the synapses are walked per active
+    line, with no copy of the network; without it each line's weight matrix is built once."""
+    if numba_available():
+        from crossmap.deployed_kernel import add_line_events
+
+        weight = {name: np.ascontiguousarray(g.weight, np.int64) for name, g in groups.items()}
+
+        def integrate(lines: Lines, active: np.ndarray, acc: np.ndarray) -> None:
+            syn = lines.synapses
+            add_line_events(np.ascontiguousarray(active, bool), syn.indptr, syn.indices,
+                            np.asarray(syn.data, bool), lines.axon_type, weight[lines.target], acc)
+        return integrate
+
+    weights = {id(l): _line_weights(l, groups[name].weight) for name, ls in incoming.items() for l in ls}
+
+    def integrate_matmul(lines: Lines, active: np.ndarray, acc: np.ndarray) -> None:
+        acc += np.asarray(weights[id(lines)] @ active.astype(np.int64).T).T
+    return integrate_matmul
+
+
 def _line_weights(lines: Lines, weight: np.ndarray) -> sp.csr_matrix:
-    """(target size, lines) int64: the weight each line's type gives each target neuron it reaches."""
-    syn = lines.synapses.tocoo()
-    w = weight[syn.col, lines.axon_type[syn.row]].astype(np.int64)
-    return sp.csr_matrix((w, (syn.col, syn.row)), shape=(lines.synapses.shape[1], lines.synapses.shape[0]))
+    """(target size, lines) int64: the weight each line's type gives each target neuron it has a
+    (true) synapse to."""
+    rows, cols = lines.connected()
+    w = weight[cols, lines.axon_type[rows]].astype(np.int64)
+    return sp.csr_matrix((w, (cols, rows)), shape=(lines.synapses.shape[1], lines.synapses.shape[0]))
 
 
 def _check(owner: str, name: str, arr: np.ndarray, lo: int, hi: int) -> None:

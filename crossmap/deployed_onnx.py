@@ -101,10 +101,10 @@ class _Exporter:
         out: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         by_source: dict[str, sp.csr_matrix] = {}
         for lines in self.net.incoming(g.name):
-            syn = sp.coo_matrix(lines.synapses)
-            vals = g.weight[syn.col, lines.axon_type[syn.row]].astype(np.float64)
+            rows, cols = lines.connected()
+            vals = g.weight[cols, lines.axon_type[rows]].astype(np.float64)
             n_src = self.net.num_inputs if lines.source == INPUT else self.index[lines.source].size
-            m = sp.csr_matrix((vals, (lines.source_index[syn.row], syn.col)), shape=(n_src, g.size))
+            m = sp.csr_matrix((vals, (lines.source_index[rows], cols)), shape=(n_src, g.size))
             by_source[lines.source] = by_source[lines.source] + m if lines.source in by_source else m
         for src, m in by_source.items():
             m = m.tocsr()

@@ -15,7 +15,6 @@ checks after each pass that it made what it declared, and validates the IRs it h
 from __future__ import annotations
 
 import dataclasses
-import gc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,8 +215,7 @@ def run_pipeline(passes: list[Pass], state: CompileState,
         if state.network is not None and not any("network" in q.reads for q in passes[i + 1:]):
             state.model_input_shape()
             state.network = None
-        gc.collect()  # what the pass left in reference cycles, then all it freed, goes back to the system
-        release_free_memory()
+        release_free_memory()  # what the pass freed goes back to the system
         if state.deployed is not None:
             state.deployed.validate()
         if state.program is not None:

@@ -102,6 +102,41 @@ def test_random_deployed_networks_match_simulate(seed, recurrent):
     assert_same(deployed, spikes, ticks)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("seed", range(12))
+def test_simulate_with_and_without_the_compiled_kernel(monkeypatch, seed, compiled):
+    """Both integration paths of simulate match onnxruntime, also where the synapse matrices hold
+    explicit false entries (which are no synapse)."""
+    import crossmap.deployed
+
+    monkeypatch.setattr(crossmap.deployed, "numba_available", lambda: compiled)
+    deployed = random_deployed(seed, recurrent=seed % 2 == 1)
+    rng = np.random.default_rng(seed + 7)
+    for lines in deployed.lines:
+        dense = lines.synapses.toarray()
+        unset = np.argwhere(~dense)
+        syn = sp.csr_matrix(dense)
+        if unset.size:  # store some absent synapses explicitly as False
+            pick = unset[rng.random(len(unset)) < 0.5]
+            coo = sp.coo_matrix(dense)
+            rows = np.concatenate([coo.row, pick[:, 0]])
+            cols = np.concatenate([coo.col, pick[:, 1]])
+            data = np.concatenate([coo.data, np.zeros(len(pick), bool)])
+            syn = sp.csr_matrix((data, (rows, cols)), shape=dense.shape)
+        lines.synapses = syn
+    spikes = rng.random((9, deployed.input_ticks, deployed.num_inputs)) < 0.5
+    assert_same(deployed, spikes, deployed.input_ticks + 6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_simulate_counts_are_the_recorded_spikes_summed(seed):
+    deployed = random_deployed(seed, recurrent=seed % 2 == 0)
+    spikes = np.random.default_rng(seed).random((5, deployed.input_ticks, deployed.num_inputs)) < 0.5
+    result = deployed.simulate(spikes, ticks=deployed.input_ticks + 5, record=True, count=True)
+    for name, recorded in result["spikes"].items():
+        assert np.array_equal(result["spike_counts"][name], recorded.sum(axis=(0, 1)))
+
+
 def test_stochastic_groups_are_refused():
     deployed = random_deployed(1)
     deployed.groups[0].threshold_mask[:] = 3

@@ -33,13 +33,14 @@ from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.memory import release_free_memory
 from crossmap.passes.partition.build import Built, build_program
 from crossmap.passes.partition.keys import GroupKeys, KeySpace, group_keys, topological_groups
-from crossmap.passes.partition.pack import conflict_bound
+from crossmap.passes.partition.pack import conflict_bound_of_rows
 from crossmap.passes.partition.plan import (FANOUT_MODES, PackOptions, Plan, check_capacity, input_groups,
                                             plan_partition)
 from crossmap.pipeline import CompileState
 
 
 BOARD_MODES = ("fixed", "auto")
+SIMULATED_STATES = 1 << 23  # neuron states (samples x neurons) the traffic simulation holds at once
 
 
 @dataclass
@@ -69,11 +70,13 @@ class Partition:
             net = dataclasses.replace(net, chip=state.chip)
         net.validate()
         space, keys = group_keys(net)
+        release_free_memory()
         check_capacity(net, keys, grow_board=self.board == "auto")  # before the slow work
         topo = topological_groups(net)
         state.log(f"partition: {net.num_neurons} neurons in {len(net.groups)} groups; measuring traffic")
         rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
         key_rate = _key_rates(space, keys, rates, input_rate, net)
+        release_free_memory()  # the simulation's state
         input_fed = input_groups(net)
         modes = ["copy", "splitter", "mixed"] if self.fanout == "auto" else [self.fanout]
         solver_runs = [False, True] if self.solver else [False]
@@ -159,11 +162,16 @@ def measure_rates(net: DeployedNetwork, calibration: np.ndarray | None, seed: in
     ``DeployedNetwork.simulate``; stochastic networks count one spike per neuron and sample."""
     spikes, source = calibration_spikes(net, calibration, seed, samples)
     input_rate = spikes.sum(axis=1).mean(axis=0).astype(np.float64)
+    totals = {g.name: np.zeros(g.size, np.int64) for g in net.groups}
+    chunk = max(1, SIMULATED_STATES // max(1, net.num_neurons))  # samples at once: bounded memory
     try:
-        result = net.simulate(spikes, record=True)
+        for start in range(0, spikes.shape[0], chunk):
+            counts = net.simulate(spikes[start:start + chunk], count=True)["spike_counts"]
+            for name, total in counts.items():
+                totals[name] += total
     except CrossmapError:
         return {g.name: np.ones(g.size) for g in net.groups}, input_rate, "unit (stochastic network)"
-    rates = {name: s.sum(axis=0).mean(axis=0).astype(np.float64) for name, s in result["spikes"].items()}
+    rates = {name: total / spikes.shape[0] for name, total in totals.items()}
     return rates, input_rate, f"simulate ({source} input, {spikes.shape[0]} samples)"
 
 
@@ -178,6 +186,21 @@ def _key_rates(space: KeySpace, keys: list[GroupKeys], rates: dict[str, np.ndarr
     return out
 
 
+def _global_reads(keys: list[GroupKeys], every: np.ndarray, rows: np.ndarray) -> sp.csr_matrix:
+    """Rows ``rows`` of all groups' reads stacked in group order, with columns numbered by their
+    position in ``every`` (the network's sorted distinct keys)."""
+    starts = np.cumsum([0] + [gk.reads.shape[0] for gk in keys])
+    group = np.searchsorted(starts, rows, side="right") - 1
+    parts = []
+    for g, row in zip(group.tolist(), (rows - starts[group]).tolist()):
+        reads = keys[g].reads
+        cols = reads.indices[reads.indptr[row]:reads.indptr[row + 1]]
+        parts.append(np.searchsorted(every, keys[g].keys[cols]))
+    indptr = np.concatenate([[0], np.cumsum([p.size for p in parts])])
+    indices = np.concatenate(parts + [np.zeros(0, np.int64)])
+    return sp.csr_matrix((np.ones(indices.size, bool), indices, indptr), shape=(rows.size, every.size))
+
+
 def _report(p: Partition, net: DeployedNetwork, plan: Plan, built: Built, keys: list[GroupKeys],
             candidates: list[dict[str, Any]], traffic_source: str) -> dict[str, Any]:
     chip = net.chip
@@ -185,9 +208,8 @@ def _report(p: Partition, net: DeployedNetwork, plan: Plan, built: Built, keys: 
     distinct = every.size
     neuron_bound = math.ceil(net.num_neurons / chip.neurons_per_core)
     axon_bound = math.ceil(distinct / chip.axons_per_core)
-    reads = sp.vstack([sp.csr_matrix((gk.reads.data, np.searchsorted(every, gk.keys)[gk.reads.indices],
-                                      gk.reads.indptr), shape=(gk.reads.shape[0], distinct)) for gk in keys])
-    clique_bound = conflict_bound(reads.tocsr(), chip.axons_per_core)
+    clique_bound = conflict_bound_of_rows(np.concatenate([gk.fan_in for gk in keys] + [np.zeros(0, np.int64)]),
+                                          lambda rows: _global_reads(keys, every, rows), chip.axons_per_core)
     bound = max(neuron_bound, axon_bound, clique_bound)
     prog, graph = built.program, built.graph
     shifts = {g.name: s for g, s in zip(net.groups, built.shifts) if s}

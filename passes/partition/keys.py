@@ -120,9 +120,7 @@ def _group_reads(group_lines: list[Lines], offsets: np.ndarray, index: dict[str,
     sources: list[str] = []
     plain = True
     for lines in group_lines:
-        coo = lines.synapses.tocoo()
-        keep = np.asarray(coo.data, bool)
-        rows, cols = coo.row[keep], coo.col[keep]
+        rows, cols = lines.connected()
         if lines.source == INPUT:
             source = lines.source_index.astype(np.int64)
         else:

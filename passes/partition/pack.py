@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -467,8 +468,13 @@ def conflict_bound(reads: sp.csr_matrix, max_axons: int, limit: int = 2000) -> i
     largest fan-in down over at most ``limit`` items) needs one core each. Only items with more
     than A/2 axons can conflict with each other, plus at most one smaller item."""
     reads = reads.tocsr()
-    reads.sort_indices()
-    fan_in = np.diff(reads.indptr)
+    return conflict_bound_of_rows(np.diff(reads.indptr), lambda rows: reads[rows], max_axons, limit)
+
+
+def conflict_bound_of_rows(fan_in: np.ndarray, rows_of: Callable[[np.ndarray], sp.csr_matrix], max_axons: int,
+                           limit: int = 2000) -> int:
+    """``conflict_bound`` of items with axon counts ``fan_in`` whose reads ``rows_of(items)``
+    gives for the few candidate items only (so the whole reads matrix need not exist at once)."""
     if fan_in.size == 0:
         return 0
     order = np.argsort(-fan_in, kind="stable")
@@ -476,7 +482,7 @@ def conflict_bound(reads: sp.csr_matrix, max_axons: int, limit: int = 2000) -> i
     if big.size == 0:
         return 1
     # axons shared by every two of the candidates, all at once (at most limit x limit counts)
-    rows = reads[big].astype(np.int32)
+    rows = sp.csr_matrix(rows_of(big)).astype(np.int32)
     overlap = (rows @ rows.T).toarray()
     big_fan_in = fan_in[big].astype(np.int64)
     clique = np.zeros(big.size, np.int64)  # positions in big of the clique's items, the first ``size`` of them
