@@ -143,7 +143,10 @@ def plan_network(network: Network, *, allow_logits: bool = False, method: str = 
         sources: dict[str, sp.csr_matrix] = {}
         for proj in incoming:
             src, sel = _resolve(proj.source, resolved, layers)
-            block = sp.csr_matrix(proj.weight.astype(np.float64) @ sel)
+            if method in CANONICAL_READERS and _is_identity(sel):
+                block = _canonical(proj.weight)  # shared with the network: its weights are not copied
+            else:
+                block = sp.csr_matrix(proj.weight.astype(np.float64) @ sel)
             sources[src] = sources[src] + block if src in sources else block
         depth = 1 + max((0 if s == INPUT else layers[s].depth for s in sources), default=0)
         layers[name] = Layer(pop=pop, sources=list(sources), blocks=[sources[s].tocsr() for s in sources],
@@ -205,6 +208,30 @@ def _resolve(name: str, resolved: dict[str, tuple[str, sp.csr_matrix]], layers: 
         return name, sp.identity(layers[name].size, format="csr")
     raise BinarizeError(f"population {name!r} is used before it is defined; the network must be in "
                         f"topological order")
+
+
+# the methods that read a layer's blocks only in canonical form (Layer.weight, fan-in counts), so
+# a block may be the projection's own matrix instead of its product with an identity selection
+# (which holds the same entries in another order)
+CANONICAL_READERS = ("deterministic", "stochastic")
+
+
+def _is_identity(sel: sp.csr_matrix) -> bool:
+    """Whether the selection matrix is the identity."""
+    n = sel.shape[0]
+    return (sel.shape == (n, n) and sel.nnz == n and np.array_equal(sel.indptr, np.arange(n + 1))
+            and np.array_equal(sel.indices, np.arange(n)) and bool(np.all(sel.data == 1)))
+
+
+def _canonical(weight: sp.spmatrix) -> sp.csr_matrix:
+    """``weight`` as float64 CSR with sorted, distinct entries and no stored zeros: the same
+    matrix (shared, not copied) when it is one already."""
+    w = sp.csr_matrix(weight).astype(np.float64, copy=False)
+    if not w.has_canonical_format or (w.nnz and not np.all(w.data != 0)):
+        w = w.copy()
+        w.sum_duplicates()
+        w.eliminate_zeros()
+    return w
 
 
 def _is_selection(weight: sp.csr_matrix) -> bool:
