@@ -95,8 +95,11 @@ class Partition:
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     plan = plan_partition(net, space, keys, topo, key_rate, options, memo)
-                    release_free_memory()  # the packing's scratch, before the program is laid out
                     solver_wanted = plan.solver_wanted
+                    if mode == modes[-1] and (use_solver or not self.solver or not solver_wanted):
+                        memo.clear()  # no packing follows: its memory goes to laying out the program
+                        key_rate.clear()
+                    release_free_memory()  # the packing's scratch, before the program is laid out
                     if use_solver and not plan.solver_runs:
                         break  # no group went to the solver: the same packing as the greedy one
                     built = build_program(self._on_board(net, len(plan.cores)), plan, space, keys, topo, rates,

@@ -53,6 +53,9 @@ def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[
     check_fits(chip, len(plan.cores), stage="partition")
     pos = {g: i for i, g in enumerate(topo)}
     final = _core_order(plan, pos)
+    readers = readers_of(plan, keys)  # what needs only the plan comes before the program's arrays exist
+    jobs = neuron_jobs(net, plan, space, plan.demand_arrays())
+    shifts = solve_shifts(net, plan, space, jobs, readers, input_fed)
     prog = Program.empty(chip, len(final), num_inputs=net.num_inputs, num_classes=net.num_classes,
                          input_ticks=net.input_ticks, encoding=dict(net.encoding),
                          group_names=[g.name for g in net.groups])
@@ -61,10 +64,7 @@ def build_program(net: DeployedNetwork, plan: Plan, space: KeySpace, keys: list[
     split_axon = {s: len(core_keys[plan.splits[s].core]) + plan.cores[plan.splits[s].core].splitters.index(s)
                   for s in range(len(plan.splits))}
     _input_map(prog, space, final, core_keys)
-    readers = readers_of(plan, keys)
-    jobs = neuron_jobs(net, plan, space, plan.demand_arrays())
     assigned = assign_jobs(instances, jobs)
-    shifts = solve_shifts(net, plan, space, jobs, readers, input_fed)
     graph = _empty_graph(prog, plan, net, final, core_keys, space, input_rate)
     where = np.empty(len(final), np.int64)
     where[np.asarray(final, np.int64)] = np.arange(len(final))

@@ -302,17 +302,18 @@ def wire(net: DeployedNetwork, plan: Plan, space: KeySpace, topo: list[int], ins
     t_host = np.array([split_slot[i][0] for i in t_set.tolist()], np.int64)
     t_first = np.maximum(chip.delay_min, latest[t_set] - chip.delay_max)
 
-    keyed_axon = _axons_of_keys(core_keys, np.concatenate([jobs.core[dj], t_core]), np.concatenate([jobs.key[dj], t_key]))
-    core = np.concatenate([instances.core[d], instances.core[s], t_host])
-    slot = np.concatenate([instances.slot[d], instances.slot[s], start + t_index])
-    target = np.concatenate([where[jobs.core[dj]], hc, where[t_core]])
-    axon = np.concatenate([keyed_axon[:d.size], np.array([split_axon[i] for i in sets.tolist()], np.int64),
-                           keyed_axon[d.size:]])
-    delay = np.concatenate([d_delay, s_first, t_total - t_first])
-    rate = rate_of[np.concatenate([src, instances.source[s], t_src])]
     order = np.lexsort((np.concatenate([np.zeros(d.size + s.size, np.int64), 1 + t_index]),
                         walk[np.concatenate([d, s, t_inst])]))
-    routes = Routes(core[order], slot[order], target[order], axon[order], delay[order], rate[order])
+    keyed_axon = _axons_of_keys(core_keys, np.concatenate([jobs.core[dj], t_core]), np.concatenate([jobs.key[dj], t_key]))
+    fields = (  # each field's parts: direct instances, splitter-feeding instances, splitter neurons
+        lambda: (instances.core[d], instances.core[s], t_host),
+        lambda: (instances.slot[d], instances.slot[s], start + t_index),
+        lambda: (where[jobs.core[dj]], hc, where[t_core]),
+        lambda: (keyed_axon[:d.size], np.array([split_axon[i] for i in sets.tolist()], np.int64), keyed_axon[d.size:]),
+        lambda: (d_delay, s_first, t_total - t_first),
+        lambda: (rate_of[src], rate_of[instances.source[s]], rate_of[t_src]),
+    )
+    routes = Routes(*(np.concatenate(parts())[order] for parts in fields))  # one unordered field at a time
     return Wiring(routes=routes, port_core=instances.core[ports], port_slot=instances.slot[ports],
                   port_class=class_of[instances.source[ports]].astype(np.int64),
                   copies=int(instances.source.size - np.count_nonzero(group_of >= 0)),
