@@ -160,7 +160,7 @@ def compile(model: ModelSource, output: str | os.PathLike | None = None, *, chip
     state = CompileState(chip=chip_spec, seed=seed, network=network,
                          calibration=calibration if custom else calibration_inputs(network, seed=seed),
                          output_dir=Path(output) if output is not None else None, overwrite=overwrite,
-                         progress=progress, jobs=jobs)
+                         progress=progress, jobs=jobs, release_inputs=True)
     state.metadata.update({"pipeline": format_pipeline(passes), "seed": int(seed),
                            "source_sha256": network.metadata["sha256"],
                            "source_model": Path(model).name if isinstance(model, (str, os.PathLike)) else "<ModelProto>",

@@ -13,6 +13,7 @@ partitioned and placed program must give the same output spikes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -111,6 +112,12 @@ class DeployedNetwork:
     input_ticks: int = 1
     encoding: dict[str, Any] = field(default_factory=lambda: {"kind": "spikes"})
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def without_synapses(self) -> "DeployedNetwork":
+        """The same network with every line's synapse matrix emptied (its shape kept): for work
+        that needs the groups and which lines exist, not the synapses, at a fraction of the memory."""
+        lines = [dataclasses.replace(l, synapses=sp.csr_matrix(l.synapses.shape, dtype=bool)) for l in self.lines]
+        return dataclasses.replace(self, lines=lines)
 
     def group(self, name: str) -> NeuronGroup:
         """The group called ``name``."""

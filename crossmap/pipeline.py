@@ -69,6 +69,11 @@ class CompileState:
     overwrite: bool = False
     progress: Callable[[str], None] | None = None
     jobs: int = 1  # processes a pass may use for independent work (results do not depend on it)
+    # with release_inputs (crossmap.compile sets it), a pass may free the inputs in ``last_reads``
+    # (those no later pass reads) as soon as it is done with them; a caller that looks at the
+    # state afterwards leaves it off
+    release_inputs: bool = False
+    last_reads: tuple[str, ...] = ()
 
     def model_input_shape(self) -> tuple[int, ...] | None:
         """The per-sample input shape of the source model, when there is one."""
@@ -207,6 +212,8 @@ def run_pipeline(passes: list[Pass], state: CompileState,
         state.log(f"pass {p.name}")
         if p.name == "emit" and before_emit is not None:
             before_emit(state)
+        later = {a for q in passes[i + 1:] for a in q.reads}
+        state.last_reads = tuple(a for a in p.reads if a not in later) if state.release_inputs else ()
         state = p.run(state) or state
         missing = [a for a in p.produces if not state.holds(a)]
         if missing:

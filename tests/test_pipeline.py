@@ -119,3 +119,41 @@ def test_the_float_network_is_released_after_the_last_pass_that_reads_it():
     state = run_pipeline([Read(), Look(), Read(), Look()], CompileState(chip=ChipSpec.truenorth(), network=network))
     assert seen == [True, True, True, False]
     assert state.network is None and state.model_input_shape() == tuple(network.input.shape) == (8,)
+
+
+@pytest.mark.parametrize("release", [True, False])
+def test_a_pass_learns_which_of_its_inputs_no_later_pass_reads(release):
+    seen = []
+
+    @dataclass
+    class Note:
+        """A pass that reads the deployed network and notes what it may free."""
+
+        name: ClassVar[str] = "note"
+        reads: ClassVar[tuple[str, ...]] = ("deployed", "calibration")
+        produces: ClassVar[tuple[str, ...]] = ()
+
+        def run(self, state: CompileState) -> CompileState:
+            seen.append(state.last_reads)
+            return state
+
+    @dataclass
+    class Deployed(Note):
+        reads: ClassVar[tuple[str, ...]] = ("deployed",)
+
+    run_pipeline([Note(), Deployed(), Note(), Deployed()],
+                 CompileState(chip=ChipSpec.truenorth(), release_inputs=release))
+    assert seen == ([(), (), ("calibration",), ("deployed",)] if release else [(), (), (), ()])
+
+
+def test_compile_frees_the_deployed_network_after_partition_and_the_program_is_the_same():
+    from crossmap.frontend import import_onnx
+    from crossmap.testing import onnx_models as om
+
+    model = om.binary_mlp((12, 8, 4))
+    passes = "binarize_deterministic,partition,place,route"
+    kept = run_pipeline(parse_pipeline(passes), CompileState(chip=ChipSpec.truenorth(), network=import_onnx(model)))
+    freed = run_pipeline(parse_pipeline(passes), CompileState(chip=ChipSpec.truenorth(), network=import_onnx(model),
+                                                              release_inputs=True))
+    assert kept.deployed is not None and freed.deployed is None
+    assert kept.program.checksum() == freed.program.checksum()

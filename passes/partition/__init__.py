@@ -78,6 +78,10 @@ class Partition:
         key_rate = _key_rates(space, keys, rates, input_rate, net)
         release_free_memory()  # the simulation's state
         input_fed = input_groups(net)
+        if "deployed" in state.last_reads:  # the synapses are in the keys now, and nothing later reads them
+            state.deployed = None
+            net = net.without_synapses()
+            release_free_memory()
         modes = ["copy", "splitter", "mixed"] if self.fanout == "auto" else [self.fanout]
         solver_runs = [False, True] if self.solver else [False]
         candidates: list[dict[str, Any]] = []
