@@ -279,7 +279,7 @@ def _event_integrator(incoming: dict[str, list[Lines]],
         weight = {name: np.ascontiguousarray(g.weight, np.int64) for name, g in groups.items()}
 
         def integrate(lines: Lines, active: np.ndarray, acc: np.ndarray) -> None:
-            syn = lines.synapses
+            syn = sp.csr_matrix(lines.synapses)  # the same arrays when it is CSR already
             add_line_events(np.ascontiguousarray(active, bool), syn.indptr, syn.indices,
                             np.asarray(syn.data, bool), lines.axon_type, weight[lines.target], acc)
         return integrate
