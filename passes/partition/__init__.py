@@ -76,12 +76,11 @@ class Partition:
         state.log(f"partition: {net.num_neurons} neurons in {len(net.groups)} groups; measuring traffic")
         rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
         key_rate = _key_rates(space, keys, rates, input_rate, net)
-        release_free_memory()  # the simulation's state
         input_fed = input_groups(net)
         if "deployed" in state.last_reads:  # the synapses are in the keys now, and nothing later reads them
             state.deployed = None
             net = net.without_synapses()
-            release_free_memory()
+        release_free_memory()  # the simulation's state, and the synapses when they went
         modes = ["copy", "splitter", "mixed"] if self.fanout == "auto" else [self.fanout]
         solver_runs = [False, True] if self.solver else [False]
         candidates: list[dict[str, Any]] = []
