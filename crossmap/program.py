@@ -28,7 +28,7 @@ from crossmap.jsonio import dumps
 from crossmap.limits import MAX_CLASSES, MAX_INPUTS, MAX_TICKS
 from crossmap.outdir import write_directory_atomically
 from crossmap.program_files import (REMEDY, check_manifest_digest, expected_shapes, file_digest, manifest_digest,
-                                    read_arrays, read_json_file, report_type_problem)
+                                    read_arrays, read_json_file, report_type_problem, write_arrays)
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -367,8 +367,7 @@ class Program:
         for name, (dtype, _) in ARRAY_FIELDS.items():
             arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
             arrays[name] = np.packbits(arr.reshape(-1)) if name == "crossbar" else arr
-        with open(tmp / ARRAYS, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+        write_arrays(tmp / ARRAYS, arrays)
         manifest = self.manifest()
         manifest["files"] = files
         manifest["manifest_checksum"] = manifest_digest(manifest)

@@ -17,6 +17,7 @@ to be what the manifest promises:
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import zipfile
@@ -48,6 +49,20 @@ def manifest_digest(manifest: dict[str, Any]) -> str:
 def file_digest(data: bytes) -> str:
     """SHA-256 of a file's bytes, as recorded in the manifest's ``files``."""
     return hashlib.sha256(data).hexdigest()
+
+
+ARRAYS_COMPRESSLEVEL = 1  # zlib level of arrays.npz: 3x faster to write than the default 6, files 1.4x larger
+
+
+def write_arrays(path: Path, arrays: dict[str, np.ndarray], level: int = ARRAYS_COMPRESSLEVEL) -> None:
+    """Write ``arrays`` as an ``.npz`` (one deflated ``NAME.npy`` member each, in the given order)
+    that ``numpy.load`` reads; the bytes depend only on the arrays (fixed member timestamps)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
+        for name, value in arrays.items():
+            data = io.BytesIO()
+            np.lib.format.write_array(data, np.ascontiguousarray(value), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            archive.writestr(info, data.getbuffer(), compress_type=zipfile.ZIP_DEFLATED, compresslevel=level)
 
 
 def _no_constants(name: str) -> Any:

@@ -137,8 +137,8 @@ def latency_ticks(program: Program) -> int | None:
     graph.add_nodes_from(range(C))
     routed = program.target_core >= 0
     src_core = np.nonzero(routed)[0]
-    pairs = np.unique(np.stack([src_core, program.target_core[routed]], axis=1), axis=0)
-    graph.add_edges_from(map(tuple, pairs.tolist()))
+    pairs = np.unique(src_core * C + program.target_core[routed].astype(np.int64))  # (source, target) core pairs
+    graph.add_edges_from(zip((pairs // C).tolist(), (pairs % C).tolist()))
     condensed = nx.condensation(graph)
     for component in nx.topological_sort(condensed):
         members = sorted(condensed.nodes[component]["members"])

@@ -12,7 +12,7 @@ from crossmap.errors import BinarizeError
 from crossmap.ir import INPUT, Network, Population, Projection
 from crossmap.passes.binarize.deterministic import BinarizeDeterministic
 from crossmap.passes.partition import Partition
-from crossmap.passes.partition.parallel import iter_tasks
+from crossmap.parallel import iter_tasks
 from crossmap.program import ARRAY_FIELDS
 
 

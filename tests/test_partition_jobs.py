@@ -9,7 +9,7 @@ import crossmap.passes.partition.plan as plan_module
 from crossmap.errors import InputError
 from crossmap.compiler import check_jobs
 from crossmap.passes.partition import Partition
-from crossmap.passes.partition.parallel import run_tasks
+from crossmap.parallel import in_background, run_tasks
 from crossmap.pipeline import CompileState
 from crossmap.program import ARRAY_FIELDS
 
@@ -47,6 +47,21 @@ def test_tasks_come_back_in_order_whatever_the_jobs():
     want = [int((shared[0] * k).sum()) for k in range(7)]
     for jobs in (1, 2, 3):
         assert run_tasks(lambda a, k: int((a * k).sum()), shared, tasks, jobs) == want
+
+
+def _total(values: np.ndarray, scale: int) -> int:
+    if scale < 0:
+        raise ValueError(f"negative scale {scale}")
+    return int(values.sum()) * scale
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_background_work_gives_its_answer_or_its_error(enabled):
+    values = np.arange(100)
+    assert in_background(_total, (values, 3), enabled=enabled)() == 3 * 4950
+    waiting = in_background(_total, (values, -1), enabled=enabled)
+    with pytest.raises(ValueError, match="negative scale -1"):
+        waiting()
 
 
 def test_jobs_must_be_a_positive_count():

@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+import crossmap.passes.place as place_module
 from crossmap.chip import ChipSpec
 from crossmap.errors import PipelineError, ResourceError
 from crossmap.mesh import Mesh, edges_from_graph, placement_cost
@@ -65,6 +66,21 @@ def test_reproducible_placement_is_identical_twice():
         second = run_place(chip, graph, "place{time_limit=1}", seed=3)
         assert np.array_equal(first.program.core_xy, second.program.core_xy)
         assert first.reports["place"] == second.reports["place"]
+
+
+def test_bound_found_in_a_spare_process_equals_the_bound_found_inline(monkeypatch):
+    monkeypatch.setattr(place_module, "BACKGROUND_BOUND_EDGES", 0)  # every graph's bound in a process
+    graph = conv_like_graph(60, seed=4)
+    chip = ChipSpec.truenorth()
+    states = []
+    for jobs in (1, 2):
+        state = CompileState(chip=chip, seed=1, program=Program.empty(chip, 60), core_graph=graph, jobs=jobs)
+        (place,) = parse_pipeline("place{time_limit=1}", given=("program", "core_graph"))
+        states.append(place.run(state))
+    one, two = states
+    assert np.array_equal(one.program.core_xy, two.program.core_xy)
+    assert one.reports["place"] == two.reports["place"]
+    assert one.reports["place"]["lower_bound"] > 0
 
 
 def test_layered_graph_beats_random_and_row_major_and_respects_bound():

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from crossmap.passes.binarize.build import DeployedBuilder, IntLayer, TypedColumns, step_neurons, type_columns
 from crossmap.passes.binarize.analysis import Layer, choose_encoding, plan_network
 from crossmap.passes.binarize.levels import IntegerStep, integer_step_layer
-from crossmap.passes.partition.parallel import iter_tasks
+from crossmap.parallel import iter_tasks
 from crossmap.chip import ChipSpec
 from crossmap.encoding import input_ticks
 from crossmap.errors import BinarizeError

@@ -22,7 +22,7 @@ from crossmap.deployed import INPUT, DeployedNetwork
 from crossmap.chip import smallest_board
 from crossmap.errors import ResourceError
 from crossmap.passes.partition.keys import GroupKeys, KeySpace
-from crossmap.passes.partition.parallel import run_tasks
+from crossmap.parallel import run_tasks
 from crossmap.passes.partition.pack import (compact_pack, conflict_bound, distinct_columns, gather_columns,
                                             greedy_pack, lower_bound, solve_pack)
 

@@ -24,11 +24,15 @@ from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
 from crossmap.mesh import (Edges, Mesh, default_crossing_penalty, edges_from_arrays, edges_from_graph,
                            placement_cost, program_connections, random_cells, row_major_cells, traffic_hops)
+from crossmap.parallel import in_background
 from crossmap.passes.place.bound import placement_lower_bound
 from crossmap.passes.place.geometry import input_positions
 from crossmap.passes.place.search import METHODS, SearchResult, search as search_placement
 from crossmap.pipeline import CompileState
 from crossmap.program import Program
+
+# a core graph with fewer edges bounds its placement in this process (a fork costs more)
+BACKGROUND_BOUND_EDGES = 1000
 
 
 @dataclass
@@ -72,12 +76,15 @@ class Place:
         state.log(f"place: {n} cores, {edges.u.size} edges, budget {budget:.1f} s ({self.method})")
         input_shape = state.model_input_shape()
         points = input_positions(program, input_shape)
+        # the lower bound depends on the traffic only: with a spare process it is found during the search
+        bound = in_background(placement_lower_bound, (mesh, edges),
+                              enabled=state.jobs > 1 and edges.u.size >= BACKGROUND_BOUND_EDGES)
         result = search_placement(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
                         workers=os.cpu_count() or 1, points=points, log=state.log)
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)
         program.core_xy = mesh.coordinates(result.cells)
-        report = self._report(mesh, edges, measured, result, provisional, budget, state.seed)
+        report = self._report(mesh, edges, measured, result, provisional, budget, state.seed, bound())
         report["input_shape"] = list(input_shape) if points is not None else None
         state.reports["place"] = report
         seconds = sum(wall for wall, _ in result.timings.values())
@@ -100,9 +107,9 @@ class Place:
             raise PipelineError(f"pass 'place' option seconds_per_core = {self.seconds_per_core!r} must be > 0")
 
     def _report(self, mesh: Mesh, edges: Edges, measured: bool, result: SearchResult, provisional: float,
-                budget: float, seed: int) -> dict[str, Any]:
+                budget: float, seed: int, lower_bound: tuple[float, str]) -> dict[str, Any]:
         n = edges.num_nodes
-        bound, bound_kind = placement_lower_bound(mesh, edges)
+        bound, bound_kind = lower_bound
         random = placement_cost(mesh, edges, random_cells(mesh, n, seed))
         row_major = placement_cost(mesh, edges, row_major_cells(mesh, n))
         hops, crossings = traffic_hops(mesh, edges, result.cells)

@@ -1,4 +1,4 @@
-"""Independent packing work in several processes, with the same results as one: each task is a
+"""Independent compile work in several processes, with the same results as one: each task is a
 pure function of what the parent holds, so the answers are identical whatever ``jobs`` is, and
 come back in task order.
 
@@ -10,7 +10,9 @@ and for ``jobs`` = 1 or a single task, the tasks run in this process.
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+T = TypeVar("T")
 
 _WORK: tuple[Callable[..., Any], tuple] | None = None  # (function, shared arguments) for forked workers
 
@@ -51,3 +53,27 @@ def _run_one(task: tuple) -> Any:
     assert _WORK is not None, "run_tasks sets the work before forking"
     function, shared = _WORK
     return function(*shared, *task)
+
+
+def in_background(function: Callable[..., T], args: tuple, enabled: bool = True) -> Callable[[], T]:
+    """Start ``function(*args)`` in a forked process while this one goes on, and return a call
+    that waits for its answer (raising what it raised). Without ``fork``, or when not
+    ``enabled``, the returned call computes it then, in this process."""
+    if not enabled or "fork" not in multiprocessing.get_all_start_methods():
+        return lambda: function(*args)
+    global _WORK
+    _WORK = (function, args)  # the worker is forked now and sees it; nothing is pickled but the answer
+    try:
+        pool = multiprocessing.get_context("fork").Pool(1)
+    finally:
+        _WORK = None
+    pending = pool.apply_async(_run_one, ((),))
+
+    def result() -> T:
+        try:
+            return pending.get()
+        finally:
+            pool.terminate()
+            pool.join()
+
+    return result
