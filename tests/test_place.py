@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import crossmap.passes.place as place_module
+import crossmap.passes.place.search as search_module
 from crossmap.chip import ChipSpec
 from crossmap.errors import PipelineError, ResourceError
 from crossmap.mesh import Mesh, edges_from_graph, placement_cost
@@ -81,6 +82,45 @@ def test_bound_found_in_a_spare_process_equals_the_bound_found_inline(monkeypatc
     assert np.array_equal(one.program.core_xy, two.program.core_xy)
     assert one.reports["place"] == two.reports["place"]
     assert one.reports["place"]["lower_bound"] > 0
+
+
+@pytest.mark.parametrize("graph", [conv_like_graph(120, seed=5), mlp_like_graph(150, layers=5, fan_in=5, seed=1)])
+def test_windows_solved_two_at_a_time_give_the_placement_of_one_at_a_time(graph, monkeypatch):
+    monkeypatch.setattr(search_module, "WINDOW_SHARE", 0.95)  # many short windows
+    monkeypatch.setattr(search_module, "WINDOW_DETERMINISTIC_TIME", 0.01)
+    checks = []
+    real = search_module._moved_what_it_reads
+
+    def counting(*args):
+        checks.append(real(*args))
+        return checks[-1]
+
+    monkeypatch.setattr(search_module, "_moved_what_it_reads", counting)
+    mesh = Mesh(ChipSpec.truenorth(), 0.0)
+    edges = edges_from_graph(graph)
+    one = search_module.search(mesh, edges, 1.0, seed=4, method="lns", threads=1)
+    two = search_module.search(mesh, edges, 1.0, seed=4, method="lns", threads=2)
+    assert one.windows_improved > 0  # some windows moved cores, so some early answers were stale
+    assert np.array_equal(one.cells, two.cells)
+    assert (one.cost, one.windows_tried, one.windows_improved, one.solver_status) == \
+        (two.cost, two.windows_tried, two.windows_improved, two.solver_status)
+    assert False in checks and True in checks  # some early answers were kept, some solved again
+
+
+def test_a_window_reads_its_cores_and_their_neighbours():
+    graph = nx.path_graph(4)  # 0 - 1 - 2 - 3
+    nx.set_edge_attributes(graph, 1.0, "traffic")
+    adj = adjacency(edges_from_graph(graph))
+    before = np.array([0, 1, 2, 3])  # core i on cell i
+    occupant = np.full(8, -1)
+    window = np.array([0, 1])  # cores 0 and 1; core 1 reads core 2
+    for moved_core, reads in ((3, False), (2, True), (1, True)):
+        now = before.copy()
+        now[moved_core] = 7
+        occupant[:] = -1
+        occupant[now] = np.arange(4)
+        assert search_module._moved_what_it_reads(adj, occupant, window, before, now) is reads
+    assert search_module._moved_what_it_reads(adj, occupant, window, before, before) is False
 
 
 def test_layered_graph_beats_random_and_row_major_and_respects_bound():

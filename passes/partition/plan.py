@@ -277,15 +277,22 @@ def _best_greedy(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, t
             tasks.append(("copy", True, True))
         shared = (net, space, gk, g, targets, N, A, readers)
         packs = [pack for packs in run_tasks(_candidate_packs, shared, tasks,
-                                             jobs if gk.reads.nnz >= PARALLEL_MIN_SYNAPSES else 1)
+                                             jobs if _worth_processes(gk, net.groups[g].size) else 1)
                  for pack in packs]
         mode, counts, item_neuron, item_count, bins, item_aim = min(packs, key=lambda p: p[0])[1]
         memo[key] = (mode, counts, item_neuron, item_count, bins, item_aim)  # not the reads: they are large
     return memo[key]
 
 
-# a group reading fewer synapses is packed in this process even with several jobs (a fork costs more)
+# a group reading fewer synapses, with fewer neurons, is packed in this process even with several
+# jobs (a fork costs more than its packings)
 PARALLEL_MIN_SYNAPSES = 200_000
+PARALLEL_MIN_NEURONS = 8192
+
+
+def _worth_processes(gk: GroupKeys, neurons: int) -> bool:
+    """Whether the candidate packings of a group are worth forked processes."""
+    return gk.reads.nnz >= PARALLEL_MIN_SYNAPSES or neurons >= PARALLEL_MIN_NEURONS
 
 
 def _candidate_packs(net: DeployedNetwork, space: KeySpace, gk: GroupKeys, g: int, targets: np.ndarray, N: int,

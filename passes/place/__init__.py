@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import networkx as nx
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from crossmap.chip import check_fits
 from crossmap.errors import PipelineError
@@ -79,8 +80,12 @@ class Place:
         # the lower bound depends on the traffic only: with a spare process it is found during the search
         bound = in_background(placement_lower_bound, (mesh, edges),
                               enabled=state.jobs > 1 and edges.u.size >= BACKGROUND_BOUND_EDGES)
-        result = search_placement(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed, method=self.method,
-                        workers=os.cpu_count() or 1, points=points, log=state.log)
+        # one BLAS thread: the search makes many tiny products, and idle BLAS threads spin on a core
+        # that the second window solver and the bound's process need
+        with threadpool_limits(1, user_api="blas"):
+            result = search_placement(mesh, edges, budget, reproducible=self.reproducible, seed=state.seed,
+                                      method=self.method, workers=os.cpu_count() or 1, points=points, log=state.log,
+                                      threads=min(2, state.jobs))
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)
         program.core_xy = mesh.coordinates(result.cells)

@@ -10,14 +10,15 @@ deterministic time limit. Otherwise CP-SAT uses every worker and wall-clock limi
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from crossmap.mesh import Edges, Mesh, placement_cost
-from crossmap.passes.place.cost import adjacency
-from crossmap.passes.place.cpsat import SolverBudget, solve_global, solve_window
+from crossmap.passes.place.cost import Adjacency, adjacency
+from crossmap.passes.place.cpsat import SolveResult, SolverBudget, solve_global, solve_window
 from crossmap.passes.place.local import anneal, improve_by_swaps
 from crossmap.passes.place.start import starting_placements
 
@@ -81,9 +82,10 @@ class Budget:
 
 def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = True, seed: int = 0,
            method: str = "auto", workers: int = 2, points: np.ndarray | None = None,
-           log: Callable[[str], None] | None = None) -> SearchResult:
+           log: Callable[[str], None] | None = None, threads: int = 1) -> SearchResult:
     """Place ``edges.num_nodes`` cores on distinct cells of ``mesh`` within about ``seconds``;
-    ``points`` (n x 2, optional) adds a start that keeps their layout (``spatial``)."""
+    ``points`` (n x 2, optional) adds a start that keeps their layout (``spatial``). With
+    ``threads`` > 1 the board's windows are solved two at a time (the same result)."""
     n = edges.num_nodes
     adj = adjacency(edges)
     budget = Budget(seconds, reproducible)
@@ -137,7 +139,7 @@ def search(mesh: Mesh, edges: Edges, seconds: float, *, reproducible: bool = Tru
     if use_global:
         _solve_whole(result, mesh, edges, budget, reproducible, seed, workers)
     else:
-        _solve_windows(result, mesh, adj, edges, budget, reproducible, seed, workers)
+        _solve_windows(result, mesh, adj, edges, budget, reproducible, seed, workers, threads)
     result.timings["cpsat"] = (time.perf_counter() - clock, budget.charged - charged)
     return result
 
@@ -168,10 +170,16 @@ def _solve_whole(result: SearchResult, mesh: Mesh, edges: Edges, budget: Budget,
     result.optimal = solve.optimal
 
 
-def _solve_windows(result: SearchResult, mesh: Mesh, adj, edges: Edges, budget: Budget, reproducible: bool,
-                   seed: int, workers: int) -> None:
+def _solve_windows(result: SearchResult, mesh: Mesh, adj: Adjacency, edges: Edges, budget: Budget,
+                   reproducible: bool, seed: int, workers: int, threads: int = 1) -> None:
     """Large-neighbourhood search: re-solve the cores in small windows around the most expensive
-    cores, most expensive first, while the budget lasts."""
+    cores, most expensive first, while the budget lasts.
+
+    With ``threads`` > 1 the next window is solved while the current one is (CP-SAT runs without
+    the interpreter lock), on the placement as it stands. When the current window has moved none
+    of the cores the next window's model reads (its cores and their neighbours), the early answer
+    is the answer the window would get after it, so it is kept; otherwise the window is solved
+    again. The result is the same as solving the windows one after another."""
     result.strategy = "lns"
     cells = result.cells.copy()
     n = cells.size
@@ -182,34 +190,90 @@ def _solve_windows(result: SearchResult, mesh: Mesh, adj, edges: Edges, budget: 
     lengths = mesh.dist(cells[edges.u], cells[edges.v]) * edges.w
     np.add.at(local, edges.u, lengths)
     np.add.at(local, edges.v, lengths)
-    order = np.lexsort((np.arange(n), -local))
+    order = np.lexsort((np.arange(n), -local)).tolist()
     per_window = WINDOW_DETERMINISTIC_TIME if reproducible else WINDOW_DETERMINISTIC_TIME / DETERMINISTIC_PER_SECOND
     cost_per_window = WINDOW_DETERMINISTIC_TIME / DETERMINISTIC_PER_SECOND + WINDOW_OVERHEAD_SECONDS
     covered = np.zeros(mesh.size, bool)
     statuses: set[str] = set()
     current = placement_cost(mesh, edges, cells)  # the cost of ``cells``, kept as they change
-    for node in order.tolist():
-        if budget.remaining() < cost_per_window:
-            break
-        if covered[cells[node]]:
-            continue
-        window = _window_around(mesh, int(cells[node]), WINDOW_SIDE)
-        covered[window] = True
-        solve = solve_window(mesh, adj, cells, occupant, window,
-                             SolverBudget(per_window, reproducible, seed + result.windows_tried, workers))
-        budget.charge(solve.deterministic_time / DETERMINISTIC_PER_SECOND + WINDOW_OVERHEAD_SECONDS)
-        result.windows_tried += 1
-        statuses.add(solve.status)
-        if solve.cells is None:
-            continue
-        cost = placement_cost(mesh, edges, solve.cells)
-        if cost < current - 1e-9:
-            cells, current = solve.cells, cost
-            occupant[:] = -1
-            occupant[cells] = np.arange(n)
-            result.windows_improved += 1
+
+    def next_window(after: int, cells: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """The first core of ``order`` past position ``after`` on an uncovered cell, and its window."""
+        for position in range(after + 1, n):
+            cell = int(cells[order[position]])
+            if not covered[cell]:
+                return position, _window_around(mesh, cell, WINDOW_SIDE)
+        return None
+
+    def solve(window: np.ndarray, cells: np.ndarray, occupant: np.ndarray, tried: int) -> SolveResult:
+        return solve_window(mesh, adj, cells, occupant, window,
+                            SolverBudget(per_window, reproducible, seed + tried, workers))
+
+    with ThreadPoolExecutor(max_workers=2) if threads > 1 else _InThisThread() as pool:
+        position, early = -1, None  # early: (position, window, placement it read, future) solved ahead
+        while budget.remaining() >= cost_per_window:
+            found = next_window(position, cells)
+            if found is None:
+                break
+            position, window = found
+            covered[window] = True
+            if early is not None and early[0] == position and np.array_equal(early[1], window) \
+                    and not _moved_what_it_reads(adj, occupant, window, early[2], cells):
+                running = early[3]
+            else:
+                running = pool.submit(solve, window, cells, occupant.copy(), result.windows_tried)
+            early = None
+            ahead = next_window(position, cells) if threads > 1 else None  # if this window moves nothing
+            if ahead is not None:
+                early = (ahead[0], ahead[1], cells,
+                         pool.submit(solve, ahead[1], cells, occupant.copy(), result.windows_tried + 1))
+            solve_result = running.result()
+            budget.charge(solve_result.deterministic_time / DETERMINISTIC_PER_SECOND + WINDOW_OVERHEAD_SECONDS)
+            result.windows_tried += 1
+            statuses.add(solve_result.status)
+            if solve_result.cells is None:
+                continue
+            moved = cells.copy()  # the window's answer, on the placement as it stands now
+            nodes = occupant[window]
+            nodes = nodes[nodes >= 0]
+            moved[nodes] = solve_result.cells[nodes]
+            cost = placement_cost(mesh, edges, moved)
+            if cost < current - 1e-9:
+                cells, current = moved, cost
+                occupant[:] = -1
+                occupant[cells] = np.arange(n)
+                result.windows_improved += 1
     result.solver_status = ",".join(sorted(statuses)) if statuses else "NOT_RUN"
     _keep_if_better(result, mesh, edges, cells, "cpsat-windows")
+
+
+def _moved_what_it_reads(adj: Adjacency, occupant: np.ndarray, window: np.ndarray, before: np.ndarray,
+                         now: np.ndarray) -> bool:
+    """Whether a core that moved between placements ``before`` and ``now`` is one that a window
+    model reads: a core on the window's cells in either placement, or a neighbour of one."""
+    moved = np.flatnonzero(before != now)
+    if moved.size == 0:
+        return False
+    there_now = occupant[window]
+    there_now = there_now[there_now >= 0]
+    there_before = np.flatnonzero(np.isin(before, window))
+    reads = [there_now, there_before] + [adj.row(int(node))[0] for node in there_now.tolist()]
+    return bool(np.isin(moved, np.concatenate(reads)).any())
+
+
+class _InThisThread:
+    """An executor that runs each task when it is submitted, in the caller's thread."""
+
+    def __enter__(self) -> "_InThisThread":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, function: Callable[..., SolveResult], *args: object) -> Future:
+        future: Future = Future()
+        future.set_result(function(*args))
+        return future
 
 
 def _window_around(mesh: Mesh, cell: int, side: int) -> np.ndarray:
