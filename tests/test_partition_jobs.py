@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import crossmap.passes.partition as partition_module
 import crossmap.passes.partition.plan as plan_module
 from crossmap.errors import InputError
 from crossmap.compiler import check_jobs
@@ -25,6 +26,7 @@ def packed(net, jobs: int, fanout: str):
 @pytest.mark.parametrize("fanout", ["copy", "auto"])
 def test_two_jobs_give_the_program_of_one(monkeypatch, fanout):
     monkeypatch.setattr(plan_module, "PARALLEL_MIN_SYNAPSES", 0)  # every group's candidates in processes
+    monkeypatch.setattr(partition_module, "BACKGROUND_TRAFFIC_NEURONS", (0, 10**9))  # the traffic in a process
     calls = []
     real = plan_module.run_tasks
 
@@ -39,6 +41,7 @@ def test_two_jobs_give_the_program_of_one(monkeypatch, fanout):
     for name in ARRAY_FIELDS:
         np.testing.assert_array_equal(getattr(one.program, name), getattr(two.program, name), err_msg=name)
     assert one.reports["partition"] == two.reports["partition"]
+    assert one.reports["partition"]["traffic"]["spikes_per_sample"] > 0
 
 
 def test_tasks_come_back_in_order_whatever_the_jobs():

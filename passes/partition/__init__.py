@@ -31,6 +31,7 @@ from crossmap.deployed import DeployedNetwork
 from crossmap.encoding import encode
 from crossmap.errors import CrossmapError, PipelineError, ResourceError
 from crossmap.memory import release_free_memory
+from crossmap.parallel import in_background
 from crossmap.passes.partition.build import Built, build_program
 from crossmap.passes.partition.keys import GroupKeys, KeySpace, group_keys, topological_groups
 from crossmap.passes.partition.pack import conflict_bound_of_rows
@@ -41,6 +42,9 @@ from crossmap.pipeline import CompileState
 
 BOARD_MODES = ("fixed", "auto")
 SIMULATED_STATES = 1 << 23  # neuron states (samples x neurons) the traffic simulation holds at once
+# networks with this many neurons (from, to) measure their traffic in a spare process while the
+# greedy packing runs: smaller ones are quick, larger ones would hold two big working sets at once
+BACKGROUND_TRAFFIC_NEURONS = (10_000, 500_000)
 
 
 @dataclass
@@ -74,8 +78,21 @@ class Partition:
         check_capacity(net, keys, grow_board=self.board == "auto")  # before the slow work
         topo = topological_groups(net)
         state.log(f"partition: {net.num_neurons} neurons in {len(net.groups)} groups; measuring traffic")
-        rates, input_rate, traffic_source = measure_rates(net, state.calibration, state.seed, self.traffic_samples)
-        key_rate = _key_rates(space, keys, rates, input_rate, net)
+        # the greedy packing does not read the traffic: with a spare process it is measured meanwhile
+        simulation = (net, state.calibration, state.seed, self.traffic_samples)
+        if state.jobs > 1 and BACKGROUND_TRAFFIC_NEURONS[0] <= net.num_neurons <= BACKGROUND_TRAFFIC_NEURONS[1]:
+            traffic = in_background(measure_rates, simulation)
+        else:
+            found = measure_rates(*simulation)
+            traffic = lambda: found  # noqa: E731
+        measured: list = []  # (rates, input_rate, source, key_rate), once asked for
+
+        def measurement() -> tuple:
+            if not measured:
+                rates, input_rate, source = traffic()
+                measured.append((rates, input_rate, source, _key_rates(space, keys, rates, input_rate, net)))
+            return measured[0]
+
         input_fed = input_groups(net)
         if "deployed" in state.last_reads:  # the synapses are in the keys now, and nothing later reads them
             state.deployed = None
@@ -97,11 +114,13 @@ class Partition:
                                       seed=state.seed, log=state.log, jobs=state.jobs)
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
+                    key_rate = measurement()[3] if use_solver else {}  # only the solver weighs axons by traffic
                     plan = plan_partition(net, space, keys, topo, key_rate, options, memo)
                     solver_wanted = plan.solver_wanted
+                    rates, input_rate, _, _ = measurement()
                     if mode == modes[-1] and (use_solver or not self.solver or not solver_wanted):
                         memo.clear()  # no packing follows: its memory goes to laying out the program
-                        key_rate.clear()
+                        measurement()[3].clear()
                     release_free_memory()  # the packing's scratch, before the program is laid out
                     if use_solver and not plan.solver_runs:
                         break  # no group went to the solver: the same packing as the greedy one
@@ -121,6 +140,7 @@ class Partition:
         if best is None:
             raise errors[0]
         plan, built = best
+        traffic_source = measurement()[2]
         state.chip = built.program.chip
         state.program = built.program
         state.core_graph = built.graph
