@@ -313,3 +313,37 @@ def test_conflict_bound_is_the_plain_clique(seed, limit):
     n, k, A = int(rng.integers(0, 60)), int(rng.integers(1, 50)), int(rng.integers(2, 40))
     reads = sp.csr_matrix(rng.random((n, k)) < rng.uniform(0.1, 0.9))
     assert conflict_bound(reads, A, limit) == plain_conflict_bound(reads, A, limit)
+
+
+def test_compiled_axon_freeing_makes_the_moves_of_the_numpy_one():
+    from crossmap.passes.partition import pack as partition_pack
+
+    moves = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        reads, weights, A, N, _ = random_pack_instance(rng, int(rng.integers(20, 400)))
+        order = rng.permutation(reads.shape[0]).tolist()  # a poor packing: items dealt out at random
+        cores, load = [], N
+        for i in order:
+            if load + weights[i] > N:
+                cores.append([])
+                load = 0
+            cores[-1].append(i)
+            load += weights[i]
+        results = []
+        for compiled in (True, False):
+            members_of = [list(c) for c in cores]
+            count = np.zeros((len(cores), reads.shape[1]), np.int32)
+            for c, members in enumerate(members_of):
+                count[c] = np.asarray(reads[members].sum(axis=0)).reshape(-1)
+            neurons = np.array([weights[m].sum() for m in members_of], np.int64)
+            alive = rng.random(len(cores)) < 0.9 if compiled else alive
+            free = partition_pack._free_shared_axons if compiled else partition_pack._free_shared_axons_python
+            free(reads, weights, members_of, count, neurons, alive.copy(), N)
+            results.append((members_of, count, neurons))
+        (one, count_one, neurons_one), (two, count_two, neurons_two) = results
+        assert one == two
+        np.testing.assert_array_equal(count_one, count_two)
+        np.testing.assert_array_equal(neurons_one, neurons_two)
+        moves += sum(a != b for a, b in zip(one, cores))
+    assert moves > 0  # the instances did strand items

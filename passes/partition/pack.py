@@ -330,7 +330,29 @@ def _free_shared_axons(reads: sp.csr_matrix, weights: np.ndarray, members_of: li
     """Move an item to another core that already has every axon it reads (and room for it)
     when that frees axons on its own core. Greedy packing can strand a few neurons of one patch
     on a core beside another patch; each stranded neuron makes every input it reads reach two
-    cores (an extra instance upstream). Axon counts never grow, core counts never change."""
+    cores (an extra instance upstream). Axon counts never grow, core counts never change.
+
+    Each live core visits its items in order (those moved onto it last): an item that reads an
+    axon no other item of the core reads moves to the first other live core with room that
+    already has all its axons. The loop runs compiled (``pack_kernel``) when numba is there;
+    ``_free_shared_axons_python`` makes the same moves."""
+    if not numba_available() or not reads.has_canonical_format:
+        return _free_shared_axons_python(reads, weights, members_of, count, neurons, alive, max_neurons)
+    from crossmap.passes.partition import pack_kernel
+
+    flat = [i for members in members_of for i in members]
+    ends = np.cumsum([len(members) for members in members_of], dtype=np.int64)
+    moved, source, target = pack_kernel.free_shared_axons(
+        reads.indptr.astype(np.int64), reads.indices.astype(np.int64), np.asarray(weights, np.int64), count, neurons,
+        alive, np.int64(max_neurons), np.array(flat, np.int64), ends)
+    for i, c, d in zip(moved.tolist(), source.tolist(), target.tolist()):
+        members_of[c].remove(i)
+        members_of[d].append(i)
+
+
+def _free_shared_axons_python(reads: sp.csr_matrix, weights: np.ndarray, members_of: list[list[int]],
+                              count: np.ndarray, neurons: np.ndarray, alive: np.ndarray, max_neurons: int) -> None:
+    """``_free_shared_axons`` in numpy, for where numba is missing: the same moves."""
     indptr, indices = reads.indptr.astype(np.int64), reads.indices.astype(np.int64)
     # (keys x cores) whether the core has the axon: an item's keys are rows here, read at once
     # (the same columns of count are far apart)

@@ -267,3 +267,84 @@ def greedy_pack(r_ptr, r_ind, k_ptr, k_ind, t_ptr, t_ind, f_ptr, f_ind, weights,
         for j in range(n_outs):
             fed[core_outs[j]] = False
     return members, ends[:n_cores]
+
+
+@numba.njit(nogil=True, cache=True)
+def free_shared_axons(indptr, indices, weights, count, neurons, alive, max_neurons, first_items, first_ends):  # pragma: no cover
+    """The moves of ``crossmap.passes.partition.pack._free_shared_axons`` as (item, from core, to
+    core) in order, with ``count`` and ``neurons`` updated. Core ``c`` starts with the items
+    ``first_items[first_ends[c - 1]:first_ends[c]]``; it visits them, then the items moved onto it
+    from cores visited before, in the order they came: an item reading an axon no other item of
+    the core reads goes to the first other live core with room that holds all its axons."""
+    K = neurons.size
+    capacity = first_items.size + 16
+    moved_item = np.empty(capacity, np.int64)
+    moved_from = np.empty(capacity, np.int64)
+    moved_to = np.empty(capacity, np.int64)
+    next_in = np.full(capacity, -1, np.int64)  # the next move onto the same core
+    head = np.full(K, -1, np.int64)
+    tail = np.full(K, -1, np.int64)
+    n_moves = 0
+    for c in range(K):
+        if not alive[c]:
+            continue
+        start = 0 if c == 0 else first_ends[c - 1]
+        position = start
+        incoming = head[c]
+        while True:
+            if position < first_ends[c]:
+                i = first_items[position]
+                position += 1
+            elif incoming >= 0:
+                i = moved_item[incoming]
+                incoming = next_in[incoming]
+            else:
+                break
+            alone = False
+            for p in range(indptr[i], indptr[i + 1]):
+                if count[c, indices[p]] == 1:
+                    alone = True
+                    break
+            if not alone:
+                continue
+            host = -1
+            for d in range(K):
+                if d == c or not alive[d] or neurons[d] + weights[i] > max_neurons:
+                    continue
+                holds = True
+                for p in range(indptr[i], indptr[i + 1]):
+                    if count[d, indices[p]] == 0:
+                        holds = False
+                        break
+                if holds:
+                    host = d
+                    break
+            if host < 0:
+                continue
+            for p in range(indptr[i], indptr[i + 1]):
+                count[c, indices[p]] -= 1
+                count[host, indices[p]] += 1
+            neurons[c] -= weights[i]
+            neurons[host] += weights[i]
+            if n_moves == capacity:
+                capacity *= 2
+                moved_item = _grown(moved_item, capacity)
+                moved_from = _grown(moved_from, capacity)
+                moved_to = _grown(moved_to, capacity)
+                next_in = _grown(next_in, capacity)
+            moved_item[n_moves], moved_from[n_moves], moved_to[n_moves] = i, c, host
+            next_in[n_moves] = -1
+            if tail[host] >= 0:
+                next_in[tail[host]] = n_moves
+            else:
+                head[host] = n_moves
+            tail[host] = n_moves
+            n_moves += 1
+    return moved_item[:n_moves], moved_from[:n_moves], moved_to[:n_moves]
+
+
+@numba.njit(nogil=True, cache=True)
+def _grown(values, size):  # pragma: no cover
+    out = np.full(size, -1, np.int64)
+    out[:values.size] = values
+    return out
