@@ -1,4 +1,5 @@
-"""Handing freed memory back to the operating system between compile stages.
+"""Handing freed memory back to the operating system between compile stages, and reading how
+much this process holds.
 
 glibc keeps memory that Python and numpy free in its heap for reuse, so the resident size of a
 process that once held a large network stays at its peak even after the network is released.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 from typing import Callable
 
 
@@ -30,3 +32,12 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory in bytes (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None

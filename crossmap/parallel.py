@@ -10,7 +10,9 @@ and for ``jobs`` = 1 or a single task, the tasks run in this process.
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterator, Sequence, TypeVar
+
+from crossmap.memory import resident_bytes
 
 T = TypeVar("T")
 
@@ -55,12 +57,39 @@ def _run_one(task: tuple) -> Any:
     return function(*shared, *task)
 
 
-def in_background(function: Callable[..., T], args: tuple, enabled: bool = True) -> Callable[[], T]:
-    """Start ``function(*args)`` in a forked process while this one goes on, and return a call
-    that waits for its answer (raising what it raised). Without ``fork``, or when not
-    ``enabled``, the returned call computes it then, in this process."""
-    if not enabled or "fork" not in multiprocessing.get_all_start_methods():
-        return lambda: function(*args)
+# a process holding more than this does its background work itself: its fork would show all of
+# it again in the child's resident size (and copy whatever either side writes)
+BACKGROUND_MAX_RESIDENT = 1 << 30
+
+
+class Pending(Generic[T]):
+    """The answer of work started by ``in_background``: ``result()`` waits for it."""
+
+    def __init__(self, forked: bool, answer: Callable[[], T]) -> None:
+        self.forked = forked  # whether a forked process computes it
+        self._answer = answer
+
+    def result(self) -> T:
+        """The answer (raising what the work raised)."""
+        return self._answer()
+
+
+def in_background(function: Callable[..., T], args: tuple, enabled: bool = True) -> Pending[T]:
+    """Start ``function(*args)`` in a forked process while this one goes on. Without ``fork``,
+    when not ``enabled``, or when this process holds more than ``BACKGROUND_MAX_RESIDENT`` bytes,
+    it is computed now, in this process (``Pending.forked`` says which)."""
+    resident = resident_bytes()
+    if (not enabled or "fork" not in multiprocessing.get_all_start_methods()
+            or (resident is not None and resident > BACKGROUND_MAX_RESIDENT)):
+        try:
+            answer = function(*args)
+        except Exception as exc:
+            error = exc
+
+            def fail() -> T:
+                raise error
+            return Pending(False, fail)
+        return Pending(False, lambda: answer)
     global _WORK
     _WORK = (function, args)  # the worker is forked now and sees it; nothing is pickled but the answer
     try:
@@ -76,4 +105,4 @@ def in_background(function: Callable[..., T], args: tuple, enabled: bool = True)
             pool.terminate()
             pool.join()
 
-    return result
+    return Pending(True, result)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
+import crossmap.parallel as parallel
 import crossmap.passes.partition as partition_module
 import crossmap.passes.partition.plan as plan_module
 from crossmap.errors import InputError
@@ -27,6 +30,7 @@ def packed(net, jobs: int, fanout: str):
 def test_two_jobs_give_the_program_of_one(monkeypatch, fanout):
     monkeypatch.setattr(plan_module, "PARALLEL_MIN_SYNAPSES", 0)  # every group's candidates in processes
     monkeypatch.setattr(partition_module, "BACKGROUND_TRAFFIC_NEURONS", (0, 10**9))  # the traffic in a process
+    monkeypatch.setattr(parallel, "BACKGROUND_MAX_RESIDENT", 1 << 62)
     calls = []
     real = plan_module.run_tasks
 
@@ -58,13 +62,27 @@ def _total(values: np.ndarray, scale: int) -> int:
     return int(values.sum()) * scale
 
 
+def _where(values: np.ndarray) -> tuple[int, int]:
+    return os.getpid(), int(values.sum())
+
+
 @pytest.mark.parametrize("enabled", [False, True])
-def test_background_work_gives_its_answer_or_its_error(enabled):
+def test_background_work_gives_its_answer_or_its_error(enabled, monkeypatch):
+    monkeypatch.setattr(parallel, "BACKGROUND_MAX_RESIDENT", 1 << 62)  # this test process may be large
     values = np.arange(100)
-    assert in_background(_total, (values, 3), enabled=enabled)() == 3 * 4950
+    assert in_background(_total, (values, 3), enabled=enabled).result() == 3 * 4950
+    pending = in_background(_where, (values,), enabled=enabled)
+    pid, total = pending.result()
+    assert total == 4950 and (pid != os.getpid()) == enabled == pending.forked
     waiting = in_background(_total, (values, -1), enabled=enabled)
     with pytest.raises(ValueError, match="negative scale -1"):
-        waiting()
+        waiting.result()
+
+
+def test_a_large_process_does_its_background_work_itself(monkeypatch):
+    monkeypatch.setattr(parallel, "BACKGROUND_MAX_RESIDENT", 1)
+    pid, total = in_background(_where, (np.arange(10),)).result()
+    assert (pid, total) == (os.getpid(), 45)
 
 
 def test_jobs_must_be_a_positive_count():

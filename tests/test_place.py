@@ -7,6 +7,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+import crossmap.parallel as parallel
 import crossmap.passes.place as place_module
 import crossmap.passes.place.search as search_module
 from crossmap.chip import ChipSpec
@@ -71,6 +72,10 @@ def test_reproducible_placement_is_identical_twice():
 
 def test_bound_found_in_a_spare_process_equals_the_bound_found_inline(monkeypatch):
     monkeypatch.setattr(place_module, "BACKGROUND_BOUND_EDGES", 0)  # every graph's bound in a process
+    monkeypatch.setattr(parallel, "BACKGROUND_MAX_RESIDENT", 1 << 62)  # this test process may be large
+    forked = []
+    real = place_module.in_background
+    monkeypatch.setattr(place_module, "in_background", lambda *a, **k: forked.append(k) or real(*a, **k))
     graph = conv_like_graph(60, seed=4)
     chip = ChipSpec.truenorth()
     states = []
@@ -82,6 +87,7 @@ def test_bound_found_in_a_spare_process_equals_the_bound_found_inline(monkeypatc
     assert np.array_equal(one.program.core_xy, two.program.core_xy)
     assert one.reports["place"] == two.reports["place"]
     assert one.reports["place"]["lower_bound"] > 0
+    assert [k["enabled"] for k in forked] == [False, True]
 
 
 @pytest.mark.parametrize("graph", [conv_like_graph(120, seed=5), mlp_like_graph(150, layers=5, fan_in=5, seed=1)])

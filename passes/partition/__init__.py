@@ -79,19 +79,19 @@ class Partition:
         topo = topological_groups(net)
         state.log(f"partition: {net.num_neurons} neurons in {len(net.groups)} groups; measuring traffic")
         # the greedy packing does not read the traffic: with a spare process it is measured meanwhile
-        simulation = (net, state.calibration, state.seed, self.traffic_samples)
-        if state.jobs > 1 and BACKGROUND_TRAFFIC_NEURONS[0] <= net.num_neurons <= BACKGROUND_TRAFFIC_NEURONS[1]:
-            traffic = in_background(measure_rates, simulation)
-        else:
-            found = measure_rates(*simulation)
-            traffic = lambda: found  # noqa: E731
+        traffic = in_background(measure_rates, (net, state.calibration, state.seed, self.traffic_samples),
+                                enabled=state.jobs > 1 and
+                                BACKGROUND_TRAFFIC_NEURONS[0] <= net.num_neurons <= BACKGROUND_TRAFFIC_NEURONS[1])
         measured: list = []  # (rates, input_rate, source, key_rate), once asked for
 
-        def measurement() -> tuple:
+        def measurement() -> tuple[dict[str, np.ndarray], np.ndarray, str, dict[int, float]]:
             if not measured:
-                rates, input_rate, source = traffic()
+                rates, input_rate, source = traffic.result()
                 measured.append((rates, input_rate, source, _key_rates(space, keys, rates, input_rate, net)))
             return measured[0]
+
+        if not traffic.forked:
+            measurement()  # the key rates now, as the traffic is known
 
         input_fed = input_groups(net)
         if "deployed" in state.last_reads:  # the synapses are in the keys now, and nothing later reads them
@@ -114,13 +114,13 @@ class Partition:
                                       seed=state.seed, log=state.log, jobs=state.jobs)
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
-                    key_rate = measurement()[3] if use_solver else {}  # only the solver weighs axons by traffic
-                    plan = plan_partition(net, space, keys, topo, key_rate, options, memo)
+                    # only the solver weighs axons by their traffic
+                    plan = plan_partition(net, space, keys, topo, measurement()[3] if use_solver else {}, options, memo)
                     solver_wanted = plan.solver_wanted
-                    rates, input_rate, _, _ = measurement()
+                    rates, input_rate, _, key_rate = measurement()
                     if mode == modes[-1] and (use_solver or not self.solver or not solver_wanted):
                         memo.clear()  # no packing follows: its memory goes to laying out the program
-                        measurement()[3].clear()
+                        key_rate.clear()
                     release_free_memory()  # the packing's scratch, before the program is laid out
                     if use_solver and not plan.solver_runs:
                         break  # no group went to the solver: the same packing as the greedy one

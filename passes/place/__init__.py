@@ -89,7 +89,7 @@ class Place:
         for message in result.warnings:
             warnings.warn(f"place: {message}", UserWarning, stacklevel=2)
         program.core_xy = mesh.coordinates(result.cells)
-        report = self._report(mesh, edges, measured, result, provisional, budget, state.seed, bound())
+        report = self._report(mesh, edges, measured, result, provisional, budget, state.seed, bound.result())
         report["input_shape"] = list(input_shape) if points is not None else None
         state.reports["place"] = report
         seconds = sum(wall for wall, _ in result.timings.values())
