@@ -331,13 +331,13 @@ def test_compiled_axon_freeing_makes_the_moves_of_the_numpy_one():
             cores[-1].append(i)
             load += weights[i]
         results = []
+        alive = rng.random(len(cores)) < 0.9
         for compiled in (True, False):
             members_of = [list(c) for c in cores]
             count = np.zeros((len(cores), reads.shape[1]), np.int32)
             for c, members in enumerate(members_of):
                 count[c] = np.asarray(reads[members].sum(axis=0)).reshape(-1)
             neurons = np.array([weights[m].sum() for m in members_of], np.int64)
-            alive = rng.random(len(cores)) < 0.9 if compiled else alive
             free = partition_pack._free_shared_axons if compiled else partition_pack._free_shared_axons_python
             free(reads, weights, members_of, count, neurons, alive.copy(), N)
             results.append((members_of, count, neurons))
