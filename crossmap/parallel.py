@@ -63,15 +63,30 @@ BACKGROUND_MAX_RESIDENT = 1 << 30
 
 
 class Pending(Generic[T]):
-    """The answer of work started by ``in_background``: ``result()`` waits for it."""
+    """The answer of work started by ``in_background``: ``result()`` waits for it once and keeps
+    it (or the error the work raised)."""
 
-    def __init__(self, forked: bool, answer: Callable[[], T]) -> None:
+    def __init__(self, forked: bool, wait: Callable[[], T]) -> None:
         self.forked = forked  # whether a forked process computes it
-        self._answer = answer
+        self._wait: Callable[[], T] | None = wait
+        self._value: T | None = None
+        self._error: Exception | None = None
+
+    def settle(self) -> None:
+        """Wait for the answer now, keeping it or its error; what the work held is let go."""
+        if self._wait is not None:
+            try:
+                self._value = self._wait()
+            except Exception as exc:
+                self._error = exc
+            self._wait = None
 
     def result(self) -> T:
         """The answer (raising what the work raised)."""
-        return self._answer()
+        self.settle()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
 def in_background(function: Callable[..., T], args: tuple, enabled: bool = True) -> Pending[T]:
@@ -81,15 +96,9 @@ def in_background(function: Callable[..., T], args: tuple, enabled: bool = True)
     resident = resident_bytes()
     if (not enabled or "fork" not in multiprocessing.get_all_start_methods()
             or (resident is not None and resident > BACKGROUND_MAX_RESIDENT)):
-        try:
-            answer = function(*args)
-        except Exception as exc:
-            error = exc
-
-            def fail() -> T:
-                raise error
-            return Pending(False, fail)
-        return Pending(False, lambda: answer)
+        done = Pending(False, lambda: function(*args))
+        done.settle()
+        return done
     global _WORK
     _WORK = (function, args)  # the worker is forked now and sees it; nothing is pickled but the answer
     try:
@@ -98,11 +107,11 @@ def in_background(function: Callable[..., T], args: tuple, enabled: bool = True)
         _WORK = None
     pending = pool.apply_async(_run_one, ((),))
 
-    def result() -> T:
+    def wait() -> T:
         try:
             return pending.get()
         finally:
             pool.terminate()
             pool.join()
 
-    return Pending(True, result)
+    return Pending(True, wait)

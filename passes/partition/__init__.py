@@ -19,6 +19,7 @@ goes on the smallest board of such chips that holds it (``crossmap compile --chi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -82,16 +83,9 @@ class Partition:
         traffic = in_background(measure_rates, (net, state.calibration, state.seed, self.traffic_samples),
                                 enabled=state.jobs > 1 and
                                 BACKGROUND_TRAFFIC_NEURONS[0] <= net.num_neurons <= BACKGROUND_TRAFFIC_NEURONS[1])
-        measured: list = []  # (rates, input_rate, source, key_rate), once asked for
-
-        def measurement() -> tuple[dict[str, np.ndarray], np.ndarray, str, dict[int, float]]:
-            if not measured:
-                rates, input_rate, source = traffic.result()
-                measured.append((rates, input_rate, source, _key_rates(space, keys, rates, input_rate, net)))
-            return measured[0]
-
+        key_rates = functools.cache(lambda: _key_rates(space, keys, *traffic.result()[:2], net))
         if not traffic.forked:
-            measurement()  # the key rates now, as the traffic is known
+            key_rates()  # now, as the traffic is known
 
         input_fed = input_groups(net)
         if "deployed" in state.last_reads:  # the synapses are in the keys now, and nothing later reads them
@@ -115,12 +109,12 @@ class Partition:
                 state.log(f"partition: packing with fanout={mode}{' and CP-SAT' if use_solver else ''}")
                 try:
                     # only the solver weighs axons by their traffic
-                    plan = plan_partition(net, space, keys, topo, measurement()[3] if use_solver else {}, options, memo)
+                    plan = plan_partition(net, space, keys, topo, key_rates() if use_solver else {}, options, memo)
                     solver_wanted = plan.solver_wanted
-                    rates, input_rate, _, key_rate = measurement()
+                    rates, input_rate, _ = traffic.result()
                     if mode == modes[-1] and (use_solver or not self.solver or not solver_wanted):
                         memo.clear()  # no packing follows: its memory goes to laying out the program
-                        key_rate.clear()
+                        key_rates().clear()
                     release_free_memory()  # the packing's scratch, before the program is laid out
                     if use_solver and not plan.solver_runs:
                         break  # no group went to the solver: the same packing as the greedy one
@@ -140,7 +134,7 @@ class Partition:
         if best is None:
             raise errors[0]
         plan, built = best
-        traffic_source = measurement()[2]
+        traffic_source = traffic.result()[2]
         state.chip = built.program.chip
         state.program = built.program
         state.core_graph = built.graph

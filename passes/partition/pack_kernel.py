@@ -300,23 +300,12 @@ def free_shared_axons(indptr, indices, weights, count, neurons, alive, max_neuro
                 incoming = next_in[incoming]
             else:
                 break
-            alone = False
-            for p in range(indptr[i], indptr[i + 1]):
-                if count[c, indices[p]] == 1:
-                    alone = True
-                    break
-            if not alone:
+            if not _reads_a_key_counted(indptr, indices, count, c, i, 1):  # no axon of its own here
                 continue
             host = -1
             for d in range(K):
-                if d == c or not alive[d] or neurons[d] + weights[i] > max_neurons:
-                    continue
-                holds = True
-                for p in range(indptr[i], indptr[i + 1]):
-                    if count[d, indices[p]] == 0:
-                        holds = False
-                        break
-                if holds:
+                if (d != c and alive[d] and neurons[d] + weights[i] <= max_neurons
+                        and not _reads_a_key_counted(indptr, indices, count, d, i, 0)):
                     host = d
                     break
             if host < 0:
@@ -348,3 +337,12 @@ def _grown(values, size):  # pragma: no cover
     out = np.full(size, -1, np.int64)
     out[:values.size] = values
     return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _reads_a_key_counted(indptr, indices, count, core, item, times):  # pragma: no cover
+    """Whether some axon that ``item`` reads has ``count[core, axon] == times``."""
+    for p in range(indptr[item], indptr[item + 1]):
+        if count[core, indices[p]] == times:
+            return True
+    return False
