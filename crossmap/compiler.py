@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-
+import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
 from crossmap.chip import ChipSpec
@@ -33,18 +33,47 @@ class MissingCalibration(UserWarning):
 BINARIZE_METHODS = ("auto", "deterministic", "stochastic", "lsq", "ttfs", "rate")
 
 
-def auto_binarize(network: Network) -> str:
+def auto_binarize(network: Network, chip: ChipSpec | None = None) -> str:
     """The binarization ``auto`` picks: ``deterministic`` for chip-ready networks (every layer of
-    step neurons, or max pooling of them, with a step output or class readout), else ``rate``
-    (float ReLU networks)."""
+    step neurons, or max pooling of them, with a step output or class readout) whose weights have an
+    exact chip form (per neuron, a scale times few small integers); ``stochastic`` for step networks
+    with real-valued weights (connection probabilities, Esser et al. 2015: sampled binary copies);
+    else ``rate`` (float ReLU networks)."""
     from crossmap.passes.binarize.analysis import plan_network
 
     try:
         plan = plan_network(network, method="deterministic")
     except CrossmapError:
         return "rate"
-    chip_ready = all(layer.pop.activation == "step" or layer.pop.reduce == "max" for layer in plan.layers)
-    return "deterministic" if chip_ready else "rate"
+    if not all(layer.pop.activation == "step" or layer.pop.reduce == "max" for layer in plan.layers):
+        return "rate"
+    chip = chip or ChipSpec.truenorth()
+    steps = [layer.weight() for layer in plan.layers if layer.pop.reduce != "max"]
+    return "deterministic" if all(_few_level(w, chip) for w in steps) else "stochastic"
+
+
+AUTO_REASONS = {
+    "deterministic": "a chip-ready step network",
+    "stochastic": "a step network with real-valued weights: sampled binary copies voting together; "
+                  "--ensemble N sets how many",
+    "rate": "a float network",
+}
+
+
+def _few_level(w: sp.csr_matrix, chip: ChipSpec) -> bool:
+    """Whether every row of ``w`` is a scale times integers of at most ``chip.weight_max`` with at
+    most ``chip.axon_types`` distinct values: the form the deterministic method maps exactly."""
+    from crossmap.passes.binarize.axon_types import distinct_per_row
+    from crossmap.passes.binarize.deterministic import BinarizeDeterministic
+    from crossmap.passes.binarize.levels import row_scales
+
+    if not w.nnz:
+        return True
+    _, data, exact = row_scales(w, chip.weight_max, BinarizeDeterministic.tolerance)
+    if not exact.all():
+        return False
+    ints = sp.csr_matrix((data, w.indices, w.indptr), shape=w.shape)
+    return bool((distinct_per_row(ints) <= chip.axon_types).all())
 
 
 def default_pipeline(binarize: str = "deterministic", **binarize_options: str | int | float | bool | None) -> str:
@@ -132,10 +161,9 @@ def compile(model: ModelSource, output: str | os.PathLike | None = None, *, chip
     if calibration is not None:
         calibration = check_calibration(network, calibration)
     if pipeline is None:
-        binarize = auto_binarize(network)
+        binarize = auto_binarize(network, chip_spec)
         if progress is not None:
-            progress(f"binarize auto: {binarize} ("
-                     f"{'a chip-ready step network' if binarize == 'deterministic' else 'a float network'})")
+            progress(f"binarize auto: {binarize} ({AUTO_REASONS[binarize]})")
         passes = parse_pipeline(default_pipeline(binarize, ensemble=ensemble, encoding=encoding, ticks=ticks))
     if time_limit is not None:
         for p in passes:

@@ -41,6 +41,34 @@ def test_auto_picks_rate_for_float_and_deterministic_for_step_networks(float_mlp
     assert auto_binarize(import_onnx(binary_mlp((16, 8, 4)))) == "deterministic"
 
 
+def _probability_mlp(sizes: tuple[int, ...] = (16, 8, 4)) -> onnx.ModelProto:
+    """A step MLP whose weights are real values in [-1, 1] (connection probabilities x sign)."""
+    model = binary_mlp(sizes)
+    rng = np.random.default_rng(5)
+    for init in model.graph.initializer:
+        if init.name.endswith(".weight"):
+            values = rng.uniform(-1.0, 1.0, size=tuple(init.dims)).astype(np.float32)
+            init.CopyFrom(onnx.numpy_helper.from_array(values, init.name))
+    return model
+
+
+def test_auto_samples_step_networks_with_real_valued_weights(tmp_path):
+    model = _probability_mlp()
+    assert auto_binarize(import_onnx(model)) == "stochastic"
+    path = tmp_path / "prob.onnx"
+    onnx.save(model, str(path))
+    messages: list[str] = []
+    auto = crossmap.compile(path, chip=SMALL_CHIP, progress=messages.append)
+    sampled = crossmap.compile(path, chip=SMALL_CHIP, binarize="stochastic")
+    assert any("binarize auto: stochastic" in m and "--ensemble" in m for m in messages)
+    assert auto.metadata["pipeline"] == sampled.metadata["pipeline"]
+    spikes = np.random.default_rng(0).random((32, 16)) > 0.5
+    np.testing.assert_array_equal(crossmap.emulate(auto, spikes).class_counts,
+                                  crossmap.emulate(sampled, spikes).class_counts)
+    with pytest.raises(BinarizeError, match="not integer multiples"):
+        crossmap.compile(path, chip=SMALL_CHIP, binarize="deterministic")
+
+
 def test_auto_compiles_step_networks_exactly_as_before(tmp_path):
     path = tmp_path / "bmlp.onnx"
     onnx.save(binary_mlp((16, 8, 4)), str(path))

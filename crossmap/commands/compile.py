@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chip", default="truenorth", help="chip name (truenorth, truenorth-2x2), JSON file, or truenorth-auto: "
                                                          "the smallest board of TrueNorth chips that holds the program")
     p.add_argument("--binarize", default="auto", choices=BINARIZE_METHODS,
-                   help="binarization method (default auto: deterministic for chip-ready step networks, rate for "
-                        "float networks)")
+                   help="binarization method (default auto: deterministic for chip-ready step networks, "
+                        "stochastic for step networks with real-valued weights, rate for float networks)")
     p.add_argument("--ensemble", type=bounded_int(1, MAX_ENSEMBLE), default=None, help="ensemble copies (stochastic binarization)")
     p.add_argument("--encoding", default=None, help="input encoding: threshold, rate or regular")
     p.add_argument("--ticks", type=bounded_int(1, MAX_TICKS), default=None, help="input ticks per sample (rate coding: more ticks, more precision)")
