@@ -48,8 +48,8 @@ def auto_binarize(network: Network, chip: ChipSpec | None = None) -> str:
     if not all(layer.pop.activation == "step" or layer.pop.reduce == "max" for layer in plan.layers):
         return "rate"
     chip = chip or ChipSpec.truenorth()
-    steps = [layer.weight() for layer in plan.layers if layer.pop.reduce != "max"]
-    return "deterministic" if all(_few_level(w, chip) for w in steps) else "stochastic"
+    exact = all(_few_level(layer.weight(), chip) for layer in plan.layers if layer.pop.reduce != "max")  # one at a time
+    return "deterministic" if exact else "stochastic"
 
 
 AUTO_REASONS = {
