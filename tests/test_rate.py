@@ -112,15 +112,40 @@ def test_samples_scoring_below_the_calibration_set_still_spike_for_their_class(f
     assert _agreement(program, network, dim) >= 0.9
 
 
-def test_fan_in_above_one_core_is_split_into_partial_sums(tmp_path):
+@pytest.mark.parametrize("partials, per_chunk", [("offset", 1), ("signed", 2)])
+def test_fan_in_above_one_core_is_split_into_partial_sums(tmp_path, partials, per_chunk):
     path = tmp_path / "wide.onnx"
     onnx.save(mlp((100, 20, 5), seed=4), str(path))  # 100 inputs x 4 lines > 64 axons a core
     rng = np.random.default_rng(3)
     program = crossmap.compile(path, chip=SMALL_CHIP, calibration=rng.random((128, 100)).astype(np.float32),
-                               ticks=32)
-    layers = program.reports["binarize_rate"]["layers"]
-    assert layers[0]["chunks"] > 1 and any(g.endswith("/part0") for g in layers[0]["groups"])
+                               pipeline=f"binarize_rate{{partials={partials};ticks=32}},partition,place,route,emit")
+    hidden = program.reports["binarize_rate"]["layers"][0]
+    assert hidden["chunks"] > 1 and any(g.endswith("/part0") for g in hidden["groups"])
+    part0 = program.group_names.index(hidden["groups"][0])
+    assert int(np.sum(program.neuron_group == part0)) == per_chunk * 20  # one neuron (offset) or a +/- pair (signed) per chunk
+    assert hidden["relative_error"] < 0.1  # the merged values keep the float layer's
     assert _agreement(program, import_onnx(str(path)), rng.random((200, 100))) >= 0.85
+
+
+def test_a_large_negative_bias_leaks_out_over_the_run(tmp_path):
+    """A neuron held far below zero by its bias until all its input has come in would be left
+    with too few ticks to fire its count; spread over the run, the bias costs no spikes."""
+    path = tmp_path / "biased.onnx"
+    model = mlp((30, 12, 4), seed=5)
+    for init in model.graph.initializer:
+        if init.name == "fc0.bias":  # the hidden bias: far below zero, the weights lifted to match
+            init.CopyFrom(onnx.numpy_helper.from_array(np.full(12, -6.0, np.float32), init.name))
+        elif init.name == "fc0.weight":
+            w = onnx.numpy_helper.to_array(init)
+            init.CopyFrom(onnx.numpy_helper.from_array((np.abs(w) + 0.4).astype(np.float32), init.name))
+    onnx.save(model, str(path))
+    x = np.random.default_rng(4).random((128, 30)).astype(np.float32)
+    errors = {}
+    for spread in ("true", "false"):
+        program = crossmap.compile(path, calibration=x, pipeline=f"binarize_rate{{spread={spread};ticks=32}},"
+                                                                  f"partition,place,route,emit")
+        errors[spread] = program.reports["binarize_rate"]["layers"][0]["relative_error"]
+    assert errors["true"] < 0.1 and errors["false"] > 3 * errors["true"]
 
 
 def test_weight_codes_are_four_bit_sums_of_the_type_weights():
@@ -152,6 +177,7 @@ def test_rounding_with_error_feedback_keeps_the_drive_on_the_calibration_inputs(
 
 @pytest.mark.parametrize("option, message", [("floor=-1", r"floor=-1.0; choose a value in \[0, 10\]"),
                                              ("bits=5", r"bits=5; need 1 to 4"),
+                                             ("partials=pairs", r"partials='pairs'; choose offset or signed"),
                                              ("percentile=20", r"percentile=20.0; choose a value in \[50, 100\]")])
 def test_options_out_of_range_get_clear_errors(float_mlp, option, message):
     x = np.random.default_rng(0).random((8, 40)).astype(np.float32)

@@ -10,7 +10,7 @@ bounds, so a network that passes the check may still fail later, never the rever
 - ``deterministic``, ``lsq``, ``ttfs``: one chip neuron per layer neuron;
 - ``stochastic``: one per neuron and sampled copy (``ensemble``);
 - ``rate``: a neuron reading more lines (inputs x ``bits``) than a core has axons is cut into k >=
-  ceil(lines / axons) chunks, each a positive and a negative partial neuron, plus the merge neuron;
+  ceil(lines / axons) chunks, each at least one partial neuron, plus the merge neuron;
   output neurons have ``output_copies`` copies.
 """
 
@@ -74,7 +74,7 @@ def layer_needs(network: Network, method: str, chip: ChipSpec, *, ensemble: int 
         elif method == "rate":
             chunks = max(1, math.ceil(fan_in * bits / chip.axons_per_core))
             copies = output_copies if output else 1
-            chip_neurons = n * copies + (2 * n * chunks if chunks > 1 else 0)
+            chip_neurons = n * copies + (n * chunks if chunks > 1 else 0)
         else:
             chip_neurons = n
         needs.append(LayerNeed(layer.name, n, chip_neurons, fan_in, chunks))

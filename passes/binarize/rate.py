@@ -18,15 +18,19 @@ are seen and not compounded): a neuron's scale is the ``percentile`` of its acti
   weight is the sum of the types its crossbar bits select (``crossmap.passes.binarize.codes``: a
   4-bit signed code with a scale per neuron), rounded with error feedback through the calibration
   inputs' correlation (``feedback``), so that the neuron's drive, not each weight, is kept.
-- Biases: a negative bias is the initial potential (T ticks of it at once: the neuron must first
-  make up for it, which is the same total); a positive one is the leak, added on every tick of the
+- Biases: a negative bias leaks out evenly over the run, T ticks of it in all, what the leak range
+  cannot hold taken off the initial potential (``spread``; held below zero until its input has
+  all come in, a neuron would be short of ticks to fire in); a positive one is the leak, added on every tick of the
   run, with the ticks outside the layer's input window taken off the initial potential, so that
   the total is again T ticks of bias and the neuron never fires on the bias alone before its
   input arrives. A neuron whose bias needs more than the leak range gets a smaller threshold.
-- Fan-in beyond one core: the inputs are cut into chunks that fit a core (dense layers deal the
-  inputs out by activity, so the chunks are alike); each chunk's partial sum is a pair of partial
-  neurons, its positive and its negative part, and a merge group adds the parts (with the bias,
-  fitted on the calibration data to the partials' real counts) and applies the ReLU.
+- Fan-in beyond one core: the inputs are cut into chunks that fit a core
+  (``crossmap.passes.binarize.chunks``: a dense layer's inputs dealt out evenly, a convolution's
+  channels grouped so that its partial neurons fill cores); each chunk's partial sum is one
+  partial neuron whose steady leak lifts the calibration's low tail to zero (``partials=offset``;
+  or a pair, its positive and its negative part, ``signed``), and a merge group adds the parts
+  (its bias, fitted on the calibration data to the partials' real counts, takes the lift off
+  again at the same pace) and applies the ReLU.
 - Output: the last layer's neurons share one scale and offset, so class spike counts rank like the
   logits; zero spikes lie ``floor`` spans below the lowest winning score of the calibration set, so
   that a sample scoring lower still spikes for its class instead of falling to the tie of all-zero
@@ -55,6 +59,7 @@ from crossmap.errors import BinarizeError
 from crossmap.passes.binarize.analysis import Layer, Plan, plan_network
 from crossmap.passes.binarize.axon_types import TypeAssignment
 from crossmap.passes.binarize.build import DeployedBuilder, IntLayer
+from crossmap.passes.binarize.chunks import input_chunks
 from crossmap.passes.binarize.codes import Codes, _subset_sums, fit_codes
 from crossmap.passes.binarize.maxpool import expand_max_pools
 from crossmap.passes.binarize.trains import simulate_new
@@ -89,6 +94,8 @@ class BinarizeRate:
     correct: bool = True  # cancel the mean drive error of the deployed inputs in each layer's bias
     floor: float = 0.25  # output layer: how far below the calibration's lowest winning score zero spikes lie, in spans
     feedback: bool = True  # round each neuron's weights with error feedback through its inputs' correlation
+    partials: str = "offset"  # fan-in above a core: offset (one partial neuron per chunk) | signed (a +/- pair)
+    spread: bool = True  # a negative bias leaks out over the run instead of all at the start
     encoding: str = "auto"  # auto (threshold when the model thresholds its input, else regular) | regular | rate
 
     def run(self, state: CompileState) -> CompileState:
@@ -126,6 +133,8 @@ class BinarizeRate:
                                 f"(axon types per input)")
         if self.encoding not in ("auto", "regular", "rate", "threshold"):
             raise BinarizeError(f"binarize_rate: encoding={self.encoding!r}; choose auto, regular, rate or threshold")
+        if self.partials not in ("offset", "signed"):
+            raise BinarizeError(f"binarize_rate: partials={self.partials!r}; choose offset or signed")
         if self.ticks is not None and self.ticks < 1:
             raise BinarizeError(f"binarize_rate: ticks={self.ticks}; need at least 1")
         if not 50.0 <= self.percentile <= 100.0:
@@ -226,7 +235,10 @@ class _Converter:
         """Cut every layer's inputs into chunks and fix the run length (input ticks + latency)."""
         depth = {INPUT: 0}
         for layer in self.plan.layers:
-            chunks = _chunks(layer.weight(), self.options.bits, self.chip.axons_per_core)
+            chunks = input_chunks(layer.weight(), self.options.bits, self.chip.axons_per_core,
+                                  self.chip.neurons_per_core, shape=layer.pop.shape,
+                                  parts=1 if self.options.partials == "offset" else 2,
+                                  copied_sources=any(s != INPUT for s in layer.sources))
             self.chunks[layer.name] = chunks
             depth[layer.name] = 1 + max(depth[s] for s in layer.sources) + (1 if len(chunks) > 1 else 0)
         self.run_ticks = self.ticks + max(depth.values()) - 1
@@ -317,29 +329,43 @@ class _Converter:
 
     def _split(self, layer: Layer, chunks: list[np.ndarray], flat_cols: list[tuple[str, int]], u: sp.csr_matrix,
                bu: np.ndarray, rates_in: np.ndarray, copies: int) -> list[str]:
-        """Partial groups (positive and negative part of each chunk's sum) and a merge group. The
-        partials of an output layer get its ``copies`` too (staggered), which the merge reads all
-        of: their count resolution, not only the merge's, limits the class scores."""
+        """Partial groups, one per chunk of the inputs, and a merge group that adds their counts.
+        With ``partials="offset"`` a chunk's partial neuron carries its sum plus an offset that
+        lifts the calibration's low tail to zero (one neuron per chunk); with ``"signed"`` it is a
+        pair, the positive and the negative part. The partials of an output layer get its
+        ``copies`` too (staggered), which the merge reads all of: their count resolution, not only
+        the merge's, limits the class scores."""
         p = self.options.percentile
         n = layer.size
         partial = [np.asarray(rates_in[:, c] @ u[:, c].T.toarray()) for c in chunks]
-        peaks = [np.percentile(np.abs(v), p, axis=0) for v in partial]
+        signed = self.options.partials == "signed"
+        if signed:
+            lifts = [np.zeros(n) for _ in partial]
+            peaks = [np.percentile(np.abs(v), p, axis=0) for v in partial]
+        else:
+            lifts = [np.maximum(0.0, -np.percentile(v, 100.0 - p, axis=0)) for v in partial]
+            peaks = [np.percentile(v + lift, p, axis=0) for v, lift in zip(partial, lifts)]
         sigma = np.max(peaks, axis=0)
         sigma = np.where(sigma > TINY, sigma, max(float(np.median(sigma)), TINY))
         names = []
         for c, cols in enumerate(chunks):
             name = f"{layer.name}/part{c}"
             sub = sp.csr_matrix(sp.diags(1.0 / sigma) @ u[:, cols])
-            both = sp.vstack([sub, -sub], format="csr")
-            self._emit(name, layer.name, _select(flat_cols, cols), both, np.zeros(2 * n), rates_in[:, cols],
-                       np.full(2 * n, -1), copies)
+            if signed:
+                weights, bias = sp.vstack([sub, -sub], format="csr"), np.zeros(2 * n)
+            else:
+                weights, bias = sub, lifts[c] / sigma
+            self._emit(name, layer.name, _select(flat_cols, cols), weights, bias, rates_in[:, cols],
+                       np.full(weights.shape[0], -1), copies, steady=True)
             names.append(name)
-        # merge: z / scale = sum_c sigma * (rate_c+ - rate_c-) / copies + bias, the bias fitted to the real counts
-        width = 2 * n * copies  # lines of one partial group: (+, -) x neurons x copies, neuron-major
-        part_rates = np.hstack([self.trains[m].sum(axis=0) / self.ticks for m in names])
-        signed = np.tile(np.repeat(np.concatenate([sigma, -sigma]), copies) / copies, len(names))
-        rows = np.tile(np.repeat(np.concatenate([np.arange(n), np.arange(n)]), copies), len(names))
-        merge_w = sp.csr_matrix((signed, (rows, np.arange(width * len(names)))), shape=(n, width * len(names)))
+        # merge: z / scale = sum_c sigma * (parts of chunk c) / copies + bias, the bias fitted to the real counts
+        sign = np.concatenate([sigma, -sigma]) if signed else sigma
+        width = sign.size * copies  # lines of one partial group: neurons x copies, neuron-major
+        seen = self.run_ticks - 1  # the merge integrates a spike one tick after it is fired
+        part_rates = np.hstack([self.trains[m][:seen].sum(axis=0) / self.ticks for m in names])
+        values = np.tile(np.repeat(sign, copies) / copies, len(names))
+        rows = np.tile(np.repeat(np.arange(sign.size) % n, copies), len(names))
+        merge_w = sp.csr_matrix((values, (rows, np.arange(width * len(names)))), shape=(n, width * len(names)))
         target = rates_in @ u.T.toarray() + bu
         merge_b = np.mean(target - np.asarray(part_rates @ merge_w.T.toarray()), axis=0)
         sources = [(m, np.arange(width)) for m in names]
@@ -347,15 +373,19 @@ class _Converter:
         return names + [layer.name]
 
     def _emit(self, name: str, layer: str, sources: list[tuple[str, np.ndarray]], u: sp.csr_matrix,
-              bu: np.ndarray, inputs: np.ndarray, output_class: np.ndarray, copies: int) -> None:
+              bu: np.ndarray, inputs: np.ndarray, output_class: np.ndarray, copies: int, steady: bool = False) -> None:
         """Fit codes to the group's float weights ``u`` on its ``inputs`` (calibration rates of its
-        columns), add the group (with ``copies`` staggered copies of each neuron) and simulate it."""
+        columns), add the group (with ``copies`` staggered copies of each neuron) and simulate it.
+        ``steady``: a positive bias leaks in on every tick of the run, not T ticks of it in all (the
+        lift of offset partial sums: their merge takes it off again at the same pace)."""
         chip = self.chip
         T, R = self.ticks, self.run_ticks
         depth = 1 + max(self.depth[s] for s, _ in sources)
         # the bias must fit the leak range (positive) and T ticks of it the membrane (negative)
         cap = np.where(bu > 0, chip.leak_max / np.maximum(bu, TINY), np.inf)
         cap = np.minimum(cap, (chip.beta_max // 2) / (T * np.maximum(1.0, np.abs(bu))))
+        if self.options.spread:  # and a negative one, spread over the run, the leak range too
+            cap = np.minimum(cap, np.where(bu < 0, -chip.leak_min * R / (T * np.maximum(-bu, TINY)), np.inf))
         cap = np.minimum(cap, chip.alpha_max)
         with self.blas.limit(limits=1, user_api="blas"):
             codes = fit_codes(u, np.mean(inputs ** 2, axis=0), cap, bits=self.options.bits,
@@ -364,8 +394,13 @@ class _Converter:
         n = codes.k.shape[0]
         alpha = codes.alpha.astype(np.float64)
         bias = bu * alpha  # per input tick, in membrane units
-        leak = np.clip(np.rint(bias), 0, chip.leak_max)
-        start = np.rint(T * bias) - R * leak  # T ticks of bias in all, none before the input
+        # T ticks of bias in all: a positive one leaks in on every tick and what the ticks before the
+        # input would add is taken off the start, so the neuron never fires on the bias alone; a
+        # negative one leaks out evenly over the run (the rest at the start), so the neuron is not
+        # held below zero until its input has all come in and then short of ticks to fire in
+        spread = -np.floor(np.maximum(-T * bias, 0.0) / R) if self.options.spread else 0.0
+        leak = np.clip(np.where(bias > 0, np.rint(bias), spread), chip.leak_min, chip.leak_max)
+        start = np.where(steady & (bias > 0), 0.0, np.rint(T * bias) - R * leak)
         stagger = np.tile((np.arange(copies) + 0.5) / copies, n)
         alpha_c = np.repeat(alpha, copies)
         initial = np.floor(alpha_c * stagger) + np.repeat(start, copies)
@@ -407,30 +442,6 @@ def _select(flat_cols: list[tuple[str, int]], cols: np.ndarray) -> list[tuple[st
         else:
             blocks.append((s, [i]))
     return [(s, np.asarray(idx, np.int64)) for s, idx in blocks]
-
-
-def _chunks(w: sp.csr_matrix, bits: int, budget: int) -> list[np.ndarray]:
-    """Column sets such that no neuron reads more than ``budget`` lines in one. A dense layer (every
-    neuron reads most inputs) deals its columns round-robin into equal chunks; otherwise the
-    chunks are consecutive columns (channel groups of a convolution, which stay local)."""
-    csc = sp.csc_matrix(w)
-    n, m = w.shape
-    per_row = np.diff(sp.csr_matrix(w).indptr)
-    if per_row.size == 0 or per_row.max() * bits <= budget:
-        return [np.arange(m)]
-    if csc.nnz >= 0.5 * n * m:
-        count = -(-m * bits // budget)
-        return [np.arange(k, m, count) for k in range(count)]
-    need = np.zeros(n, np.int64)
-    chunks, start = [], 0
-    for col in range(m):
-        rows = csc.indices[csc.indptr[col]:csc.indptr[col + 1]]
-        if rows.size and (need[rows] + bits).max() > budget:
-            chunks.append(np.arange(start, col))
-            start, need = col, np.zeros(n, np.int64)
-        need[rows] += bits
-    chunks.append(np.arange(start, m))
-    return [c for c in chunks if c.size]
 
 
 def _assignment(codes: Codes, types: int, copies: int) -> tuple[TypeAssignment, sp.csr_matrix]:
