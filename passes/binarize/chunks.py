@@ -12,7 +12,7 @@ neurons' cores (each reads one line per partial) and, where the inputs are neuro
   which stay local). More chunks mean fewer lines per partial neuron and more of them sharing a
   core's axons; the count with the fewest estimated cores wins (``estimated_cores``: neurons
   packed greedily in their order or in square tiles of positions, as the partition pass finds
-  such groups).
+  such groups, on a corner of a large layer and scaled to the whole).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-MAX_CHUNK_FACTOR = 8  # chunk counts tried: from the fewest that fit up to this many times it
+MAX_CHUNK_FACTOR = 4  # chunk counts tried: from the fewest that fit up to this many times it
 TILES = (2, 4, 8)  # square tiles of positions tried as packing orders
+SAMPLE_NEURONS = 4096  # neurons the estimate packs (a corner of a convolution's positions)
 
 
 def input_chunks(w: sp.csr_matrix, bits: int, axons: int, neurons: int, *, shape: tuple[int, ...] = (),
@@ -39,22 +40,40 @@ def input_chunks(w: sp.csr_matrix, bits: int, axons: int, neurons: int, *, shape
     if csr.nnz >= 0.5 * n * m:
         count = -(-m * bits // axons)
         return [np.arange(k, m, count) for k in range(count)]
-    orders = _orders(n, shape)
-    best: tuple[int, int, list[np.ndarray]] | None = None
+    sample, sample_shape = _sample(n, shape)
+    part = csr[sample]
+    orders = _orders(sample.size, sample_shape)
+    best: tuple[float, int, list[np.ndarray]] | None = None
     for count in range(fewest, MAX_CHUNK_FACTOR * fewest + 1):
         if count != fewest and m % count:
             continue  # equal runs that do not divide the inputs cut across channels
         bounds = np.linspace(0, m, count + 1).round().astype(np.int64)
         chunks = [np.arange(bounds[k], bounds[k + 1]) for k in range(count)]
+        floor = -(-n * count * parts // neurons) + -(-n // max(1, min(neurons, axons // (count * parts))))
+        if best is not None and floor >= best[0]:
+            continue  # its partial neurons and merges alone take more cores than the best so far
         if any(np.diff(csr[:, c].indptr).max() * bits > axons for c in chunks):
             continue
-        cores = min(estimated_cores(csr, chunks, order, bits, axons, neurons, parts=parts,
-                                    copied_sources=copied_sources) for order in orders)
+        cores = min(estimated_cores(part, chunks, order, bits, axons, neurons, parts=parts,
+                                    copied_sources=copied_sources) for order in orders) * n / sample.size
         if best is None or (cores, count) < best[:2]:
             best = (cores, count, chunks)
     if best is None:  # no equal cut fits: cut before each column that would overflow a neuron
         return _consecutive(sp.csc_matrix(csr), bits, axons)
     return best[2]
+
+
+def _sample(n: int, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The neurons the estimate packs, and their shape: for (channels, height, width) neurons a
+    corner of about ``SAMPLE_NEURONS`` with every channel (at least the largest tile square),
+    else the first ``SAMPLE_NEURONS``; all of them when there are fewer."""
+    if len(shape) == 3 and int(np.prod(shape)) == n:
+        c, h, w = shape
+        side = max(max(TILES), int(np.ceil(np.sqrt(SAMPLE_NEURONS / max(c, 1)))))
+        hh, ww = min(h, side), min(w, side)
+        _, y, x = np.unravel_index(np.arange(n), shape)
+        return np.flatnonzero((y < hh) & (x < ww)), (c, hh, ww)
+    return np.arange(min(n, SAMPLE_NEURONS)), ()
 
 
 def _orders(n: int, shape: tuple[int, ...]) -> list[np.ndarray]:
