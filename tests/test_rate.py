@@ -121,8 +121,8 @@ def test_fan_in_above_one_core_is_split_into_partial_sums(tmp_path, partials, pe
                                pipeline=f"binarize_rate{{partials={partials};ticks=32}},partition,place,route,emit")
     hidden = program.reports["binarize_rate"]["layers"][0]
     assert hidden["chunks"] > 1 and any(g.endswith("/part0") for g in hidden["groups"])
-    part0 = program.group_names.index(hidden["groups"][0])
-    assert int(np.sum(program.neuron_group == part0)) == per_chunk * 20  # one neuron (offset) or a +/- pair (signed) per chunk
+    part0 = program.group_names.index(hidden["groups"][0])  # one neuron (offset) or a +/- pair (signed) a chunk
+    assert int(np.sum(program.neuron_group == part0)) == per_chunk * 20
     assert hidden["relative_error"] < 0.1  # the merged values keep the float layer's
     assert _agreement(program, import_onnx(str(path)), rng.random((200, 100))) >= 0.85
 
