@@ -48,8 +48,8 @@ def test_a_convolution_is_cut_into_whole_channels_that_tile_cores_best():
     chunks = input_chunks(w, 4, 256, 256, shape=shape)
     assert len(chunks) == 6 and all(c.size == 196 and c[0] % 196 == 0 for c in chunks)  # one channel each
     fewest = [np.arange(k * 392, (k + 1) * 392) for k in range(3)]  # two channels: 200 lines a neuron
-    chosen = min(estimated_cores(w, chunks, o, 4, 256, 256) for o in _orders(w.shape[0], shape))
-    wide = min(estimated_cores(w, fewest, o, 4, 256, 256) for o in _orders(w.shape[0], shape))
+    chosen = min(estimated_cores([w[:, c] for c in chunks], o, 4, 256, 256) for o in _orders(w.shape[0], shape))
+    wide = min(estimated_cores([w[:, c] for c in fewest], o, 4, 256, 256) for o in _orders(w.shape[0], shape))
     assert chosen < 0.6 * wide  # 4x4 positions x 16 filters fill a core on one channel
 
 

@@ -54,7 +54,8 @@ def input_chunks(w: sp.csr_matrix, bits: int, axons: int, neurons: int, *, shape
             continue  # its partial neurons and merges alone take more cores than the best so far
         if any(np.diff(csr[:, c].indptr).max() * bits > axons for c in chunks):
             continue
-        cores = min(estimated_cores(part, chunks, order, bits, axons, neurons, parts=parts,
+        blocks = [sp.csr_matrix(part[:, c]) for c in chunks]
+        cores = min(estimated_cores(blocks, order, bits, axons, neurons, parts=parts,
                                     copied_sources=copied_sources) for order in orders) * n / sample.size
         if best is None or (cores, count) < best[:2]:
             best = (cores, count, chunks)
@@ -105,15 +106,15 @@ def _consecutive(csc: sp.csc_matrix, bits: int, budget: int) -> list[np.ndarray]
     return [c for c in chunks if c.size]
 
 
-def estimated_cores(w: sp.csr_matrix, chunks: list[np.ndarray], order: np.ndarray, bits: int, axons: int,
-                    neurons: int, *, parts: int = 1, copied_sources: bool = True) -> int:
-    """Cores a split layer takes: its partial neurons packed greedily in ``order`` (a core closes
-    when its lines or neurons would overflow), its merge neurons (one line per partial), and the
-    copies of source neurons its partial cores' lines need."""
-    n = w.shape[0]
+def estimated_cores(blocks: list[sp.csr_matrix], order: np.ndarray, bits: int, axons: int, neurons: int, *,
+                    parts: int = 1, copied_sources: bool = True) -> int:
+    """Cores a split layer takes, from its weights on each chunk (``blocks``, one CSR matrix of
+    neurons x the chunk's inputs each): its partial neurons packed greedily in ``order`` (a core
+    closes when its lines or neurons would overflow), its merge neurons (one line per partial),
+    and the copies of source neurons its partial cores' lines need."""
+    n = blocks[0].shape[0]
     cores, lines = 0, 0
-    for cols in chunks:
-        sub = sp.csr_matrix(w[:, cols])
+    for sub in blocks:
         current: set[int] = set()
         count = 0
         for row in order.tolist():
@@ -128,7 +129,7 @@ def estimated_cores(w: sp.csr_matrix, chunks: list[np.ndarray], order: np.ndarra
                 current, count = union, count + parts
         if count:
             cores, lines = cores + 1, lines + len(current) * bits
-    merge_lines = len(chunks) * parts
+    merge_lines = len(blocks) * parts
     cores += -(-n // max(1, min(neurons, axons // merge_lines)))
     if copied_sources:
         cores += -(-lines // neurons)

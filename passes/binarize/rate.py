@@ -18,12 +18,12 @@ are seen and not compounded): a neuron's scale is the ``percentile`` of its acti
   weight is the sum of the types its crossbar bits select (``crossmap.passes.binarize.codes``: a
   4-bit signed code with a scale per neuron), rounded with error feedback through the calibration
   inputs' correlation (``feedback``), so that the neuron's drive, not each weight, is kept.
-- Biases: a negative bias leaks out evenly over the run, T ticks of it in all, what the leak range
-  cannot hold taken off the initial potential (``spread``; held below zero until its input has
-  all come in, a neuron would be short of ticks to fire in); a positive one is the leak, added on every tick of the
-  run, with the ticks outside the layer's input window taken off the initial potential, so that
-  the total is again T ticks of bias and the neuron never fires on the bias alone before its
-  input arrives. A neuron whose bias needs more than the leak range gets a smaller threshold.
+- Biases: T ticks of bias in all. A negative bias leaks out evenly over the run, what the leak
+  range cannot hold taken off the initial potential (``spread``: held below zero until its input
+  has all come in, a neuron would be short of ticks to fire in). A positive one is the leak, added
+  on every tick of the run, with the ticks outside the layer's input window taken off the initial
+  potential, so that the neuron never fires on the bias alone before its input arrives. A neuron
+  whose bias needs more than the leak range gets a smaller threshold.
 - Fan-in beyond one core: the inputs are cut into chunks that fit a core
   (``crossmap.passes.binarize.chunks``: a dense layer's inputs dealt out evenly, a convolution's
   channels grouped so that its partial neurons fill cores); each chunk's partial sum is one
@@ -340,9 +340,8 @@ class _Converter:
         partial = [np.asarray(rates_in[:, c] @ u[:, c].T.toarray()) for c in chunks]
         signed = self.options.partials == "signed"
         if signed:
-            lifts = [np.zeros(n) for _ in partial]
             peaks = [np.percentile(np.abs(v), p, axis=0) for v in partial]
-        else:
+        else:  # each chunk's lift: its sum's low tail up to zero
             lifts = [np.maximum(0.0, -np.percentile(v, 100.0 - p, axis=0)) for v in partial]
             peaks = [np.percentile(v + lift, p, axis=0) for v, lift in zip(partial, lifts)]
         sigma = np.max(peaks, axis=0)
@@ -394,10 +393,7 @@ class _Converter:
         n = codes.k.shape[0]
         alpha = codes.alpha.astype(np.float64)
         bias = bu * alpha  # per input tick, in membrane units
-        # T ticks of bias in all: a positive one leaks in on every tick and what the ticks before the
-        # input would add is taken off the start, so the neuron never fires on the bias alone; a
-        # negative one leaks out evenly over the run (the rest at the start), so the neuron is not
-        # held below zero until its input has all come in and then short of ticks to fire in
+        # T ticks of bias in all (see Biases in the module docstring); a steady lift starts at zero
         spread = -np.floor(np.maximum(-T * bias, 0.0) / R) if self.options.spread else 0.0
         leak = np.clip(np.where(bias > 0, np.rint(bias), spread), chip.leak_min, chip.leak_max)
         start = np.where(steady & (bias > 0), 0.0, np.rint(T * bias) - R * leak)
